@@ -1,0 +1,72 @@
+// Transformer: the explicit forward and backward pass of the decoder.
+//
+//   x = embed(tokens)
+//   for each layer:
+//       x = x + o_proj(attention(rope(qk_norm(qkv_proj(norm1(x))))))
+//       x = x + down_proj(act(mlp_in_proj(norm2(x))))
+//   loss = cross_entropy(head(norm(x)), targets)
+//
+// No autograd: each step of the backward is written out in reverse, reading
+// what the forward saved in Activations. See DESIGN.md §3.
+#pragma once
+
+#include "core/model/activations.h"
+#include "core/model/param_store.h"
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+namespace crucible {
+
+struct LossSum {
+    double loss = 0.0;     // Σ per-token loss in nats
+    int64_t tokens = 0;    // targets counted
+    int64_t correct = 0;   // argmax == target (evaluate only)
+    double mean() const { return tokens ? loss / double(tokens) : 0.0; }
+};
+
+class Transformer {
+public:
+    // max_batch × max_seq bounds every call; training allocates what the
+    // backward needs, inference only one layer's worth.
+    Transformer(ParamStore& params, int64_t max_batch, int64_t max_seq, bool training);
+
+    const ModelConfig& config() const { return m_params->config(); }
+    ParamStore& params() const { return *m_params; }
+    Backend& backend() const { return m_params->backend(); }
+    const Activations& activations() const { return *m_acts; }
+
+    // Forward and backward of one micro-batch (tokens and targets are host
+    // arrays [B·T]); weight gradients accumulate scaled by grad_scale.
+    LossSum train_micro_batch(const int32_t* tokens, const int32_t* targets, int64_t batch, int64_t seq,
+                              float grad_scale);
+    // Loss and next-token accuracy, no gradients.
+    LossSum evaluate(const int32_t* tokens, const int32_t* targets, int64_t batch, int64_t seq);
+    // Logits [B, V] of the last position of each sequence (full recompute).
+    void last_logits(const int32_t* tokens, int64_t batch, int64_t seq, std::vector<float>& logits);
+
+private:
+    void check_shape(int64_t batch, int64_t seq) const;
+    void upload_tokens(const int32_t* tokens, const int32_t* targets, int64_t n);
+    void forward_layers(int64_t batch, int64_t seq);
+    void backward_layers(int64_t batch, int64_t seq);
+    // Views of the activations for the current (possibly smaller) batch.
+    Tensor rows(Tensor t, int64_t n) const { return t.slice_rows(0, n); }
+    void norm_forward(Tensor out, Tensor rstd, Tensor mean, Tensor x, const ParamEntry& w, const ParamEntry* b);
+    void norm_backward(Tensor dx, const ParamEntry& w, const ParamEntry* b, Tensor dout, Tensor x, Tensor rstd,
+                       Tensor mean);
+
+    ParamStore* m_params;
+    std::unique_ptr<Activations> m_acts;
+    int64_t m_max_batch, m_max_seq;
+
+    struct LayerParams {
+        const ParamEntry *attn_norm, *attn_norm_bias, *q_norm, *k_norm, *o_proj;
+        const ParamEntry *mlp_norm, *mlp_norm_bias, *down_proj;
+    };
+    std::vector<LayerParams> m_layer_params;
+    const ParamEntry *m_embedding, *m_final_norm, *m_final_norm_bias, *m_head;
+};
+
+} // namespace crucible

@@ -1,0 +1,226 @@
+// Backend: the one interface between the engine and the hardware.
+//
+// Every operation the model, the optimizers and generation need is a virtual
+// function here, forward and backward. CpuBackend (fp32, OpenBLAS + OpenMP) is
+// the reference; CudaBackend (bf16 activations and weights, fp32 accumulation,
+// fp32 master weights and gradients) is checked against it op by op.
+//
+// Conventions
+// - Outputs first, then inputs, then sizes/hyper-parameters.
+// - All tensors are contiguous, row-major and live on this backend's device.
+// - "Activations" are in compute_dtype() (f32 on CPU, bf16 on CUDA); weights
+//   passed to forward ops are the compute-dtype copy; weight gradients,
+//   optimizer state, master weights, norm statistics (rstd, mean, lse) and
+//   losses are always f32. Token ids and targets are i32.
+// - Weight gradients are ACCUMULATED (+=), so micro-batches add up naturally;
+//   the trainer zeroes them once per optimizer step. Activation gradients are
+//   overwritten unless the op takes an `accumulate` flag.
+// - A Linear weight is stored [out, in] (Hugging Face layout): y = x · Wᵀ.
+// - Attention works on the packed projection output qkv of shape
+//   [B·T, (H + 2·KV)·D]: the H query heads, then KV key heads, then KV value
+//   heads of each token, as produced by one GEMM with q_proj, k_proj and
+//   v_proj stacked. Query head h reads key/value head h / (H / KV) (GQA).
+// - RoPE is the half-split ("rotate half") convention of Hugging Face Llama:
+//   pairs (i, i + D/2), angle = pos · theta^(-2i/D).
+//
+// Each worker thread owns its own backend instance; a backend is not
+// thread-safe. Every failure throws crucible::Error.
+#pragma once
+
+#include "kernels/tensor.h"
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace crucible {
+
+struct AttentionShape {
+    int64_t batch = 1;
+    int64_t seq = 1;
+    int64_t n_heads = 1;
+    int64_t n_kv_heads = 1;
+    int64_t head_dim = 1;
+
+    int64_t tokens() const { return batch * seq; }
+    int64_t q_dim() const { return n_heads * head_dim; }
+    int64_t kv_dim() const { return n_kv_heads * head_dim; }
+    int64_t qkv_dim() const { return q_dim() + 2 * kv_dim(); }
+    int64_t group() const { return n_heads / n_kv_heads; }
+};
+
+// Which attention implementation the backend uses. Flash never materialises
+// the T×T scores; naive does (kept for the benchmark dashboard and as a peer).
+enum class AttentionKind { flash, naive };
+
+struct AdamWHyper {
+    float lr = 1e-3f;
+    float beta1 = 0.9f;
+    float beta2 = 0.95f;
+    float eps = 1e-8f;
+    float weight_decay = 0.0f;
+    float grad_scale = 1.0f;   // multiplies the gradient first (global-norm clipping)
+    int64_t step = 1;          // 1-based, for bias correction
+};
+
+struct MuonHyper {
+    float lr = 0.02f;
+    float momentum = 0.95f;
+    float weight_decay = 0.0f;
+    bool nesterov = true;
+    int ns_steps = 5;
+    float grad_scale = 1.0f;   // multiplies the gradient first (global-norm clipping)
+    float update_scale = 1.0f; // shape-dependent factor applied to the orthogonalised update
+};
+
+struct MemoryInfo {
+    size_t total_bytes = 0;
+    size_t free_bytes = 0;
+};
+
+// Facts about the device for `crucible-cli info` and the System page.
+struct DeviceFacts {
+    std::string name;                                     // "NVIDIA H200", "AMD EPYC (2 threads)"
+    std::vector<std::pair<std::string, std::string>> details; // ordered key/value pairs
+    double peak_tflops = 0.0;                             // dense peak in compute dtype, for MFU
+};
+
+class Backend {
+public:
+    virtual ~Backend() = default;
+
+    // ---- identity and memory ------------------------------------------------
+    virtual DeviceKind device() const = 0;
+    virtual DType compute_dtype() const = 0;
+    virtual std::string name() const = 0;
+    virtual DeviceFacts facts() const = 0;
+    virtual MemoryInfo memory_info() const = 0;
+    virtual void set_attention_kind(AttentionKind kind) { m_attention_kind = kind; }
+    AttentionKind attention_kind() const { return m_attention_kind; }
+
+    virtual void* allocate(size_t bytes) = 0;      // throws Error when out of memory
+    virtual void deallocate(void* ptr) = 0;
+    virtual void synchronize() = 0;
+
+    // Host <-> device transfers with dtype conversion (f32 <-> bf16/f16, i32).
+    virtual void upload(Tensor dst, const void* host_src, DType host_dtype) = 0;
+    virtual void download(void* host_dst, DType host_dtype, Tensor src) = 0;
+    // Device-side copy; converts when dtypes differ (e.g. f32 master -> bf16).
+    virtual void convert(Tensor dst, Tensor src) = 0;
+    virtual void fill(Tensor dst, float value) = 0;
+
+    // ---- elementwise ----------------------------------------------------------
+    // out = a + b (out may alias a or b)
+    virtual void add(Tensor out, Tensor a, Tensor b) = 0;
+
+    // ---- embedding -----------------------------------------------------------
+    // out[n, :] = table[tokens[n], :]            out [N, C], tokens [N], table [V, C]
+    virtual void embedding_forward(Tensor out, Tensor tokens, Tensor table) = 0;
+    // dtable[tokens[n], :] += dout[n, :], deterministically (no atomics races)
+    virtual void embedding_backward(Tensor dtable, Tensor tokens, Tensor dout) = 0;
+
+    // ---- linear ---------------------------------------------------------------
+    // out [M, N] = in [M, K] · weightᵀ (weight [N, K]); out += ... when accumulate
+    virtual void linear_forward(Tensor out, Tensor in, Tensor weight, bool accumulate = false) = 0;
+    // din [M, K] = dout · weight (+= when accumulate_din); dweight [N, K] += doutᵀ · in.
+    // Either output may be empty to skip it.
+    virtual void linear_backward(Tensor din, Tensor dweight, Tensor dout, Tensor in, Tensor weight,
+                                 bool accumulate_din = false) = 0;
+
+    // ---- normalisation (over the last dimension) --------------------------------
+    // out = x / rms(x) * weight; rstd [rows] saved for the backward
+    virtual void rmsnorm_forward(Tensor out, Tensor rstd, Tensor x, Tensor weight, float eps) = 0;
+    // dx (= or += per accumulate_dx), dweight +=
+    virtual void rmsnorm_backward(Tensor dx, Tensor dweight, Tensor dout, Tensor x, Tensor weight,
+                                  Tensor rstd, bool accumulate_dx) = 0;
+    // out = (x - mean) * rstd * weight + bias
+    virtual void layernorm_forward(Tensor out, Tensor mean, Tensor rstd, Tensor x, Tensor weight,
+                                   Tensor bias, float eps) = 0;
+    virtual void layernorm_backward(Tensor dx, Tensor dweight, Tensor dbias, Tensor dout, Tensor x,
+                                    Tensor weight, Tensor mean, Tensor rstd, bool accumulate_dx) = 0;
+
+    // ---- attention block --------------------------------------------------------
+    // Per-head RMSNorm of the query and key heads of packed qkv (Qwen3's QK-norm);
+    // value heads are copied unchanged. rstd [B·T, H + KV].
+    virtual void qk_norm_forward(Tensor qkv_out, Tensor rstd, Tensor qkv_in, Tensor q_weight,
+                                 Tensor k_weight, const AttentionShape& s, float eps) = 0;
+    virtual void qk_norm_backward(Tensor dqkv_in, Tensor dq_weight, Tensor dk_weight, Tensor dqkv_out,
+                                  Tensor qkv_in, Tensor q_weight, Tensor k_weight, Tensor rstd,
+                                  const AttentionShape& s) = 0;
+    // Rotate the query and key heads of packed qkv in place; token t of each
+    // sequence sits at position pos_offset + t.
+    virtual void rope_forward(Tensor qkv, const AttentionShape& s, int64_t pos_offset, float theta) = 0;
+    // The inverse rotation applied to the gradient, in place.
+    virtual void rope_backward(Tensor dqkv, const AttentionShape& s, int64_t pos_offset, float theta) = 0;
+    // Causal self-attention, scale 1/sqrt(D). out [B·T, H·D]; lse [B, H, T] is the
+    // log-sum-exp of each query's scaled scores, saved for the backward.
+    virtual void attention_forward(Tensor out, Tensor lse, Tensor qkv, const AttentionShape& s) = 0;
+    // dqkv [B·T, (H + 2·KV)·D] is overwritten.
+    virtual void attention_backward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor lse,
+                                    const AttentionShape& s) = 0;
+
+    // ---- MLP ----------------------------------------------------------------------
+    // gate_up [N, 2F] holds gate then up for each row; out [N, F] = silu(gate) * up
+    virtual void swiglu_forward(Tensor out, Tensor gate_up) = 0;
+    virtual void swiglu_backward(Tensor dgate_up, Tensor dout, Tensor gate_up) = 0;
+    // Exact (erf) GELU.
+    virtual void gelu_forward(Tensor out, Tensor in) = 0;
+    virtual void gelu_backward(Tensor din, Tensor dout, Tensor in) = 0;
+
+    // ---- classifier ----------------------------------------------------------------
+    // In place over logits [N, V]: losses[n] = logsumexp(logits[n]) - logits[n, targets[n]];
+    // correct[n] = (argmax == target) when `correct` is given; when compute_grad,
+    // logits[n] becomes (softmax - onehot(target)) * grad_scale. Targets < 0 are
+    // ignored (loss 0, gradient 0).
+    virtual void softmax_cross_entropy(Tensor losses, Tensor correct, Tensor logits, Tensor targets,
+                                       float grad_scale, bool compute_grad) = 0;
+    // The whole head: logits = x · weightᵀ, cross-entropy, and when dx is given
+    // the backward into dx (overwritten) and dweight (+=). Implemented here in
+    // chunks of rows through the primitives above so that the full [N, V]
+    // logits never exist at once; backends may fuse further.
+    virtual void classifier(Tensor losses, Tensor correct, Tensor dx, Tensor dweight, Tensor x,
+                            Tensor weight, Tensor targets, float grad_scale);
+
+    // ---- reductions and optimizers ------------------------------------------------
+    // Σ x² of an f32 tensor, in double, deterministic for a given backend.
+    virtual double sum_squares(Tensor x) = 0;
+    // One AdamW step (decoupled weight decay) over f32 param/grad/m/v of the same
+    // shape; when param_compute is given it receives the updated weights in its dtype.
+    virtual void adamw_step(Tensor param, Tensor param_compute, Tensor grad, Tensor m, Tensor v,
+                            const AdamWHyper& h) = 0;
+    // One Muon step for `count` matrices of shape [rows, cols] laid out `stride`
+    // elements apart starting at the given views (param/grad/momentum share the
+    // layout): momentum = μ·momentum + g; u = g + μ·momentum (Nesterov) or momentum;
+    // O = NewtonSchulz(u); param = param·(1 - lr·wd) - lr·update_scale·O.
+    virtual void muon_step(Tensor param, Tensor param_compute, Tensor grad, Tensor momentum,
+                           int64_t count, int64_t stride, const MuonHyper& h) = 0;
+    // Batched Newton–Schulz orthogonalisation: in/out [count, rows, cols] (f32),
+    // quintic iteration with coefficients (3.4445, -4.7750, 2.0315) on
+    // X / (‖X‖_F + 1e-7), transposing tall matrices.
+    virtual void newton_schulz(Tensor out, Tensor in, int steps) = 0;
+
+    // Scratch memory for chunked ops, grown on demand and owned by the backend.
+    void* workspace(size_t bytes);
+
+protected:
+    void release_workspace();
+    AttentionKind m_attention_kind = AttentionKind::flash;
+
+private:
+    void* m_workspace = nullptr;
+    size_t m_workspace_bytes = 0;
+};
+
+// Newton–Schulz coefficients (Keller Jordan's quintic), shared by all backends.
+inline constexpr float kMuonA = 3.4445f;
+inline constexpr float kMuonB = -4.7750f;
+inline constexpr float kMuonC = 2.0315f;
+
+// Rows of the classifier processed per chunk: bounds the logits workspace to
+// chunk × V elements.
+inline constexpr int64_t kClassifierChunkRows = 1024;
+
+} // namespace crucible

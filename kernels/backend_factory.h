@@ -1,0 +1,36 @@
+// Creating backends, and what this build and machine can run.
+#pragma once
+
+#include "kernels/backend.h"
+
+#include <memory>
+#include <string>
+
+namespace crucible {
+
+struct BackendOptions {
+    DeviceKind device = DeviceKind::cpu;
+    int threads = 0;          // CPU threads; 0 = one per core
+    int cuda_device = 0;      // CUDA device ordinal
+    bool cuda_fp32 = false;   // CUDA in f32 compute (parity tests), instead of bf16
+};
+
+// Throws Error with a message a user can act on when the device is unavailable.
+std::unique_ptr<Backend> make_backend(const BackendOptions& options);
+
+bool built_with_cuda();
+// True when this build has CUDA and a device is present; otherwise `why_not`
+// explains (not built with CUDA, no driver, no device...).
+bool cuda_available(std::string* why_not = nullptr);
+int cuda_device_count();
+
+// Number of hardware threads the CPU backend would use by default.
+int default_cpu_threads();
+
+#ifdef CRUCIBLE_HAS_CUDA
+// Implemented in kernels/cuda.
+std::unique_ptr<Backend> make_cuda_backend(const BackendOptions& options);
+int cuda_device_count_impl(std::string* why_not);
+#endif
+
+} // namespace crucible

@@ -1,0 +1,78 @@
+// CpuBackend: the reference backend. fp32 everywhere, GEMMs through OpenBLAS,
+// everything else as OpenMP loops over rows with a static schedule, so results
+// are deterministic for a given thread count (bit-exact resume relies on it).
+#pragma once
+
+#include "kernels/backend.h"
+
+namespace crucible {
+
+class CpuBackend final : public Backend {
+public:
+    explicit CpuBackend(int threads = 0);
+    ~CpuBackend() override;
+
+    int threads() const { return m_threads; }
+
+    DeviceKind device() const override { return DeviceKind::cpu; }
+    DType compute_dtype() const override { return DType::f32; }
+    std::string name() const override;
+    DeviceFacts facts() const override;
+    MemoryInfo memory_info() const override;
+
+    void* allocate(size_t bytes) override;
+    void deallocate(void* ptr) override;
+    void synchronize() override {}
+    void upload(Tensor dst, const void* host_src, DType host_dtype) override;
+    void download(void* host_dst, DType host_dtype, Tensor src) override;
+    void convert(Tensor dst, Tensor src) override;
+    void fill(Tensor dst, float value) override;
+
+    void add(Tensor out, Tensor a, Tensor b) override;
+
+    void embedding_forward(Tensor out, Tensor tokens, Tensor table) override;
+    void embedding_backward(Tensor dtable, Tensor tokens, Tensor dout) override;
+
+    void linear_forward(Tensor out, Tensor in, Tensor weight, bool accumulate) override;
+    void linear_backward(Tensor din, Tensor dweight, Tensor dout, Tensor in, Tensor weight,
+                         bool accumulate_din) override;
+
+    void rmsnorm_forward(Tensor out, Tensor rstd, Tensor x, Tensor weight, float eps) override;
+    void rmsnorm_backward(Tensor dx, Tensor dweight, Tensor dout, Tensor x, Tensor weight, Tensor rstd,
+                          bool accumulate_dx) override;
+    void layernorm_forward(Tensor out, Tensor mean, Tensor rstd, Tensor x, Tensor weight, Tensor bias,
+                           float eps) override;
+    void layernorm_backward(Tensor dx, Tensor dweight, Tensor dbias, Tensor dout, Tensor x, Tensor weight,
+                            Tensor mean, Tensor rstd, bool accumulate_dx) override;
+
+    void qk_norm_forward(Tensor qkv_out, Tensor rstd, Tensor qkv_in, Tensor q_weight, Tensor k_weight,
+                         const AttentionShape& s, float eps) override;
+    void qk_norm_backward(Tensor dqkv_in, Tensor dq_weight, Tensor dk_weight, Tensor dqkv_out,
+                          Tensor qkv_in, Tensor q_weight, Tensor k_weight, Tensor rstd,
+                          const AttentionShape& s) override;
+    void rope_forward(Tensor qkv, const AttentionShape& s, int64_t pos_offset, float theta) override;
+    void rope_backward(Tensor dqkv, const AttentionShape& s, int64_t pos_offset, float theta) override;
+    void attention_forward(Tensor out, Tensor lse, Tensor qkv, const AttentionShape& s) override;
+    void attention_backward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor lse,
+                            const AttentionShape& s) override;
+
+    void swiglu_forward(Tensor out, Tensor gate_up) override;
+    void swiglu_backward(Tensor dgate_up, Tensor dout, Tensor gate_up) override;
+    void gelu_forward(Tensor out, Tensor in) override;
+    void gelu_backward(Tensor din, Tensor dout, Tensor in) override;
+
+    void softmax_cross_entropy(Tensor losses, Tensor correct, Tensor logits, Tensor targets,
+                               float grad_scale, bool compute_grad) override;
+
+    double sum_squares(Tensor x) override;
+    void adamw_step(Tensor param, Tensor param_compute, Tensor grad, Tensor m, Tensor v,
+                    const AdamWHyper& h) override;
+    void muon_step(Tensor param, Tensor param_compute, Tensor grad, Tensor momentum, int64_t count,
+                   int64_t stride, const MuonHyper& h) override;
+    void newton_schulz(Tensor out, Tensor in, int steps) override;
+
+private:
+    int m_threads = 1;
+};
+
+} // namespace crucible

@@ -1,0 +1,50 @@
+// Shared helpers for the test suites: seeded random tensors, relative error,
+// temporary directories and the PyTorch reference runner.
+#pragma once
+
+#include "kernels/backend.h"
+
+#include <QTemporaryDir>
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace crucible::test {
+
+std::vector<float> random_vector(size_t n, uint64_t seed, float scale = 1.0f);
+std::vector<int32_t> random_ids(size_t n, int32_t limit, uint64_t seed);
+
+// ‖a − b‖ / max(‖b‖, tiny): the relative error of a against reference b.
+double relative_error(const std::vector<float>& a, const std::vector<double>& b);
+double relative_error(const std::vector<float>& a, const std::vector<float>& b);
+double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b);
+
+// A tensor on the backend's device filled from host data (f32 host values).
+struct OwnedTensor {
+    Backend* backend = nullptr;
+    void* ptr = nullptr;
+    Tensor t;
+    OwnedTensor() = default;
+    OwnedTensor(Backend& be, DType dtype, Shape shape);
+    OwnedTensor(Backend& be, DType dtype, Shape shape, const std::vector<float>& host);
+    OwnedTensor(Backend& be, Shape shape, const std::vector<int32_t>& host);   // i32
+    ~OwnedTensor();
+    OwnedTensor(OwnedTensor&& o) noexcept;
+    OwnedTensor& operator=(OwnedTensor&& o) noexcept;
+    OwnedTensor(const OwnedTensor&) = delete;
+    OwnedTensor& operator=(const OwnedTensor&) = delete;
+    std::vector<float> to_host() const;
+    operator Tensor() const { return t; }
+};
+
+std::filesystem::path source_dir();   // repository root
+std::filesystem::path binary_dir();   // build directory
+std::filesystem::path python3();      // the interpreter with torch (/usr/bin/python3)
+bool python_has_torch();
+
+// Runs a command, returns its exit code; stdout+stderr land in `output`.
+int run_command(const std::string& command, std::string* output = nullptr);
+
+} // namespace crucible::test
