@@ -74,15 +74,12 @@ Tensor Tensor::view(Shape new_shape) const
 
 Tensor Tensor::slice_rows(int64_t begin, int64_t end) const
 {
-    CRUCIBLE_CHECK(begin >= 0 && begin <= end && end <= rows(), "row slice out of range");
-    Shape s = shape;
-    if (s.rank <= 1) s = Shape{end - begin};
-    else {
-        // Keep the trailing dimensions, collapse the leading ones into rows.
-        const int64_t c = cols();
-        s = Shape{end - begin, c};
-    }
-    auto* base = static_cast<char*>(data) + dtype_bytes(dtype, begin * cols());
+    // A vector's "rows" are its elements; otherwise leading dims collapse into rows.
+    const int64_t n_rows = shape.rank <= 1 ? numel() : rows();
+    const int64_t row_size = shape.rank <= 1 ? 1 : cols();
+    CRUCIBLE_CHECK(begin >= 0 && begin <= end && end <= n_rows, "row slice out of range");
+    const Shape s = shape.rank <= 1 ? Shape{end - begin} : Shape{end - begin, row_size};
+    auto* base = static_cast<char*>(data) + dtype_bytes(dtype, begin * row_size);
     return Tensor(base, dtype, s, device);
 }
 

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace crucible {
@@ -30,13 +31,16 @@ public:
     const std::vector<Document>& documents() const { return m_docs; }
     int64_t bytes() const;
     // Stable 64-bit content hash (names and bytes), hex; keys the caches.
-    std::string fingerprint() const;
+    const std::string& fingerprint() const { return m_fingerprint; }
     // Human description: "Tiny Shakespeare (embedded)" or "3 files, 4.2 MB".
     std::string description() const;
 
 private:
+    Corpus(std::vector<Document> docs, std::string description);
+
     std::vector<Document> m_docs;
     std::string m_description;
+    std::string m_fingerprint;   // computed once: the caches ask for it often
 };
 
 // True when the bytes look like text we can train on; otherwise *why says why.

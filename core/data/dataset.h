@@ -30,8 +30,15 @@ class Dataset {
 public:
     // Tokenizes the corpus, reusing a token cache under cache_dir (keyed by the
     // corpus and tokenizer fingerprints) when one exists; empty cache_dir = no cache.
+    // val_fraction in [0, 1). With seq_len > 0 the split knows the window:
+    // a document long enough for two windows keeps at least one window of
+    // validation and one of training, and a document too short for that goes
+    // to training whole (its tail could hold no validation window anyway).
     static Dataset build(const Corpus& corpus, const Tokenizer& tokenizer, double val_fraction,
-                         const std::filesystem::path& cache_dir = {});
+                         const std::filesystem::path& cache_dir = {}, int seq_len = 0);
+
+    // True when the tokens came from the cache rather than the tokenizer.
+    bool from_cache() const { return m_from_cache; }
 
     int32_t documents() const { return int32_t(m_tokens.size()); }
     const std::vector<int32_t>& tokens(int32_t doc) const { return m_tokens[size_t(doc)]; }
@@ -57,6 +64,7 @@ private:
     std::vector<SplitRange> m_train, m_val;
     std::vector<int32_t> m_token_bytes;
     int64_t m_total_bytes = 0;
+    bool m_from_cache = false;
 };
 
 // Samples training batches: every epoch is a seeded shuffle of all training
@@ -75,13 +83,14 @@ public:
     int64_t windows_per_epoch() const { return int64_t(m_windows.size()); }
 
 private:
-    void shuffle_epoch();
+    void shuffle_epoch(int64_t epoch);
 
     const Dataset* m_dataset;
     int m_seq_len;
     uint64_t m_seed;
     std::vector<Window> m_windows;
-    std::vector<int64_t> m_order;
+    std::vector<int64_t> m_order;      // m_windows indices in this epoch's order
+    int64_t m_order_epoch = -1;        // the epoch m_order was shuffled for
     State m_state;
 };
 

@@ -2,11 +2,12 @@
 //
 // Trained with identity normalisation, no dummy prefix and no whitespace
 // collapsing, so encode→decode reproduces any text byte for byte. SentencePiece
-// itself would replace invalid UTF-8 with U+FFFD; this wrapper encodes only
-// valid UTF-8 runs through SentencePiece and maps every other byte straight to
-// its <0xNN> byte piece, and decodes by concatenating each token's bytes. So
-// every byte string round-trips exactly, and streaming can emit a token's
-// bytes as soon as it is sampled.
+// itself would replace invalid UTF-8 with U+FFFD (and would read a literal
+// U+2581 '▁' as a space); this wrapper encodes only valid UTF-8 runs through
+// SentencePiece and maps every other byte, and the bytes of a literal U+2581,
+// straight to <0xNN> byte pieces, and decodes by concatenating each token's
+// bytes. So every byte string round-trips exactly, and streaming can emit a
+// token's bytes as soon as it is sampled.
 #pragma once
 
 #include "core/data/corpus.h"
@@ -22,8 +23,11 @@ namespace sentencepiece { class SentencePieceProcessor; }
 
 namespace crucible {
 
+// Ids every vocabulary reserves: <unk>, <s>, </s> and the 256 byte pieces.
+constexpr int kTokenizerReservedIds = 3 + 256;
+
 struct TokenizerOptions {
-    int vocab_size = 2048;
+    int vocab_size = 2048;                // > kTokenizerReservedIds
     int threads = 0;                      // 0 = all cores
     int64_t max_training_bytes = 64 << 20; // sample at most this much text for training
 };
@@ -47,11 +51,15 @@ public:
 
     void save(const std::filesystem::path& model_file) const;         // atomic
     const std::string& serialized() const { return m_proto; }
-    std::string fingerprint() const;                                   // hash of the model proto
+    // Hash of what encoding depends on (pieces, scores, kinds), not of the
+    // proto bytes: the proto also records training settings such as the
+    // thread count, which must not invalidate token caches.
+    std::string fingerprint() const { return m_fingerprint; }
 
     int vocab_size() const;
     int bos_id() const;
     int eos_id() const;
+    int unk_id() const;
 
     std::vector<int32_t> encode(std::string_view text) const;
     std::string decode(const std::vector<int32_t>& ids) const;
@@ -63,9 +71,14 @@ public:
 
 private:
     void index_pieces();
+    const sentencepiece::SentencePieceProcessor& processor() const;   // throws when empty
+    void encode_text_run(std::string_view run, std::vector<int32_t>& ids, std::vector<int>& scratch) const;
+    void encode_bytes(std::string_view bytes, std::vector<int32_t>& ids) const;
 
     std::unique_ptr<sentencepiece::SentencePieceProcessor> m_sp;
     std::string m_proto;
+    std::string m_fingerprint;
+    int m_unk_id = 0;
     std::vector<std::string> m_bytes;      // token id -> bytes
     std::vector<int32_t> m_byte_to_id;     // byte value -> byte piece id
 };

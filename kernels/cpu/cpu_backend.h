@@ -5,6 +5,8 @@
 
 #include "kernels/backend.h"
 
+#include <vector>
+
 namespace crucible {
 
 class CpuBackend final : public Backend {
@@ -72,7 +74,22 @@ public:
     void newton_schulz(Tensor out, Tensor in, int steps) override;
 
 private:
+    // Scratch for the ops' own temporaries (per-thread partial sums, attention
+    // tiles), grown on demand and kept. Separate from Backend::workspace(),
+    // which callers use to hold data across op calls.
+    float* scratch(size_t floats);
+    // cos/sin table [seq, head_dim/2] ×2 for positions pos_offset.., reused
+    // while the arguments repeat (every layer of every training step).
+    const float* rope_table(int64_t pos_offset, int64_t seq, int64_t head_dim, float theta);
+
     int m_threads = 1;
+    void* m_scratch = nullptr;
+    size_t m_scratch_bytes = 0;
+    std::vector<float> m_rope_table;
+    struct RopeKey {
+        int64_t pos_offset = -1, seq = 0, head_dim = 0;
+        float theta = 0.0f;
+    } m_rope_key;
 };
 
 } // namespace crucible

@@ -1,0 +1,145 @@
+// crucible-cli train / demo: run the Trainer with a progress line.
+#include "app/cli/commands.h"
+#include "app/cli/progress_sink.h"
+#include "app/cli/train_options.h"
+
+#include "core/train/trainer.h"
+#include "core/util/paths.h"
+
+#include <fmt/core.h>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <ctime>
+#include <thread>
+
+namespace crucible::cli {
+
+namespace {
+
+volatile std::sig_atomic_t g_interrupted = 0;
+
+void on_interrupt(int)
+{
+    g_interrupted = 1;
+    std::signal(SIGINT, SIG_DFL);   // a second Ctrl-C ends the process at once
+}
+
+std::string timestamp()
+{
+    const std::time_t now = std::time(nullptr);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y%m%d-%H%M%S", std::localtime(&now));
+    return buf;
+}
+
+struct TrainCommand {
+    TrainOptions options;
+    std::string out, resume;
+    bool json = false, quiet = false;
+};
+
+// Runs the trainer; Ctrl-C asks it to stop after the current step, which
+// writes a checkpoint.
+int run_training(const RunConfig& config, const TrainerOptions& topts, bool json, bool quiet)
+{
+    ProgressSink sink(json, quiet);
+    Trainer trainer(config, topts, &sink);
+    g_interrupted = 0;
+    std::signal(SIGINT, on_interrupt);
+    std::atomic<bool> done{false};
+    std::thread watcher([&] {
+        while (!done.load()) {
+            if (g_interrupted) {
+                trainer.request_stop();
+                break;
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        }
+    });
+    const RunSummary summary = trainer.run();
+    done = true;
+    watcher.join();
+    std::signal(SIGINT, SIG_DFL);
+    if (summary.outcome == RunOutcome::failed) {
+        fmt::print(stderr, "error: {}\n", summary.error);
+        return kExitFailure;
+    }
+    if (summary.outcome == RunOutcome::stopped) {
+        if (!json) fmt::print("stopped; resume with: crucible-cli train --resume {}\n", topts.run_dir.string());
+        return kExitStopped;
+    }
+    return 0;
+}
+
+int run_train(const TrainCommand& c)
+{
+    TrainerOptions topts;
+    RunConfig config;
+    if (!c.resume.empty()) {
+        if (!c.out.empty()) throw Error("--out and --resume are exclusive: --resume continues a run in place");
+        topts.run_dir = c.resume;
+        topts.resume = true;
+        // Only --steps can extend a resumed run; everything else comes from its config.json.
+        if (c.options.steps) config.train.steps = *c.options.steps;
+        else config.train.steps = 0;
+    } else {
+        config = c.options.resolve();
+        topts.run_dir = c.out.empty() ? default_runs_dir() / (config.model.name + "-" + timestamp()) : std::filesystem::path(c.out);
+    }
+    return run_training(config, topts, c.json, c.quiet);
+}
+
+} // namespace
+
+void add_train_command(CLI::App& app, int& exit_code)
+{
+    auto cmd_state = std::make_shared<TrainCommand>();
+    auto* cmd = app.add_subcommand("train", "Train a model (from a preset or config) and write a run directory");
+    cmd_state->options.add_to(*cmd);
+    cmd->add_option("--out", cmd_state->out, "Run directory to create (default: a new folder under the runs directory)");
+    cmd->add_option("--resume", cmd_state->resume, "Continue the run in this directory from its latest checkpoint");
+    cmd->add_flag("--json", cmd_state->json, "Print one JSON object per event instead of a progress line");
+    cmd->add_flag("--quiet", cmd_state->quiet, "Only evaluations, checkpoints and the summary");
+    cmd->footer("Examples:\n  crucible-cli train --preset nano --steps 500\n"
+                "  crucible-cli train --preset micro --optimizer muon --data notes/ --out runs/micro-muon\n"
+                "  crucible-cli train --resume runs/micro-muon --steps 2000");
+    cmd->callback([cmd_state, &exit_code] {
+        try {
+            exit_code = run_train(*cmd_state);
+        } catch (const std::exception& e) {
+            exit_code = report_error(e);
+        }
+    });
+}
+
+void add_demo_command(CLI::App& app, int& exit_code)
+{
+    auto out = std::make_shared<std::string>();
+    auto steps = std::make_shared<int>(300);
+    auto* cmd = app.add_subcommand("demo", "Train the nano preset on the embedded Tiny Shakespeare and print samples");
+    cmd->add_option("--steps", *steps, "Optimizer steps")->capture_default_str();
+    cmd->add_option("--out", *out, "Run directory (default: a new folder under the runs directory)");
+    cmd->callback([out, steps, &exit_code] {
+        try {
+            TrainOptions o;
+            o.steps = *steps;
+            o.eval_every = std::max(*steps / 3, 1);
+            o.eval_batches = 8;
+            o.lr = 3e-3f;
+            RunConfig config = o.resolve();
+            TrainerOptions topts;
+            topts.run_dir = out->empty() ? default_runs_dir() / ("demo-" + timestamp()) : std::filesystem::path(*out);
+            fmt::print("Crucible demo: a {:.1f}M-parameter LLaMA-style model learns Tiny Shakespeare on the CPU.\n\n",
+                       double(count_params(config.model).total()) / 1e6);
+            exit_code = run_training(config, topts, false, false);
+            if (exit_code == 0)
+                fmt::print("\nNext: crucible-cli sample --run {} --prompt \"ROMEO:\"\n", topts.run_dir.string());
+        } catch (const std::exception& e) {
+            exit_code = report_error(e);
+        }
+    });
+}
+
+} // namespace crucible::cli

@@ -1,0 +1,24 @@
+// crucible-cli: one function per subcommand, each registering its options on
+// the CLI11 app and returning the exit code through `exit_code`.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace crucible::cli {
+
+// Exit codes: 0 success, 1 failure (message printed), 2 bad usage (CLI11),
+// 3 stopped by the user (Ctrl-C) with a checkpoint written.
+inline constexpr int kExitFailure = 1;
+inline constexpr int kExitStopped = 3;
+
+void add_info_command(CLI::App& app, int& exit_code);
+void add_train_command(CLI::App& app, int& exit_code);
+void add_demo_command(CLI::App& app, int& exit_code);
+void add_eval_command(CLI::App& app, int& exit_code);
+void add_sample_command(CLI::App& app, int& exit_code);
+void add_bench_command(CLI::App& app, int& exit_code);
+
+// Prints "error: ..." to stderr and returns kExitFailure.
+int report_error(const std::exception& e);
+
+} // namespace crucible::cli

@@ -1,0 +1,162 @@
+#include "app/cli/progress_sink.h"
+
+#include "core/train/memory_estimate.h"
+
+#include <fmt/core.h>
+#include <nlohmann/json.hpp>
+
+#include <unistd.h>
+
+namespace crucible::cli {
+
+namespace {
+
+std::string format_duration(double s)
+{
+    if (!(s >= 0) || s > 1e7) return "--";
+    const int total = int(s + 0.5);
+    if (total >= 3600) return fmt::format("{}h{:02}m", total / 3600, total % 3600 / 60);
+    if (total >= 60) return fmt::format("{}m{:02}s", total / 60, total % 60);
+    return fmt::format("{}s", total);
+}
+
+std::string format_rate(double v)
+{
+    if (v >= 1e6) return fmt::format("{:.2f}M", v / 1e6);
+    if (v >= 1e3) return fmt::format("{:.1f}K", v / 1e3);
+    return fmt::format("{:.0f}", v);
+}
+
+void emit(const nlohmann::json& j)
+{
+    fmt::print("{}\n", j.dump());
+    std::fflush(stdout);
+}
+
+} // namespace
+
+ProgressSink::ProgressSink(bool json, bool quiet) : m_json(json), m_quiet(quiet), m_tty(isatty(fileno(stdout)) != 0) {}
+
+void ProgressSink::end_line()
+{
+    if (m_line_open) fmt::print("\n");
+    m_line_open = false;
+}
+
+void ProgressSink::on_started(const RunInfo& info)
+{
+    m_info = info;
+    if (m_json) {
+        emit({{"event", "started"}, {"run_dir", info.run_dir}, {"device", info.device}, {"parameters", info.parameters},
+              {"train_tokens", info.train_tokens}, {"val_tokens", info.val_tokens},
+              {"tokens_per_step", info.tokens_per_step}, {"start_step", info.start_step},
+              {"total_steps", info.total_steps}, {"estimated_memory_bytes", info.estimated_memory_bytes}});
+        return;
+    }
+    fmt::print("run      {}\n", info.run_dir);
+    fmt::print("device   {}\n", info.device);
+    fmt::print("model    {:.2f}M parameters, {:.1f} MFLOP/token, ~{} memory\n", double(info.parameters) / 1e6,
+               info.flops_per_token / 1e6, format_bytes(double(info.estimated_memory_bytes)));
+    fmt::print("data     {} training tokens, {} validation tokens, {} tokens/step\n", info.train_tokens,
+               info.val_tokens, info.tokens_per_step);
+    if (info.start_step > 0) fmt::print("resuming at step {}\n", info.start_step);
+    std::fflush(stdout);
+}
+
+void ProgressSink::on_status(const std::string& what)
+{
+    if (m_json) { emit({{"event", "status"}, {"status", what}}); return; }
+    if (m_quiet) return;
+    end_line();
+    fmt::print("{}...\n", what);
+    std::fflush(stdout);
+}
+
+void ProgressSink::on_step(const StepMetrics& m)
+{
+    if (m_json) {
+        emit({{"event", "step"}, {"step", m.step}, {"loss", m.loss}, {"lr", m.lr}, {"grad_norm", m.grad_norm},
+              {"tokens_per_s", m.tokens_per_s}, {"mfu", m.mfu}, {"memory_bytes", m.memory_bytes},
+              {"elapsed_s", m.elapsed_s}});
+        return;
+    }
+    if (m_quiet) return;
+    const auto now = std::chrono::steady_clock::now();
+    const bool last = m.step == m_info.total_steps;
+    // Redraw at most 10 times a second on a terminal; a line every 2 s in a log.
+    const double gap = m_tty ? 0.1 : 2.0;
+    if (!last && std::chrono::duration<double>(now - m_last_print).count() < gap) return;
+    m_last_print = now;
+    const int64_t done = m.step - m_info.start_step;
+    const double per_step = done > 0 ? m.elapsed_s / double(m.step) : 0.0;
+    const double eta = per_step * double(m_info.total_steps - m.step);
+    std::string line = fmt::format("step {:>{}}/{} | loss {:.4f} | {} tok/s | lr {:.2e} | grad {:.2f}", m.step,
+                                   std::to_string(m_info.total_steps).size(), m_info.total_steps, m.loss,
+                                   format_rate(m.tokens_per_s), m.lr, m.grad_norm);
+    if (m.mfu > 0) line += fmt::format(" | MFU {:.1f}%", 100.0 * m.mfu);
+    line += " | ETA " + format_duration(eta);
+    if (m_tty) {
+        fmt::print("\r\033[K{}", line);
+        m_line_open = true;
+    } else {
+        fmt::print("{}\n", line);
+    }
+    std::fflush(stdout);
+}
+
+void ProgressSink::on_eval(const EvalMetrics& e)
+{
+    if (m_json) {
+        emit({{"event", "eval"}, {"step", e.step}, {"loss", e.loss}, {"perplexity", e.perplexity},
+              {"accuracy", e.accuracy}, {"bits_per_byte", e.bits_per_byte}, {"tokens", e.tokens}});
+        return;
+    }
+    end_line();
+    fmt::print("eval {:>6} | val loss {:.4f} | ppl {:.2f} | acc {:.1f}% | {:.3f} bits/byte\n", e.step, e.loss,
+               e.perplexity, 100.0 * e.accuracy, e.bits_per_byte);
+    std::fflush(stdout);
+}
+
+void ProgressSink::on_sample(int64_t step, const std::string& prompt, const std::string& text)
+{
+    if (m_json) { emit({{"event", "sample"}, {"step", step}, {"prompt", prompt}, {"text", text}}); return; }
+    if (m_quiet) return;
+    end_line();
+    fmt::print("---- sample at step {} ----\n{}{}\n--------------------------\n", step, prompt, text);
+    std::fflush(stdout);
+}
+
+void ProgressSink::on_checkpoint(int64_t step, const std::string& path)
+{
+    if (m_json) { emit({{"event", "checkpoint"}, {"step", step}, {"path", path}}); return; }
+    end_line();
+    fmt::print("checkpoint {}\n", path);
+    std::fflush(stdout);
+}
+
+void ProgressSink::on_warning(const std::string& message)
+{
+    if (m_json) { emit({{"event", "warning"}, {"message", message}}); return; }
+    end_line();
+    fmt::print(stderr, "warning: {}\n", message);
+}
+
+void ProgressSink::on_finished(const RunSummary& s)
+{
+    if (m_json) {
+        nlohmann::json j = {{"event", "finished"}, {"steps", s.steps}, {"elapsed_s", s.elapsed_s},
+                            {"checkpoint", s.checkpoint}};
+        j["outcome"] = s.outcome == RunOutcome::finished ? "finished" : s.outcome == RunOutcome::stopped ? "stopped" : "failed";
+        if (!s.error.empty()) j["error"] = s.error;
+        emit(j);
+        return;
+    }
+    end_line();
+    if (s.outcome == RunOutcome::failed) return;   // the caller prints the error
+    fmt::print("{} after {} steps in {}", s.outcome == RunOutcome::stopped ? "stopped" : "finished", s.steps,
+               format_duration(s.elapsed_s));
+    if (s.has_eval) fmt::print(" — val loss {:.4f}, {:.3f} bits/byte", s.last_eval.loss, s.last_eval.bits_per_byte);
+    fmt::print("\n");
+}
+
+} // namespace crucible::cli

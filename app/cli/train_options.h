@@ -1,0 +1,33 @@
+// The flags that describe a run, shared by `train`, `demo` and `bench train`:
+// a preset or a config file, then overrides of single settings.
+#pragma once
+
+#include "core/train/run_config.h"
+
+#include <CLI/CLI.hpp>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace crucible::cli {
+
+struct TrainOptions {
+    std::string preset = "nano";
+    std::string config_file;
+    std::optional<int> steps, batch, accum, seq, threads, eval_every, eval_batches, checkpoint_every, sample_every,
+        sample_tokens, warmup, vocab, d_model, layers, heads, kv_heads, ff;
+    std::optional<float> lr, muon_lr, weight_decay, clip, min_lr_ratio;
+    std::optional<uint64_t> seed;
+    std::optional<double> val_fraction;
+    std::string optimizer, schedule, device, norm, mlp;
+    bool qk_norm = false, untied = false;
+    std::vector<std::string> data;
+
+    // Registers the model/training flags on a command.
+    void add_to(CLI::App& cmd, bool with_data = true);
+    // The preset (or file) with every given override applied; validated.
+    RunConfig resolve() const;
+};
+
+} // namespace crucible::cli

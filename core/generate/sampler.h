@@ -1,0 +1,59 @@
+// Sampler: turns a row of logits into the next token.
+//
+// Order (DESIGN §6): repetition and presence penalties, temperature, top-k,
+// top-p, min-p, then a draw from a seeded generator. Temperature 0 is greedy.
+#pragma once
+
+#include "core/util/rng.h"
+
+#include <nlohmann/json_fwd.hpp>
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace crucible {
+
+struct SamplingConfig {
+    float temperature = 0.8f;        // 0 = greedy
+    int top_k = 0;                   // 0 = off
+    float top_p = 1.0f;              // 1 = off
+    float min_p = 0.0f;              // 0 = off; keep tokens with p ≥ min_p · p_max
+    float repetition_penalty = 1.0f; // 1 = off; divides positive logits of seen tokens (multiplies negative)
+    float presence_penalty = 0.0f;   // subtracted once from the logit of every seen token
+    uint64_t seed = 0;
+
+    std::vector<std::string> problems() const;
+};
+
+nlohmann::json to_json(const SamplingConfig& c);
+SamplingConfig sampling_config_from_json(const nlohmann::json& j);
+
+class Sampler {
+public:
+    explicit Sampler(const SamplingConfig& config);
+
+    const SamplingConfig& config() const { return m_config; }
+    // `logits` is modified in place (penalties, temperature). `history` are the
+    // tokens so far (prompt and generated) for the penalties.
+    int32_t sample(std::span<float> logits, std::span<const int32_t> history);
+
+    // The probability distribution sample() would draw from (after penalties,
+    // temperature and truncation), written into `probs`; for tests and for
+    // speculative decoding.
+    void distribution(std::span<float> logits, std::span<const int32_t> history, std::vector<float>& probs) const;
+
+    Rng& rng() { return m_rng; }
+
+private:
+    SamplingConfig m_config;
+    Rng m_rng;
+};
+
+// The k most likely tokens under softmax(logits) with their probabilities,
+// most likely first (the Chat page's "alternatives" view).
+std::vector<std::pair<int32_t, float>> top_probabilities(std::span<const float> logits, int k);
+
+} // namespace crucible

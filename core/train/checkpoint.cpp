@@ -1,0 +1,162 @@
+#include "core/train/checkpoint.h"
+
+#include "core/data/tokenizer.h"
+#include "core/io/file_util.h"
+#include "core/io/hf_config.h"
+#include "core/io/safetensors.h"
+#include "kernels/error.h"
+
+namespace fs = std::filesystem;
+
+namespace crucible {
+
+namespace {
+
+std::vector<int64_t> dims(const Shape& s) { return std::vector<int64_t>(s.dims.begin(), s.dims.begin() + s.rank); }
+
+nlohmann::json eval_to_json(const EvalMetrics& e)
+{
+    return {{"step", e.step},         {"loss", e.loss},        {"perplexity", e.perplexity},
+            {"accuracy", e.accuracy}, {"bits_per_byte", e.bits_per_byte}, {"tokens", e.tokens},
+            {"elapsed_s", e.elapsed_s}};
+}
+
+EvalMetrics eval_from_json(const nlohmann::json& j)
+{
+    EvalMetrics e;
+    e.step = j.value("step", int64_t(0));
+    e.loss = j.value("loss", 0.0);
+    e.perplexity = j.value("perplexity", 0.0);
+    e.accuracy = j.value("accuracy", 0.0);
+    e.bits_per_byte = j.value("bits_per_byte", 0.0);
+    e.tokens = j.value("tokens", int64_t(0));
+    e.elapsed_s = j.value("elapsed_s", 0.0);
+    return e;
+}
+
+} // namespace
+
+nlohmann::json to_json(const TrainerState& s)
+{
+    nlohmann::json j = {{"format", "crucible-trainer-state-1"},
+                        {"step", s.step},
+                        {"tokens_seen", s.tokens_seen},
+                        {"elapsed_s", s.elapsed_s},
+                        {"batcher", {{"epoch", s.batcher.epoch}, {"position", s.batcher.position}}}};
+    if (s.last_eval) j["last_eval"] = eval_to_json(*s.last_eval);
+    return j;
+}
+
+TrainerState trainer_state_from_json(const nlohmann::json& j)
+{
+    TrainerState s;
+    try {
+        s.step = j.at("step").get<int64_t>();
+        s.tokens_seen = j.value("tokens_seen", int64_t(0));
+        s.elapsed_s = j.value("elapsed_s", 0.0);
+        s.batcher.epoch = j.at("batcher").at("epoch").get<int64_t>();
+        s.batcher.position = j.at("batcher").at("position").get<int64_t>();
+        if (j.contains("last_eval")) s.last_eval = eval_from_json(j["last_eval"]);
+    } catch (const nlohmann::json::exception& e) {
+        throw Error(std::string("trainer state is incomplete or invalid: ") + e.what());
+    }
+    return s;
+}
+
+void save_checkpoint(const fs::path& dir, const ParamStore& params, const Tokenizer& tokenizer,
+                     const Optimizer* optimizer, const TrainerState* state)
+{
+    AtomicDirectory out(dir);
+    const ParamLayout& layout = params.layout();
+    Backend& be = params.backend();
+
+    const std::vector<float> weights = params.download_master();
+    SafetensorsWriter model;
+    model.set_metadata("format", "pt");
+    for (const ParamEntry& e : layout.entries()) model.add_f32(e.name, dims(e.shape), weights.data() + e.offset);
+    model.write(out.staging() / "model.safetensors");
+
+    const nlohmann::json hf = to_hf_config(params.config(), tokenizer.bos_id(), tokenizer.eos_id());
+    write_file_atomic(out.staging() / "config.json", hf.dump(2) + "\n");
+    tokenizer.save(out.staging() / "tokenizer.model");
+
+    if (optimizer) {
+        const int64_t n = layout.total();
+        std::vector<float> m(static_cast<size_t>(n)), v(static_cast<size_t>(n));
+        be.download(m.data(), DType::f32, optimizer->first_moment());
+        be.download(v.data(), DType::f32, optimizer->second_moment());
+        SafetensorsWriter opt;
+        opt.set_metadata("optimizer", to_string(optimizer->config().type));
+        opt.set_metadata("steps", std::to_string(optimizer->steps_taken()));
+        const bool muon = optimizer->config().type == OptimizerType::muon;
+        for (const ParamEntry& e : layout.entries()) {
+            if (muon && e.is_hidden_matrix()) {
+                opt.add_f32("momentum." + e.name, dims(e.shape), m.data() + e.offset);
+            } else {
+                opt.add_f32("exp_avg." + e.name, dims(e.shape), m.data() + e.offset);
+                opt.add_f32("exp_avg_sq." + e.name, dims(e.shape), v.data() + e.offset);
+            }
+        }
+        opt.write(out.staging() / "optimizer.safetensors");
+    }
+    // Written last: its presence marks the checkpoint complete.
+    const TrainerState empty;
+    write_file_atomic(out.staging() / "trainer_state.json", to_json(state ? *state : empty).dump(2) + "\n");
+    out.commit();
+}
+
+void load_weights(const fs::path& dir, ParamStore& params)
+{
+    const fs::path file = dir / "model.safetensors";
+    SafetensorsReader reader(file);
+    const ParamLayout& layout = params.layout();
+    std::vector<float> host(size_t(layout.total()), 0.0f);
+    for (const ParamEntry& e : layout.entries()) {
+        if (!reader.find(e.name))
+            throw Error(file.string() + " has no tensor " + e.name +
+                        ": it was written for a different model configuration");
+        reader.read_f32(e.name, dims(e.shape), host.data() + e.offset);
+    }
+    params.upload_master(host);
+}
+
+void load_optimizer(const fs::path& dir, Optimizer& optimizer, const ParamStore& params)
+{
+    const fs::path file = dir / "optimizer.safetensors";
+    SafetensorsReader reader(file);
+    const auto& meta = reader.metadata();
+    const std::string type = to_string(optimizer.config().type);
+    if (auto it = meta.find("optimizer"); it != meta.end() && it->second != type)
+        throw Error("the checkpoint in " + dir.string() + " was trained with " + it->second +
+                    ", not " + type + "; resume with --optimizer " + it->second);
+    const ParamLayout& layout = params.layout();
+    const int64_t n = layout.total();
+    std::vector<float> m(size_t(n), 0.0f), v(size_t(n), 0.0f);
+    const bool muon = optimizer.config().type == OptimizerType::muon;
+    for (const ParamEntry& e : layout.entries()) {
+        if (muon && e.is_hidden_matrix()) {
+            reader.read_f32("momentum." + e.name, dims(e.shape), m.data() + e.offset);
+        } else {
+            reader.read_f32("exp_avg." + e.name, dims(e.shape), m.data() + e.offset);
+            reader.read_f32("exp_avg_sq." + e.name, dims(e.shape), v.data() + e.offset);
+        }
+    }
+    Backend& be = params.backend();
+    be.upload(optimizer.first_moment(), m.data(), DType::f32);
+    be.upload(optimizer.second_moment(), v.data(), DType::f32);
+    if (auto it = meta.find("steps"); it != meta.end()) optimizer.set_steps_taken(std::stoll(it->second));
+}
+
+TrainerState load_trainer_state(const fs::path& dir)
+{
+    const fs::path file = dir / "trainer_state.json";
+    auto j = nlohmann::json::parse(read_file(file), nullptr, false);
+    if (j.is_discarded()) throw Error(file.string() + " is not valid JSON; the checkpoint is corrupt");
+    try {
+        return trainer_state_from_json(j);
+    } catch (const Error& e) {
+        throw Error(file.string() + ": " + e.what());
+    }
+}
+
+} // namespace crucible

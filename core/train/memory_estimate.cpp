@@ -1,0 +1,70 @@
+#include "core/train/memory_estimate.h"
+
+#include "core/model/activations.h"
+#include "core/model/param_layout.h"
+#include "kernels/backend.h"
+#include "kernels/error.h"
+
+#include <cstdio>
+
+namespace crucible {
+
+std::string format_bytes(double b)
+{
+    const char* units[] = {"B", "KB", "MB", "GB", "TB"};
+    int u = 0;
+    while (b >= 1000.0 && u < 4) { b /= 1000.0; ++u; }
+    char buf[32];
+    std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", b, units[u]);
+    return buf;
+}
+
+std::string MemoryEstimate::breakdown() const
+{
+    std::string s = "weights " + format_bytes(double(parameters + compute_copy));
+    if (gradients) s += ", gradients " + format_bytes(double(gradients));
+    if (optimizer) s += ", optimizer " + format_bytes(double(optimizer));
+    s += ", activations " + format_bytes(double(activations));
+    s += ", workspace " + format_bytes(double(workspace));
+    return s + " — total " + format_bytes(double(total()));
+}
+
+namespace {
+
+MemoryEstimate estimate(const ModelConfig& model, int batch, int seq, DType compute, bool training)
+{
+    const int64_t n = ParamLayout(model).total();
+    MemoryEstimate e;
+    e.parameters = dtype_bytes(DType::f32, n);
+    e.compute_copy = compute == DType::f32 ? 0 : dtype_bytes(compute, n);
+    e.gradients = training ? dtype_bytes(DType::f32, n) : 0;
+    e.optimizer = training ? optimizer_state_bytes(n) : 0;
+    e.activations = Activations::plan_bytes(model, ActivationShape{batch, seq, training}, compute);
+    const int64_t chunk = std::min<int64_t>(int64_t(batch) * seq, kClassifierChunkRows);
+    // The classifier's logits chunk, plus headroom for library workspaces
+    // (cuBLAS, attention scratch) on GPUs.
+    e.workspace = dtype_bytes(compute, chunk * model.vocab_size) + (compute == DType::f32 ? 0 : (size_t(64) << 20));
+    return e;
+}
+
+} // namespace
+
+MemoryEstimate estimate_training_memory(const ModelConfig& model, int batch, int seq, DType compute)
+{
+    return estimate(model, batch, seq, compute, true);
+}
+
+MemoryEstimate estimate_inference_memory(const ModelConfig& model, int batch, int seq, DType compute)
+{
+    return estimate(model, batch, seq, compute, false);
+}
+
+void check_fits(const MemoryEstimate& need, size_t free_bytes, const std::string& device)
+{
+    if (free_bytes == 0 || need.total() <= free_bytes) return;
+    throw Error("this configuration needs about " + format_bytes(double(need.total())) + " but only " +
+                format_bytes(double(free_bytes)) + " is free on " + device + " (" + need.breakdown() +
+                "). Lower the batch size or sequence length, use gradient accumulation, or choose a smaller model.");
+}
+
+} // namespace crucible

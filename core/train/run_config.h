@@ -1,0 +1,66 @@
+// RunConfig: everything that defines a training run (model, training, data),
+// stored as the run directory's config.json. The GUI's pages and the CLI's
+// flags both edit one of these; problems() is the single place that decides
+// whether a configuration can start.
+#pragma once
+
+#include "core/model/model_config.h"
+#include "core/optim/lr_schedule.h"
+#include "core/optim/optimizer.h"
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace crucible {
+
+struct DataConfig {
+    std::vector<std::string> paths;   // text files and folders; empty = embedded Tiny Shakespeare
+    double val_fraction = 0.1;        // held-out tail of each document
+};
+
+struct TrainConfig {
+    int batch_size = 16;              // sequences per micro-batch
+    int grad_accum = 1;               // micro-batches per optimizer step
+    int steps = 500;                  // optimizer steps
+    int seq_len = 0;                  // 0 = the model's seq_len
+    uint64_t seed = 1337;
+    OptimizerConfig optimizer;
+    ScheduleConfig schedule;
+    int eval_every = 100;             // 0 = only at the end
+    int eval_batches = 0;             // 0 = the whole validation split
+    int checkpoint_every = 0;         // 0 = only at the end (and on stop)
+    int sample_every = 0;             // 0 = with every evaluation
+    int sample_tokens = 96;
+    std::string sample_prompt = "\n";
+    float sample_temperature = 0.8f;
+    std::string device = "cpu";       // "cpu" or "cuda"
+    int threads = 0;                  // CPU threads; 0 = all cores
+
+    int resolved_seq_len(const ModelConfig& m) const { return seq_len > 0 ? seq_len : m.seq_len; }
+    int64_t tokens_per_step(const ModelConfig& m) const
+    {
+        return int64_t(batch_size) * grad_accum * resolved_seq_len(m);
+    }
+};
+
+struct RunConfig {
+    ModelConfig model;
+    TrainConfig train;
+    DataConfig data;
+
+    // Every problem, each a sentence naming the setting and what to change.
+    std::vector<std::string> problems() const;
+    void validate() const;   // throws Error listing problems()
+};
+
+nlohmann::json to_json(const TrainConfig& c);
+nlohmann::json to_json(const DataConfig& c);
+nlohmann::json to_json(const RunConfig& c);
+TrainConfig train_config_from_json(const nlohmann::json& j);
+DataConfig data_config_from_json(const nlohmann::json& j);
+RunConfig run_config_from_json(const nlohmann::json& j);   // throws Error
+
+} // namespace crucible

@@ -1,0 +1,58 @@
+// Trainer: owns one training run from set-up to the last checkpoint.
+//
+// run() prepares everything (corpus, tokenizer, dataset, backend, memory
+// check, model, optimizer), then loops: micro-batches with gradient
+// accumulation, clipping, the LR schedule, evaluation, text samples and
+// checkpoints, reporting through a TrainingSink. It runs on the caller's
+// thread (the GUI's worker thread, the CLI's main thread); pause, resume and
+// stop are atomic requests honoured between steps. run() never throws: a
+// failure ends the run with outcome `failed` and a message that says what to
+// change, and never leaves a half-written file behind.
+#pragma once
+
+#include "core/train/run_config.h"
+#include "core/train/training_sink.h"
+
+#include <atomic>
+#include <condition_variable>
+#include <filesystem>
+#include <mutex>
+
+namespace crucible {
+
+struct TrainerOptions {
+    std::filesystem::path run_dir;
+    bool resume = false;                 // continue the run in run_dir from its latest checkpoint
+    std::filesystem::path cache_dir;     // tokenizer and token caches; empty = default_cache_dir()
+};
+
+class Trainer {
+public:
+    // For a new run, `config` is the whole configuration and run_dir must not
+    // hold a run yet. When resuming, the run's own config.json is used and only
+    // `config.train.steps` (when larger) extends it.
+    Trainer(RunConfig config, TrainerOptions options, TrainingSink* sink);
+
+    RunSummary run();
+
+    // Thread-safe requests, honoured between optimizer steps.
+    void request_stop();
+    void request_pause(bool paused);
+    bool stop_requested() const { return m_stop.load(); }
+
+private:
+    struct Session;
+    RunSummary run_session(Session& s);
+    void wait_while_paused();
+
+    RunConfig m_config;
+    TrainerOptions m_options;
+    TrainingSink* m_sink;
+    TrainingSink m_null_sink;
+    std::atomic<bool> m_stop{false};
+    std::atomic<bool> m_pause{false};
+    std::mutex m_pause_mutex;
+    std::condition_variable m_pause_cv;
+};
+
+} // namespace crucible

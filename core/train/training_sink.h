@@ -1,0 +1,73 @@
+// TrainingSink: how the trainer reports. The GUI adapts it to queued Qt
+// signals, the CLI to a progress line and metrics.jsonl. Called on the
+// trainer's thread; implementations must not block for long.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace crucible {
+
+struct RunInfo {
+    std::string run_dir;
+    std::string device;            // "cpu (2 threads)", "NVIDIA H200"
+    int64_t parameters = 0;
+    int64_t train_tokens = 0, val_tokens = 0;
+    int64_t tokens_per_step = 0;
+    int64_t start_step = 0;        // > 0 when resuming
+    int64_t total_steps = 0;
+    double flops_per_token = 0.0;
+    double peak_tflops = 0.0;      // 0 when unknown (no MFU)
+    int64_t estimated_memory_bytes = 0;
+};
+
+struct StepMetrics {
+    int64_t step = 0;              // 1-based: optimizer steps done
+    double loss = 0.0;             // mean train loss of this step, nats/token
+    double lr = 0.0;               // AdamW peak × schedule
+    double grad_norm = 0.0;        // before clipping
+    double tokens_per_s = 0.0;     // this step
+    double mfu = 0.0;              // fraction of the device's peak, 0 when unknown
+    int64_t memory_bytes = 0;      // device memory in use by the run
+    double elapsed_s = 0.0;        // training time so far (excludes evaluation)
+    int64_t tokens_seen = 0;
+};
+
+struct EvalMetrics {
+    int64_t step = 0;
+    double loss = 0.0;             // nats/token on the validation split
+    double perplexity = 0.0;
+    double accuracy = 0.0;         // next-token top-1
+    double bits_per_byte = 0.0;
+    int64_t tokens = 0;            // validation tokens evaluated
+    double elapsed_s = 0.0;
+};
+
+enum class RunOutcome { finished, stopped, failed };
+
+struct RunSummary {
+    RunOutcome outcome = RunOutcome::finished;
+    int64_t steps = 0;
+    double final_loss = 0.0;
+    EvalMetrics last_eval;
+    bool has_eval = false;
+    double elapsed_s = 0.0;
+    std::string checkpoint;        // last checkpoint written, if any
+    std::string error;             // when failed
+};
+
+class TrainingSink {
+public:
+    virtual ~TrainingSink() = default;
+    virtual void on_started(const RunInfo&) {}
+    virtual void on_status(const std::string& /*what*/) {}   // "training tokenizer...", setup progress
+    virtual void on_step(const StepMetrics&) {}
+    virtual void on_eval(const EvalMetrics&) {}
+    virtual void on_sample(int64_t /*step*/, const std::string& /*prompt*/, const std::string& /*text*/) {}
+    virtual void on_checkpoint(int64_t /*step*/, const std::string& /*path*/) {}
+    virtual void on_warning(const std::string& /*message*/) {}
+    virtual void on_paused(bool /*paused*/) {}
+    virtual void on_finished(const RunSummary&) {}
+};
+
+} // namespace crucible

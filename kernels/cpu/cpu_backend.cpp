@@ -1,0 +1,362 @@
+// CpuBackend: identity, memory, transfers, fill and add.
+//
+// Device memory is host memory, 64-byte aligned. Transfers and convert share
+// one conversion routine: f32 <-> bf16 (round to nearest even, NaN kept a
+// NaN), f32 <-> f16 (F16C, also round to nearest even), bf16 <-> f16 through
+// f32; equal dtypes (i32, u8, nf4 included) are copied as bytes.
+//
+// OpenBLAS picks its kernels from the CPUID when it loads. A build older than
+// the CPU (OpenBLAS 0.3.21 and AMD Zen 5, say) does not recognise it and falls
+// back to AVX2 kernels that run at half the speed the AVX-512 ones reach, so
+// the first CpuBackend re-runs OpenBLAS's dispatch with OPENBLAS_CORETYPE set
+// to SkylakeX when the CPU has AVX-512 and the user has not chosen a core.
+#include "kernels/cpu/cpu_backend.h"
+
+#include "kernels/cpu/cpu_kernels.h"
+
+#include <omp.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <mutex>
+#include <sstream>
+
+extern "C" {
+// Present in DYNAMIC_ARCH builds of OpenBLAS only, hence weak.
+void gotoblas_dynamic_init(void) __attribute__((weak));
+void gotoblas_dynamic_quit(void) __attribute__((weak));
+}
+
+namespace crucible {
+
+namespace {
+
+bool cpu_has_avx512()
+{
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
+           __builtin_cpu_supports("avx512cd");
+}
+
+bool openblas_core_uses_avx512(const std::string& core)
+{
+    for (const char* name : {"SkylakeX", "Cooperlake", "SapphireRapids"})
+        if (core.find(name) != std::string::npos) return true;
+    return false;
+}
+
+std::string openblas_core() { return openblas_get_corename(); }
+
+// True when this process switched OpenBLAS to its AVX-512 kernels.
+bool g_openblas_core_switched = false;
+
+void select_openblas_kernels()
+{
+    if (std::getenv("OPENBLAS_CORETYPE")) return;   // the user's choice stands
+    if (!gotoblas_dynamic_init || !gotoblas_dynamic_quit) return;
+    if (!cpu_has_avx512() || openblas_core_uses_avx512(openblas_core())) return;
+    setenv("OPENBLAS_CORETYPE", "SkylakeX", 1);
+    gotoblas_dynamic_quit();
+    gotoblas_dynamic_init();
+    unsetenv("OPENBLAS_CORETYPE");   // child processes choose for themselves
+    g_openblas_core_switched = openblas_core_uses_avx512(openblas_core());
+}
+
+std::string cpu_model_name()
+{
+    std::ifstream in("/proc/cpuinfo");
+    std::string line;
+    while (std::getline(in, line)) {
+        if (line.rfind("model name", 0) == 0) {
+            const auto colon = line.find(':');
+            if (colon != std::string::npos) {
+                std::string name = line.substr(colon + 1);
+                const auto first = name.find_first_not_of(" \t");
+                return first == std::string::npos ? "CPU" : name.substr(first);
+            }
+        }
+    }
+    return "CPU";
+}
+
+// The highest clock the system reports, in GHz: the cpufreq maximum where the
+// kernel exposes it, else the largest "cpu MHz" (often the base clock in VMs).
+double cpu_clock_ghz()
+{
+    std::ifstream max_freq("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq");
+    double khz = 0.0;
+    if (max_freq >> khz && khz > 0.0) return khz / 1e6;
+    std::ifstream in("/proc/cpuinfo");
+    std::string line;
+    double mhz = 0.0;
+    while (std::getline(in, line)) {
+        if (line.rfind("cpu MHz", 0) == 0) {
+            const auto colon = line.find(':');
+            if (colon != std::string::npos) mhz = std::max(mhz, std::atof(line.c_str() + colon + 1));
+        }
+    }
+    return mhz > 0.0 ? mhz / 1e3 : 2.0;
+}
+
+size_t meminfo_kib(const std::string& text, const char* key)
+{
+    const auto at = text.find(key);
+    if (at == std::string::npos) return 0;
+    return static_cast<size_t>(std::strtoull(text.c_str() + at + std::strlen(key), nullptr, 10));
+}
+
+std::string format_gib(size_t bytes)
+{
+    std::ostringstream s;
+    s.precision(3);
+    s << double(bytes) / double(1ull << 30) << " GiB";
+    return s.str();
+}
+
+// ---- element conversion ------------------------------------------------------
+
+template <class Body>
+void parallel_for(int threads, int64_t n, Body body)
+{
+#pragma omp parallel for num_threads(threads) schedule(static) if (n > (1 << 16))
+    for (int64_t i = 0; i < n; ++i) body(i);
+}
+
+constexpr int dtype_pair(DType from, DType to) { return int(from) * 16 + int(to); }
+
+void convert_elements(void* dst, DType dst_dtype, const void* src, DType src_dtype, int64_t n, int threads)
+{
+    if (n == 0) return;
+    if (dst_dtype == src_dtype) {
+        const size_t bytes = dtype_bytes(dst_dtype, n);
+        constexpr size_t kChunk = size_t(1) << 20;
+        const auto chunks = static_cast<int64_t>((bytes + kChunk - 1) / kChunk);
+        if (dst != src) {
+            parallel_for(threads, chunks, [&](int64_t c) {
+                const size_t begin = size_t(c) * kChunk;
+                std::memcpy(static_cast<char*>(dst) + begin, static_cast<const char*>(src) + begin,
+                            std::min(kChunk, bytes - begin));
+            });
+        }
+        return;
+    }
+    using cpu::bf16_from_f32;
+    using cpu::f16_from_f32;
+    using cpu::f32_from_bf16;
+    using cpu::f32_from_f16;
+    const auto* f = static_cast<const float*>(src);
+    const auto* h = static_cast<const uint16_t*>(src);
+    auto* fo = static_cast<float*>(dst);
+    auto* ho = static_cast<uint16_t*>(dst);
+    switch (dtype_pair(src_dtype, dst_dtype)) {
+    case dtype_pair(DType::f32, DType::bf16):
+        parallel_for(threads, n, [&](int64_t i) { ho[i] = bf16_from_f32(f[i]); });
+        return;
+    case dtype_pair(DType::bf16, DType::f32):
+        parallel_for(threads, n, [&](int64_t i) { fo[i] = f32_from_bf16(h[i]); });
+        return;
+    case dtype_pair(DType::f32, DType::f16):
+        parallel_for(threads, n, [&](int64_t i) { ho[i] = f16_from_f32(f[i]); });
+        return;
+    case dtype_pair(DType::f16, DType::f32):
+        parallel_for(threads, n, [&](int64_t i) { fo[i] = f32_from_f16(h[i]); });
+        return;
+    case dtype_pair(DType::bf16, DType::f16):
+        parallel_for(threads, n, [&](int64_t i) { ho[i] = f16_from_f32(f32_from_bf16(h[i])); });
+        return;
+    case dtype_pair(DType::f16, DType::bf16):
+        parallel_for(threads, n, [&](int64_t i) { ho[i] = bf16_from_f32(f32_from_f16(h[i])); });
+        return;
+    default:
+        throw Error(std::string("cannot convert ") + dtype_name(src_dtype) + " to " + dtype_name(dst_dtype) +
+                    ": only f32, bf16 and f16 convert into one another; other types copy as they are");
+    }
+}
+
+} // namespace
+
+namespace cpu {
+
+void use_blas_threads(int threads)
+{
+    if (omp_get_max_threads() != threads) omp_set_num_threads(threads);
+    if (openblas_get_num_threads() != threads) openblas_set_num_threads(threads);
+}
+
+} // namespace cpu
+
+// ---- identity ------------------------------------------------------------------------
+
+CpuBackend::CpuBackend(int threads)
+{
+    static std::once_flag openblas_once;
+    std::call_once(openblas_once, select_openblas_kernels);
+    m_threads = threads > 0 ? threads : std::max(1, omp_get_num_procs());
+    cpu::use_blas_threads(m_threads);
+}
+
+CpuBackend::~CpuBackend()
+{
+    release_workspace();
+    std::free(m_scratch);
+}
+
+std::string CpuBackend::name() const
+{
+    return "CPU (" + std::to_string(m_threads) + (m_threads == 1 ? " thread)" : " threads)");
+}
+
+DeviceFacts CpuBackend::facts() const
+{
+    DeviceFacts f;
+    const std::string model = cpu_model_name();
+    f.name = model + " (" + std::to_string(m_threads) + (m_threads == 1 ? " thread)" : " threads)");
+
+    const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    const bool avx512 = cpu_has_avx512();
+    const std::string core = openblas_core();
+    std::string simd = avx2 ? "AVX2, FMA" : (__builtin_cpu_supports("avx") ? "AVX" : "SSE");
+    if (avx512) simd += ", AVX-512";
+
+    // Peak estimate for MFU: threads × clock × fp32 FLOPs per cycle, taking two
+    // FMA pipes per core at the width of the vectors the GEMM kernels use
+    // (2 × 2 × 16 lanes = 64 with AVX-512, 32 with AVX2+FMA, 8 with SSE). The
+    // clock is what the system reports, often the base clock: turbo can lift
+    // the real peak above this estimate.
+    const int flops_per_cycle = openblas_core_uses_avx512(core) ? 64 : (avx2 ? 32 : 8);
+    const double ghz = cpu_clock_ghz();
+    f.peak_tflops = m_threads * ghz * flops_per_cycle / 1e3;
+
+    std::ostringstream clock, peak;
+    clock.precision(3);
+    clock << ghz << " GHz";
+    peak.precision(3);
+    peak << f.peak_tflops * 1e3 << " GFLOP/s (estimate: threads × clock × " << flops_per_cycle
+         << " FLOP/cycle)";
+    f.details = {
+        {"Processor", model},
+        {"Threads", std::to_string(m_threads)},
+        {"SIMD", simd},
+        {"Clock", clock.str()},
+        {"Peak fp32", peak.str()},
+        {"OpenBLAS", openblas_get_config()},
+        {"OpenBLAS kernels",
+         core + (g_openblas_core_switched ? " (chosen by Crucible: this OpenBLAS does not know the CPU)" : "")},
+    };
+    const MemoryInfo mem = memory_info();
+    f.details.emplace_back("Memory", format_gib(mem.free_bytes) + " available of " + format_gib(mem.total_bytes));
+    return f;
+}
+
+MemoryInfo CpuBackend::memory_info() const
+{
+    std::ifstream in("/proc/meminfo");
+    std::stringstream text;
+    text << in.rdbuf();
+    const std::string s = text.str();
+    MemoryInfo info;
+    info.total_bytes = meminfo_kib(s, "MemTotal:") * 1024;
+    size_t available = meminfo_kib(s, "MemAvailable:");
+    if (available == 0) available = meminfo_kib(s, "MemFree:");
+    info.free_bytes = available * 1024;
+    return info;
+}
+
+// ---- memory ------------------------------------------------------------------------------
+
+void* CpuBackend::allocate(size_t bytes)
+{
+    constexpr size_t kAlign = 64;
+    CRUCIBLE_CHECK(bytes <= SIZE_MAX - kAlign, "cannot allocate " + std::to_string(bytes) + " bytes");
+    const size_t rounded = std::max(kAlign, (bytes + kAlign - 1) / kAlign * kAlign);
+    void* ptr = std::aligned_alloc(kAlign, rounded);
+    if (!ptr) {
+        throw Error("out of host memory: could not allocate " + format_gib(bytes) + " (" +
+                    format_gib(memory_info().free_bytes) +
+                    " available); choose a smaller model, batch or sequence length");
+    }
+    return ptr;
+}
+
+void CpuBackend::deallocate(void* ptr) { std::free(ptr); }
+
+float* CpuBackend::scratch(size_t floats)
+{
+    const size_t bytes = floats * sizeof(float);
+    if (bytes > m_scratch_bytes) {
+        void* grown = allocate(bytes);   // throws before the old buffer is lost
+        std::free(m_scratch);
+        m_scratch = grown;
+        m_scratch_bytes = bytes;
+    }
+    return static_cast<float*>(m_scratch);
+}
+
+// ---- transfers ------------------------------------------------------------------------------
+
+void CpuBackend::upload(Tensor dst, const void* host_src, DType host_dtype)
+{
+    CRUCIBLE_CHECK(host_src || dst.numel() == 0, "upload from a null host pointer");
+    convert_elements(dst.data, dst.dtype, host_src, host_dtype, dst.numel(), m_threads);
+}
+
+void CpuBackend::download(void* host_dst, DType host_dtype, Tensor src)
+{
+    CRUCIBLE_CHECK(host_dst || src.numel() == 0, "download into a null host pointer");
+    convert_elements(host_dst, host_dtype, src.data, src.dtype, src.numel(), m_threads);
+}
+
+void CpuBackend::convert(Tensor dst, Tensor src)
+{
+    CRUCIBLE_CHECK(dst.numel() == src.numel(), "convert: " + src.str() + " does not fit " + dst.str());
+    convert_elements(dst.data, dst.dtype, src.data, src.dtype, src.numel(), m_threads);
+}
+
+void CpuBackend::fill(Tensor dst, float value)
+{
+    const int64_t n = dst.numel();
+    switch (dst.dtype) {
+    case DType::f32: {
+        float* p = dst.as<float>();
+        parallel_for(m_threads, n, [&](int64_t i) { p[i] = value; });
+        return;
+    }
+    case DType::bf16:
+    case DType::f16: {
+        const uint16_t bits = dst.dtype == DType::bf16 ? cpu::bf16_from_f32(value) : cpu::f16_from_f32(value);
+        uint16_t* p = dst.as<uint16_t>();
+        parallel_for(m_threads, n, [&](int64_t i) { p[i] = bits; });
+        return;
+    }
+    case DType::i32: {
+        CRUCIBLE_CHECK(value == std::nearbyint(value) && std::fabs(value) < 2147483648.0f,
+                       "fill: an i32 tensor takes an integer value");
+        const auto v = static_cast<int32_t>(value);
+        int32_t* p = dst.as<int32_t>();
+        parallel_for(m_threads, n, [&](int64_t i) { p[i] = v; });
+        return;
+    }
+    default:
+        throw Error(std::string("fill: unsupported dtype ") + dtype_name(dst.dtype));
+    }
+}
+
+// ---- elementwise ------------------------------------------------------------------------------
+
+void CpuBackend::add(Tensor out, Tensor a, Tensor b)
+{
+    cpu::expect_f32(out, "add out");
+    cpu::expect_f32(a, "add a");
+    cpu::expect_f32(b, "add b");
+    const int64_t n = out.numel();
+    CRUCIBLE_CHECK(a.numel() == n && b.numel() == n,
+                   "add: " + a.str() + " + " + b.str() + " does not match " + out.str());
+    float* o = out.as<float>();
+    const float* x = a.as<float>();
+    const float* y = b.as<float>();
+#pragma omp parallel for num_threads(m_threads) schedule(static) if (n > cpu::kParallelMinWork * 4)
+    for (int64_t i = 0; i < n; ++i) o[i] = x[i] + y[i];
+}
+
+} // namespace crucible

@@ -1,0 +1,174 @@
+// CudaBackend: the GPU implementation of Backend.
+//
+// bf16 activations and compute weights, fp32 accumulation everywhere, fp32
+// master weights, gradients and optimizer state (compute_dtype() is f32 in the
+// parity mode, BackendOptions::cuda_fp32). One backend owns one stream, one
+// cuBLASLt handle with its workspace, a cache of matmul plans (descriptor,
+// layouts and the heuristic's algorithm per shape) and a scratch buffer grown
+// on demand, so a training step performs no allocations and no host syncs
+// except where an op returns a value to the host.
+//
+// The ops live in one file per family (matmul.cu, norms.cu, rope.cu, mlp.cu,
+// embedding.cu, classifier.cu, optimizers.cu, attention*.cu, convert.cu);
+// this header is the class they all implement.
+#pragma once
+
+#include "kernels/backend.h"
+#include "kernels/backend_factory.h"
+
+#include <cublasLt.h>
+#include <cuda_runtime.h>
+
+#include <array>
+#include <map>
+#include <string>
+
+namespace crucible {
+
+// One operand of a row-major GEMM: `trans` means the stored matrix is the
+// transpose of the operand (a row-major [K, M] matrix used as op(a) [M, K]).
+struct GemmOperand {
+    const void* ptr = nullptr;
+    DType dtype = DType::bf16;
+    int64_t ld = 0;            // row stride of the stored matrix, in elements
+    bool trans = false;
+    int64_t batch_stride = 0;  // elements between consecutive matrices of a batch
+};
+
+// out[M, N] = alpha · op(a)[M, K] · op(b)[K, N] + beta · c, row-major, for
+// `batch` matrices at the given strides; c is `out` unless given (same layout).
+struct GemmArgs {
+    void* out = nullptr;
+    DType out_dtype = DType::bf16;
+    int64_t ldo = 0;
+    int64_t out_batch_stride = 0;
+    const void* c = nullptr;
+    GemmOperand a, b;
+    int64_t m = 0, n = 0, k = 0;
+    float alpha = 1.0f, beta = 0.0f;
+    int batch = 1;
+};
+
+// Offsets into one scratch allocation, planned before it is taken.
+class ScratchPlan {
+public:
+    size_t add(size_t bytes)
+    {
+        const size_t at = (m_total + 255) / 256 * 256;
+        m_total = at + bytes;
+        return at;
+    }
+    size_t total() const { return m_total; }
+
+private:
+    size_t m_total = 0;
+};
+
+class CudaBackend final : public Backend {
+public:
+    explicit CudaBackend(const BackendOptions& options);
+    ~CudaBackend() override;
+    CudaBackend(const CudaBackend&) = delete;
+    CudaBackend& operator=(const CudaBackend&) = delete;
+
+    DeviceKind device() const override { return DeviceKind::cuda; }
+    DType compute_dtype() const override { return m_fp32 ? DType::f32 : DType::bf16; }
+    std::string name() const override;
+    DeviceFacts facts() const override;
+    MemoryInfo memory_info() const override;
+
+    void* allocate(size_t bytes) override;
+    void deallocate(void* ptr) override;
+    void synchronize() override;
+    void upload(Tensor dst, const void* host_src, DType host_dtype) override;
+    void download(void* host_dst, DType host_dtype, Tensor src) override;
+    void convert(Tensor dst, Tensor src) override;
+    void fill(Tensor dst, float value) override;
+
+    void add(Tensor out, Tensor a, Tensor b) override;
+
+    void embedding_forward(Tensor out, Tensor tokens, Tensor table) override;
+    void embedding_backward(Tensor dtable, Tensor tokens, Tensor dout) override;
+
+    void linear_forward(Tensor out, Tensor in, Tensor weight, bool accumulate) override;
+    void linear_backward(Tensor din, Tensor dweight, Tensor dout, Tensor in, Tensor weight,
+                         bool accumulate_din) override;
+
+    void rmsnorm_forward(Tensor out, Tensor rstd, Tensor x, Tensor weight, float eps) override;
+    void rmsnorm_backward(Tensor dx, Tensor dweight, Tensor dout, Tensor x, Tensor weight, Tensor rstd,
+                          bool accumulate_dx) override;
+    void layernorm_forward(Tensor out, Tensor mean, Tensor rstd, Tensor x, Tensor weight, Tensor bias,
+                           float eps) override;
+    void layernorm_backward(Tensor dx, Tensor dweight, Tensor dbias, Tensor dout, Tensor x, Tensor weight,
+                            Tensor mean, Tensor rstd, bool accumulate_dx) override;
+
+    void qk_norm_forward(Tensor qkv_out, Tensor rstd, Tensor qkv_in, Tensor q_weight, Tensor k_weight,
+                         const AttentionShape& s, float eps) override;
+    void qk_norm_backward(Tensor dqkv_in, Tensor dq_weight, Tensor dk_weight, Tensor dqkv_out,
+                          Tensor qkv_in, Tensor q_weight, Tensor k_weight, Tensor rstd,
+                          const AttentionShape& s) override;
+    void rope_forward(Tensor qkv, const AttentionShape& s, int64_t pos_offset, float theta) override;
+    void rope_backward(Tensor dqkv, const AttentionShape& s, int64_t pos_offset, float theta) override;
+    void attention_forward(Tensor out, Tensor lse, Tensor qkv, const AttentionShape& s) override;
+    void attention_backward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor lse,
+                            const AttentionShape& s) override;
+
+    void swiglu_forward(Tensor out, Tensor gate_up) override;
+    void swiglu_backward(Tensor dgate_up, Tensor dout, Tensor gate_up) override;
+    void gelu_forward(Tensor out, Tensor in) override;
+    void gelu_backward(Tensor din, Tensor dout, Tensor in) override;
+
+    void softmax_cross_entropy(Tensor losses, Tensor correct, Tensor logits, Tensor targets,
+                               float grad_scale, bool compute_grad) override;
+    void classifier(Tensor losses, Tensor correct, Tensor dx, Tensor dweight, Tensor x, Tensor weight,
+                    Tensor targets, float grad_scale) override;
+
+    double sum_squares(Tensor x) override;
+    void adamw_step(Tensor param, Tensor param_compute, Tensor grad, Tensor m, Tensor v,
+                    const AdamWHyper& h) override;
+    void muon_step(Tensor param, Tensor param_compute, Tensor grad, Tensor momentum, int64_t count,
+                   int64_t stride, const MuonHyper& h) override;
+    void newton_schulz(Tensor out, Tensor in, int steps) override;
+
+    // ---- used by the op files ---------------------------------------------------------
+    cudaStream_t stream() const { return m_stream; }
+    const cudaDeviceProp& props() const { return m_props; }
+    int sm_count() const { return m_props.multiProcessorCount; }
+    // Device scratch of at least `bytes`, valid until the next call (grown, never shrunk).
+    void* scratch(size_t bytes);
+    // A planned GEMM through cuBLASLt; the plan for each shape is built once.
+    void gemm(const GemmArgs& g);
+    // cos/sin table [positions, D/2] (f32, interleaved cos, sin) for RoPE.
+    const float2* rope_table(int64_t positions, int64_t head_dim, float theta);
+
+private:
+    struct GemmPlan {
+        cublasLtMatmulDesc_t desc = nullptr;
+        cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+        cublasLtMatmulAlgo_t algo{};
+    };
+    using GemmKey = std::array<int64_t, 20>;
+    GemmPlan& gemm_plan(const GemmKey& key, const GemmArgs& g, int alignment);
+
+    void newton_schulz_bf16(void* x, int64_t count, int64_t rows, int64_t cols, int steps);
+    void matrix_norms(float* inv_norms, const float* x, int64_t count, int64_t elems, int64_t stride);
+
+    int m_device = 0;
+    bool m_fp32 = false;
+    cudaDeviceProp m_props{};
+    cudaStream_t m_stream = nullptr;
+    cublasLtHandle_t m_lt = nullptr;
+    void* m_lt_workspace = nullptr;
+    size_t m_lt_workspace_bytes = 0;
+    std::map<GemmKey, GemmPlan> m_gemm_plans;
+
+    void* m_scratch = nullptr;
+    size_t m_scratch_bytes = 0;
+    double* m_host_result = nullptr;   // pinned, for values returned to the host
+
+    float2* m_rope = nullptr;
+    int64_t m_rope_positions = 0, m_rope_dim = 0;
+    float m_rope_theta = 0.0f;
+};
+
+} // namespace crucible
