@@ -59,8 +59,9 @@ int run_eval(const EvalCommand& c)
         const RunConfig rc = RunDirectory(m.run_root).read_config();
         const Corpus corpus = rc.data.paths.empty() ? Corpus::embedded_default()
             : Corpus::from_paths(std::vector<std::filesystem::path>(rc.data.paths.begin(), rc.data.paths.end()));
-        const Dataset data = Dataset::build(corpus, m.tokenizer, rc.data.val_fraction, default_cache_dir() / "tokens");
         const int run_seq = rc.train.resolved_seq_len(rc.model);
+        const Dataset data =
+            Dataset::build(corpus, m.tokenizer, rc.data.val_fraction, default_cache_dir() / "tokens", run_seq);
         e = evaluate_windows(model, data, data.val_windows(run_seq), c.batch, run_seq, int64_t(c.max_batches) * c.batch);
         source = "validation split of " + corpus.description();
     }

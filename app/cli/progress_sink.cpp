@@ -29,7 +29,7 @@ std::string format_rate(double v)
 
 void emit(const nlohmann::json& j)
 {
-    fmt::print("{}\n", j.dump());
+    fmt::print("{}\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
     std::fflush(stdout);
 }
 

@@ -140,7 +140,11 @@ Corpus Corpus::from_paths(const std::vector<fs::path>& paths)
     for (const fs::path& path : paths) {
         std::error_code ec;
         const fs::file_status status = fs::status(path, ec);
-        if (ec || !fs::exists(status)) throw Error(path.string() + " not found");
+        if (!fs::exists(status)) {
+            if (ec && ec != std::errc::no_such_file_or_directory)
+                throw Error("cannot open " + path.string() + ": " + ec.message());
+            throw Error(path.string() + " not found");
+        }
         if (fs::is_directory(status)) {
             const size_t before = docs.size();
             const std::string label = folder_label(path);

@@ -23,8 +23,9 @@ namespace crucible {
 
 namespace {
 
-// A run without newlines is cut before a space once it gets this long.
-constexpr size_t kRunMaxBytes = 64 * 1024;
+// A line longer than this is handed to SentencePiece in parts, cut before a
+// word (free: pieces only start with spaces), or anywhere after 8 times this.
+constexpr size_t kRunMaxBytes = 1024;
 constexpr std::string_view kMetaSpace = "\xE2\x96\x81";   // U+2581, SentencePiece's space
 
 bool is_meta_space(std::string_view text, size_t pos) { return text.substr(pos, 3) == kMetaSpace; }
@@ -160,15 +161,15 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text) const
     };
     for (size_t pos = 0; pos < text.size();) {
         const auto c = static_cast<unsigned char>(text[pos]);
+        // A very long line is cut before a word, or between any two
+        // characters when it has no spaces (some scripts, encoded blobs).
+        const size_t run = pos - run_begin;
+        if (run >= kRunMaxBytes && ((c == ' ' && text[pos - 1] != ' ') || run >= 8 * kRunMaxBytes)) flush(pos);
         if (c < 0x80) {
-            if (c == ' ' && pos - run_begin >= kRunMaxBytes) flush(pos);
             ++pos;
             if (c == '\n') flush(pos);
             continue;
         }
-        // Text with neither newlines nor spaces (some scripts) is cut anywhere
-        // between characters once a run gets very long.
-        if (pos - run_begin >= 4 * kRunMaxBytes) flush(pos);
         const int length = utf8::sequence_length(text, pos);
         if (length == 0 || is_meta_space(text, pos)) {
             flush(pos);

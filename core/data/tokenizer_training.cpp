@@ -2,7 +2,7 @@
 //
 // The corpus is cut into lines (so no piece ever contains a newline: a
 // newline is always the byte piece <0x0A>, which also lets encoding work a
-// few lines at a time) and each line into its well-formed UTF-8 stretches
+// line at a time) and each line into its well-formed UTF-8 stretches
 // (the bytes in between become byte pieces when encoding, so they need no
 // vocabulary). A corpus larger than max_training_bytes is sampled line by
 // line with a fixed seed, so the same corpus always gives the same model.

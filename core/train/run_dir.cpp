@@ -88,7 +88,8 @@ MetricsLog::MetricsLog(const fs::path& file) : m_out(file, std::ios::app)
 void MetricsLog::append(const nlohmann::json& record)
 {
     std::lock_guard lock(m_mutex);
-    m_out << record.dump() << '\n';
+    // Text samples may end inside a UTF-8 sequence: replace, never throw.
+    m_out << record.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
     m_out.flush();
 }
 

@@ -186,7 +186,7 @@ RunSummary Trainer::run_session(Session& s)
         throw Error("the tokenizer has " + std::to_string(s.tokenizer->vocab_size()) +
                     " tokens but the model expects " + std::to_string(mc.vocab_size));
     m_sink->on_status("tokenizing the corpus");
-    s.dataset = Dataset::build(corpus, *s.tokenizer, cfg.data.val_fraction, cache / "tokens");
+    s.dataset = Dataset::build(corpus, *s.tokenizer, cfg.data.val_fraction, cache / "tokens", s.seq_len);
     s.batcher = std::make_unique<Batcher>(*s.dataset, s.seq_len, tc.seed);
     s.val_windows = s.dataset->val_windows(s.seq_len);
 

@@ -1,6 +1,8 @@
 // MLP activations: SwiGLU (silu(gate)·up over the packed [gate | up] rows) and
 // exact erf GELU, forward and backward, one row per iteration of a static
-// OpenMP loop. The sigmoid goes through the vectorised exp.
+// OpenMP loop. The sigmoid goes through the vectorised exp. GELU writes
+// Φ(x) = erfc(−x/√2)/2 rather than (1 + erf(x/√2))/2: the same value without
+// the cancellation that costs relative accuracy for negative x.
 #include "kernels/cpu/cpu_backend.h"
 
 #include "kernels/cpu/cpu_kernels.h"
@@ -64,7 +66,7 @@ void CpuBackend::gelu_forward(Tensor out, Tensor in)
     const float* x = in.as<float>();
     constexpr float kInvSqrt2 = 0.70710678118654752f;
 #pragma omp parallel for num_threads(m_threads) schedule(static) if (n > cpu::kParallelMinWork)
-    for (int64_t i = 0; i < n; ++i) o[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * kInvSqrt2));
+    for (int64_t i = 0; i < n; ++i) o[i] = 0.5f * x[i] * std::erfc(-x[i] * kInvSqrt2);
 }
 
 void CpuBackend::gelu_backward(Tensor din, Tensor dout, Tensor in)
@@ -83,7 +85,7 @@ void CpuBackend::gelu_backward(Tensor din, Tensor dout, Tensor in)
 #pragma omp parallel for num_threads(m_threads) schedule(static) if (n > cpu::kParallelMinWork)
     for (int64_t i = 0; i < n; ++i) {
         // d/dx [x·Φ(x)] = Φ(x) + x·φ(x)
-        const float cdf = 0.5f * (1.0f + std::erf(x[i] * kInvSqrt2));
+        const float cdf = 0.5f * std::erfc(-x[i] * kInvSqrt2);
         const float pdf = kInvSqrt2Pi * cpu::exp_approx(-0.5f * x[i] * x[i]);
         dx[i] = dy[i] * (cdf + x[i] * pdf);
     }

@@ -150,9 +150,6 @@ private:
     using GemmKey = std::array<int64_t, 20>;
     GemmPlan& gemm_plan(const GemmKey& key, const GemmArgs& g, int alignment);
 
-    void newton_schulz_bf16(void* x, int64_t count, int64_t rows, int64_t cols, int steps);
-    void matrix_norms(float* inv_norms, const float* x, int64_t count, int64_t elems, int64_t stride);
-
     int m_device = 0;
     bool m_fp32 = false;
     cudaDeviceProp m_props{};

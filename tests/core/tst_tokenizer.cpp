@@ -204,6 +204,19 @@ private slots:
         check_round_trip(text.toStdString());
     }
 
+    void roundTripLongLines()
+    {
+        // Lines far longer than one SentencePiece call takes are cut inside.
+        std::string words, blob, cjk;
+        Rng rng(9);
+        while (words.size() < 100'000) words += "word" + std::to_string(rng.below(1000)) + (rng.below(5) ? " " : "  ");
+        while (blob.size() < 100'000) blob += char('A' + rng.below(26));
+        while (cjk.size() < 100'000) append_utf8(cjk, char32_t(0x4E00 + rng.below(200)));
+        check_round_trip(words);
+        check_round_trip(blob);
+        check_round_trip(cjk + "\xFF" + blob + "\n" + words);
+    }
+
     void invalidBytesBecomeBytePieces()
     {
         const std::vector<int32_t> ids = m_tok->encode("\xFF");

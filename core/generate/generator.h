@@ -1,0 +1,77 @@
+// Generator: KV-cached, streaming text generation for one model.
+//
+// Prefill runs the prompt through the model once, filling a KvCache that holds
+// n_kv_heads (not n_heads) keys and values per layer; each decode step then
+// runs one new token per sequence against the cache. Tokens stream out through
+// a callback as they are sampled; cancellation is honoured between tokens.
+// Several prompts can be generated at once (batched), and a smaller draft
+// model can propose tokens for speculative decoding (DESIGN §6).
+#pragma once
+
+#include "core/data/tokenizer.h"
+#include "core/generate/sampler.h"
+#include "core/model/param_store.h"
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace crucible {
+
+struct GenerationRequest {
+    std::vector<std::vector<int32_t>> prompts;   // one per sequence (batched generation)
+    int max_new_tokens = 256;
+    SamplingConfig sampling;
+    std::vector<std::string> stop_strings;       // generation of a sequence ends after one appears
+    bool stop_at_eos = true;
+    int top_alternatives = 0;                    // > 0: report the k most likely tokens at each step
+};
+
+struct TokenEvent {
+    int sequence = 0;                            // index into GenerationRequest::prompts
+    int32_t token = 0;
+    std::string bytes;                           // exactly what this token decodes to
+    float probability = 0.0f;                    // of the chosen token under the model (temperature 1)
+    std::vector<std::pair<int32_t, float>> alternatives;   // when requested
+};
+
+struct GenerationStats {
+    int64_t prompt_tokens = 0;
+    int64_t generated_tokens = 0;
+    double prefill_seconds = 0.0;
+    double decode_seconds = 0.0;
+    double prefill_tokens_per_s() const { return prefill_seconds > 0 ? double(prompt_tokens) / prefill_seconds : 0.0; }
+    double decode_tokens_per_s() const { return decode_seconds > 0 ? double(generated_tokens) / decode_seconds : 0.0; }
+    std::string stop_reason;                     // "length", "eos", "stop string", "cancelled", "context full"
+    // Speculative decoding only.
+    int64_t draft_proposed = 0;
+    int64_t draft_accepted = 0;
+    double acceptance_rate() const { return draft_proposed ? double(draft_accepted) / double(draft_proposed) : 0.0; }
+};
+
+class Generator {
+public:
+    // Allocates a KV cache for up to max_batch sequences of max_seq tokens
+    // (prompt + generated; at most the model's seq_len) on params' backend.
+    Generator(ParamStore& params, const Tokenizer& tokenizer, int max_batch, int max_seq);
+    ~Generator();
+
+    // Speculative decoding: a smaller model with the same tokenizer proposes
+    // `lookahead` tokens per step. nullptr turns it off.
+    void set_draft(ParamStore* draft, int lookahead = 4);
+
+    // Runs the request; on_token returns false to stop. Thread-safe cancel:
+    // request_cancel() from another thread ends generation within one token.
+    GenerationStats generate(const GenerationRequest& request,
+                             const std::function<bool(const TokenEvent&)>& on_token);
+    void request_cancel();
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> m_impl;
+};
+
+} // namespace crucible

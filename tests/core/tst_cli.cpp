@@ -1,0 +1,188 @@
+// crucible-cli as a user meets it: every command has --help, a tiny run trains
+// end to end, and bad input (missing or corrupt files, invalid settings, empty
+// or binary corpora) ends with a clear message and a non-zero exit while
+// leaving existing files untouched.
+#include "core/io/file_util.h"
+#include "core/train/run_dir.h"
+#include "tests/support/test_support.h"
+
+#include <QtTest>
+
+#include <filesystem>
+#include <map>
+
+namespace fs = std::filesystem;
+using namespace crucible;
+
+namespace {
+
+struct Result {
+    int code = 0;
+    std::string output;
+};
+
+Result cli(const std::string& args)
+{
+    Result r;
+    r.code = test::run_command((test::binary_dir() / "bin" / "crucible-cli").string() + " " + args, &r.output);
+    return r;
+}
+
+std::map<fs::path, std::string> snapshot(const fs::path& dir)
+{
+    std::map<fs::path, std::string> files;
+    for (const auto& e : fs::recursive_directory_iterator(dir))
+        if (e.is_regular_file()) files[fs::relative(e.path(), dir)] = read_file(e.path());
+    return files;
+}
+
+const char* kTinyModel = "--vocab 320 --d-model 64 --layers 2 --heads 4 --kv-heads 2 --ff 128 --seq 64 --batch 4";
+
+} // namespace
+
+class CliTest : public QObject {
+    Q_OBJECT
+
+private:
+    QTemporaryDir m_tmp;
+    fs::path path(const char* name) const { return fs::path(m_tmp.path().toStdString()) / name; }
+    std::string quoted(const char* name) const { return "'" + path(name).string() + "'"; }
+
+    void expectFailure(const std::string& args, const char* message_part)
+    {
+        const Result r = cli(args);
+        QVERIFY2(r.code != 0, ("expected failure for: " + args + "\n" + r.output).c_str());
+        QVERIFY2(r.output.find("error:") != std::string::npos, r.output.c_str());
+        QVERIFY2(r.output.find(message_part) != std::string::npos,
+                 ("missing \"" + std::string(message_part) + "\" in:\n" + r.output).c_str());
+    }
+
+private slots:
+    void initTestCase()
+    {
+        const Result r = cli(std::string("train ") + kTinyModel + " --steps 3 --eval-every 3 --eval-batches 2 "
+                             "--sample-tokens 8 --out " + quoted("run"));
+        QVERIFY2(r.code == 0, r.output.c_str());
+    }
+
+    void everyCommandHasHelp()
+    {
+        for (const char* cmd : {"", "info", "train", "demo", "eval", "sample", "bench", "bench train"}) {
+            const Result r = cli(std::string(cmd) + " --help");
+            QVERIFY2(r.code == 0, cmd);
+            QVERIFY2(r.output.find("Usage") != std::string::npos || r.output.find("usage") != std::string::npos, cmd);
+        }
+    }
+
+    void infoDescribesTheMachine()
+    {
+        const Result r = cli("info");
+        QCOMPARE(r.code, 0);
+        QVERIFY(r.output.find("CUDA backend") != std::string::npos);
+        QVERIFY(r.output.find("nano") != std::string::npos);
+    }
+
+    void trainWroteAProgressLineAndACheckpoint()
+    {
+        RunDirectory run(path("run"));
+        QCOMPARE(run.checkpoint_steps(), std::vector<int64_t>{3});
+        QVERIFY(fs::exists(run.metrics_file()));
+    }
+
+    void evalAndSampleUseTheRun()
+    {
+        Result r = cli("eval --run " + quoted("run"));
+        QVERIFY2(r.code == 0, r.output.c_str());
+        QVERIFY(r.output.find("bits/byte") != std::string::npos);
+        r = cli("eval --json --run " + quoted("run"));
+        QVERIFY2(r.code == 0, r.output.c_str());
+        const auto j = nlohmann::json::parse(r.output.substr(r.output.find('{')));
+        QVERIFY(j["bits_per_byte"].get<double>() > 0);
+
+        write_file_atomic(path("text.txt"), "To be, or not to be, that is the question.\n");
+        r = cli("eval --run " + quoted("run") + " --text " + quoted("text.txt"));
+        QVERIFY2(r.code == 0, r.output.c_str());
+
+        r = cli("sample --run " + quoted("run") + " --prompt 'ROMEO:' --max-tokens 12 --temperature 0");
+        QVERIFY2(r.code == 0, r.output.c_str());
+        QVERIFY(r.output.rfind("ROMEO:", 0) == 0);
+        // Greedy sampling is deterministic (the timing line on stderr is not).
+        const auto text = [](const std::string& out) { return out.substr(0, out.rfind("\n[")); };
+        QCOMPARE(text(cli("sample --run " + quoted("run") + " --prompt 'ROMEO:' --max-tokens 12 --temperature 0").output),
+                 text(r.output));
+    }
+
+    void missingRunIsReported() { expectFailure("eval --run " + quoted("nowhere"), "not found"); }
+
+    void corruptWeightsAreReported()
+    {
+        fs::copy(path("run"), path("broken"), fs::copy_options::recursive);
+        const fs::path model = RunDirectory(path("broken")).checkpoint_dir(3) / "model.safetensors";
+        const std::string good = read_file(model);
+
+        write_file_atomic(model, good.substr(0, good.size() - 1000));
+        expectFailure("eval --run " + quoted("broken"), "model.safetensors");
+        write_file_atomic(model, std::string("garbage that is not a safetensors file at all"));
+        expectFailure("eval --run " + quoted("broken"), "model.safetensors");
+        fs::remove(model);
+        expectFailure("sample --run " + quoted("broken"), "model.safetensors");
+    }
+
+    void wrongShapesAreReported()
+    {
+        // A checkpoint of another configuration under this run's config.
+        const Result other = cli("train --vocab 320 --d-model 32 --layers 2 --heads 4 --kv-heads 2 --ff 64 --seq 64 "
+                                 "--batch 4 --steps 1 --eval-every 1 --eval-batches 1 --sample-tokens 0 --out " +
+                                 quoted("other"));
+        QVERIFY2(other.code == 0, other.output.c_str());
+        fs::copy(path("run"), path("mixed"), fs::copy_options::recursive);
+        fs::copy_file(RunDirectory(path("other")).checkpoint_dir(1) / "model.safetensors",
+                      RunDirectory(path("mixed")).checkpoint_dir(3) / "model.safetensors",
+                      fs::copy_options::overwrite_existing);
+        expectFailure("eval --run " + quoted("mixed"), "shape");
+    }
+
+    void invalidSettingsAreRefused()
+    {
+        expectFailure("train --heads 4 --kv-heads 3 --steps 1 --out " + quoted("bad1"), "divisible");
+        QVERIFY(!fs::exists(path("bad1")));
+        expectFailure("train --preset gigantic --out " + quoted("bad2"), "unknown preset");
+        expectFailure("train --batch 0 --out " + quoted("bad3"), "batch size");
+        expectFailure("train --optimizer sgd --out " + quoted("bad4"), "adamw or muon");
+        write_file_atomic(path("bad.json"), "{\"model\": {\"n_heads\": 4, \"n_kv_heads\": 3}}");
+        expectFailure("train --config " + quoted("bad.json") + " --out " + quoted("bad5"), "divisible");
+        write_file_atomic(path("typo.json"), "{\"d_modle\": 64}");
+        expectFailure("train --config " + quoted("typo.json") + " --out " + quoted("bad6"), "unknown key");
+        write_file_atomic(path("broken.json"), "{\"d_model\": ");
+        expectFailure("train --config " + quoted("broken.json") + " --out " + quoted("bad7"), "not valid JSON");
+    }
+
+    void badCorporaAreRefused()
+    {
+        write_file_atomic(path("empty.txt"), "");
+        expectFailure(std::string("train ") + kTinyModel + " --steps 1 --data " + quoted("empty.txt") + " --out " +
+                          quoted("bad8"),
+                      "empty");
+        write_file_atomic(path("image.png"), std::string("\x89PNG\r\n\x1a\n\0\0\0\rIHDR", 16) + std::string(4096, '\0'));
+        expectFailure(std::string("train ") + kTinyModel + " --steps 1 --data " + quoted("image.png") + " --out " +
+                          quoted("bad9"),
+                      "image.png");
+        expectFailure("eval --run " + quoted("run") + " --text " + quoted("image.png"), "image.png");
+    }
+
+    void existingRunIsNotOverwritten()
+    {
+        const auto before = snapshot(path("run"));
+        expectFailure(std::string("train ") + kTinyModel + " --steps 1 --out " + quoted("run"), "already exists");
+        QVERIFY(snapshot(path("run")) == before);
+    }
+
+    void resumeOfNonRunIsRefused()
+    {
+        fs::create_directories(path("not_a_run"));
+        expectFailure("train --resume " + quoted("not_a_run"), "not a run");
+    }
+};
+
+QTEST_APPLESS_MAIN(CliTest)
+#include "tst_cli.moc"
