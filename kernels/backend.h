@@ -202,12 +202,57 @@ public:
     // X / (‖X‖_F + 1e-7), transposing tall matrices.
     virtual void newton_schulz(Tensor out, Tensor in, int steps) = 0;
 
+    // ==== generation (KV cache) ===================================================
+    // A layer's KV cache is two tensors, keys and values, each [S, KV, P, D]
+    // in compute dtype: S sequence slots, KV heads, P positions, head_dim D, so
+    // that the keys one query reads are contiguous. The ops below take a chunk
+    // of B sequences × T new tokens as packed qkv [B·T, (H + 2·KV)·D] (row r
+    // belongs to slot b = r / T) and `positions`, i32 [B·T]: the position of
+    // each row in its sequence. A negative position marks a padding row (a
+    // sequence with fewer new tokens than T, or none): every op skips it.
+    // Positions must be below P; a chunk's rows continue their sequence where
+    // its cache ends. Not pure, so that a backend without them still builds:
+    // the defaults throw.
+
+    // RoPE (as rope_forward) of the query and key heads of row r at positions[r].
+    virtual void rope_forward_at(Tensor qkv, const AttentionShape& s, Tensor positions, float theta)
+    {
+        (void)qkv, (void)s, (void)positions, (void)theta;
+        generation_op_unavailable("rope_forward_at");
+    }
+    // Copies the key and value heads of every non-padding row r into
+    // k_cache[r / T, :, positions[r], :] and v_cache[r / T, :, positions[r], :].
+    virtual void kv_cache_write(Tensor k_cache, Tensor v_cache, Tensor qkv, Tensor positions,
+                                const AttentionShape& s)
+    {
+        (void)k_cache, (void)v_cache, (void)qkv, (void)positions, (void)s;
+        generation_op_unavailable("kv_cache_write");
+    }
+    // Attention of row r's query heads over the cached keys and values of its
+    // slot at positions [0, positions[r]], scale 1/sqrt(D), GQA as above. The
+    // chunk's own keys are written first (kv_cache_write), which makes the
+    // chunk causal. out [B·T, H·D]; padding rows get zeros.
+    virtual void attention_decode(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_cache, Tensor positions,
+                                  const AttentionShape& s)
+    {
+        (void)out, (void)qkv, (void)k_cache, (void)v_cache, (void)positions, (void)s;
+        generation_op_unavailable("attention_decode");
+    }
+    // ==== end of generation ==========================================================
+
     // Scratch memory for chunked ops, grown on demand and owned by the backend.
     void* workspace(size_t bytes);
 
 protected:
     void release_workspace();
     AttentionKind m_attention_kind = AttentionKind::flash;
+
+    // ==== generation (KV cache) ====
+    [[noreturn]] void generation_op_unavailable(const char* op) const
+    {
+        throw Error(std::string(op) + " is not available on the " + name() + " backend");
+    }
+    // ==== end of generation ====
 
 private:
     void* m_workspace = nullptr;

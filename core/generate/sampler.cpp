@@ -130,7 +130,16 @@ int32_t Sampler::sample(std::span<float> logits, std::span<const int32_t> histor
     }
     std::vector<float> probs;
     distribution(logits, history, probs);
-    const double u = m_rng.uniform();
+    return draw(probs);
+}
+
+int32_t Sampler::draw(std::span<const float> probs)
+{
+    CRUCIBLE_CHECK(!probs.empty(), "cannot sample from an empty vocabulary");
+    double total = 0.0;
+    for (float p : probs) total += p > 0.0f ? double(p) : 0.0;
+    CRUCIBLE_CHECK(total > 0.0, "cannot sample from a distribution without mass");
+    const double u = m_rng.uniform() * total;
     double acc = 0.0;
     int32_t last = 0;
     for (size_t i = 0; i < probs.size(); ++i) {

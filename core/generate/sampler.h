@@ -44,6 +44,10 @@ public:
     // temperature and truncation), written into `probs`; for tests and for
     // speculative decoding.
     void distribution(std::span<float> logits, std::span<const int32_t> history, std::vector<float>& probs) const;
+    // One draw from a probability vector (zeros are never drawn) with this
+    // sampler's generator; speculative decoding draws from its corrected
+    // distributions through it, so one seed decides a whole generation.
+    int32_t draw(std::span<const float> probs);
 
     Rng& rng() { return m_rng; }
 

@@ -31,7 +31,7 @@ namespace crucible {
 
 namespace {
 
-constexpr int64_t kQueryBlock = 64;
+constexpr int64_t kQueryBlock = 32;
 constexpr int64_t kKeyBlock = 128;
 
 struct Geometry {

@@ -4,12 +4,6 @@
 // one conversion routine: f32 <-> bf16 (round to nearest even, NaN kept a
 // NaN), f32 <-> f16 (F16C, also round to nearest even), bf16 <-> f16 through
 // f32; equal dtypes (i32, u8, nf4 included) are copied as bytes.
-//
-// OpenBLAS picks its kernels from the CPUID when it loads. A build older than
-// the CPU (OpenBLAS 0.3.21 and AMD Zen 5, say) does not recognise it and falls
-// back to AVX2 kernels that run at half the speed the AVX-512 ones reach, so
-// the first CpuBackend re-runs OpenBLAS's dispatch with OPENBLAS_CORETYPE set
-// to SkylakeX when the CPU has AVX-512 and the user has not chosen a core.
 #include "kernels/cpu/cpu_backend.h"
 
 #include "kernels/cpu/cpu_kernels.h"
@@ -19,14 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
-#include <mutex>
 #include <sstream>
-
-extern "C" {
-// Present in DYNAMIC_ARCH builds of OpenBLAS only, hence weak.
-void gotoblas_dynamic_init(void) __attribute__((weak));
-void gotoblas_dynamic_quit(void) __attribute__((weak));
-}
 
 namespace crucible {
 
@@ -47,21 +34,6 @@ bool openblas_core_uses_avx512(const std::string& core)
 }
 
 std::string openblas_core() { return openblas_get_corename(); }
-
-// True when this process switched OpenBLAS to its AVX-512 kernels.
-bool g_openblas_core_switched = false;
-
-void select_openblas_kernels()
-{
-    if (std::getenv("OPENBLAS_CORETYPE")) return;   // the user's choice stands
-    if (!gotoblas_dynamic_init || !gotoblas_dynamic_quit) return;
-    if (!cpu_has_avx512() || openblas_core_uses_avx512(openblas_core())) return;
-    setenv("OPENBLAS_CORETYPE", "SkylakeX", 1);
-    gotoblas_dynamic_quit();
-    gotoblas_dynamic_init();
-    unsetenv("OPENBLAS_CORETYPE");   // child processes choose for themselves
-    g_openblas_core_switched = openblas_core_uses_avx512(openblas_core());
-}
 
 std::string cpu_model_name()
 {
@@ -190,8 +162,6 @@ void use_blas_threads(int threads)
 
 CpuBackend::CpuBackend(int threads)
 {
-    static std::once_flag openblas_once;
-    std::call_once(openblas_once, select_openblas_kernels);
     m_threads = threads > 0 ? threads : std::max(1, omp_get_num_procs());
     cpu::use_blas_threads(m_threads);
 }
@@ -241,8 +211,7 @@ DeviceFacts CpuBackend::facts() const
         {"Clock", clock.str()},
         {"Peak fp32", peak.str()},
         {"OpenBLAS", openblas_get_config()},
-        {"OpenBLAS kernels",
-         core + (g_openblas_core_switched ? " (chosen by Crucible: this OpenBLAS does not know the CPU)" : "")},
+        {"OpenBLAS kernels", core + (std::getenv("OPENBLAS_CORETYPE") ? " (set by OPENBLAS_CORETYPE)" : "")},
     };
     const MemoryInfo mem = memory_info();
     f.details.emplace_back("Memory", format_gib(mem.free_bytes) + " available of " + format_gib(mem.total_bytes));

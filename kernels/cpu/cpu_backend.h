@@ -73,6 +73,24 @@ public:
                    int64_t stride, const MuonHyper& h) override;
     void newton_schulz(Tensor out, Tensor in, int steps) override;
 
+    // ==== generation (KV cache): cpu_kv_cache.cpp, cpu_decode_attention.cpp ====
+    void rope_forward_at(Tensor qkv, const AttentionShape& s, Tensor positions, float theta) override;
+    void kv_cache_write(Tensor k_cache, Tensor v_cache, Tensor qkv, Tensor positions,
+                        const AttentionShape& s) override;
+    void attention_decode(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_cache, Tensor positions,
+                          const AttentionShape& s) override;
+
+private:
+    // cos/sin table [positions, head_dim/2] ×2 for positions 0.., grown to
+    // cover the largest position asked for so far.
+    const float* rope_table_at(int64_t positions, int64_t head_dim, float theta);
+    std::vector<float> m_rope_table_at;
+    struct RopeAtKey {
+        int64_t positions = 0, head_dim = 0;
+        float theta = 0.0f;
+    } m_rope_at_key;
+    // ==== end of generation ====
+
 private:
     // Scratch for the ops' own temporaries (per-thread partial sums, attention
     // tiles), grown on demand and kept. Separate from Backend::workspace(),

@@ -50,6 +50,13 @@ struct Buf {
     std::vector<float> host;        // act / f32 (empty = zeros)
     std::vector<int32_t> ids;       // i32
     bool compare = false;
+
+    Buf(std::string name_, Role role_, Shape shape_, std::vector<float> host_ = {}, std::vector<int32_t> ids_ = {},
+        bool compare_ = false)
+        : name(std::move(name_)), role(role_), shape(shape_), host(std::move(host_)), ids(std::move(ids_)),
+          compare(compare_)
+    {
+    }
 };
 
 using OpFn = std::function<void(Backend&, std::vector<Tensor>&)>;

@@ -1,0 +1,79 @@
+// CachedForward: the Transformer's forward pass over new tokens only, reading
+// and extending a KvCache. Inference only; the training path in
+// core/model/transformer.* is untouched and stays the reference this one is
+// tested against (tst_generation: equal logits at every position).
+//
+// One call runs a chunk of B sequences × T new tokens. Each sequence
+// continues where its cache ends (positions = cache length + t) and may use
+// fewer than T rows (the rest is padding) or none, so a single call serves a
+// batched prompt of ragged lengths, a decode step of one token per sequence
+// or a speculative verification chunk. A chunk that starts every sequence
+// from an empty cache runs the training path's (flash) attention over its own
+// keys; every other chunk attends over the cache (Backend::attention_decode).
+//
+// Same weights (ParamStore, the stacked qkv and MLP-input views) and the same
+// backend ops as Transformer; the activation buffers are sized once for
+// max_tokens rows (batch × chunk) and max_logit_rows rows of logits, and
+// reused by every layer.
+#pragma once
+
+#include "core/generate/kv_cache.h"
+#include "core/model/param_store.h"
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+namespace crucible {
+
+class CachedForward {
+public:
+    CachedForward(ParamStore& params, KvCache& cache, int64_t max_tokens, int64_t max_logit_rows);
+
+    const ModelConfig& config() const { return m_params->config(); }
+    ParamStore& params() const { return *m_params; }
+    KvCache& cache() const { return *m_cache; }
+    Backend& backend() const { return m_params->backend(); }
+    int64_t max_tokens() const { return m_max_tokens; }
+    int64_t max_logit_rows() const { return m_max_logit_rows; }
+    size_t bytes() const { return m_buffer.bytes(); }   // activations (the cache counts its own)
+
+    // Appends a chunk: tokens [B·T] row-major (B = counts.size(), T = seq);
+    // sequence b takes its first counts[b] rows (0 ≤ counts[b] ≤ T; padding
+    // rows may hold any id) and its cache length grows by counts[b]. `logits`
+    // receives [R, vocab] (host, f32): the next-token logits after each row
+    // listed in logit_rows (indices b·T + t of non-padding rows). Throws Error
+    // when a sequence would outgrow the cache.
+    void append(std::span<const int32_t> tokens, std::span<const int64_t> counts, int64_t seq,
+                std::span<const int64_t> logit_rows, std::vector<float>& logits);
+
+private:
+    struct LayerParams {
+        const ParamEntry *attn_norm, *attn_norm_bias, *q_norm, *k_norm, *o_proj;
+        const ParamEntry *mlp_norm, *mlp_norm_bias, *down_proj;
+    };
+    void norm_forward(Tensor out, Tensor x, const ParamEntry& weight, const ParamEntry* bias, int64_t n);
+    void run_layers(int64_t batch, int64_t seq, bool from_empty_cache);
+    void compute_logits(std::span<const int64_t> logit_rows, int64_t n, std::vector<float>& logits);
+
+    ParamStore* m_params;
+    KvCache* m_cache;
+    int64_t m_max_tokens, m_max_logit_rows;
+    std::vector<LayerParams> m_layer_params;
+    const ParamEntry *m_embedding, *m_final_norm, *m_final_norm_bias, *m_head;
+
+    DeviceBuffer m_buffer;
+    Tensor m_x;                       // [N, C] residual stream
+    Tensor m_norm_out, m_rstd, m_mean;   // [N, C], [N], [N] (mean: LayerNorm only)
+    Tensor m_qkv_raw, m_qk_rstd;      // QK-norm only: [N, QKV], [N, H + KV]
+    Tensor m_qkv;                     // [N, QKV]
+    Tensor m_attn_out, m_lse;         // [N, H·D], [N·H] (flash attention of a first chunk)
+    Tensor m_mlp_in, m_mlp_act;       // [N, mlp_in_dim], [N, F]
+    Tensor m_tokens, m_positions;     // [N] i32
+    Tensor m_logit_index;             // [R] i32
+    Tensor m_logit_x, m_logit_norm;   // [R, C]
+    Tensor m_logits;                  // [R, V]
+    std::vector<int32_t> m_host_tokens, m_host_positions, m_host_index;
+};
+
+} // namespace crucible

@@ -1,0 +1,126 @@
+// Speculative decoding: one draft-and-verify round.
+//
+// Every running sequence starts the round with one drawn token the target has
+// not run yet (the pending token). The draft catches up on the tokens it has
+// not seen (the pending one, sometimes the previous round's last), then
+// proposes d1..dk one decode step at a time, drawing each from its own
+// distribution q_i. The target runs [pending, d1..dk] as one chunk, which
+// gives its distributions p_1..p_{k+1}. Then, in order, d_i is accepted with
+// probability min(1, p_i(d_i) / q_i(d_i)); the first rejection draws a
+// replacement from norm(max(0, p_i − q_i)) and ends the round; when all k are
+// accepted a bonus token is drawn from p_{k+1}. The tokens kept are then
+// distributed exactly as the target's own draws (Leviathan et al., 2023).
+//
+// p and q are the Sampler's distributions (penalties, temperature, top-k/p,
+// min-p applied), so the rule reproduces the target under any sampling
+// setting; at temperature 0 both are one-hot and it reduces to "keep the
+// draft's tokens while they equal the target's argmax, then the target's".
+//
+// Both caches are rolled back to what was kept: the target holds the pending
+// token and the accepted drafts, the draft at most that (it never ran d_k).
+#include "core/generate/generation_run.h"
+
+#include <algorithm>
+
+namespace crucible {
+
+void GenerationRun::speculative_round(CachedModel& target, CachedModel& draft, int lookahead)
+{
+    const size_t batch = m_seqs.size();
+    const size_t vocab = size_t(target.params->config().vocab_size);
+
+    // Proposals per sequence: within the lookahead, the context (the last
+    // proposal must have a position) and the token limit (the round adds
+    // one token beyond the accepted proposals).
+    std::vector<int> k(batch, 0);
+    int most = 0;
+    for (size_t b = 0; b < batch; ++b) {
+        const SequenceState& s = m_seqs[b];
+        if (s.done) continue;
+        const int room = m_max_seq - int(s.tokens.size());
+        const int budget = m_request.max_new_tokens - int(s.generated.size()) - 1;
+        k[b] = std::max(0, std::min({lookahead, room, budget}));
+        most = std::max(most, k[b]);
+    }
+
+    // Draft: catch up, then propose.
+    std::vector<std::vector<int32_t>> proposals(batch), feed(batch);
+    std::vector<std::vector<std::vector<float>>> q(batch);
+    std::vector<std::vector<float>> draft_logits, target_logits;
+    for (size_t b = 0; b < batch; ++b) {
+        if (k[b] == 0) continue;
+        const auto& tokens = m_seqs[b].tokens;
+        feed[b].assign(tokens.begin() + std::ptrdiff_t(draft.cached[b].size()), tokens.end());
+    }
+    std::vector<float> work;
+    for (int i = 0; i < most; ++i) {
+        draft.append(feed, CachedModel::Logits::last, draft_logits);
+        for (size_t b = 0; b < batch; ++b) {
+            feed[b].clear();
+            if (k[b] <= i) continue;
+            SequenceState& s = m_seqs[b];
+            std::vector<int32_t> history = s.tokens;
+            history.insert(history.end(), proposals[b].begin(), proposals[b].end());
+            std::vector<float> dist;
+            work = draft_logits[b];
+            s.sampler.distribution(work, history, dist);
+            const int32_t d = s.sampler.draw(dist);
+            proposals[b].push_back(d);
+            q[b].push_back(std::move(dist));
+            if (k[b] > i + 1) feed[b].push_back(d);   // d_k itself never runs through the draft
+        }
+    }
+
+    // Target: score the pending token and every proposal in one chunk.
+    std::vector<std::vector<int32_t>> verify(batch);
+    for (size_t b = 0; b < batch; ++b) {
+        if (m_seqs[b].done) continue;
+        verify[b].push_back(m_seqs[b].tokens.back());
+        verify[b].insert(verify[b].end(), proposals[b].begin(), proposals[b].end());
+    }
+    target.append(verify, CachedModel::Logits::every, target_logits);
+
+    // Accept or reject, sequence by sequence.
+    std::vector<float> p, residual;
+    for (size_t b = 0; b < batch; ++b) {
+        SequenceState& s = m_seqs[b];
+        if (s.done) continue;
+        const size_t pending_at = s.tokens.size() - 1;
+        auto row = [&](int i) { return std::span<const float>(target_logits[b]).subspan(size_t(i) * vocab, vocab); };
+        int accepted = 0;
+        bool open = true;   // the sequence still takes tokens this round
+        for (int i = 0; i < k[b] && open; ++i) {
+            if (check_cancel()) return;
+            work.assign(row(i).begin(), row(i).end());
+            s.sampler.distribution(work, s.tokens, p);
+            const int32_t d = proposals[b][size_t(i)];
+            const std::vector<float>& qi = q[b][size_t(i)];
+            if (s.sampler.rng().uniform() * double(qi[size_t(d)]) < double(p[size_t(d)])) {
+                ++accepted;
+                open = take_token(b, d, row(i));
+                continue;
+            }
+            residual.resize(vocab);
+            double mass = 0.0;
+            for (size_t v = 0; v < vocab; ++v) mass += residual[v] = std::max(0.0f, p[v] - qi[v]);
+            const int32_t y = s.sampler.draw(mass > 0.0 ? std::span<const float>(residual) : std::span<const float>(p));
+            take_token(b, y, row(i));
+            open = false;
+        }
+        if (open) {
+            if (check_cancel()) return;
+            work.assign(row(k[b]).begin(), row(k[b]).end());
+            s.sampler.distribution(work, s.tokens, p);
+            take_token(b, s.sampler.draw(p), row(k[b]));
+        }
+        m_stats.draft_proposed += k[b];
+        m_stats.draft_accepted += accepted;
+
+        // The target keeps the pending token and the accepted proposals; the
+        // draft never holds more than that.
+        target.truncate(b, pending_at + 1 + size_t(accepted));
+        draft.truncate(b, std::min(draft.cached[b].size(), pending_at + 1 + size_t(accepted)));
+    }
+}
+
+} // namespace crucible

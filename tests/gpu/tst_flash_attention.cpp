@@ -1,0 +1,151 @@
+// Flash attention against naive attention and the CPU reference, forward and
+// backward, on random inputs: lengths that are not multiples of the tiles
+// (1, 17, 100, 1000, 2048), GQA ratios 1, 2, 4, 8 and MQA, head dims 32, 48,
+// 64 and 128 (the flash kernels) plus 40 and 256 (the exact fallback).
+//
+// The CPU (f32) computes on the bf16-rounded inputs, so its result is the
+// exact answer for what the GPU holds. Flash in bf16 rounds P to bf16 before
+// P·V (and dS before dS·K, dSᵀ·Q): about 2^-9 relative per element, a few
+// 1e-3 in the norm. Each check demands both an absolute bound (1e-2 forward,
+// 2e-2 backward) and that flash be no worse than twice the error of the naive
+// bf16 path, which rounds the materialised P and dS the same way. The f32
+// mode (exact kernel) must match the CPU within 1e-5. Flash must also be
+// bit-identical from run to run (no atomics in the backward).
+#include "tests/gpu/gpu_compare.h"
+
+#include <QtTest>
+
+#include <cstring>
+
+using namespace crucible;
+using namespace crucible::test;
+
+namespace {
+
+struct AttnResult {
+    std::vector<float> out, lse, dqkv;
+};
+
+struct Inputs {
+    std::vector<float> qkv, dout;
+};
+
+AttnResult run(Backend& be, const AttentionShape& s, const Inputs& in, AttentionKind kind)
+{
+    be.set_attention_kind(kind);
+    const int64_t N = s.tokens();
+    OwnedTensor qkv(be, be.compute_dtype(), Shape{N, s.qkv_dim()}, in.qkv);
+    OwnedTensor dout(be, be.compute_dtype(), Shape{N, s.q_dim()}, in.dout);
+    // Poison the outputs: every element must be written.
+    OwnedTensor out(be, be.compute_dtype(), Shape{N, s.q_dim()}, std::vector<float>(size_t(N * s.q_dim()), NAN));
+    OwnedTensor lse(be, DType::f32, Shape{s.batch, s.n_heads, s.seq},
+                    std::vector<float>(size_t(s.batch * s.n_heads * s.seq), NAN));
+    OwnedTensor dqkv(be, be.compute_dtype(), Shape{N, s.qkv_dim()}, std::vector<float>(size_t(N * s.qkv_dim()), NAN));
+    be.attention_forward(out.t, lse.t, qkv.t, s);
+    be.attention_backward(dqkv.t, dout.t, qkv.t, out.t, lse.t, s);
+    be.synchronize();
+    be.set_attention_kind(AttentionKind::flash);
+    return AttnResult{out.to_host(), lse.to_host(), dqkv.to_host()};
+}
+
+std::string describe(const AttentionShape& s)
+{
+    return "B" + std::to_string(s.batch) + " T" + std::to_string(s.seq) + " H" + std::to_string(s.n_heads) + " KV" +
+           std::to_string(s.n_kv_heads) + " D" + std::to_string(s.head_dim);
+}
+
+} // namespace
+
+class TestFlashAttention : public QObject {
+    Q_OBJECT
+
+private:
+    std::unique_ptr<Backend> m_cpu, m_f32, m_bf16;
+    double m_worst_fwd = 0, m_worst_bwd = 0;
+
+    void check(const AttentionShape& s, bool with_cpu, uint64_t seed)
+    {
+        const int64_t N = s.tokens();
+        Inputs in{rounded_for(*m_bf16, random_vector(size_t(N * s.qkv_dim()), seed)),
+                  rounded_for(*m_bf16, random_vector(size_t(N * s.q_dim()), seed + 1))};
+        const AttnResult flash = run(*m_bf16, s, in, AttentionKind::flash);
+        const AttnResult naive = run(*m_bf16, s, in, AttentionKind::naive);
+        const std::string name = describe(s);
+        for (const auto* v : {&flash.out, &flash.lse, &flash.dqkv})
+            for (float x : *v) QVERIFY2(std::isfinite(x), (name + ": non-finite or unwritten output").c_str());
+
+        if (with_cpu) {
+            const AttnResult ref = run(*m_cpu, s, in, AttentionKind::flash);
+            const double fo = relative_error(flash.out, ref.out), no = relative_error(naive.out, ref.out);
+            const double fl = relative_error(flash.lse, ref.lse), nl = relative_error(naive.lse, ref.lse);
+            const double fd = relative_error(flash.dqkv, ref.dqkv), nd = relative_error(naive.dqkv, ref.dqkv);
+            qInfo("%-24s vs cpu: out flash %.2e naive %.2e | lse flash %.2e naive %.2e | dqkv flash %.2e naive %.2e",
+                  name.c_str(), fo, no, fl, nl, fd, nd);
+            m_worst_fwd = std::max(m_worst_fwd, fo);
+            m_worst_bwd = std::max(m_worst_bwd, fd);
+            QVERIFY2(fo <= 1e-2 && fo <= 2 * no + 1e-3, (name + ": flash forward too far from the CPU").c_str());
+            QVERIFY2(fl <= 1e-4, (name + ": flash lse too far from the CPU").c_str());
+            QVERIFY2(fd <= 2e-2 && fd <= 2 * nd + 2e-3, (name + ": flash backward too far from the CPU").c_str());
+
+            const AttnResult exact = run(*m_f32, s, in, AttentionKind::flash);
+            const double eo = relative_error(exact.out, ref.out), ed = relative_error(exact.dqkv, ref.dqkv);
+            qInfo("%-24s f32 mode vs cpu: out %.2e dqkv %.2e", name.c_str(), eo, ed);
+            QVERIFY2(eo <= 1e-5 && ed <= 1e-5, (name + ": f32 attention differs from the CPU").c_str());
+        } else {
+            const double o = relative_error(flash.out, naive.out), d = relative_error(flash.dqkv, naive.dqkv);
+            qInfo("%-24s flash vs naive: out %.2e dqkv %.2e", name.c_str(), o, d);
+            QVERIFY2(o <= 1e-2 && d <= 3e-2, (name + ": flash and naive disagree").c_str());
+        }
+    }
+
+private slots:
+    void initTestCase()
+    {
+        std::string why;
+        if (!cuda_available(&why)) QSKIP(("no CUDA device: " + why).c_str());
+        m_cpu = make_cpu();
+        m_f32 = make_cuda(true);
+        m_bf16 = make_cuda(false);
+    }
+
+    void lengths_groups_dims()
+    {
+        uint64_t seed = 1;
+        for (int64_t D : {32, 48, 64, 128}) {
+            // T not a multiple of any tile; every GQA ratio and MQA.
+            check({2, 1, 4, 4, D}, true, seed++);
+            check({2, 17, 4, 2, D}, true, seed++);
+            check({1, 100, 8, 2, D}, true, seed++);
+            check({1, 1000, 8, 1, D}, true, seed++);
+            check({1, 2048, 8, 8, D}, true, seed++);
+            check({2, 333, 16, 2, D}, false, seed++);
+        }
+    }
+
+    void fallback_head_dims()
+    {
+        // Head dims the flash kernels are not built for run the exact kernel.
+        check({2, 67, 4, 2, 40}, true, 100);
+        check({1, 45, 2, 1, 256}, true, 101);
+        check({1, 30, 2, 2, 2}, true, 102);
+    }
+
+    void deterministic()
+    {
+        const AttentionShape s{2, 777, 8, 2, 64};
+        Inputs in{rounded_for(*m_bf16, random_vector(size_t(s.tokens() * s.qkv_dim()), 200)),
+                  rounded_for(*m_bf16, random_vector(size_t(s.tokens() * s.q_dim()), 201))};
+        const AttnResult a = run(*m_bf16, s, in, AttentionKind::flash);
+        const AttnResult b = run(*m_bf16, s, in, AttentionKind::flash);
+        QVERIFY(std::memcmp(a.out.data(), b.out.data(), a.out.size() * sizeof(float)) == 0);
+        QVERIFY(std::memcmp(a.dqkv.data(), b.dqkv.data(), a.dqkv.size() * sizeof(float)) == 0);
+    }
+
+    void cleanupTestCase()
+    {
+        if (m_bf16) qInfo("worst flash relative error vs CPU: forward %.3e, backward %.3e", m_worst_fwd, m_worst_bwd);
+    }
+};
+
+QTEST_APPLESS_MAIN(TestFlashAttention)
+#include "tst_flash_attention.moc"

@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""PyTorch peer for `crucible-cli bench attention`.
+
+Times causal self-attention in bf16 through scaled_dot_product_attention
+restricted to its flash backend, on the shapes Crucible's benchmark uses:
+head dims × sequence lengths at B·T tokens per call and H = model_dim / D
+heads. q, k and v are views of one packed projection output [B, T, 3, H, D],
+as a model produces them. Prints one JSON object per shape with the same
+keys as Crucible's table (label "D<d> T<t>", fwd_ms, fwd_tflops, fwdbwd_ms,
+fwdbwd_tflops), so the CLI can merge them into a ratio column.
+
+FLOPs are counted as FlashAttention reports them: 4·B·H·T²·D / 2 for the
+causal forward, 2.5× that for the backward. Times are medians of CUDA-event
+timed samples after warm-up.
+
+  torch_attention_bench.py --head-dims 64,128 --seqs 1024,2048,4096,8192
+"""
+import argparse
+import json
+import statistics
+import sys
+
+import torch
+import torch.nn.functional as F
+
+
+def sdpa_flash(q, k, v):
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
+            return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    except ImportError:  # PyTorch < 2.3
+        with torch.backends.cuda.sdp_kernel(enable_flash=True, enable_math=False, enable_mem_efficient=False):
+            return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+
+
+def time_ms(fn, warmup, repeats):
+    """Median ms of one call; each sample runs enough calls to last ~2 ms."""
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    fn()
+    end.record()
+    end.synchronize()
+    inner = max(1, min(50, int(2.0 / max(start.elapsed_time(end), 1e-3)) + 1))
+    samples = []
+    for _ in range(repeats):
+        start.record()
+        for _ in range(inner):
+            fn()
+        end.record()
+        end.synchronize()
+        samples.append(start.elapsed_time(end) / inner)
+    return statistics.median(samples)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--head-dims", default="64,128")
+    p.add_argument("--seqs", default="1024,2048,4096,8192")
+    p.add_argument("--tokens", type=int, default=32768, help="B·T per call")
+    p.add_argument("--model-dim", type=int, default=2048, help="H = model_dim / D")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=10)
+    a = p.parse_args()
+    if not torch.cuda.is_available():
+        print(json.dumps({"error": "no CUDA device for PyTorch"}))
+        return 1
+    torch.manual_seed(0)
+    dev = torch.device("cuda")
+    for d in [int(x) for x in a.head_dims.split(",")]:
+        for t in [int(x) for x in a.seqs.split(",")]:
+            b, h = max(1, a.tokens // t), max(1, a.model_dim // d)
+            qkv = torch.randn(b, t, 3, h, d, device=dev, dtype=torch.bfloat16)
+            q, k, v = (qkv[:, :, i].transpose(1, 2).detach().requires_grad_(True) for i in range(3))
+            dout = torch.randn(b, h, t, d, device=dev, dtype=torch.bfloat16)
+
+            def fwd():
+                with torch.no_grad():
+                    sdpa_flash(q, k, v)
+
+            def fwd_bwd():
+                out = sdpa_flash(q, k, v)
+                out.backward(dout)
+
+            flops = 4.0 * b * h * t * t * d / 2.0
+            row = {"peer": "pytorch-sdpa-flash", "torch": torch.__version__, "label": f"D{d} T{t}",
+                   "head_dim": d, "seq": t, "batch": b, "heads": h}
+            try:
+                f_ms = time_ms(fwd, a.warmup, a.repeats)
+                fb_ms = time_ms(fwd_bwd, a.warmup, a.repeats)
+                row.update(fwd_ms=f_ms, fwd_tflops=flops / (f_ms * 1e-3) / 1e12,
+                           fwdbwd_ms=fb_ms, fwdbwd_tflops=3.5 * flops / (fb_ms * 1e-3) / 1e12)
+            except RuntimeError as e:  # e.g. no flash kernel for this head dim or GPU
+                row["error"] = str(e).splitlines()[0]
+            print(json.dumps(row), flush=True)
+            del qkv, q, k, v, dout
+            torch.cuda.empty_cache()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
