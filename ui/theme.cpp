@@ -62,11 +62,11 @@ QGroupBox {
 }
 QGroupBox::title { subcontrol-origin: margin; left: 10px; padding: 0 4px; color: #374151; }
 QGroupBox QLabel, QGroupBox QCheckBox, QGroupBox QRadioButton { font-weight: normal; }
-QPushButton#primaryButton {
+QPushButton[primary="true"] {
     background: #2563eb; color: white; border: none; border-radius: 6px; padding: 6px 18px; font-weight: 600;
 }
-QPushButton#primaryButton:hover { background: #1d4ed8; }
-QPushButton#primaryButton:disabled { background: #b8c4dc; color: #eef2f8; }
+QPushButton[primary="true"]:hover { background: #1d4ed8; }
+QPushButton[primary="true"]:disabled { background: #b8c4dc; color: #eef2f8; }
 QLabel[role="heading"] { font-size: 16pt; font-weight: 600; color: #111827; }
 QLabel[role="subtitle"] { color: #6b7280; }
 QLabel[role="metric"] { font-size: 15pt; font-weight: 600; color: #111827; }

@@ -125,6 +125,8 @@ void add_bench_command(CLI::App& app, int& exit_code)
             exit_code = report_error(e);
         }
     });
+
+    add_bench_generate_command(*bench, exit_code);
 }
 
 } // namespace crucible::cli

@@ -1,8 +1,9 @@
 // crucible-cli eval / sample: use a trained model.
 #include "app/cli/commands.h"
+#include "app/cli/generation_options.h"
 
 #include "core/data/dataset.h"
-#include "core/generate/recompute_generate.h"
+#include "core/generate/generator.h"
 #include "core/io/file_util.h"
 #include "core/model/transformer.h"
 #include "core/train/evaluate.h"
@@ -90,26 +91,40 @@ struct SampleCommand {
 int run_sample(const SampleCommand& c)
 {
     LoadedModel m = load_model(c.run, backend_options(c.device, c.threads));
-    Transformer model(*m.params, 1, m.config.seq_len, false);
-    Sampler sampler(c.sampling);
+    const size_t context = size_t(m.config.seq_len);
+    Generator generator(*m.params, m.tokenizer, 1, int(context));
     std::vector<int32_t> ids = m.tokenizer.encode(c.prompt);
     if (ids.empty()) ids.push_back(m.tokenizer.bos_id());
     std::fwrite(c.prompt.data(), 1, c.prompt.size(), stdout);
     std::fflush(stdout);
-    const auto t0 = std::chrono::steady_clock::now();
+
+    // A full context does not end a sample: generation goes on from the last
+    // half of the text, read again as a new prompt.
+    GenerationRequest request;
+    request.sampling = c.sampling;
     int generated = 0;
-    generate_recompute(model, ids, c.max_tokens, sampler, [&](int32_t token) {
-        if (token == m.tokenizer.eos_id()) return false;
-        const std::string& bytes = m.tokenizer.token_bytes(token);
-        std::fwrite(bytes.data(), 1, bytes.size(), stdout);
-        std::fflush(stdout);
-        ++generated;
-        return true;
-    });
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    fmt::print(stderr, "\n[{} tokens in {:.2f} s, {:.1f} tokens/s, full recompute]\n", generated, secs,
-               secs > 0 ? generated / secs : 0.0);
-    return 0;
+    double seconds = 0.0;
+    std::string reason;
+    CancelOnInterrupt cancel(generator);
+    while (generated < c.max_tokens) {
+        if (ids.size() >= context) ids.erase(ids.begin(), ids.end() - std::ptrdiff_t(context / 2));
+        request.prompts = {ids};
+        request.max_new_tokens = c.max_tokens - generated;
+        const GenerationStats st = generator.generate(request, [](const TokenEvent& e) {
+            std::fwrite(e.text.data(), 1, e.text.size(), stdout);
+            std::fflush(stdout);
+            return true;
+        });
+        ids.insert(ids.end(), st.tokens[0].begin(), st.tokens[0].end());
+        generated += int(st.tokens[0].size());
+        seconds += st.prefill_seconds + st.decode_seconds;
+        reason = st.stop_reason;
+        if (reason != "context full") break;
+        request.sampling.seed += 1;
+    }
+    fmt::print(stderr, "\n[{} tokens in {:.2f} s, {:.1f} tokens/s with the KV cache; {}]\n", generated, seconds,
+               seconds > 0 ? generated / seconds : 0.0, reason);
+    return cancel.interrupted() ? kExitStopped : 0;
 }
 
 } // namespace
@@ -137,7 +152,7 @@ void add_eval_command(CLI::App& app, int& exit_code)
 void add_sample_command(CLI::App& app, int& exit_code)
 {
     auto c = std::make_shared<SampleCommand>();
-    auto* cmd = app.add_subcommand("sample", "Generate text from a trained model (full recompute, streamed)");
+    auto* cmd = app.add_subcommand("sample", "Generate text from a trained model (KV cache, streamed)");
     cmd->add_option("--run", c->run, "Run directory or checkpoint folder")->required();
     cmd->add_option("--prompt", c->prompt, "Text to continue");
     cmd->add_option("--max-tokens", c->max_tokens, "Tokens to generate")->capture_default_str();

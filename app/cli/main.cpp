@@ -17,6 +17,8 @@ int main(int argc, char** argv)
     crucible::cli::add_demo_command(app, exit_code);
     crucible::cli::add_eval_command(app, exit_code);
     crucible::cli::add_sample_command(app, exit_code);
+    crucible::cli::add_generate_command(app, exit_code);
+    crucible::cli::add_chat_command(app, exit_code);
     crucible::cli::add_bench_command(app, exit_code);
     try {
         app.parse(argc, argv);

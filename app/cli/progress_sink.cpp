@@ -145,7 +145,7 @@ void ProgressSink::on_finished(const RunSummary& s)
 {
     if (m_json) {
         nlohmann::json j = {{"event", "finished"}, {"steps", s.steps}, {"elapsed_s", s.elapsed_s},
-                            {"checkpoint", s.checkpoint}};
+                            {"checkpoint", s.checkpoint}, {"reached_target", s.reached_target}};
         j["outcome"] = s.outcome == RunOutcome::finished ? "finished" : s.outcome == RunOutcome::stopped ? "stopped" : "failed";
         if (!s.error.empty()) j["error"] = s.error;
         emit(j);
@@ -156,6 +156,7 @@ void ProgressSink::on_finished(const RunSummary& s)
     fmt::print("{} after {} steps in {}", s.outcome == RunOutcome::stopped ? "stopped" : "finished", s.steps,
                format_duration(s.elapsed_s));
     if (s.has_eval) fmt::print(" — val loss {:.4f}, {:.3f} bits/byte", s.last_eval.loss, s.last_eval.bits_per_byte);
+    if (s.reached_target) fmt::print(" (target reached after {:.2f} s of training)", s.elapsed_s);
     fmt::print("\n");
 }
 

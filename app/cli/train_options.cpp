@@ -21,6 +21,7 @@ void TrainOptions::add_to(CLI::App& cmd, bool with_data)
     cmd.add_option("--schedule", schedule, "LR schedule: constant, cosine, wsd");
     cmd.add_option("--warmup", warmup, "Warmup steps");
     cmd.add_option("--min-lr-ratio", min_lr_ratio, "Final LR as a fraction of the peak");
+    cmd.add_option("--target-bpb", target_bpb, "Finish once validation reaches this many bits per byte");
     cmd.add_option("--device", device, "cpu or cuda");
     cmd.add_option("--threads", threads, "CPU threads (0 = all cores)");
     cmd.add_option("--seed", seed, "Random seed (initialisation and data order)");
@@ -99,6 +100,7 @@ RunConfig TrainOptions::resolve() const
     if (!schedule.empty()) t.schedule.kind = schedule_kind_from_string(schedule);
     if (warmup) t.schedule.warmup_steps = *warmup;
     if (min_lr_ratio) t.schedule.min_lr_ratio = *min_lr_ratio;
+    if (target_bpb) t.target_bits_per_byte = *target_bpb;
     if (!device.empty()) t.device = device;
     if (!data.empty()) c.data.paths = data;
     if (val_fraction) c.data.val_fraction = *val_fraction;

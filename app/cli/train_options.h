@@ -17,7 +17,7 @@ struct TrainOptions {
     std::string config_file;
     std::optional<int> steps, batch, accum, seq, threads, eval_every, eval_batches, checkpoint_every, sample_every,
         sample_tokens, warmup, vocab, d_model, layers, heads, kv_heads, ff;
-    std::optional<float> lr, muon_lr, weight_decay, clip, min_lr_ratio;
+    std::optional<float> lr, muon_lr, weight_decay, clip, min_lr_ratio, target_bpb;
     std::optional<uint64_t> seed;
     std::optional<double> val_fraction;
     std::string optimizer, schedule, device, norm, mlp;

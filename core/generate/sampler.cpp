@@ -99,13 +99,16 @@ void Sampler::distribution(std::span<float> logits, std::span<const int32_t> his
     if (keep < n || c.top_p < 1.0f || c.min_p > 0.0f) {
         std::partial_sort(order.begin(), order.begin() + std::ptrdiff_t(keep), order.end(), by_prob);
         if (c.top_p < 1.0f) {
-            // Smallest prefix whose mass reaches top_p.
+            // Smallest prefix whose mass reaches top_p of what top-k left
+            // (the distribution as renormalised after top-k).
+            double left = 0.0;
+            for (size_t i = 0; i < keep; ++i) left += p[size_t(order[i])];
             double mass = 0.0;
             size_t i = 0;
             while (i < keep) {
                 mass += p[size_t(order[i])];
                 ++i;
-                if (mass >= double(c.top_p)) break;
+                if (mass >= double(c.top_p) * left) break;
             }
             keep = i;
         }

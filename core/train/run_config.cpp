@@ -20,6 +20,7 @@ std::vector<std::string> RunConfig::problems() const
          "evaluation, sample and checkpoint intervals must be 0 (off) or positive");
     need(t.sample_tokens >= 0 && t.sample_tokens <= 4096, "sample length must be between 0 and 4096 tokens");
     need(t.sample_temperature >= 0.0f, "sample temperature must be 0 (greedy) or positive");
+    need(t.target_bits_per_byte >= 0.0f, "target bits per byte must be 0 (off) or positive");
     need(t.device == "cpu" || t.device == "cuda", "device must be \"cpu\" or \"cuda\", got \"" + t.device + "\"");
     need(t.threads >= 0, "threads must be 0 (all cores) or positive");
     for (const auto& s : t.optimizer.problems()) p.push_back(s);
@@ -53,6 +54,7 @@ nlohmann::json to_json(const TrainConfig& c)
             {"sample_tokens", c.sample_tokens},
             {"sample_prompt", c.sample_prompt},
             {"sample_temperature", c.sample_temperature},
+            {"target_bits_per_byte", c.target_bits_per_byte},
             {"device", c.device},
             {"threads", c.threads}};
 }
@@ -72,7 +74,7 @@ TrainConfig train_config_from_json(const nlohmann::json& j)
     JsonReader r(j, "train",
                  {"batch_size", "grad_accum", "steps", "seq_len", "seed", "optimizer", "schedule", "eval_every",
                   "eval_batches", "checkpoint_every", "sample_every", "sample_tokens", "sample_prompt",
-                  "sample_temperature", "device", "threads"});
+                  "sample_temperature", "target_bits_per_byte", "device", "threads"});
     TrainConfig c;
     r.read("batch_size", c.batch_size);
     r.read("grad_accum", c.grad_accum);
@@ -88,6 +90,7 @@ TrainConfig train_config_from_json(const nlohmann::json& j)
     r.read("sample_tokens", c.sample_tokens);
     r.read("sample_prompt", c.sample_prompt);
     r.read("sample_temperature", c.sample_temperature);
+    r.read("target_bits_per_byte", c.target_bits_per_byte);
     r.read("device", c.device);
     r.read("threads", c.threads);
     return c;

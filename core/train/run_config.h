@@ -36,6 +36,7 @@ struct TrainConfig {
     int sample_tokens = 96;
     std::string sample_prompt = "\n";
     float sample_temperature = 0.8f;
+    float target_bits_per_byte = 0;   // > 0: finish once validation reaches it (speedruns)
     std::string device = "cpu";       // "cpu" or "cuda"
     int threads = 0;                  // CPU threads; 0 = all cores
 

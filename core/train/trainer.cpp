@@ -339,12 +339,22 @@ RunSummary Trainer::run_session(Session& s)
         const bool last = s.state.step == tc.steps;
         const bool eval_now = last || (tc.eval_every > 0 && s.state.step % tc.eval_every == 0);
         if (eval_now && !m_stop.load()) run_eval();
+        if (eval_now && tc.target_bits_per_byte > 0 && s.state.last_eval &&
+            s.state.last_eval->bits_per_byte <= tc.target_bits_per_byte) {
+            summary.reached_target = true;
+            s.log->append({{"type", "target"}, {"step", s.state.step}, {"elapsed_s", s.state.elapsed_s},
+                           {"bits_per_byte", s.state.last_eval->bits_per_byte}});
+            break;
+        }
         const int sample_every = tc.sample_every > 0 ? tc.sample_every : tc.eval_every;
         if (!m_stop.load() && (last || (sample_every > 0 && s.state.step % sample_every == 0))) run_sample();
         if (last || (tc.checkpoint_every > 0 && s.state.step % tc.checkpoint_every == 0)) write_checkpoint();
     }
 
-    if (s.state.step < tc.steps) {
+    if (summary.reached_target) {
+        write_checkpoint();
+        summary.outcome = RunOutcome::finished;
+    } else if (s.state.step < tc.steps) {
         // Stopped: keep everything trained so far.
         write_checkpoint();
         summary.outcome = RunOutcome::stopped;

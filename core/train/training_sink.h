@@ -52,6 +52,7 @@ struct RunSummary {
     EvalMetrics last_eval;
     bool has_eval = false;
     double elapsed_s = 0.0;
+    bool reached_target = false;   // TrainConfig::target_bits_per_byte was reached
     std::string checkpoint;        // last checkpoint written, if any
     std::string error;             // when failed
 };

@@ -62,6 +62,9 @@ void check_attention(const AttentionShape& s)
     CRUCIBLE_CHECK(s.n_heads % s.n_kv_heads == 0, "attention: n_heads (" + std::to_string(s.n_heads) +
                                                       ") must be a multiple of n_kv_heads (" +
                                                       std::to_string(s.n_kv_heads) + ")");
+    // Every GEMM dimension below is at most one of these; checked here because
+    // nothing may throw inside the parallel region.
+    CRUCIBLE_CHECK(s.qkv_dim() <= INT_MAX && s.seq * s.group() <= INT_MAX, "attention: shape too large for BLAS");
 }
 
 // Per-thread tiles start on their own cache line.
@@ -277,14 +280,17 @@ void CpuBackend::attention_forward(Tensor out, Tensor lse, Tensor qkv, const Att
     float* o = out.as<float>();
     float* l = lse.as<float>();
     const float* x = qkv.as<float>();
+    // A tile's cost grows with its query block (causal), so tiles go out
+    // heaviest first to whichever thread is free. Each tile owns its outputs,
+    // so the assignment cannot change a result.
+    const int64_t heads = g.batch * g.kv_heads;
 #pragma omp parallel num_threads(m_threads)
     {
         ForwardTile tile(tiles + per_thread * size_t(omp_get_thread_num()), g);
-#pragma omp for schedule(static, 1)
+#pragma omp for schedule(dynamic, 1)
         for (int64_t task = 0; task < tasks; ++task) {
-            const int64_t block = task % blocks;
-            const int64_t kv = (task / blocks) % g.kv_heads;
-            const int64_t b = task / (blocks * g.kv_heads);
+            const int64_t block = blocks - 1 - task / heads;
+            const int64_t b = (task % heads) / g.kv_heads, kv = task % g.kv_heads;
             forward_tile(o, l, x, g, b, kv, block, tile);
         }
     }

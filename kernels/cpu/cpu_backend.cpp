@@ -10,6 +10,7 @@
 
 #include <omp.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -52,9 +53,9 @@ std::string cpu_model_name()
     return "CPU";
 }
 
-// The highest clock the system reports, in GHz: the cpufreq maximum where the
-// kernel exposes it, else the largest "cpu MHz" (often the base clock in VMs).
-double cpu_clock_ghz()
+// The clock the system reports, in GHz: the cpufreq maximum where the kernel
+// exposes it, else the largest "cpu MHz" (often the base clock in a VM).
+double reported_clock_ghz()
 {
     std::ifstream max_freq("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq");
     double khz = 0.0;
@@ -69,6 +70,46 @@ double cpu_clock_ghz()
         }
     }
     return mhz > 0.0 ? mhz / 1e3 : 2.0;
+}
+
+// The clock one core actually runs at, in GHz: a chain of dependent integer
+// adds retires one add per cycle, so adds per second is the frequency. The
+// best of a few 1 ms runs discounts preemption. 0 where not measurable.
+double measured_clock_ghz()
+{
+#if defined(__x86_64__) || defined(__aarch64__)
+    constexpr int64_t kIterations = 1 << 16, kAddsPerIteration = 16;
+    double best = 0.0;
+    for (int run = 0; run < 5; ++run) {
+        uint64_t x = 0;
+        const auto start = std::chrono::steady_clock::now();
+        for (int64_t i = 0; i < kIterations; ++i) {
+#if defined(__x86_64__)
+#define CRUCIBLE_ADD_ONE __asm__ volatile("add $1, %0" : "+r"(x));
+#else
+#define CRUCIBLE_ADD_ONE __asm__ volatile("add %0, %0, #1" : "+r"(x));
+#endif
+            CRUCIBLE_ADD_ONE CRUCIBLE_ADD_ONE CRUCIBLE_ADD_ONE CRUCIBLE_ADD_ONE
+            CRUCIBLE_ADD_ONE CRUCIBLE_ADD_ONE CRUCIBLE_ADD_ONE CRUCIBLE_ADD_ONE
+            CRUCIBLE_ADD_ONE CRUCIBLE_ADD_ONE CRUCIBLE_ADD_ONE CRUCIBLE_ADD_ONE
+            CRUCIBLE_ADD_ONE CRUCIBLE_ADD_ONE CRUCIBLE_ADD_ONE CRUCIBLE_ADD_ONE
+#undef CRUCIBLE_ADD_ONE
+        }
+        const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        if (seconds > 0.0) best = std::max(best, double(kIterations * kAddsPerIteration) / seconds / 1e9);
+    }
+    return best;
+#else
+    return 0.0;
+#endif
+}
+
+// The clock for the peak estimate, in GHz: the higher of the reported and the
+// measured clock (turbo included). Computed once per process.
+double cpu_clock_ghz()
+{
+    static const double ghz = std::max(reported_clock_ghz(), measured_clock_ghz());
+    return ghz;
 }
 
 size_t meminfo_kib(const std::string& text, const char* key)
@@ -191,9 +232,9 @@ DeviceFacts CpuBackend::facts() const
 
     // Peak estimate for MFU: threads × clock × fp32 FLOPs per cycle, taking two
     // FMA pipes per core at the width of the vectors the GEMM kernels use
-    // (2 × 2 × 16 lanes = 64 with AVX-512, 32 with AVX2+FMA, 8 with SSE). The
-    // clock is what the system reports, often the base clock: turbo can lift
-    // the real peak above this estimate.
+    // (2 × 2 × 16 lanes = 64 with AVX-512, 32 with AVX2+FMA, 8 with SSE). An
+    // estimate: the clock is one core's, measured when idle, and all-core
+    // turbo may run lower; narrower FMA units would halve the real peak.
     const int flops_per_cycle = openblas_core_uses_avx512(core) ? 64 : (avx2 ? 32 : 8);
     const double ghz = cpu_clock_ghz();
     f.peak_tflops = m_threads * ghz * flops_per_cycle / 1e3;

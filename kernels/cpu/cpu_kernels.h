@@ -213,6 +213,15 @@ inline void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, f
                 blas_int(ldb, "a leading dimension"), beta, c, blas_int(ldc, "a leading dimension"));
 }
 
+// sgemm over `threads` threads by splitting C into row (or, when C is wider
+// than tall, column) slices, one single-threaded OpenBLAS call per slice.
+// Training GEMMs are skinny (K = d_model = 128 for nano), where OpenBLAS's own
+// threading spends its time synchronising the threads that share packed
+// panels; independent slices need no synchronisation, and each element of C
+// still sums over K in one fixed order. Small products run as one call.
+void parallel_sgemm(int threads, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                    const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
+
 // OpenBLAS (OpenMP build) threads its GEMMs by the calling thread's OpenMP
 // thread count and keeps a process-wide count of its own; each backend
 // asserts both before its GEMMs run outside a parallel region.

@@ -5,8 +5,8 @@
 // the iteration must run on the wide orientation Xᵀ; rather than transposing,
 // the same step is written for X itself: with A = XᵀX it reads
 // X ← aX + X(bA + cA²)ᵀ, which is exactly the transpose of the wide step.
-// Every product is an sgemm on the smaller Gram matrix side, threaded by
-// OpenBLAS; matrices of a batch run one after another.
+// The Gram matrix is taken on the smaller side; every product is a
+// parallel_sgemm, and the matrices of a batch run one after another.
 #include "kernels/cpu/cpu_backend.h"
 
 #include "kernels/cpu/cpu_kernels.h"
@@ -41,7 +41,7 @@ struct NewtonSchulzScratch {
 
 // Orthogonalises s.x [rows, cols] in place (the result may end in s.y: the
 // returned pointer says where).
-float* newton_schulz_matrix(NewtonSchulzScratch s, int64_t rows, int64_t cols, int steps)
+float* newton_schulz_matrix(NewtonSchulzScratch s, int64_t rows, int64_t cols, int steps, int threads)
 {
     const int64_t n = rows * cols;
     double sum_sq = 0.0;
@@ -54,15 +54,18 @@ float* newton_schulz_matrix(NewtonSchulzScratch s, int64_t rows, int64_t cols, i
     float* x = s.x;
     float* y = s.y;
     for (int step = 0; step < steps; ++step) {
-        if (wide) cpu::sgemm(false, true, k, k, cols, 1.0f, x, cols, x, cols, 0.0f, s.gram, k);   // A = XXᵀ
-        else cpu::sgemm(true, false, k, k, rows, 1.0f, x, cols, x, cols, 0.0f, s.gram, k);        // A = XᵀX
+        // A = XXᵀ (wide) or XᵀX (tall)
+        if (wide) cpu::parallel_sgemm(threads, false, true, k, k, cols, 1.0f, x, cols, x, cols, 0.0f, s.gram, k);
+        else cpu::parallel_sgemm(threads, true, false, k, k, rows, 1.0f, x, cols, x, cols, 0.0f, s.gram, k);
         // B = b·A + c·A·A
         std::memcpy(s.poly, s.gram, size_t(k * k) * sizeof(float));
-        cpu::sgemm(false, false, k, k, k, kMuonC, s.gram, k, s.gram, k, kMuonB, s.poly, k);
+        cpu::parallel_sgemm(threads, false, false, k, k, k, kMuonC, s.gram, k, s.gram, k, kMuonB, s.poly, k);
         // Y = a·X + B·X (wide) or a·X + X·Bᵀ (tall)
         std::memcpy(y, x, size_t(n) * sizeof(float));
-        if (wide) cpu::sgemm(false, false, rows, cols, rows, 1.0f, s.poly, k, x, cols, kMuonA, y, cols);
-        else cpu::sgemm(false, true, rows, cols, cols, 1.0f, x, cols, s.poly, k, kMuonA, y, cols);
+        if (wide)
+            cpu::parallel_sgemm(threads, false, false, rows, cols, rows, 1.0f, s.poly, k, x, cols, kMuonA, y, cols);
+        else
+            cpu::parallel_sgemm(threads, false, true, rows, cols, cols, 1.0f, x, cols, s.poly, k, kMuonA, y, cols);
         std::swap(x, y);
     }
     return x;
@@ -83,7 +86,7 @@ void CpuBackend::newton_schulz(Tensor out, Tensor in, int steps)
     NewtonSchulzScratch s(scratch(NewtonSchulzScratch::floats(rows, cols)), rows, cols);
     for (int64_t c = 0; c < count; ++c) {
         std::memcpy(s.x, in.as<float>() + c * rows * cols, size_t(rows * cols) * sizeof(float));
-        const float* result = newton_schulz_matrix(s, rows, cols, steps);
+        const float* result = newton_schulz_matrix(s, rows, cols, steps, m_threads);
         std::memcpy(out.as<float>() + c * rows * cols, result, size_t(rows * cols) * sizeof(float));
     }
 }
@@ -129,7 +132,7 @@ void CpuBackend::muon_step(Tensor param, Tensor param_compute, Tensor grad, Tens
             mom[i] = mi;
             u[i] = nesterov ? gi + mu * mi : mi;
         }
-        const float* ortho = newton_schulz_matrix(s, rows, cols, h.ns_steps);
+        const float* ortho = newton_schulz_matrix(s, rows, cols, h.ns_steps, m_threads);
         const int64_t offset = c * stride;
 #pragma omp parallel for num_threads(m_threads) schedule(static) if (n > cpu::kParallelMinWork)
         for (int64_t i = 0; i < n; ++i) {

@@ -157,21 +157,31 @@ __global__ void exact_backward_dkdv_kernel(AttnArgs a)
     }
 }
 
-// delta: warps over (b, h, t)
-template <class T>
+// delta: one thread per (token, head) row. Rows of dout and out [B·T, H·D]
+// are D contiguous elements and consecutive rows are adjacent, so threads
+// stream through memory with 16-byte loads.
+template <class T, bool VEC>
 __global__ void delta_kernel(AttnArgs a)
 {
-    const int lane = threadIdx.x % 32;
-    const int64_t w = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
-    if (w >= int64_t(a.B) * a.H * a.T) return;
-    const int t = int(w % a.T), h = int((w / a.T) % a.H), b = int(w / (int64_t(a.T) * a.H));
-    const int64_t off = (int64_t(b) * a.T + t) * a.ld_out() + int64_t(h) * a.D;
-    const T* go = static_cast<const T*>(a.dout) + off;
-    const T* o = static_cast<const T*>(a.fwd_out) + off;
+    const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;   // token·H + h
+    if (i >= int64_t(a.B) * a.T * a.H) return;
+    const int D = a.D;
+    const T* go = static_cast<const T*>(a.dout) + i * D;
+    const T* o = static_cast<const T*>(a.fwd_out) + i * D;
     float s = 0.0f;
-    for (int d = lane; d < a.D; d += 32) s += to_f(go[d]) * to_f(o[d]);
-    s = warp_sum(s);
-    if (lane == 0) a.delta[(int64_t(b) * a.H + h) * a.T + t] = s;
+    if constexpr (VEC) {
+        for (int d = 0; d < D; d += 8) {
+            float x[8], y[8];
+            load8(x, go + d);
+            load8(y, o + d);
+#pragma unroll
+            for (int k = 0; k < 8; ++k) s += x[k] * y[k];
+        }
+    } else {
+        for (int d = 0; d < D; ++d) s += to_f(go[d]) * to_f(o[d]);
+    }
+    const int64_t token = i / a.H, h = i % a.H, b = token / a.T, t = token % a.T;
+    a.delta[(b * a.H + h) * a.T + t] = s;
 }
 
 constexpr int kWarpsPerBlock = 4;
@@ -220,7 +230,10 @@ void attention_delta(const AttnArgs& a, DType dtype, cudaStream_t stream)
 {
     dispatch_act(dtype, "attention", [&](auto tag) {
         using T = decltype(tag);
-        delta_kernel<T><<<blocks_for(int64_t(a.B) * a.H * a.T, 8), 256, 0, stream>>>(a);
+        const int64_t rows = int64_t(a.B) * a.T * a.H;
+        const bool vec = a.D % 8 == 0 && aligned16(a.dout) && aligned16(a.fwd_out);
+        auto k = vec ? delta_kernel<T, true> : delta_kernel<T, false>;
+        k<<<blocks_for(rows, 256), 256, 0, stream>>>(a);
         CRUCIBLE_CUDA_LAUNCH_CHECK();
     });
 }

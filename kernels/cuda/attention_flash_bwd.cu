@@ -17,6 +17,8 @@
 // of 5). Tiles stream through shared memory double-buffered by cp.async.
 #include "kernels/cuda/attention_common.cuh"
 
+#include <cstdlib>
+
 namespace crucible::cuda::attn {
 
 namespace {
@@ -34,8 +36,8 @@ struct DkdvConfig {
         sizeof(bf16) * size_t(2 * kKeys + 4 * BQ) * kLd + sizeof(float) * size_t(4 * BQ);
 };
 
-template <int D, int WARPS, int BQ>
-__global__ void __launch_bounds__(WARPS * 32, 2) flash_backward_dkdv_kernel(AttnArgs a)
+template <int D, int WARPS, int BQ, bool KVREG, int MINB>
+__global__ void __launch_bounds__(WARPS * 32, MINB) flash_backward_dkdv_kernel(AttnArgs a)
 {
     using Cfg = DkdvConfig<D, WARPS, BQ>;
     constexpr int BKV = Cfg::kKeys, LD = Cfg::kLd, THREADS = Cfg::kThreads;
@@ -45,7 +47,7 @@ __global__ void __launch_bounds__(WARPS * 32, 2) flash_backward_dkdv_kernel(Attn
     bf16* sV = sK + BKV * LD;                    // [BKV][LD], later dV staging
     bf16* sQ = sV + BKV * LD;                    // [2][BQ][LD]
     bf16* sO = sQ + 2 * BQ * LD;                 // [2][BQ][LD]  (dO)
-    float* sL = reinterpret_cast<float*>(sO + 2 * BQ * LD);   // [2][BQ] lse·log2e
+    float* sL = reinterpret_cast<float*>(sO + 2 * BQ * LD);   // [2][BQ] lse
     float* sD = sL + 2 * BQ;                                  // [2][BQ] delta
 
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
@@ -87,6 +89,8 @@ __global__ void __launch_bounds__(WARPS * 32, 2) flash_backward_dkdv_kernel(Attn
 #pragma unroll
         for (int c = 0; c < 4; ++c) dk[dt][c] = dv[dt][c] = 0.0f;
     const int key_row0 = k0 + warp * 16;   // this warp's 16 keys
+    // KVREG: the warp's K and V fragments stay in registers for the whole walk.
+    uint32_t kreg[KVREG ? KS : 1][4], vreg[KVREG ? KS : 1][4];
 
     for (int it = 0; it < iters; ++it) {
         const int stage = it & 1;
@@ -103,6 +107,15 @@ __global__ void __launch_bounds__(WARPS * 32, 2) flash_backward_dkdv_kernel(Attn
         const bf16* Os = sO + stage * BQ * LD;
         const float* Ls = sL + stage * BQ;
         const float* Ds = sD + stage * BQ;
+        if constexpr (KVREG) {
+            if (it == 0) {
+#pragma unroll
+                for (int ks = 0; ks < KS; ++ks) {
+                    ldmatrix_x4(kreg[KVREG ? ks : 0], sK + (warp * 16 + (lane % 16)) * LD + ks * 16 + (lane / 16) * 8);
+                    ldmatrix_x4(vreg[KVREG ? ks : 0], sV + (warp * 16 + (lane % 16)) * LD + ks * 16 + (lane / 16) * 8);
+                }
+            }
+        }
 
         // Sᵀ = K·Qᵀ and dPᵀ = V·dOᵀ (keys × queries).
         float st[NQ][4], dpt[NQ][4];
@@ -113,8 +126,16 @@ __global__ void __launch_bounds__(WARPS * 32, 2) flash_backward_dkdv_kernel(Attn
 #pragma unroll
         for (int ks = 0; ks < KS; ++ks) {
             uint32_t ka[4], va[4];
-            ldmatrix_x4(ka, sK + (warp * 16 + (lane % 16)) * LD + ks * 16 + (lane / 16) * 8);
-            ldmatrix_x4(va, sV + (warp * 16 + (lane % 16)) * LD + ks * 16 + (lane / 16) * 8);
+            if constexpr (KVREG) {
+#pragma unroll
+                for (int r = 0; r < 4; ++r) {
+                    ka[r] = kreg[KVREG ? ks : 0][r];
+                    va[r] = vreg[KVREG ? ks : 0][r];
+                }
+            } else {
+                ldmatrix_x4(ka, sK + (warp * 16 + (lane % 16)) * LD + ks * 16 + (lane / 16) * 8);
+                ldmatrix_x4(va, sV + (warp * 16 + (lane % 16)) * LD + ks * 16 + (lane / 16) * 8);
+            }
 #pragma unroll
             for (int np = 0; np < NQ / 2; ++np) {
                 uint32_t qb[4], ob[4];
@@ -136,7 +157,7 @@ __global__ void __launch_bounds__(WARPS * 32, 2) flash_backward_dkdv_kernel(Attn
             for (int c = 0; c < 4; ++c) {
                 const int qi = nt * 8 + 2 * t + (c & 1);
                 const int key = key_row0 + g + 8 * (c >> 1);
-                float p = fast_exp2(fmaf(st[nt][c], scale_log2, -Ls[qi]));
+                float p = fast_exp2(fmaf(st[nt][c], scale_log2, -Ls[qi] * kLog2e));
                 if (edge && (q0 + qi < key || q0 + qi >= T)) p = 0.0f;
                 st[nt][c] = p;
                 dpt[nt][c] = p * (dpt[nt][c] - Ds[qi]);
@@ -196,8 +217,8 @@ struct DqConfig {
     static constexpr size_t kSmem = sizeof(bf16) * size_t(2 * kRows + 4 * BC) * kLd;
 };
 
-template <int D, int WARPS, int BC>
-__global__ void __launch_bounds__(WARPS * 32, 2) flash_backward_dq_kernel(AttnArgs a)
+template <int D, int WARPS, int BC, int MINB>
+__global__ void __launch_bounds__(WARPS * 32, MINB) flash_backward_dq_kernel(AttnArgs a)
 {
     using Cfg = DqConfig<D, WARPS, BC>;
     constexpr int BR = Cfg::kRows, LD = Cfg::kLd, THREADS = Cfg::kThreads;
@@ -334,13 +355,13 @@ template <class Kernel> void allow_smem(Kernel kernel, size_t bytes)
     CRUCIBLE_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
 }
 
-template <int D, int WARPS_KV, int BQ, int WARPS_Q, int BC>
+template <int D, int WARPS_KV, int BQ, int WARPS_Q, int BC, bool KVREG = false, int MINB_KV = 2, int MINB_Q = 2>
 void launch_backward(const AttnArgs& a, cudaStream_t stream)
 {
     using Kv = DkdvConfig<D, WARPS_KV, BQ>;
     using Q = DqConfig<D, WARPS_Q, BC>;
-    auto kv_kernel = flash_backward_dkdv_kernel<D, WARPS_KV, BQ>;
-    auto q_kernel = flash_backward_dq_kernel<D, WARPS_Q, BC>;
+    auto kv_kernel = flash_backward_dkdv_kernel<D, WARPS_KV, BQ, KVREG, MINB_KV>;
+    auto q_kernel = flash_backward_dq_kernel<D, WARPS_Q, BC, MINB_Q>;
     static const bool configured = [&] {
         allow_smem(kv_kernel, Kv::kSmem);
         allow_smem(q_kernel, Q::kSmem);
@@ -355,14 +376,28 @@ void launch_backward(const AttnArgs& a, cudaStream_t stream)
 
 } // namespace
 
+static int tuning_variant()
+{
+    static const int v = [] {
+        const char* e = std::getenv("CRUCIBLE_FLASH_VARIANT");
+        return e ? std::atoi(e) : 0;
+    }();
+    return v;
+}
+
 void flash_backward(const AttnArgs& a, cudaStream_t stream)
 {
+    const int v = tuning_variant();
+    if (v == 1 && a.D == 64) return launch_backward<64, 4, 64, 4, 64, true, 3, 3>(a, stream);
+    if (v == 1 && a.D == 48) return launch_backward<48, 4, 64, 4, 64, true, 3, 3>(a, stream);
+    if (v == 2 && a.D == 64) return launch_backward<64, 4, 64, 4, 64, true, 2, 3>(a, stream);
+    if (v == 2 && a.D == 48) return launch_backward<48, 4, 64, 4, 64, true, 2, 3>(a, stream);
     switch (a.D) {
-    case 32: launch_backward<32, 4, 64, 4, 64>(a, stream); return;
-    case 48: launch_backward<48, 4, 64, 4, 64>(a, stream); return;
-    case 64: launch_backward<64, 4, 64, 4, 64>(a, stream); return;
+    case 32: launch_backward<32, 4, 64, 4, 64, true>(a, stream); return;
+    case 48: launch_backward<48, 4, 64, 4, 64, true>(a, stream); return;
+    case 64: launch_backward<64, 4, 64, 4, 64, true>(a, stream); return;
     case 96: launch_backward<96, 4, 32, 4, 32>(a, stream); return;
-    case 128: launch_backward<128, 4, 32, 4, 32>(a, stream); return;
+    case 128: launch_backward<128, 4, 64, 4, 64>(a, stream); return;
     default: break;
     }
     throw_error(__FILE__, __LINE__, "flash attention is not built for head_dim " + std::to_string(a.D));

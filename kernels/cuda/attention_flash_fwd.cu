@@ -23,7 +23,7 @@ namespace {
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 
-template <int D, int WARPS, int MT, int BC>
+template <int D, int WARPS, int MT, int BC, bool QREG>
 struct FwdConfig {
     static constexpr int kThreads = WARPS * 32;
     static constexpr int kRows = 16 * MT * WARPS;   // BR
@@ -31,10 +31,10 @@ struct FwdConfig {
     static constexpr size_t kSmem = sizeof(bf16) * size_t(kRows + 4 * BC) * kLd;
 };
 
-template <int D, int WARPS, int MT, int BC>
-__global__ void __launch_bounds__(WARPS * 32, D <= 64 ? 2 : 1) flash_forward_kernel(AttnArgs a)
+template <int D, int WARPS, int MT, int BC, bool QREG>
+__global__ void __launch_bounds__(WARPS * 32, WARPS == 4 ? 2 : 1) flash_forward_kernel(AttnArgs a)
 {
-    using Cfg = FwdConfig<D, WARPS, MT, BC>;
+    using Cfg = FwdConfig<D, WARPS, MT, BC, QREG>;
     constexpr int BR = Cfg::kRows, LD = Cfg::kLd, THREADS = Cfg::kThreads;
     constexpr int KS = D / 16, NT = BC / 8, DT = D / 8;
     extern __shared__ __align__(16) unsigned char smem[];
@@ -59,7 +59,7 @@ __global__ void __launch_bounds__(WARPS * 32, D <= 64 ? 2 : 1) flash_forward_ker
     load_rows_async<BC, D, THREADS>(sV, vg, ld, 0, T, tid);
     cp_async_commit();
 
-    uint32_t qf[MT][KS][4];
+    uint32_t qf[QREG ? MT : 1][QREG ? KS : 1][4];   // Q fragments kept in registers (QREG)
     float o[MT][DT][4];
     float m[MT][2], l[MT][2];
 #pragma unroll
@@ -82,12 +82,14 @@ __global__ void __launch_bounds__(WARPS * 32, D <= 64 ? 2 : 1) flash_forward_ker
             cp_async_wait<0>();
         }
         __syncthreads();
-        if (j == 0) {
+        if constexpr (QREG) {
+            if (j == 0) {
 #pragma unroll
-            for (int mt = 0; mt < MT; ++mt)
+                for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-                for (int ks = 0; ks < KS; ++ks)
-                    ldmatrix_x4(qf[mt][ks], sQ + (warp * 16 * MT + mt * 16 + (lane % 16)) * LD + ks * 16 + (lane / 16) * 8);
+                    for (int ks = 0; ks < KS; ++ks)
+                        ldmatrix_x4(qf[mt][ks], sQ + (warp * 16 * MT + mt * 16 + (lane % 16)) * LD + ks * 16 + (lane / 16) * 8);
+            }
         }
         const bf16* Ks = sK + stage * BC * LD;
         const bf16* Vs = sV + stage * BC * LD;
@@ -100,14 +102,24 @@ __global__ void __launch_bounds__(WARPS * 32, D <= 64 ? 2 : 1) flash_forward_ker
             for (int nt = 0; nt < NT; ++nt) s[mt][nt][0] = s[mt][nt][1] = s[mt][nt][2] = s[mt][nt][3] = 0.0f;
 #pragma unroll
         for (int ks = 0; ks < KS; ++ks) {
+            uint32_t qa[MT][4];
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt) {
+                if constexpr (QREG) {
+#pragma unroll
+                    for (int r = 0; r < 4; ++r) qa[mt][r] = qf[QREG ? mt : 0][QREG ? ks : 0][r];
+                } else {
+                    ldmatrix_x4(qa[mt], sQ + (warp * 16 * MT + mt * 16 + (lane % 16)) * LD + ks * 16 + (lane / 16) * 8);
+                }
+            }
 #pragma unroll
             for (int np = 0; np < NT / 2; ++np) {
                 uint32_t kb[4];
                 ldmatrix_x4(kb, Ks + (np * 16 + (lane % 8) + (lane / 16) * 8) * LD + ks * 16 + ((lane / 8) % 2) * 8);
 #pragma unroll
                 for (int mt = 0; mt < MT; ++mt) {
-                    mma_bf16(s[mt][2 * np], qf[mt][ks], kb[0], kb[1]);
-                    mma_bf16(s[mt][2 * np + 1], qf[mt][ks], kb[2], kb[3]);
+                    mma_bf16(s[mt][2 * np], qa[mt], kb[0], kb[1]);
+                    mma_bf16(s[mt][2 * np + 1], qa[mt], kb[2], kb[3]);
                 }
             }
         }
@@ -127,31 +139,36 @@ __global__ void __launch_bounds__(WARPS * 32, D <= 64 ? 2 : 1) flash_forward_ker
                     }
         }
 
-        // Online softmax; P overwrites S.
+        // Online softmax; P overwrites S. Maxima and sums reduce through four
+        // independent partials so the dependency chains stay short.
 #pragma unroll
         for (int mt = 0; mt < MT; ++mt) {
 #pragma unroll
             for (int hf = 0; hf < 2; ++hf) {
-                float mx = -INFINITY;
+                float part[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
 #pragma unroll
-                for (int nt = 0; nt < NT; ++nt) mx = fmaxf(mx, fmaxf(s[mt][nt][2 * hf], s[mt][nt][2 * hf + 1]));
+                for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+                    for (int c = 0; c < 2; ++c) part[(nt % 2) * 2 + c] = fmaxf(part[(nt % 2) * 2 + c], s[mt][nt][2 * hf + c]);
+                float mx = fmaxf(fmaxf(part[0], part[1]), fmaxf(part[2], part[3]));
                 mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
                 mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
                 const float m_new = fmaxf(m[mt][hf], mx * scale_log2);
                 const float m_use = m_new == -INFINITY ? 0.0f : m_new;
                 const float alpha = fast_exp2(m[mt][hf] - m_use);
                 m[mt][hf] = m_new;
-                float sum = 0.0f;
+#pragma unroll
+                for (int k = 0; k < 4; ++k) part[k] = 0.0f;
 #pragma unroll
                 for (int nt = 0; nt < NT; ++nt) {
 #pragma unroll
-                    for (int c = 2 * hf; c < 2 * hf + 2; ++c) {
-                        const float p = fast_exp2(fmaf(s[mt][nt][c], scale_log2, -m_use));
-                        s[mt][nt][c] = p;
-                        sum += p;
+                    for (int c = 0; c < 2; ++c) {
+                        const float p = fast_exp2(fmaf(s[mt][nt][2 * hf + c], scale_log2, -m_use));
+                        s[mt][nt][2 * hf + c] = p;
+                        part[(nt % 2) * 2 + c] += p;
                     }
                 }
-                l[mt][hf] = l[mt][hf] * alpha + sum;
+                l[mt][hf] = l[mt][hf] * alpha + ((part[0] + part[1]) + (part[2] + part[3]));
 #pragma unroll
                 for (int dt = 0; dt < DT; ++dt) {
                     o[mt][dt][2 * hf] *= alpha;
@@ -208,11 +225,11 @@ __global__ void __launch_bounds__(WARPS * 32, D <= 64 ? 2 : 1) flash_forward_ker
     store_rows<BR, D, THREADS>(og, a.ld_out(), sQ, q0, T, tid);
 }
 
-template <int D, int WARPS, int MT, int BC>
+template <int D, int WARPS, int MT, int BC, bool QREG = true>
 void launch_forward(const AttnArgs& a, cudaStream_t stream)
 {
-    using Cfg = FwdConfig<D, WARPS, MT, BC>;
-    auto kernel = flash_forward_kernel<D, WARPS, MT, BC>;
+    using Cfg = FwdConfig<D, WARPS, MT, BC, QREG>;
+    auto kernel = flash_forward_kernel<D, WARPS, MT, BC, QREG>;
     static const bool configured = [&] {
         CRUCIBLE_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(Cfg::kSmem)));
         return true;
@@ -237,7 +254,7 @@ void flash_forward(const AttnArgs& a, cudaStream_t stream)
     case 48: launch_forward<48, 4, 2, 64>(a, stream); return;
     case 64: launch_forward<64, 4, 2, 64>(a, stream); return;
     case 96: launch_forward<96, 8, 1, 64>(a, stream); return;
-    case 128: launch_forward<128, 8, 1, 64>(a, stream); return;
+    case 128: launch_forward<128, 4, 2, 32, false>(a, stream); return;
     default: break;
     }
     throw_error(__FILE__, __LINE__, "flash attention is not built for head_dim " + std::to_string(a.D));

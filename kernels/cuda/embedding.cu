@@ -26,13 +26,12 @@ __global__ void embedding_forward_kernel(T* __restrict__ out, const int32_t* __r
 {
     const int64_t i = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * 8;
     if (i >= n * C) return;
-    const int64_t row = i / C, c = i % C;
-    const T* src = table + int64_t(tokens[row]) * C + c;
-    if (vec) {
+    if (vec) {   // C % 8 == 0: the 8 elements sit in one row
+        const T* src = table + int64_t(tokens[i / C]) * C + i % C;
         store_pack(out + i, load_pack(src));
         if constexpr (sizeof(T) == 4) store_pack(out + i + 4, load_pack(src + 4));
     } else {
-        for (int64_t k = 0; k < 8 && c + k < C; ++k) out[i + k] = src[k];
+        for (int64_t j = i; j < i + 8 && j < n * C; ++j) out[j] = table[int64_t(tokens[j / C]) * C + j % C];
     }
 }
 

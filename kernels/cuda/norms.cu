@@ -195,70 +195,98 @@ __global__ void copy_heads_kernel(T* __restrict__ dst, const T* __restrict__ src
 
 // ---- weight gradients: deterministic column reduction ----------------------------------------------
 
-constexpr int kColTile = 64;     // columns per block (2 per lane)
-constexpr int kColRows = 8;      // row lanes per block
-constexpr int kRowsPerSlab = 64; // rows per partial sum (at least)
+constexpr int kColRows = 8;       // row lanes per block
+constexpr int kRowsPerSlab = 64;  // rows per partial sum (at least)
+constexpr int kMaxSlabs = 512;
 
 enum class ColMode { rms, layernorm };
 
-// partial[slab, c] (and partial_b for LayerNorm's bias) = Σ over the slab's rows.
-template <class T, ColMode MODE>
+// partial[slab, c] (and partial_b for LayerNorm's bias) = Σ over the slab's
+// rows. Block (32, kColRows): VEC lanes own 8 adjacent columns (16-byte
+// loads, 256 columns per block), scalar lanes 2 columns 32 apart (64 per
+// block). The row lanes are combined through shared memory in a fixed order.
+template <class T, ColMode MODE, bool VEC>
 __global__ void norm_weight_partials_kernel(float* __restrict__ partial_w, float* __restrict__ partial_b,
                                             const T* __restrict__ dout, const T* __restrict__ x,
                                             const float* __restrict__ mean, const float* __restrict__ rstd,
                                             int64_t rows, int C, int64_t rows_per_slab, RowMap xm, RowMap dm)
 {
-    __shared__ float sw[kColRows][kColTile];
-    __shared__ float sb[kColRows][kColTile];
+    constexpr int kPer = VEC ? 8 : 2;
+    constexpr int kTile = 32 * kPer;
+    __shared__ float sw[kColRows][kTile];
+    __shared__ float sb[MODE == ColMode::layernorm ? kColRows : 1][MODE == ColMode::layernorm ? kTile : 1];
     const int lane = threadIdx.x, ry = threadIdx.y;
     const int64_t slab = blockIdx.y;
     const int64_t r0 = slab * rows_per_slab, r1 = min(rows, r0 + rows_per_slab);
-    float aw[2] = {0.0f, 0.0f}, ab[2] = {0.0f, 0.0f};
-    for (int64_t r = r0 + ry; r < r1; r += kColRows) {
+    const int tile0 = blockIdx.x * kTile;
+    auto column = [&](int k) { return VEC ? tile0 + lane * 8 + k : tile0 + k * 32 + lane; };
+    float aw[kPer], ab[kPer];
+#pragma unroll
+    for (int k = 0; k < kPer; ++k) aw[k] = ab[k] = 0.0f;
+    const bool active = VEC ? column(0) < C : true;
+    for (int64_t r = r0 + ry; active && r < r1; r += kColRows) {
         const T* xr = x + xm.offset(r, C);
         const T* dr = dout + dm.offset(r, C);
         const float rs = rstd[xm.stat(r)];
         const float mu = MODE == ColMode::layernorm ? mean[xm.stat(r)] : 0.0f;
+        if constexpr (VEC) {
+            float d[8], v[8];
+            load8(d, dr + column(0));
+            load8(v, xr + column(0));
 #pragma unroll
-        for (int j = 0; j < 2; ++j) {
-            const int c = blockIdx.x * kColTile + j * 32 + lane;
-            if (c < C) {
-                const float d = to_f(dr[c]);
-                aw[j] += d * (to_f(xr[c]) - mu) * rs;
-                ab[j] += d;
+            for (int k = 0; k < 8; ++k) {
+                aw[k] += d[k] * (v[k] - mu) * rs;
+                ab[k] += d[k];
+            }
+        } else {
+#pragma unroll
+            for (int k = 0; k < kPer; ++k) {
+                const int c = column(k);
+                if (c < C) {
+                    const float d = to_f(dr[c]);
+                    aw[k] += d * (to_f(xr[c]) - mu) * rs;
+                    ab[k] += d;
+                }
             }
         }
     }
 #pragma unroll
-    for (int j = 0; j < 2; ++j) {
-        sw[ry][j * 32 + lane] = aw[j];
-        sb[ry][j * 32 + lane] = ab[j];
+    for (int k = 0; k < kPer; ++k) {
+        const int slot = VEC ? lane * 8 + k : k * 32 + lane;
+        sw[ry][slot] = aw[k];
+        if constexpr (MODE == ColMode::layernorm) sb[ry][slot] = ab[k];
     }
     __syncthreads();
-    if (ry == 0) {
-#pragma unroll
-        for (int j = 0; j < 2; ++j) {
-            const int c = blockIdx.x * kColTile + j * 32 + lane;
-            float tw = 0.0f, tb = 0.0f;
-            for (int k = 0; k < kColRows; ++k) {
-                tw += sw[k][j * 32 + lane];
-                tb += sb[k][j * 32 + lane];
-            }
-            if (c < C) {
-                partial_w[slab * C + c] = tw;
-                if (MODE == ColMode::layernorm) partial_b[slab * C + c] = tb;
-            }
+    for (int slot = ry * 32 + lane; slot < kTile; slot += 32 * kColRows) {
+        float tw = 0.0f, tb = 0.0f;
+        for (int k = 0; k < kColRows; ++k) {
+            tw += sw[k][slot];
+            if constexpr (MODE == ColMode::layernorm) tb += sb[k][slot];
+        }
+        const int c = tile0 + slot;
+        if (c < C) {
+            partial_w[slab * C + c] = tw;
+            if constexpr (MODE == ColMode::layernorm) partial_b[slab * C + c] = tb;
         }
     }
 }
 
+// dst[c] += Σ_slab partial[slab, c]: block (32, 8), each row lane a fixed
+// stride of slabs, then the 8 lanes in order.
 __global__ void sum_partials_kernel(float* __restrict__ dst, const float* __restrict__ partial, int64_t slabs, int C)
 {
-    const int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= C) return;
-    float s = 0.0f;
-    for (int64_t k = 0; k < slabs; ++k) s += partial[k * C + c];
-    dst[c] += s;
+    __shared__ float s[kColRows][32];
+    const int c = blockIdx.x * 32 + threadIdx.x;
+    float acc = 0.0f;
+    if (c < C)
+        for (int64_t k = threadIdx.y; k < slabs; k += kColRows) acc += partial[k * C + c];
+    s[threadIdx.y][threadIdx.x] = acc;
+    __syncthreads();
+    if (threadIdx.y == 0 && c < C) {
+        float total = 0.0f;
+        for (int k = 0; k < kColRows; ++k) total += s[k][threadIdx.x];
+        dst[c] += total;
+    }
 }
 
 // dweight += Σ_rows dout·x̂ and (LayerNorm, when dbias is given) dbias += Σ_rows dout.
@@ -267,7 +295,7 @@ void norm_weight_grads(CudaBackend& be, float* dweight, float* dbias, bool layer
                        const float* mean, const float* rstd, int64_t rows, int C, RowMap xm, RowMap dm)
 {
     if (rows == 0 || C == 0 || (!dweight && !dbias)) return;
-    const int64_t slabs = std::min<int64_t>((rows + kRowsPerSlab - 1) / kRowsPerSlab, 512);
+    const int64_t slabs = std::min<int64_t>((rows + kRowsPerSlab - 1) / kRowsPerSlab, kMaxSlabs);
     const int64_t per_slab = (rows + slabs - 1) / slabs;
     ScratchPlan plan;
     const size_t ow = plan.add(sizeof(float) * size_t(slabs) * size_t(C));
@@ -275,20 +303,24 @@ void norm_weight_grads(CudaBackend& be, float* dweight, float* dbias, bool layer
     char* base = static_cast<char*>(be.scratch(plan.total()));
     float* pw = reinterpret_cast<float*>(base + ow);
     float* pb = reinterpret_cast<float*>(base + ob);
-    const dim3 grid(blocks_for(C, kColTile), unsigned(slabs)), block(32, kColRows);
-    if (layernorm)
-        norm_weight_partials_kernel<T, ColMode::layernorm><<<grid, block, 0, be.stream()>>>(
-            pw, pb, dout, x, mean, rstd, rows, C, per_slab, xm, dm);
-    else
-        norm_weight_partials_kernel<T, ColMode::rms><<<grid, block, 0, be.stream()>>>(
-            pw, pb, dout, x, mean, rstd, rows, C, per_slab, xm, dm);
-    CRUCIBLE_CUDA_LAUNCH_CHECK();
-    if (dweight) {
-        sum_partials_kernel<<<blocks_for(C, 256), 256, 0, be.stream()>>>(dweight, pw, slabs, C);
+    // 16-byte loads need whole groups of 8 columns at 16-byte aligned row starts.
+    const bool vec = C % 8 == 0 && xm.stride % 8 == 0 && dm.stride % 8 == 0 && aligned16(x) && aligned16(dout);
+    const dim3 block(32, kColRows);
+    const dim3 grid(blocks_for(C, vec ? 256 : 64), unsigned(slabs));
+    auto launch = [&](auto kernel) {
+        kernel<<<grid, block, 0, be.stream()>>>(pw, pb, dout, x, mean, rstd, rows, C, per_slab, xm, dm);
         CRUCIBLE_CUDA_LAUNCH_CHECK();
+    };
+    if (layernorm) {
+        if (vec) launch(norm_weight_partials_kernel<T, ColMode::layernorm, true>);
+        else launch(norm_weight_partials_kernel<T, ColMode::layernorm, false>);
+    } else {
+        if (vec) launch(norm_weight_partials_kernel<T, ColMode::rms, true>);
+        else launch(norm_weight_partials_kernel<T, ColMode::rms, false>);
     }
-    if (dbias) {
-        sum_partials_kernel<<<blocks_for(C, 256), 256, 0, be.stream()>>>(dbias, pb, slabs, C);
+    for (auto [dst, part] : {std::pair{dweight, pw}, std::pair{dbias, pb}}) {
+        if (!dst) continue;
+        sum_partials_kernel<<<blocks_for(C, 32), block, 0, be.stream()>>>(dst, part, slabs, C);
         CRUCIBLE_CUDA_LAUNCH_CHECK();
     }
 }

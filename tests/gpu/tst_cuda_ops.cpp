@@ -13,6 +13,9 @@
 //   * f32 outputs computed from the same rounded inputs (weight gradients,
 //     rstd, losses, moments, embedding gradient): only the summation order
 //     and exp differ, 1e-4;
+//   * compute-dtype mirrors of f32 results (AdamW's param_compute): one
+//     rounding, 5e-3; Muon's parameters move by lr·O with O from the bf16
+//     iteration below (1e-2 relative), a few 1e-4 of the parameters: 5e-4;
 //   * attention: P is rounded to bf16 before P·V (and dS before dS·K),
 //     a second rounding inside the op: 1e-2 forward, 2e-2 backward;
 //   * the classifier's logits are bf16 on the GPU and f32 on the CPU, so the
@@ -432,7 +435,7 @@ private slots:
                                    {"v", Role::f32, Shape{n}, vpos, {}, true}},
                                   [h](Backend& be, std::vector<Tensor>& t) { be.adamw_step(t[0], t[1], t[2], t[3], t[4], h); });
                 expect(r, "adamw n=" + std::to_string(n), *gpu,
-                       {{"param", {1e-6, 1e-6}}, {"m", {1e-6, 1e-6}}, {"v", {1e-6, 1e-6}}, {"param_compute", {1e-6, 1e-5}}});
+                       {{"param", {1e-6, 1e-6}}, {"m", {1e-6, 1e-6}}, {"v", {1e-6, 1e-6}}, {"param_compute", {1e-6, 5e-3}}});
             }
     }
 
@@ -465,7 +468,7 @@ private slots:
                 }
                 r.error["update"] = relative_error(dg, dc);
                 expect(r, "muon_step" + tag, *gpu,
-                       {{"param", {1e-6, 1e-4}}, {"momentum", {1e-6, 1e-6}}, {"update", {2e-5, 3e-2}}});
+                       {{"param", {1e-6, 5e-4}}, {"momentum", {1e-6, 1e-6}}, {"update", {2e-5, 3e-2}}});
 
                 auto ns = run_case(*m_cpu, *gpu,
                                    {{"out", Role::f32, Shape{count, rows, cols}, {}, {}, true},

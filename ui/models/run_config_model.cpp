@@ -2,6 +2,8 @@
 
 #include "kernels/error.h"
 
+#include <algorithm>
+
 namespace crucible::ui {
 
 RunConfigModel::RunConfigModel(QObject* parent) : QObject(parent)
@@ -15,9 +17,31 @@ void RunConfigModel::setConfig(const RunConfig& config)
     emit configChanged();
 }
 
+std::string RunConfigModel::matchingPreset(const ModelConfig& m)
+{
+    auto shape = [](const ModelConfig& c) {
+        auto j = to_json(c);
+        j.erase("name");
+        return j;
+    };
+    const auto mine = shape(m);
+    for (const auto& name : preset_names())
+        if (shape(preset(name)) == mine) return name;
+    return {};
+}
+
 void RunConfigModel::setModel(const ModelConfig& model)
 {
     m_config.model = model;
+    // A preset's name follows its architecture: edited, it becomes "custom";
+    // edited back, it is the preset again. A name of the user's own stays.
+    const auto presets = preset_names();
+    const bool presetOrCustom =
+        model.name == "custom" || std::find(presets.begin(), presets.end(), model.name) != presets.end();
+    if (presetOrCustom) {
+        const std::string match = matchingPreset(model);
+        m_config.model.name = match.empty() ? "custom" : match;
+    }
     emit configChanged();
 }
 

@@ -32,6 +32,9 @@ public:
     // configuration is unchanged and *error says what is wrong.
     bool loadJson(const QByteArray& json, QString* error);
 
+    // The built-in preset with exactly this architecture, or "".
+    static std::string matchingPreset(const ModelConfig& model);
+
     // RunConfig::problems(): every reason this configuration cannot start.
     QStringList problems() const;
 

@@ -1,0 +1,373 @@
+#include "ui/pages/model_page.h"
+
+#include "core/train/memory_estimate.h"
+#include "ui/app_context.h"
+#include "ui/format.h"
+#include "ui/models/device_inventory.h"
+#include "ui/models/run_config_model.h"
+#include "ui/theme.h"
+#include "ui/widgets/form_helpers.h"
+#include "ui/widgets/message_banner.h"
+#include "ui/widgets/number_box.h"
+#include "ui/widgets/stacked_bar.h"
+
+#include <QCheckBox>
+#include <QComboBox>
+#include <QFormLayout>
+#include <QGroupBox>
+#include <QHBoxLayout>
+#include <QLabel>
+#include <QScrollArea>
+#include <QSettings>
+#include <QSpinBox>
+#include <QVBoxLayout>
+
+#include <nlohmann/json.hpp>
+
+namespace crucible::ui {
+
+namespace {
+
+const char* presetHint(const std::string& name)
+{
+    if (name == "nano") return "A first experiment: trains in minutes on a CPU.";
+    if (name == "micro") return "Learns real structure; a CPU manages it, a GPU makes it quick.";
+    if (name == "small") return "Meant for a GPU.";
+    if (name == "base") return "GPT-2 small scale: needs a GPU.";
+    return "Your own architecture.";
+}
+
+} // namespace
+
+ModelPage::ModelPage(AppContext& context, QWidget* parent) : QWidget(parent), m_context(context)
+{
+    auto* outer = new QVBoxLayout(this);
+    outer->setContentsMargins(20, 16, 20, 16);
+    addPageHeader(outer, tr("Model"),
+                  tr("Choose a preset or shape your own decoder; its size, cost and memory follow every change."));
+    m_problems = new MessageBanner(this);
+    m_problems->setObjectName(QStringLiteral("modelProblems"));
+    outer->addWidget(m_problems);
+
+    auto* columns = new QHBoxLayout;
+    columns->setSpacing(16);
+    auto* scroll = new QScrollArea(this);
+    scroll->setObjectName(QStringLiteral("formScroll"));
+    scroll->setWidgetResizable(true);
+    scroll->setFrameShape(QFrame::NoFrame);
+    scroll->setWidget(buildForm());
+    scroll->setMinimumWidth(380);
+    scroll->setMaximumWidth(460);
+    columns->addWidget(scroll, 0);
+    columns->addWidget(buildFacts(), 1);
+    outer->addLayout(columns, 1);
+
+    connect(context.config(), &RunConfigModel::configChanged, this, [this] {
+        if (!m_loading) loadFromConfig();
+        updateFacts();
+    });
+    connect(context.devices(), &DeviceInventory::changed, this, &ModelPage::updateFacts);
+    loadFromConfig();
+    updateFacts();
+}
+
+QWidget* ModelPage::buildForm()
+{
+    auto* form = new QWidget;
+    auto* layout = new QVBoxLayout(form);
+    layout->setContentsMargins(0, 0, 6, 0);
+
+    auto* presetBox = new QGroupBox(tr("Start from"), form);
+    auto* presetLayout = new QVBoxLayout(presetBox);
+    m_preset = new QComboBox(presetBox);
+    m_preset->setObjectName(QStringLiteral("presetCombo"));
+    for (const auto& name : preset_names()) {
+        const ModelConfig c = preset(name);
+        m_preset->addItem(QStringLiteral("%1 — %2 parameters").arg(qs(name), formatCount(double(count_params(c).total()))),
+                          qs(name));
+    }
+    m_preset->addItem(tr("custom"), QStringLiteral("custom"));
+    m_presetNote = makeNote(QString(), presetBox);
+    presetLayout->addWidget(m_preset);
+    presetLayout->addWidget(m_presetNote);
+    connect(m_preset, &QComboBox::activated, this, [this](int index) {
+        const QString name = m_preset->itemData(index).toString();
+        if (name == QLatin1String("custom")) return;
+        QSettings().setValue(QStringLiteral("model/lastPreset"), name);
+        m_context.config()->applyPreset(name);
+    });
+    layout->addWidget(presetBox);
+
+    auto* arch = new QGroupBox(tr("Architecture"), form);
+    auto* f = new QFormLayout(arch);
+    f->setLabelAlignment(Qt::AlignRight);
+    // Wide ranges on purpose: a value the engine refuses is explained by the
+    // engine (ModelConfig::problems), not silently clamped by the widget.
+    m_vocab = makeSpin(arch, "vocabSpin", 0, 1 << 20, tr("Tokens in the vocabulary; the tokenizer is trained to this size"));
+    m_dModel = makeSpin(arch, "dModelSpin", 0, 65536, tr("Width of the residual stream"));
+    m_layers = makeSpin(arch, "layersSpin", 0, 512, tr("Transformer blocks"));
+    m_heads = makeSpin(arch, "headsSpin", 0, 1024, tr("Query heads per attention layer"));
+    m_kvHeads = makeSpin(arch, "kvHeadsSpin", 0, 1024,
+                         tr("Key/value heads (GQA): equal to the query heads is MHA, 1 is MQA"));
+    m_headDim = makeSpin(arch, "headDimSpin", 0, 512, tr("Width of each head; auto = d_model / heads"), tr("auto"));
+    m_ff = makeSpin(arch, "ffSpin", 0, 1 << 20, tr("Hidden width of the MLP"));
+    m_seq = makeSpin(arch, "seqSpin", 0, 131072, tr("Context length: the most positions the model sees"));
+    m_ropeTheta = makeNumber(arch, "ropeThetaBox", 0.0, 1e8, tr("RoPE base frequency; larger suits longer contexts"), true);
+    m_norm = new QComboBox(arch);
+    m_norm->setObjectName(QStringLiteral("normCombo"));
+    m_norm->addItem(QStringLiteral("RMSNorm"), QStringLiteral("rmsnorm"));
+    m_norm->addItem(QStringLiteral("LayerNorm"), QStringLiteral("layernorm"));
+    m_mlp = new QComboBox(arch);
+    m_mlp->setObjectName(QStringLiteral("mlpCombo"));
+    m_mlp->addItem(QStringLiteral("SwiGLU"), QStringLiteral("swiglu"));
+    m_mlp->addItem(QStringLiteral("GELU"), QStringLiteral("gelu"));
+    m_qkNorm = new QCheckBox(tr("RMSNorm on queries and keys (Qwen3)"), arch);
+    m_qkNorm->setObjectName(QStringLiteral("qkNormCheck"));
+    m_tied = new QCheckBox(tr("Output head shares the embedding"), arch);
+    m_tied->setObjectName(QStringLiteral("tiedCheck"));
+    f->addRow(tr("Vocabulary"), m_vocab);
+    f->addRow(tr("d_model"), m_dModel);
+    f->addRow(tr("Layers"), m_layers);
+    f->addRow(tr("Heads"), m_heads);
+    f->addRow(tr("KV heads"), m_kvHeads);
+    f->addRow(tr("Head dim"), m_headDim);
+    f->addRow(tr("MLP width"), m_ff);
+    f->addRow(tr("Context"), m_seq);
+    f->addRow(tr("RoPE θ"), m_ropeTheta);
+    f->addRow(tr("Norm"), m_norm);
+    f->addRow(tr("MLP"), m_mlp);
+    f->addRow(tr("QK-norm"), m_qkNorm);
+    f->addRow(tr("Tied head"), m_tied);
+    layout->addWidget(arch);
+
+    auto* advanced = new QGroupBox(tr("Initialisation and numerics"), form);
+    auto* a = new QFormLayout(advanced);
+    a->setLabelAlignment(Qt::AlignRight);
+    m_normEps = makeNumber(advanced, "normEpsBox", 0.0, 1.0, tr("Epsilon inside the norms"), true);
+    m_initStd = makeNumber(advanced, "initStdBox", 0.0, 1.0, tr("Standard deviation of the initial weights"), true);
+    a->addRow(tr("Norm ε"), m_normEps);
+    a->addRow(tr("Init std"), m_initStd);
+    layout->addWidget(advanced);
+    layout->addStretch(1);
+
+    auto bindSpin = [this](QSpinBox* s, int ModelConfig::*field) {
+        connect(s, &QSpinBox::valueChanged, this, [this, field](int v) { edit([&](ModelConfig& m) { m.*field = v; }); });
+    };
+    bindSpin(m_vocab, &ModelConfig::vocab_size);
+    bindSpin(m_dModel, &ModelConfig::d_model);
+    bindSpin(m_layers, &ModelConfig::n_layers);
+    bindSpin(m_heads, &ModelConfig::n_heads);
+    bindSpin(m_kvHeads, &ModelConfig::n_kv_heads);
+    bindSpin(m_headDim, &ModelConfig::head_dim);
+    bindSpin(m_ff, &ModelConfig::ff_dim);
+    bindSpin(m_seq, &ModelConfig::seq_len);
+    auto bindNumber = [this](NumberBox* n, float ModelConfig::*field) {
+        connect(n, &NumberBox::valueChanged, this,
+                [this, field](double v) { edit([&](ModelConfig& m) { m.*field = float(v); }); });
+    };
+    bindNumber(m_ropeTheta, &ModelConfig::rope_theta);
+    bindNumber(m_normEps, &ModelConfig::norm_eps);
+    bindNumber(m_initStd, &ModelConfig::init_std);
+    connect(m_norm, &QComboBox::currentIndexChanged, this, [this] {
+        edit([&](ModelConfig& m) {
+            m.norm = m_norm->currentData().toString() == QLatin1String("layernorm") ? NormType::layernorm : NormType::rmsnorm;
+        });
+    });
+    connect(m_mlp, &QComboBox::currentIndexChanged, this, [this] {
+        edit([&](ModelConfig& m) {
+            m.mlp = m_mlp->currentData().toString() == QLatin1String("gelu") ? MlpType::gelu : MlpType::swiglu;
+        });
+    });
+    connect(m_qkNorm, &QCheckBox::toggled, this, [this](bool on) { edit([&](ModelConfig& m) { m.qk_norm = on; }); });
+    connect(m_tied, &QCheckBox::toggled, this, [this](bool on) { edit([&](ModelConfig& m) { m.tied_embeddings = on; }); });
+    return form;
+}
+
+QWidget* ModelPage::buildFacts()
+{
+    auto* facts = new QWidget;
+    auto* layout = new QVBoxLayout(facts);
+    layout->setContentsMargins(0, 0, 0, 0);
+
+    auto* params = new QGroupBox(tr("Parameters"), facts);
+    auto* p = new QVBoxLayout(params);
+    m_totalParams = new QLabel(params);
+    m_totalParams->setObjectName(QStringLiteral("totalParams"));
+    m_totalParams->setProperty("role", "metric");
+    m_paramBar = new StackedBar(params);
+    m_paramBar->setObjectName(QStringLiteral("paramBar"));
+    m_shapeFacts = new QLabel(params);
+    m_shapeFacts->setWordWrap(true);
+    m_shapeFacts->setTextInteractionFlags(Qt::TextSelectableByMouse);
+    p->addWidget(m_totalParams);
+    p->addWidget(m_paramBar);
+    p->addWidget(m_shapeFacts);
+    layout->addWidget(params);
+
+    auto* compute = new QGroupBox(tr("Compute"), facts);
+    auto* c = new QVBoxLayout(compute);
+    m_computeFacts = new QLabel(compute);
+    m_computeFacts->setObjectName(QStringLiteral("computeFacts"));
+    m_computeFacts->setWordWrap(true);
+    m_computeFacts->setTextInteractionFlags(Qt::TextSelectableByMouse);
+    c->addWidget(m_computeFacts);
+    layout->addWidget(compute);
+
+    auto* memory = new QGroupBox(tr("Peak training memory"), facts);
+    auto* m = new QVBoxLayout(memory);
+    m_memoryDevice = makeNote(QString(), memory);
+    m_memoryBar = new StackedBar(memory);
+    m_memoryBar->setObjectName(QStringLiteral("memoryBar"));
+    m_memoryVerdict = new QLabel(memory);
+    m_memoryVerdict->setObjectName(QStringLiteral("memoryVerdict"));
+    m_memoryVerdict->setWordWrap(true);
+    m->addWidget(m_memoryDevice);
+    m->addWidget(m_memoryBar);
+    m->addWidget(m_memoryVerdict);
+    layout->addWidget(memory);
+    layout->addStretch(1);
+    return facts;
+}
+
+void ModelPage::edit(const std::function<void(ModelConfig&)>& change)
+{
+    if (m_loading) return;
+    ModelConfig m = m_context.config()->config().model;
+    change(m);
+    m_loading = true;   // our own widgets already show the change
+    m_context.config()->setModel(m);
+    m_loading = false;
+    const std::string match = RunConfigModel::matchingPreset(m);
+    const QSignalBlocker block(m_preset);
+    selectData(m_preset, match.empty() ? QStringLiteral("custom") : qs(match));
+    m_presetNote->setText(tr(presetHint(match.empty() ? "custom" : match)));
+}
+
+void ModelPage::loadFromConfig()
+{
+    m_loading = true;
+    const ModelConfig& m = m_context.config()->config().model;
+    const std::string match = RunConfigModel::matchingPreset(m);
+    selectData(m_preset, match.empty() ? QStringLiteral("custom") : qs(match));
+    m_presetNote->setText(tr(presetHint(match.empty() ? "custom" : match)));
+    m_vocab->setValue(m.vocab_size);
+    m_dModel->setValue(m.d_model);
+    m_layers->setValue(m.n_layers);
+    m_heads->setValue(m.n_heads);
+    m_kvHeads->setValue(m.n_kv_heads);
+    m_headDim->setValue(m.head_dim);
+    m_ff->setValue(m.ff_dim);
+    m_seq->setValue(m.seq_len);
+    m_ropeTheta->setValue(m.rope_theta);
+    selectData(m_norm, QLatin1String(to_string(m.norm)));
+    selectData(m_mlp, QLatin1String(to_string(m.mlp)));
+    m_qkNorm->setChecked(m.qk_norm);
+    m_tied->setChecked(m.tied_embeddings);
+    m_normEps->setValue(m.norm_eps);
+    m_initStd->setValue(m.init_std);
+    m_loading = false;
+}
+
+void ModelPage::updateFacts()
+{
+    const RunConfig& rc = m_context.config()->config();
+    const ModelConfig& m = rc.model;
+    const auto problems = m.problems();
+    if (!problems.empty()) {
+        QString list;
+        for (const auto& p : problems) list += QStringLiteral("• ") + qs(p) + QLatin1Char('\n');
+        m_problems->showMessage(MessageBanner::Kind::Error, tr("This architecture cannot be built"), list.trimmed());
+        m_totalParams->setText(QStringLiteral("–"));
+        m_paramBar->setParts({});
+        m_shapeFacts->clear();
+        m_computeFacts->setText(tr("Fix the architecture to see its cost."));
+        m_memoryBar->setParts({});
+        m_memoryBar->clearLimit();
+        m_memoryVerdict->clear();
+        m_memoryDevice->clear();
+        return;
+    }
+    m_problems->clear();
+
+    const ParamCounts n = count_params(m);
+    const double total = double(n.total());
+    m_totalParams->setText(tr("%1 parameters").arg(formatCount(total)));
+    auto part = [&](const QString& label, int64_t v, int color) {
+        return StackedBar::Part{label, double(v), theme::series(color),
+                                QStringLiteral("%1 (%2%)").arg(formatCount(double(v))).arg(total > 0 ? 100.0 * v / total : 0, 0, 'f', 1)};
+    };
+    QVector<StackedBar::Part> parts = {part(tr("Embedding"), n.embedding, 0), part(tr("Attention"), n.attention, 1),
+                                       part(tr("MLP"), n.mlp, 2), part(tr("Norms"), n.norms, 7)};
+    parts.push_back(n.lm_head > 0 ? part(tr("Head"), n.lm_head, 3)
+                                  : StackedBar::Part{tr("Head"), 0, theme::series(3), tr("tied to the embedding")});
+    m_paramBar->setParts(parts);
+
+    const int hd = m.resolved_head_dim();
+    const int group = m.n_heads / std::max(1, m.n_kv_heads);
+    const QString attention = m.n_kv_heads == m.n_heads ? tr("multi-head attention")
+                              : m.n_kv_heads == 1       ? tr("multi-query attention")
+                                                        : tr("grouped-query attention, %1 query heads per KV head").arg(group);
+    // K and V per token per layer, in bf16 as generation keeps them.
+    const double kvBytesPerToken = 2.0 * m.n_layers * m.kv_dim() * 2.0;
+    m_shapeFacts->setText(tr("%1 heads × %2 dims, %3.<br>KV cache: %4 per token, %5 for the full %6-token context.")
+                              .arg(m.n_heads)
+                              .arg(hd)
+                              .arg(attention)
+                              .arg(formatBytes(kvBytesPerToken))
+                              .arg(formatBytes(kvBytesPerToken * m.seq_len))
+                              .arg(m.seq_len));
+
+    const TrainConfig& t = rc.train;
+    const int seq = t.resolved_seq_len(m);
+    const double flops = training_flops_per_token(m, seq);
+    const int64_t tokensPerStep = t.tokens_per_step(m);
+    m_computeFacts->setText(
+        tr("<b>%1</b> per token to train (forward and backward, at %2 positions)<br>"
+           "%3 per optimizer step of %4 tokens (batch %5 × accumulation %6 × %2)")
+            .arg(formatFlops(flops))
+            .arg(seq)
+            .arg(formatFlops(flops * double(tokensPerStep)))
+            .arg(QLocale().toString(qlonglong(tokensPerStep)))
+            .arg(t.batch_size)
+            .arg(t.grad_accum));
+
+    const auto* devices = m_context.devices();
+    m_memoryDevice->setText(tr("On %1, for a micro-batch of %2 × %3 tokens (set on the Train page)")
+                                .arg(devices->nameFor(t.device))
+                                .arg(t.batch_size)
+                                .arg(seq));
+    if (t.batch_size < 1 || seq < 2) {
+        m_memoryBar->setParts({});
+        m_memoryVerdict->setText(tr("Set a batch size of at least 1 on the Train page to estimate memory."));
+        return;
+    }
+    const MemoryEstimate e = estimate_training_memory(m, t.batch_size, seq, devices->computeFor(t.device));
+    auto mem = [&](const QString& label, size_t v, int color) {
+        return StackedBar::Part{label, double(v), theme::series(color), formatBytes(double(v))};
+    };
+    m_memoryBar->setParts({mem(tr("Weights"), e.parameters + e.compute_copy, 1), mem(tr("Gradients"), e.gradients, 0),
+                           mem(tr("Optimizer"), e.optimizer, 3), mem(tr("Activations"), e.activations, 2),
+                           mem(tr("Workspace"), e.workspace, 7)});
+    const MemoryInfo info = devices->memoryFor(t.device);
+    const double need = double(e.total());
+    if (info.free_bytes > 0) {
+        m_memoryBar->setLimit(double(info.free_bytes), tr("%1 free").arg(formatBytes(double(info.free_bytes))));
+        const double share = need / double(info.free_bytes);
+        const QColor color = share > 1.0 ? theme::danger() : share > 0.8 ? theme::warning() : theme::success();
+        const QString free = formatBytes(double(info.free_bytes));
+        const QString verdict =
+            share > 1.0 ? tr("Does not fit: needs %1 but only %2 is free. Lower the batch size or context, use "
+                             "gradient accumulation, or choose a smaller model.")
+                              .arg(formatBytes(need), free)
+                        : tr("Fits: needs %1 of the %2 free (%3%).")
+                              .arg(formatBytes(need), free)
+                              .arg(100.0 * share, 0, 'f', share < 0.1 ? 1 : 0);
+        m_memoryVerdict->setText(
+            QStringLiteral("<span style='color:%1'><b>%2</b></span>").arg(color.name(), verdict.toHtmlEscaped()));
+    } else {
+        m_memoryBar->clearLimit();
+        m_memoryVerdict->setText(tr("Needs about %1.").arg(formatBytes(need)));
+    }
+}
+
+} // namespace crucible::ui

@@ -1,0 +1,527 @@
+#include "ui/pages/train_page.h"
+
+#include "core/train/memory_estimate.h"
+#include "core/train/run_catalog.h"
+#include "ui/app_context.h"
+#include "ui/charts/chart_controls.h"
+#include "ui/charts/live_chart.h"
+#include "ui/format.h"
+#include "ui/models/device_inventory.h"
+#include "ui/models/run_config_model.h"
+#include "ui/pages/train_settings.h"
+#include "ui/theme.h"
+#include "ui/widgets/form_helpers.h"
+#include "ui/widgets/message_banner.h"
+#include "ui/workers/training_controller.h"
+
+#include <QDateTime>
+#include <QDir>
+#include <QFileInfo>
+#include <QGridLayout>
+#include <QHBoxLayout>
+#include <QLabel>
+#include <QPlainTextEdit>
+#include <QProgressBar>
+#include <QPushButton>
+#include <QScrollArea>
+#include <QScrollBar>
+#include <QSplitter>
+#include <QTabWidget>
+#include <QTextBrowser>
+#include <QVBoxLayout>
+
+#include <cmath>
+
+namespace crucible::ui {
+
+namespace {
+
+enum Tile { TileStep, TileLoss, TileValLoss, TileSpeed, TileMfu, TileElapsed, TileCount };
+
+QString newRunDir(const QString& runsDir, const RunConfig& c)
+{
+    const QString base = QStringLiteral("%1-%2-%3")
+                             .arg(qs(c.model.name), QLatin1String(to_string(c.train.optimizer.type)),
+                                  QDateTime::currentDateTime().toString(QStringLiteral("yyyyMMdd-HHmmss")));
+    QString dir = QDir(runsDir).filePath(base);
+    for (int n = 2; QFileInfo::exists(dir); ++n) dir = QDir(runsDir).filePath(base + QStringLiteral("-%1").arg(n));
+    return dir;
+}
+
+} // namespace
+
+TrainPage::TrainPage(AppContext& context, QWidget* parent) : QWidget(parent), m_context(context)
+{
+    auto* outer = new QVBoxLayout(this);
+    outer->setContentsMargins(20, 16, 20, 16);
+    addPageHeader(outer, tr("Train"),
+                  tr("Every setting is live until you press Start; the charts follow the run as it trains."));
+    outer->addWidget(buildControls());
+    m_banner = new MessageBanner(this);
+    m_banner->setObjectName(QStringLiteral("trainBanner"));
+    outer->addWidget(m_banner);
+
+    auto* splitter = new QSplitter(Qt::Horizontal, this);
+    splitter->setChildrenCollapsible(false);
+    auto* scroll = new QScrollArea(splitter);
+    scroll->setObjectName(QStringLiteral("formScroll"));
+    scroll->setWidgetResizable(true);
+    scroll->setFrameShape(QFrame::NoFrame);
+    scroll->setHorizontalScrollBarPolicy(Qt::ScrollBarAlwaysOff);
+    m_settings = new TrainSettings(context, scroll);
+    scroll->setWidget(m_settings);
+    scroll->setMinimumWidth(360);
+    splitter->addWidget(scroll);
+    splitter->addWidget(buildMonitor());
+    splitter->setStretchFactor(0, 0);
+    splitter->setStretchFactor(1, 1);
+    splitter->setSizes({390, 1000});
+    outer->addWidget(splitter, 1);
+
+    TrainingController* training = context.training();
+    connect(training, &TrainingController::stateChanged, this, &TrainPage::updateControls);
+    connect(training, &TrainingController::runStarting, this, &TrainPage::onRunStarting);
+    connect(training, &TrainingController::started, this, &TrainPage::onStarted);
+    connect(training, &TrainingController::statusChanged, this, [this](const QString& s) {
+        if (s == QLatin1String("training"))
+            m_status->setText(trainingStatus());
+        else
+            m_status->setText(s.left(1).toUpper() + s.mid(1) + QStringLiteral("…"));
+        log(s);
+    });
+    connect(training, &TrainingController::stepsReceived, this, &TrainPage::onSteps);
+    connect(training, &TrainingController::evalReceived, this, &TrainPage::onEval);
+    connect(training, &TrainingController::sampleReceived, this, &TrainPage::onSample);
+    connect(training, &TrainingController::checkpointWritten, this, [this](qint64 step, const QString& path) {
+        log(tr("checkpoint at step %1: %2").arg(step).arg(path));
+    });
+    connect(training, &TrainingController::warningRaised, this, [this](const QString& message) {
+        log(tr("warning: %1").arg(message));
+        m_banner->showMessage(MessageBanner::Kind::Warning, tr("Warning from the trainer"), message);
+    });
+    connect(training, &TrainingController::pausedChanged, this, [this](bool paused) {
+        log(paused ? tr("paused") : tr("resumed"));
+        if (paused) m_status->setText(tr("Paused at step %1").arg(m_lastStep));
+        updateControls();
+    });
+    connect(training, &TrainingController::finished, this, &TrainPage::onFinished);
+    connect(context.config(), &RunConfigModel::configChanged, this, &TrainPage::updateControls);
+    connect(context.devices(), &DeviceInventory::changed, this, &TrainPage::updateControls);
+    connect(&context, &AppContext::runOpened, this, [this](const QString& dir) {
+        if (m_context.training()->isActive()) return;
+        clearMonitor();
+        m_runName = QFileInfo(dir).fileName();
+        loadHistory(dir);
+        m_status->setText(tr("Showing %1").arg(m_runName));
+    });
+    updateControls();
+}
+
+QWidget* TrainPage::buildControls()
+{
+    auto* bar = new QWidget(this);
+    auto* layout = new QVBoxLayout(bar);
+    layout->setContentsMargins(0, 0, 0, 4);
+    auto* row = new QHBoxLayout;
+    m_start = new QPushButton(tr("Start"), bar);
+    m_start->setObjectName(QStringLiteral("startButton"));
+    m_start->setProperty("primary", true);
+    m_start->setMinimumWidth(96);
+    m_pause = new QPushButton(tr("Pause"), bar);
+    m_pause->setObjectName(QStringLiteral("pauseButton"));
+    m_stop = new QPushButton(tr("Stop"), bar);
+    m_stop->setObjectName(QStringLiteral("stopButton"));
+    m_stop->setToolTip(tr("Stop after the current step and write a checkpoint; the run can be resumed"));
+    m_status = new QLabel(tr("Ready"), bar);
+    m_status->setObjectName(QStringLiteral("trainStatus"));
+    m_progress = new QProgressBar(bar);
+    m_progress->setObjectName(QStringLiteral("trainProgress"));
+    m_progress->setMaximumWidth(260);
+    m_progress->setMinimumWidth(160);
+    m_progress->setFormat(QStringLiteral("%v / %m"));
+    m_progress->setRange(0, 1);
+    m_progress->setValue(0);
+    m_eta = new QLabel(bar);
+    m_eta->setProperty("role", "caption");
+    m_eta->setMinimumWidth(110);
+    row->addWidget(m_start);
+    row->addWidget(m_pause);
+    row->addWidget(m_stop);
+    row->addSpacing(12);
+    row->addWidget(m_status, 1);
+    row->addWidget(m_progress);
+    row->addWidget(m_eta);
+    layout->addLayout(row);
+    m_blocked = new QLabel(bar);
+    m_blocked->setObjectName(QStringLiteral("blockedReasons"));
+    m_blocked->setWordWrap(true);
+    m_blocked->setTextFormat(Qt::RichText);
+    m_blocked->hide();
+    layout->addWidget(m_blocked);
+
+    connect(m_start, &QPushButton::clicked, this, &TrainPage::start);
+    connect(m_pause, &QPushButton::clicked, this, &TrainPage::togglePause);
+    connect(m_stop, &QPushButton::clicked, this, &TrainPage::stop);
+    return bar;
+}
+
+QWidget* TrainPage::buildMonitor()
+{
+    auto* monitor = new QWidget(this);
+    auto* layout = new QVBoxLayout(monitor);
+    layout->setContentsMargins(8, 0, 0, 0);
+
+    // The numbers one glances at: latest values, in a row of tiles.
+    auto* tiles = new QFrame(monitor);
+    tiles->setObjectName(QStringLiteral("tiles"));
+    tiles->setStyleSheet(QStringLiteral("QFrame#tiles { background: white; border: 1px solid #dde1e7; border-radius: 8px; }"));
+    auto* tileRow = new QHBoxLayout(tiles);
+    tileRow->setContentsMargins(14, 8, 14, 8);
+    const QString captions[TileCount] = {tr("step"), tr("train loss"), tr("validation loss"),
+                                         tr("tokens / s"), tr("MFU"), tr("training time")};
+    for (int i = 0; i < TileCount; ++i) {
+        auto* cell = new QVBoxLayout;
+        cell->setSpacing(0);
+        auto* value = new QLabel(QStringLiteral("–"), tiles);
+        value->setObjectName(QStringLiteral("tile%1").arg(i));
+        value->setProperty("role", "metric");
+        auto* caption = new QLabel(captions[i], tiles);
+        caption->setProperty("role", "caption");
+        cell->addWidget(value);
+        cell->addWidget(caption);
+        tileRow->addLayout(cell);
+        if (i + 1 < TileCount) tileRow->addStretch(1);
+        m_tiles.push_back(value);
+    }
+    layout->addWidget(tiles);
+
+    m_tabs = new QTabWidget(monitor);
+    m_tabs->setObjectName(QStringLiteral("monitorTabs"));
+    auto* chartsTab = new QWidget(m_tabs);
+    auto* chartsLayout = new QVBoxLayout(chartsTab);
+    chartsLayout->setContentsMargins(8, 8, 8, 8);
+    m_controls = new ChartControls(chartsTab);
+    chartsLayout->addWidget(m_controls);
+    auto* grid = new QGridLayout;
+    grid->setSpacing(8);
+    m_lossChart = new LiveChart(tr("Loss"), chartsTab);
+    m_lossChart->setObjectName(QStringLiteral("lossChart"));
+    m_lossChart->addSeries(tr("train"), theme::series(0));
+    m_lossChart->addSeries(tr("validation"), theme::series(1), true);
+    m_lrChart = new LiveChart(tr("Learning rate"), chartsTab);
+    m_lrChart->setObjectName(QStringLiteral("lrChart"));
+    m_lrChart->addSeries(tr("learning rate"), theme::series(3));
+    m_gradChart = new LiveChart(tr("Gradient norm (before clipping)"), chartsTab);
+    m_gradChart->setObjectName(QStringLiteral("gradChart"));
+    m_gradChart->addSeries(tr("grad norm"), theme::series(4));
+    m_speedChart = new LiveChart(tr("Tokens per second"), chartsTab);
+    m_speedChart->setObjectName(QStringLiteral("speedChart"));
+    m_speedChart->addSeries(tr("tokens/s"), theme::series(2));
+    m_speedChart->setValueFormatter([](double v) { return formatRate(v); });
+    m_mfuChart = new LiveChart(tr("MFU (% of the device's peak)"), chartsTab);
+    m_mfuChart->setObjectName(QStringLiteral("mfuChart"));
+    m_mfuChart->addSeries(tr("MFU %"), theme::series(5));
+    m_mfuChart->setValueFormatter([](double v) { return QString::number(v, 'f', 1) + QLatin1Char('%'); });
+    m_memoryChart = new LiveChart(tr("Device memory in use (MB)"), chartsTab);
+    m_memoryChart->setObjectName(QStringLiteral("memoryChart"));
+    m_memoryChart->addSeries(tr("memory"), theme::series(7));
+    m_memoryChart->setValueFormatter([](double v) { return formatBytes(v * 1e6); });
+    const QList<LiveChart*> all = charts();
+    for (int i = 0; i < all.size(); ++i) {
+        all[i]->setPlaceholderText(tr("Press Start to train"));
+        m_controls->attach(all[i]);
+        grid->addWidget(all[i], i / 2, i % 2);
+    }
+    chartsLayout->addLayout(grid, 1);
+    m_tabs->addTab(chartsTab, tr("Charts"));
+
+    m_samples = new QTextBrowser(m_tabs);
+    m_samples->setObjectName(QStringLiteral("samplesView"));
+    m_samples->setPlaceholderText(tr("Text samples appear here at each evaluation: watch the model learn to spell, "
+                                     "then to write lines."));
+    m_tabs->addTab(m_samples, tr("Samples"));
+    m_log = new QPlainTextEdit(m_tabs);
+    m_log->setObjectName(QStringLiteral("logView"));
+    m_log->setReadOnly(true);
+    m_log->setMaximumBlockCount(5000);
+    QFont mono(QStringLiteral("DejaVu Sans Mono"));
+    mono.setStyleHint(QFont::Monospace);
+    mono.setPointSizeF(font().pointSizeF() - 0.5);
+    m_log->setFont(mono);
+    m_tabs->addTab(m_log, tr("Log"));
+    layout->addWidget(m_tabs, 1);
+    return monitor;
+}
+
+QList<LiveChart*> TrainPage::charts() const
+{
+    return {m_lossChart, m_lrChart, m_gradChart, m_speedChart, m_mfuChart, m_memoryChart};
+}
+
+QStringList TrainPage::blockingReasons() const
+{
+    QStringList reasons = m_context.config()->problems();
+    const RunConfig& c = m_context.config()->config();
+    const DeviceInventory* devices = m_context.devices();
+    if (c.train.device == "cuda" && !devices->cudaAvailable())
+        reasons << tr("CUDA is not available (%1); choose the CPU.")
+                       .arg(devices->cudaProbed() ? devices->cudaUnavailableReason() : tr("still probing the GPU"));
+    for (const auto& p : c.data.paths)
+        if (!QFileInfo::exists(qs(p)))
+            reasons << tr("The data path %1 does not exist: remove it on the Data page.").arg(qs(p));
+    if (c.model.problems().empty() && c.train.batch_size >= 1 && c.train.resolved_seq_len(c.model) >= 2) {
+        const MemoryEstimate e = estimate_training_memory(c.model, c.train.batch_size, c.train.resolved_seq_len(c.model),
+                                                          devices->computeFor(c.train.device));
+        const MemoryInfo mem = devices->memoryFor(c.train.device);
+        if (mem.free_bytes > 0 && e.total() > mem.free_bytes)
+            reasons << tr("This run needs about %1 but only %2 is free on %3: lower the batch size or sequence length, "
+                          "use gradient accumulation, or choose a smaller model.")
+                           .arg(formatBytes(double(e.total())), formatBytes(double(mem.free_bytes)),
+                                devices->nameFor(c.train.device));
+    }
+    return reasons;
+}
+
+void TrainPage::updateControls()
+{
+    const TrainingController* training = m_context.training();
+    const auto state = training->state();
+    const bool active = training->isActive();
+    const QStringList reasons = active ? QStringList() : blockingReasons();
+    m_start->setEnabled(!active && reasons.isEmpty());
+    m_start->setToolTip(reasons.isEmpty() ? tr("Start a new run with these settings") : reasons.join(QLatin1Char('\n')));
+    m_pause->setEnabled(state == TrainingController::State::Running || state == TrainingController::State::Paused ||
+                        state == TrainingController::State::Preparing);
+    m_pause->setText(state == TrainingController::State::Paused ? tr("Resume") : tr("Pause"));
+    m_stop->setEnabled(active && state != TrainingController::State::Stopping);
+    m_settings->setEnabled(!active);
+    if (reasons.isEmpty()) {
+        m_blocked->hide();
+    } else {
+        QString html = QStringLiteral("<span style='color:%1'><b>%2</b></span><ul style='margin:0; -qt-list-indent:1;'>")
+                           .arg(theme::danger().name(), tr("Start is disabled until these are fixed:"));
+        for (const QString& r : reasons) html += QStringLiteral("<li>%1</li>").arg(r.toHtmlEscaped());
+        m_blocked->setText(html + QStringLiteral("</ul>"));
+        m_blocked->show();
+    }
+    if (state == TrainingController::State::Stopping)
+        m_status->setText(tr("Stopping after this step and writing a checkpoint…"));
+}
+
+void TrainPage::start()
+{
+    if (m_context.training()->isActive() || !blockingReasons().isEmpty()) return;
+    const RunConfig config = m_context.config()->config();
+    const QString dir = newRunDir(m_context.runsDir(), config);
+    m_context.setCurrentRun(dir);
+    m_context.training()->start(config, dir, false, m_context.cacheDir());
+}
+
+void TrainPage::togglePause()
+{
+    TrainingController* training = m_context.training();
+    if (training->state() == TrainingController::State::Paused) {
+        training->resume();
+        m_status->setText(tr("Resuming…"));
+    } else {
+        training->pause();
+        m_pause->setEnabled(false);   // until the trainer reaches the end of its step
+        m_status->setText(tr("Pausing after this step…"));
+    }
+}
+
+void TrainPage::stop() { m_context.training()->stop(); }
+
+void TrainPage::clearMonitor()
+{
+    for (LiveChart* chart : charts()) chart->clearData();
+    for (QLabel* tile : m_tiles) tile->setText(QStringLiteral("–"));
+    m_samples->clear();
+    m_firstStep = m_lastStep = m_totalSteps = 0;
+    m_lastElapsed = 0.0;
+    m_firstElapsed = -1.0;
+    m_firstLiveStep = 0;
+    m_progress->setRange(0, 1);
+    m_progress->setValue(0);
+    m_eta->clear();
+}
+
+QString TrainPage::trainingStatus() const
+{
+    return tr("Training %1 on %2").arg(m_runName, qs(m_context.training()->runInfo().device));
+}
+
+void TrainPage::setTile(int tile, const QString& value) { m_tiles[tile]->setText(value); }
+
+void TrainPage::loadHistory(const QString& runDir)
+{
+    const RunMetrics m = read_run_metrics(runDir.toStdString());
+    auto load = [](LiveChart* chart, int series, const MetricSeries& s, double scale) {
+        std::vector<ChartSample> samples(s.size());
+        for (size_t i = 0; i < s.size(); ++i) samples[i] = {s.step[i], s.time_s[i], s.value[i] * scale};
+        chart->append(series, samples);
+    };
+    load(m_lossChart, 0, m.loss, 1.0);
+    load(m_lossChart, 1, m.val_loss, 1.0);
+    load(m_lrChart, 0, m.lr, 1.0);
+    load(m_gradChart, 0, m.grad_norm, 1.0);
+    load(m_speedChart, 0, m.tokens_per_s, 1.0);
+    load(m_mfuChart, 0, m.mfu, 100.0);
+    load(m_memoryChart, 0, m.memory_bytes, 1e-6);
+    for (const RunSample& s : m.samples) onSample(s.step, qs(s.prompt), QString::fromUtf8(s.text.data(), qsizetype(s.text.size())));
+    if (!m.loss.empty()) {
+        m_lastStep = int64_t(m.loss.step.back());
+        m_lastElapsed = m.loss.time_s.back();
+        setTile(TileStep, QLocale().toString(qlonglong(m_lastStep)));
+        setTile(TileLoss, QString::number(m.loss.value.back(), 'f', 3));
+        setTile(TileSpeed, formatRate(m.tokens_per_s.value.back()));
+        setTile(TileMfu, QString::number(100.0 * m.mfu.value.back(), 'f', 1) + QLatin1Char('%'));
+        setTile(TileElapsed, formatDuration(m_lastElapsed));
+    }
+    if (!m.val_loss.empty()) setTile(TileValLoss, QString::number(m.val_loss.value.back(), 'f', 3));
+}
+
+void TrainPage::onRunStarting(const QString& runDir, bool resume)
+{
+    clearMonitor();
+    m_banner->clear();
+    m_runName = QFileInfo(runDir).fileName();
+    if (resume) loadHistory(runDir);
+    m_status->setText(resume ? tr("Resuming %1…").arg(m_runName) : tr("Preparing %1…").arg(m_runName));
+    log(tr("%1 %2").arg(resume ? tr("resuming") : tr("starting"), runDir));
+    updateControls();
+}
+
+void TrainPage::onStarted(const RunInfo& info)
+{
+    m_firstStep = info.start_step;
+    m_totalSteps = info.total_steps;
+    m_progress->setRange(0, int(std::min<int64_t>(info.total_steps, INT32_MAX)));
+    m_progress->setValue(int(info.start_step));
+    m_status->setText(trainingStatus());
+    log(tr("device %1 · %2 parameters · %3 FLOP/token · ~%4 memory")
+            .arg(qs(info.device), formatCount(double(info.parameters)), formatFlops(info.flops_per_token),
+                 formatBytes(double(info.estimated_memory_bytes))));
+    log(tr("data: %1 training tokens, %2 validation tokens, %3 tokens per step")
+            .arg(QLocale().toString(qlonglong(info.train_tokens)), QLocale().toString(qlonglong(info.val_tokens)),
+                 QLocale().toString(qlonglong(info.tokens_per_step))));
+}
+
+void TrainPage::onSteps(const QVector<StepMetrics>& steps)
+{
+    if (steps.isEmpty()) return;
+    // One append per chart per batch: the charts redraw on their own timer.
+    std::vector<ChartSample> loss, lr, grad, speed, mfu, memory;
+    for (auto* v : {&loss, &lr, &grad, &speed, &mfu, &memory}) v->reserve(size_t(steps.size()));
+    for (const StepMetrics& m : steps) {
+        const double x = double(m.step), t = m.elapsed_s;
+        loss.push_back({x, t, m.loss});
+        lr.push_back({x, t, m.lr});
+        grad.push_back({x, t, m.grad_norm});
+        speed.push_back({x, t, m.tokens_per_s});
+        mfu.push_back({x, t, 100.0 * m.mfu});
+        memory.push_back({x, t, double(m.memory_bytes) / 1e6});
+    }
+    m_lossChart->append(0, loss);
+    m_lrChart->append(0, lr);
+    m_gradChart->append(0, grad);
+    m_speedChart->append(0, speed);
+    m_mfuChart->append(0, mfu);
+    m_memoryChart->append(0, memory);
+
+    const StepMetrics& last = steps.back();
+    // Back from an evaluation or a pause: say so.
+    if (m_context.training()->state() == TrainingController::State::Running && m_status->text() != trainingStatus())
+        m_status->setText(trainingStatus());
+    if (m_firstElapsed < 0) {
+        m_firstElapsed = steps.front().elapsed_s;
+        m_firstLiveStep = steps.front().step;
+    }
+    m_lastStep = last.step;
+    m_lastElapsed = last.elapsed_s;
+    setTile(TileStep, QLocale().toString(qlonglong(last.step)));
+    setTile(TileLoss, QString::number(last.loss, 'f', 3));
+    setTile(TileSpeed, formatRate(last.tokens_per_s));
+    setTile(TileMfu, last.mfu > 0 ? QString::number(100.0 * last.mfu, 'f', 1) + QLatin1Char('%') : QStringLiteral("–"));
+    setTile(TileElapsed, formatDuration(last.elapsed_s));
+    m_progress->setValue(int(std::min<int64_t>(last.step, INT32_MAX)));
+
+    // Remaining time from the pace of the steps seen live (training time only,
+    // so evaluations and pauses do not distort it).
+    if (last.step > m_firstLiveStep && m_totalSteps > last.step) {
+        const double perStep = (last.elapsed_s - m_firstElapsed) / double(last.step - m_firstLiveStep);
+        m_eta->setText(tr("%1 left").arg(formatDuration(perStep * double(m_totalSteps - last.step))));
+    } else if (m_totalSteps <= last.step) {
+        m_eta->clear();
+    }
+}
+
+void TrainPage::onEval(const EvalMetrics& e)
+{
+    // Evaluations sit at the training time of their step on a time axis.
+    m_lossChart->append(1, double(e.step), m_lastElapsed, e.loss);
+    setTile(TileValLoss, QString::number(e.loss, 'f', 3));
+    log(tr("step %1 · validation loss %2 · perplexity %3 · accuracy %4% · %5 bits/byte")
+            .arg(e.step)
+            .arg(e.loss, 0, 'f', 4)
+            .arg(e.perplexity, 0, 'f', 2)
+            .arg(100.0 * e.accuracy, 0, 'f', 1)
+            .arg(e.bits_per_byte, 0, 'f', 3));
+}
+
+void TrainPage::onSample(qint64 step, const QString& prompt, const QString& text)
+{
+    const bool atBottom = m_samples->verticalScrollBar()->value() >= m_samples->verticalScrollBar()->maximum() - 4;
+    QString shownPrompt = escapeControl(prompt);
+    m_samples->append(QStringLiteral("<p style='margin-top:10px'><b>Step %1</b> "
+                                     "<span style='color:#6b7280'>· prompt “%2”</span></p>"
+                                     "<pre style='font-family:\"DejaVu Sans Mono\"; white-space:pre-wrap; "
+                                     "background:#f8fafc; padding:6px'>%3%4</pre>")
+                          .arg(step)
+                          .arg(shownPrompt.toHtmlEscaped(), prompt.toHtmlEscaped(), text.toHtmlEscaped()));
+    if (atBottom) m_samples->verticalScrollBar()->setValue(m_samples->verticalScrollBar()->maximum());
+}
+
+void TrainPage::onFinished(const RunSummary& s)
+{
+    m_eta->clear();
+    const QString where = m_context.training()->runDir();
+    switch (s.outcome) {
+    case RunOutcome::finished: {
+        QString details = tr("%1 steps in %2.").arg(s.steps).arg(formatDuration(s.elapsed_s));
+        if (s.has_eval)
+            details += tr(" Validation loss %1 (perplexity %2, %3 bits per byte).")
+                           .arg(s.last_eval.loss, 0, 'f', 4)
+                           .arg(s.last_eval.perplexity, 0, 'f', 2)
+                           .arg(s.last_eval.bits_per_byte, 0, 'f', 3);
+        details += tr(" Saved in %1.").arg(where);
+        m_banner->showMessage(MessageBanner::Kind::Success, tr("Training finished"), details);
+        m_status->setText(tr("Finished %1").arg(m_runName));
+        break;
+    }
+    case RunOutcome::stopped:
+        m_banner->showMessage(MessageBanner::Kind::Info, tr("Stopped at step %1").arg(s.steps),
+                              s.checkpoint.empty()
+                                  ? tr("Nothing was trained yet, so no checkpoint was written.")
+                                  : tr("A checkpoint is saved in %1. Resume the run from the Runs page.").arg(qs(s.checkpoint)));
+        m_status->setText(tr("Stopped %1 at step %2").arg(m_runName).arg(s.steps));
+        break;
+    case RunOutcome::failed:
+        m_banner->showMessage(MessageBanner::Kind::Error, tr("Training failed"), qs(s.error));
+        m_status->setText(tr("Failed"));
+        break;
+    }
+    log(tr("%1 after %2 steps").arg(s.outcome == RunOutcome::finished  ? tr("finished")
+                                    : s.outcome == RunOutcome::stopped ? tr("stopped")
+                                                                       : tr("failed: %1").arg(qs(s.error)))
+            .arg(s.steps));
+    m_context.notifyRunsChanged();
+    updateControls();
+}
+
+void TrainPage::log(const QString& line)
+{
+    m_log->appendPlainText(QStringLiteral("%1  %2").arg(QTime::currentTime().toString(QStringLiteral("HH:mm:ss")), line));
+}
+
+} // namespace crucible::ui

@@ -1,0 +1,97 @@
+// Train page: start, pause, resume and stop a run, and watch it. The settings
+// form sits on the left; on the right, the latest numbers, live charts (loss
+// with validation, learning rate, gradient norm, tokens/s, MFU, memory), the
+// text samples written at each evaluation, and a log. Start stays disabled,
+// with the reasons written under it, while the configuration cannot run.
+#pragma once
+
+#include "core/train/training_sink.h"
+
+#include <QElapsedTimer>
+#include <QStringList>
+#include <QVector>
+#include <QWidget>
+
+class QLabel;
+class QPlainTextEdit;
+class QProgressBar;
+class QPushButton;
+class QTabWidget;
+class QTextBrowser;
+
+namespace crucible::ui {
+
+class AppContext;
+class ChartControls;
+class LiveChart;
+class MessageBanner;
+class TrainSettings;
+
+class TrainPage : public QWidget {
+    Q_OBJECT
+public:
+    explicit TrainPage(AppContext& context, QWidget* parent = nullptr);
+
+    // Why Start is disabled right now; empty when a run can start.
+    QStringList blockingReasons() const;
+
+    QPushButton* startButton() const { return m_start; }
+    QPushButton* pauseButton() const { return m_pause; }
+    QPushButton* stopButton() const { return m_stop; }
+    LiveChart* lossChart() const { return m_lossChart; }
+    QList<LiveChart*> charts() const;
+
+public slots:
+    void start();
+    void togglePause();
+    void stop();
+
+private:
+    QWidget* buildControls();
+    QWidget* buildMonitor();
+    void updateControls();
+    void clearMonitor();
+    void loadHistory(const QString& runDir);
+    void onRunStarting(const QString& runDir, bool resume);
+    void onStarted(const RunInfo& info);
+    void onSteps(const QVector<StepMetrics>& steps);
+    void onEval(const EvalMetrics& eval);
+    void onSample(qint64 step, const QString& prompt, const QString& text);
+    void onFinished(const RunSummary& summary);
+    void log(const QString& line);
+    void setTile(int tile, const QString& value);
+    QString trainingStatus() const;
+
+    AppContext& m_context;
+    TrainSettings* m_settings;
+    MessageBanner* m_banner;
+    QPushButton* m_start;
+    QPushButton* m_pause;
+    QPushButton* m_stop;
+    QLabel* m_status;
+    QProgressBar* m_progress;
+    QLabel* m_eta;
+    QLabel* m_blocked;
+    QVector<QLabel*> m_tiles;
+    ChartControls* m_controls;
+    LiveChart* m_lossChart;
+    LiveChart* m_lrChart;
+    LiveChart* m_gradChart;
+    LiveChart* m_speedChart;
+    LiveChart* m_mfuChart;
+    LiveChart* m_memoryChart;
+    QTabWidget* m_tabs;
+    QTextBrowser* m_samples;
+    QPlainTextEdit* m_log;
+
+    // Progress of the run on screen.
+    int64_t m_firstStep = 0;        // step the run (or resume) started from
+    int64_t m_totalSteps = 0;
+    int64_t m_lastStep = 0;
+    double m_lastElapsed = 0.0;     // training time of the last step
+    double m_firstElapsed = -1.0;   // training time of the first step seen live
+    int64_t m_firstLiveStep = 0;
+    QString m_runName;
+};
+
+} // namespace crucible::ui
