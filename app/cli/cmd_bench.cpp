@@ -60,7 +60,7 @@ int run_train_bench_command(const TrainBenchCommand& c)
         const TrainBenchResult r = run_train_bench(o);
         table.device = r.device;
         const std::string shape = fmt::format("{} B{}×T{}", name, o.batch, o.seq);
-        const double memory = double(cuda ? r.engine_bytes : r.peak_rss_bytes) / 1e6;
+        const double memory = double(cuda ? r.device_bytes : r.peak_rss_bytes) / 1e6;
 
         double best_peer = 0.0;
         std::vector<BenchRow> peer_rows;
@@ -87,12 +87,12 @@ int run_train_bench_command(const TrainBenchCommand& c)
         for (auto& row : peer_rows) table.rows.push_back(row);
         all.push_back({{"preset", name}, {"batch", o.batch}, {"seq", o.seq}, {"device", r.device},
                        {"tokens_per_s", r.tokens_per_s}, {"ms_per_step", r.step.median_ms},
-                       {"ms_min", r.step.min_ms}, {"ms_max", r.step.max_ms}, {"engine_bytes", r.engine_bytes},
+                       {"ms_min", r.step.min_ms}, {"ms_max", r.step.max_ms}, {"engine_bytes", r.engine_bytes}, {"device_bytes", r.device_bytes},
                        {"peak_rss_bytes", r.peak_rss_bytes}, {"mfu", r.mfu},
                        {"speedup_vs_best_peer", best_peer > 0 ? r.tokens_per_s / best_peer : 0.0}});
     }
     table.notes.push_back(fmt::format("median of {} steps after {} warm-up steps; optimizer {}; memory = {}", c.steps,
-                                      c.warmup, c.optimizer, cuda ? "device bytes allocated" : "process peak RSS"));
+                                      c.warmup, c.optimizer, cuda ? "device memory taken (PyTorch: max allocated)" : "process peak RSS"));
     if (c.json) fmt::print("{}\n", all.dump(2));
     else fmt::print("{}", table.to_text());
     return 0;
@@ -127,6 +127,7 @@ void add_bench_command(CLI::App& app, int& exit_code)
     });
 
     add_bench_generate_command(*bench, exit_code);
+    add_bench_attention_command(*bench, exit_code);
 }
 
 } // namespace crucible::cli

@@ -40,13 +40,15 @@ struct BenchModel {
     ParamStore& store() { return loaded ? *loaded->params : *params; }
 };
 
-BenchModel random_model(const std::string& preset_name, int context, Backend* shared, const BackendOptions& bo,
-                        uint64_t seed)
+// vocab > 0 replaces the preset's (a random draft takes its target's vocabulary).
+BenchModel random_model(const std::string& preset_name, int context, int vocab, Backend* shared,
+                        const BackendOptions& bo, uint64_t seed)
 {
     BenchModel m;
     m.name = preset_name;
     ModelConfig c = preset(preset_name);
     c.seq_len = std::max(c.seq_len, context);
+    if (vocab > 0) c.vocab_size = vocab;
     if (!shared) m.backend = make_backend(bo);
     m.params = std::make_unique<ParamStore>(shared ? *shared : *m.backend, c, false);
     m.params->initialize(seed);
@@ -92,7 +94,7 @@ int run_generate_bench_command(const GenerateBenchCommand& c)
     std::vector<BenchModel> targets;
     if (!c.run.empty()) targets.push_back(trained_model(c.run, bo));
     else
-        for (const auto& p : c.presets) targets.push_back(random_model(p, c.prompt_tokens + c.new_tokens, nullptr, bo, 1));
+        for (const auto& p : c.presets) targets.push_back(random_model(p, c.prompt_tokens + c.new_tokens, 0, nullptr, bo, 1));
 
     BenchTable table;
     table.name = "bench generate";
@@ -120,10 +122,11 @@ int run_generate_bench_command(const GenerateBenchCommand& c)
         if (!c.draft.empty()) {
             draft = std::filesystem::exists(c.draft)
                         ? trained_model(c.draft, bo)
-                        : random_model(c.draft, std::max(mc.seq_len, c.prompt_tokens + c.new_tokens), &params.backend(),
-                                       bo, 2);
-            if (!draft.loaded) notes.push_back("draft " + c.draft + ": random weights (acceptance is near zero: this "
-                                               "measures the overhead of speculation)");
+                        : random_model(c.draft, std::max(mc.seq_len, c.prompt_tokens + c.new_tokens),
+                                       mc.vocab_size, &params.backend(), bo, 2);
+            if (!draft.loaded)
+                notes.push_back("draft " + c.draft + ": random weights (random tied-embedding models mostly repeat "
+                                "their input, so they agree more than trained models do)");
         }
 
         for (int batch : c.batches) {

@@ -12,6 +12,7 @@ TrainBenchResult run_train_bench(const TrainBenchOptions& o)
     o.model.validate();
     const int seq = o.seq > 0 ? o.seq : o.model.seq_len;
     auto backend = make_backend(o.backend);
+    const MemoryInfo before = backend->memory_info();
     ParamStore params(*backend, o.model, true);
     params.initialize(1);
     Optimizer optimizer(params, o.optimizer);
@@ -37,6 +38,8 @@ TrainBenchResult run_train_bench(const TrainBenchOptions& o)
     const double peak = backend->facts().peak_tflops;
     if (peak > 0) r.mfu = r.tokens_per_s * training_flops_per_token(o.model, seq) / (peak * 1e12);
     r.engine_bytes = params.bytes() + optimizer.bytes() + model.activations().bytes();
+    const MemoryInfo after = backend->memory_info();
+    r.device_bytes = before.free_bytes > after.free_bytes ? before.free_bytes - after.free_bytes : r.engine_bytes;
     rusage usage{};
     getrusage(RUSAGE_SELF, &usage);
     r.peak_rss_bytes = size_t(usage.ru_maxrss) * 1024;

@@ -25,6 +25,7 @@ struct TrainBenchResult {
     double tokens_per_s = 0.0;      // at the median step time
     double mfu = 0.0;               // 0 when the device peak is unknown
     size_t engine_bytes = 0;        // parameters, gradients, optimizer, activations
+    size_t device_bytes = 0;        // device memory taken by the run (CUDA: free memory before − after)
     size_t peak_rss_bytes = 0;      // process high-water mark (CPU runs)
 };
 

@@ -157,29 +157,38 @@ __global__ void exact_backward_dkdv_kernel(AttnArgs a)
     }
 }
 
-// delta: one thread per (token, head) row. Rows of dout and out [B·T, H·D]
-// are D contiguous elements and consecutive rows are adjacent, so threads
-// stream through memory with 16-byte loads.
-template <class T, bool VEC>
+// delta: rows of dout and out [B·T, H·D] are D contiguous elements and
+// consecutive (token, head) rows are adjacent. GROUP = D/8 lanes share a row,
+// one 16-byte chunk each, and add up with shuffles; other head dims take one
+// thread per row.
+template <class T, int GROUP>
 __global__ void delta_kernel(AttnArgs a)
 {
-    const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;   // token·H + h
-    if (i >= int64_t(a.B) * a.T * a.H) return;
+    const int64_t rows = int64_t(a.B) * a.T * a.H;
+    const int64_t tid = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+    const int64_t i = GROUP > 0 ? tid / GROUP : tid;   // token·H + h
     const int D = a.D;
-    const T* go = static_cast<const T*>(a.dout) + i * D;
-    const T* o = static_cast<const T*>(a.fwd_out) + i * D;
     float s = 0.0f;
-    if constexpr (VEC) {
-        for (int d = 0; d < D; d += 8) {
+    if (i < rows) {
+        const T* go = static_cast<const T*>(a.dout) + i * D;
+        const T* o = static_cast<const T*>(a.fwd_out) + i * D;
+        if constexpr (GROUP > 0) {
+            const int c = int(tid % GROUP) * 8;
             float x[8], y[8];
-            load8(x, go + d);
-            load8(y, o + d);
+            load8(x, go + c);
+            load8(y, o + c);
 #pragma unroll
             for (int k = 0; k < 8; ++k) s += x[k] * y[k];
+        } else {
+            for (int d = 0; d < D; ++d) s += to_f(go[d]) * to_f(o[d]);
         }
-    } else {
-        for (int d = 0; d < D; ++d) s += to_f(go[d]) * to_f(o[d]);
     }
+    if constexpr (GROUP > 1) {
+#pragma unroll
+        for (int off = GROUP / 2; off > 0; off /= 2) s += __shfl_xor_sync(0xffffffffu, s, off);
+        if (tid % GROUP != 0) return;
+    }
+    if (i >= rows) return;
     const int64_t token = i / a.H, h = i % a.H, b = token / a.T, t = token % a.T;
     a.delta[(b * a.H + h) * a.T + t] = s;
 }
@@ -231,10 +240,16 @@ void attention_delta(const AttnArgs& a, DType dtype, cudaStream_t stream)
     dispatch_act(dtype, "attention", [&](auto tag) {
         using T = decltype(tag);
         const int64_t rows = int64_t(a.B) * a.T * a.H;
-        const bool vec = a.D % 8 == 0 && aligned16(a.dout) && aligned16(a.fwd_out);
-        auto k = vec ? delta_kernel<T, true> : delta_kernel<T, false>;
-        k<<<blocks_for(rows, 256), 256, 0, stream>>>(a);
-        CRUCIBLE_CUDA_LAUNCH_CHECK();
+        const bool vec = aligned16(a.dout) && aligned16(a.fwd_out);
+        auto launch = [&](auto kernel, int group) {
+            kernel<<<blocks_for(rows * std::max(group, 1), 256), 256, 0, stream>>>(a);
+            CRUCIBLE_CUDA_LAUNCH_CHECK();
+        };
+        if (vec && a.D == 32) launch(delta_kernel<T, 4>, 4);
+        else if (vec && a.D == 64) launch(delta_kernel<T, 8>, 8);
+        else if (vec && a.D == 128) launch(delta_kernel<T, 16>, 16);
+        else if (vec && a.D == 256) launch(delta_kernel<T, 32>, 32);
+        else launch(delta_kernel<T, 0>, 0);
     });
 }
 

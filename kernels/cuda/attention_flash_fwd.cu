@@ -1,10 +1,14 @@
 // Flash attention forward: causal, GQA, bf16 tensor cores, online softmax.
 //
 // A block owns BR = 16·MT·WARPS query rows of one (batch, head); each warp
-// owns MT slabs of 16 rows and keeps their Q fragments, the output
-// accumulators and the running (max, sum) in registers. The block walks the
-// key/value tiles of BC keys up to the diagonal, double-buffered in shared
-// memory by cp.async (the next tile loads while this one is used):
+// owns MT slabs of 16 rows and keeps the output accumulators, the running
+// (max, sum) and (QREG) the Q fragments in registers; at D = 128 the Q
+// fragments are re-read from shared memory instead, which frees the registers
+// for two slabs per warp (each K/V fragment then feeds two products). Tile
+// shapes per head dim were chosen by measurement (flash_forward).
+// The block walks the key/value tiles of BC keys up to the diagonal,
+// double-buffered in shared memory by cp.async (the next tile loads while
+// this one is used):
 //   S = Q·Kᵀ (mma.sync, K fragments by ldmatrix), causal/length mask,
 //   m' = max(m, rowmax S), P = 2^(S·scale·log2e − m'), l = l·2^(m−m') + ΣP,
 //   O = O·2^(m−m') + P·V (P re-packed from the S accumulators, V by
@@ -230,11 +234,8 @@ void launch_forward(const AttnArgs& a, cudaStream_t stream)
 {
     using Cfg = FwdConfig<D, WARPS, MT, BC, QREG>;
     auto kernel = flash_forward_kernel<D, WARPS, MT, BC, QREG>;
-    static const bool configured = [&] {
-        CRUCIBLE_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(Cfg::kSmem)));
-        return true;
-    }();
-    (void)configured;
+    // Set on every launch (a host-side call): the attribute belongs to the current device.
+    CRUCIBLE_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(Cfg::kSmem)));
     const dim3 grid((a.T + Cfg::kRows - 1) / Cfg::kRows, a.H, a.B);
     kernel<<<grid, Cfg::kThreads, Cfg::kSmem, stream>>>(a);
     CRUCIBLE_CUDA_LAUNCH_CHECK();

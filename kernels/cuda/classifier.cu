@@ -3,9 +3,10 @@
 // softmax_cross_entropy: one block per row. The first sweep keeps a running
 // (max, Σexp) pair per thread (online softmax) and the first index of the
 // maximum, combined across the block in a fixed order; the second sweep
-// writes (softmax − onehot)·grad_scale over the logits in place. bf16 rows up
-// to 32768 wide stay in registers between the sweeps (one read, one write);
-// wider or f32 rows are read twice, the second time mostly from L2.
+// writes (softmax − onehot)·grad_scale over the logits in place. A row is
+// 64 KB at V = 32768 and a few rows are in flight per SM, so the second
+// sweep mostly reads from L2. (Holding the row in registers instead was
+// measured slower: the registers it takes leave one row in flight per SM.)
 //
 // classifier: logits = x·Wᵀ, cross-entropy and the backward, in chunks of
 // rows sized so that one chunk's logits take about 256 MB (4096 rows at
@@ -43,9 +44,7 @@ __device__ __forceinline__ MaxSum combine(MaxSum a, MaxSum b)
     return MaxSum{m, a.s * expf(a.m - m) + b.s * expf(b.m - m)};
 }
 
-// NPACK > 0 (bf16 rows of at most NPACK·8·blockDim elements): the row stays
-// in registers between the two sweeps, so it is read from memory once.
-template <class T, bool VEC, int NPACK>
+template <class T, bool VEC>
 __global__ void __launch_bounds__(kCeThreads)
     cross_entropy_kernel(float* __restrict__ losses, void* correct, bool correct_is_f32, T* logits,
                          const int32_t* __restrict__ targets, int64_t V, float grad_scale, bool compute_grad)
@@ -82,19 +81,7 @@ __global__ void __launch_bounds__(kCeThreads)
             if (v == ms.m && c < best) best = c;
         }
     };
-    constexpr bool kCached = VEC && NPACK > 0 && sizeof(T) == 2;
-    Pack<T> cache[kCached ? NPACK : 1];
-    if constexpr (kCached) {
-#pragma unroll
-        for (int p = 0; p < NPACK; ++p) {
-            const int64_t c0 = (int64_t(p) * blockDim.x + tid) * 8;
-            if (c0 < V) {
-                cache[p] = load_pack_cs(x + c0);
-#pragma unroll
-                for (int k = 0; k < 8; ++k) visit(to_f(cache[p].v[k]), c0 + k);
-            }
-        }
-    } else if constexpr (VEC) {
+    if constexpr (VEC) {
         for (int64_t c0 = int64_t(tid) * 8; c0 < V; c0 += int64_t(blockDim.x) * 8) {
             float v[8];
             load8(v, x + c0);
@@ -139,20 +126,7 @@ __global__ void __launch_bounds__(kCeThreads)
 
     // Sweep 2: the gradient, in place.
     const float inv = 1.0f / total.s;
-    if constexpr (kCached) {
-#pragma unroll
-        for (int p = 0; p < NPACK; ++p) {
-            const int64_t c0 = (int64_t(p) * blockDim.x + tid) * 8;
-            if (c0 < V) {
-                float v[8];
-#pragma unroll
-                for (int k = 0; k < 8; ++k)
-                    v[k] = (ce_exp<T>(to_f(cache[p].v[k]) - total.m) * inv - (c0 + k == target ? 1.0f : 0.0f)) *
-                           grad_scale;
-                store8(x + c0, v);
-            }
-        }
-    } else if constexpr (VEC) {
+    if constexpr (VEC) {
         for (int64_t c0 = int64_t(tid) * 8; c0 < V; c0 += int64_t(blockDim.x) * 8) {
             float v[8];
             load8(v, x + c0);
@@ -191,15 +165,7 @@ void CudaBackend::softmax_cross_entropy(Tensor losses, Tensor correct, Tensor lo
         using T = decltype(tag);
         const bool vec = V % 8 == 0 && aligned16(logits.data);
         const int threads = V >= 8 * kCeThreads ? kCeThreads : 128;
-        const int64_t packs = (V + 8 * threads - 1) / (8 * threads);
-        auto k = cross_entropy_kernel<T, false, 0>;
-        if (vec) k = cross_entropy_kernel<T, true, 0>;
-        if constexpr (sizeof(T) == 2) {   // register-resident rows (up to 8 packs a thread: no spills)
-            if (vec && packs <= 1) k = cross_entropy_kernel<T, true, 1>;
-            else if (vec && packs <= 2) k = cross_entropy_kernel<T, true, 2>;
-            else if (vec && packs <= 4) k = cross_entropy_kernel<T, true, 4>;
-            else if (vec && packs <= 8) k = cross_entropy_kernel<T, true, 8>;
-        }
+        auto k = vec ? cross_entropy_kernel<T, true> : cross_entropy_kernel<T, false>;
         k<<<unsigned(rows), threads, 0, m_stream>>>(losses.as<float>(), correct.data, correct.dtype == DType::f32,
                                                     logits.as<T>(), targets.as<int32_t>(), V, grad_scale,
                                                     compute_grad);

@@ -50,14 +50,6 @@ template <class T> __device__ __forceinline__ Pack<T> load_pack(const T* p)
     return r;
 }
 
-// Streaming load for data read once (bypasses L1 allocation).
-template <class T> __device__ __forceinline__ Pack<T> load_pack_cs(const T* p)
-{
-    Pack<T> r;
-    *reinterpret_cast<int4*>(&r) = __ldcs(reinterpret_cast<const int4*>(p));
-    return r;
-}
-
 template <class T> __device__ __forceinline__ void store_pack(T* p, const Pack<T>& v)
 {
     *reinterpret_cast<int4*>(p) = *reinterpret_cast<const int4*>(&v);

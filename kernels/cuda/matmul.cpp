@@ -16,6 +16,7 @@
 #include "kernels/cuda/cuda_check.h"
 
 #include <algorithm>
+#include <cstdio>
 
 namespace crucible {
 
@@ -51,9 +52,10 @@ int common_alignment(std::initializer_list<uint64_t> values)
 
 std::string describe(const GemmArgs& g)
 {
-    return "[" + std::to_string(g.m) + "×" + std::to_string(g.k) + "]·[" + std::to_string(g.k) + "×" +
-           std::to_string(g.n) + "] " + dtype_name(g.a.dtype) + "→" + dtype_name(g.out_dtype) +
-           (g.batch > 1 ? " batch " + std::to_string(g.batch) : "");
+    char buf[160];
+    std::snprintf(buf, sizeof buf, "[%lldx%lld]*[%lldx%lld] %s to %s, batch %d", (long long)g.m, (long long)g.k,
+                  (long long)g.k, (long long)g.n, dtype_name(g.a.dtype), dtype_name(g.out_dtype), g.batch);
+    return buf;
 }
 
 } // namespace
@@ -92,11 +94,11 @@ CudaBackend::GemmPlan& CudaBackend::gemm_plan(const GemmKey& key, const GemmArgs
     CRUCIBLE_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
     const uint64_t ws = m_lt_workspace_bytes;
     const uint32_t align = uint32_t(alignment);
-    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
-    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align, sizeof align);
-    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align, sizeof align);
-    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align, sizeof align);
-    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align, sizeof align);
+    CRUCIBLE_CUBLAS_CHECK(
+        cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
+    for (auto attr : {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+                      CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES})
+        CRUCIBLE_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, attr, &align, sizeof align));
     cublasLtMatmulHeuristicResult_t result{};
     int found = 0;
     const cublasStatus_t st =

@@ -5,7 +5,8 @@ Times causal self-attention in bf16 through scaled_dot_product_attention
 restricted to its flash backend, on the shapes Crucible's benchmark uses:
 head dims × sequence lengths at B·T tokens per call and H = model_dim / D
 heads. q, k and v are views of one packed projection output [B, T, 3, H, D],
-as a model produces them. Prints one JSON object per shape with the same
+as a model produces them (--layout packed), or contiguous [B, H, T, D]
+tensors, SDPA's usual benchmark setting (--layout bhtd, the default). Prints one JSON object per shape with the same
 keys as Crucible's table (label "D<d> T<t>", fwd_ms, fwd_tflops, fwdbwd_ms,
 fwdbwd_tflops), so the CLI can merge them into a ratio column.
 
@@ -65,6 +66,7 @@ def main():
     p.add_argument("--model-dim", type=int, default=2048, help="H = model_dim / D")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--layout", default="bhtd", choices=["bhtd", "packed"])
     a = p.parse_args()
     if not torch.cuda.is_available():
         print(json.dumps({"error": "no CUDA device for PyTorch"}))
@@ -74,8 +76,12 @@ def main():
     for d in [int(x) for x in a.head_dims.split(",")]:
         for t in [int(x) for x in a.seqs.split(",")]:
             b, h = max(1, a.tokens // t), max(1, a.model_dim // d)
-            qkv = torch.randn(b, t, 3, h, d, device=dev, dtype=torch.bfloat16)
-            q, k, v = (qkv[:, :, i].transpose(1, 2).detach().requires_grad_(True) for i in range(3))
+            if a.layout == "packed":
+                qkv = torch.randn(b, t, 3, h, d, device=dev, dtype=torch.bfloat16)
+                q, k, v = (qkv[:, :, i].transpose(1, 2).detach().requires_grad_(True) for i in range(3))
+            else:
+                qkv = torch.randn(3, b, h, t, d, device=dev, dtype=torch.bfloat16)
+                q, k, v = (qkv[i].clone().requires_grad_(True) for i in range(3))
             dout = torch.randn(b, h, t, d, device=dev, dtype=torch.bfloat16)
 
             def fwd():
@@ -84,10 +90,10 @@ def main():
 
             def fwd_bwd():
                 out = sdpa_flash(q, k, v)
-                out.backward(dout)
+                torch.autograd.grad(out, (q, k, v), dout)
 
             flops = 4.0 * b * h * t * t * d / 2.0
-            row = {"peer": "pytorch-sdpa-flash", "torch": torch.__version__, "label": f"D{d} T{t}",
+            row = {"peer": "pytorch-sdpa-flash (" + a.layout + ")", "torch": torch.__version__, "label": f"D{d} T{t}",
                    "head_dim": d, "seq": t, "batch": b, "heads": h}
             try:
                 f_ms = time_ms(fwd, a.warmup, a.repeats)

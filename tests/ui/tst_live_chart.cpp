@@ -2,6 +2,7 @@
 // extremes, batched redraws, EMA smoothing (and its slider), log-Y, time on
 // X, zoom, the hover readout, PNG and CSV export, and the ring buffer.
 #include "ui/charts/live_chart.h"
+#include "ui/charts/chart_view.h"
 #include "ui/charts/sample_ring.h"
 
 #include <QChart>
@@ -122,7 +123,7 @@ private slots:
         const double values[] = {1e-4, 0.0, 1e-3, -1.0, 1e-2, NAN, 1e-1};
         for (int i = 0; i < 7; ++i) chart->append(s, i + 1, i, values[i]);
         chart->redrawNow();
-        QCOMPARE(chart->drawnPoints(s).size(), 5);   // NaN is never drawn
+        QCOMPARE(chart->drawnPoints(s).size(), 6);   // NaN is never drawn
         auto* button = chart->findChild<QToolButton*>(QStringLiteral("logButton"));
         QVERIFY(button);
         QSignalSpy spy(chart.get(), &LiveChart::logYChanged);
@@ -135,7 +136,7 @@ private slots:
         QCOMPARE(chart->drawnPoints(s).size(), 4);
         QTest::mouseClick(button, Qt::LeftButton);
         QVERIFY(!chart->logY());
-        QCOMPARE(chart->drawnPoints(s).size(), 5);
+        QCOMPARE(chart->drawnPoints(s).size(), 6);
     }
 
     void xAxisCanBeTrainingTimeAndZoomed()

@@ -41,16 +41,13 @@ constexpr int kPreviewLimit = 20000;
 const char* kSampleText =
     "First Citizen:\nBefore we proceed any further, hear me speak.\n\n"
     "Tokenizers split text into pieces: common words stay whole, rare ones break apart — "
-    "and bytes like é or 🔥 fall back to <0x..> pieces.";
+    "and characters it never saw, like λ or ж, fall back to <0x..> byte pieces.";
 
 QLabel* statValue(QWidget* parent, const char* name)
 {
     auto* l = new QLabel(QStringLiteral("–"), parent);
     l->setObjectName(QString::fromLatin1(name));
-    QFont f = l->font();
-    f.setBold(true);
-    f.setPointSizeF(f.pointSizeF() + 1);
-    l->setFont(f);
+    l->setProperty("role", "metric");
     l->setTextInteractionFlags(Qt::TextSelectableByMouse);
     return l;
 }
@@ -149,7 +146,8 @@ QWidget* DataPage::buildCorpus()
     m_paths->setSelectionMode(QAbstractItemView::ExtendedSelection);
     m_listStack->addWidget(empty);
     m_listStack->addWidget(m_paths);
-    m_listStack->setMinimumHeight(140);
+    m_listStack->setMinimumHeight(150);
+    m_listStack->setMaximumHeight(240);
     c->addWidget(m_listStack, 1);
 
     auto* buttons = new QHBoxLayout;
@@ -176,11 +174,12 @@ QWidget* DataPage::buildCorpus()
     m_valFraction->setDecimals(3);
     m_valFraction->setSingleStep(0.01);
     m_valFraction->setKeyboardTracking(false);
+    m_valFraction->setMaximumWidth(140);
     m_valFraction->setToolTip(tr("The tail of every document held out for validation; no validation window overlaps "
                                  "training text"));
     split->addRow(tr("Validation share"), m_valFraction);
     c->addLayout(split);
-    layout->addWidget(corpus, 1);
+    layout->addWidget(corpus);
 
     connect(addFiles, &QPushButton::clicked, this, [this] {
         QSettings settings;
@@ -217,6 +216,7 @@ QWidget* DataPage::buildCorpus()
     auto* vocabRow = new QHBoxLayout;
     m_vocab = makeSpin(tokenizer, "dataVocabSpin", 0, 1 << 20,
                        tr("SentencePiece BPE with byte fallback, trained on this corpus; the model's vocabulary size"));
+    m_vocab->setSizePolicy(QSizePolicy::Fixed, QSizePolicy::Fixed);
     m_analyze = new QPushButton(tr("Train tokenizer and measure"), tokenizer);
     m_analyze->setObjectName(QStringLiteral("analyzeButton"));
     m_cancel = new QPushButton(tr("Cancel"), tokenizer);
@@ -243,8 +243,8 @@ QWidget* DataPage::buildCorpus()
     t->addWidget(m_stage);
 
     auto* grid = new QGridLayout;
-    grid->setHorizontalSpacing(18);
-    grid->setVerticalSpacing(2);
+    grid->setHorizontalSpacing(24);
+    grid->setVerticalSpacing(0);
     m_statDocuments = statValue(tokenizer, "statDocuments");
     m_statBytes = statValue(tokenizer, "statBytes");
     m_statTokens = statValue(tokenizer, "statTokens");
@@ -260,6 +260,7 @@ QWidget* DataPage::buildCorpus()
         const int row = (i / 3) * 2, col = i % 3;
         grid->addWidget(cells[i].first, row, col);
         auto* caption = makeNote(cells[i].second, tokenizer);
+        caption->setContentsMargins(0, 0, 0, 10);
         grid->addWidget(caption, row + 1, col);
     }
     t->addSpacing(6);

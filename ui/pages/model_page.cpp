@@ -19,7 +19,9 @@
 #include <QLabel>
 #include <QScrollArea>
 #include <QSettings>
+#include <QHeaderView>
 #include <QSpinBox>
+#include <QTableWidget>
 #include <QVBoxLayout>
 
 #include <nlohmann/json.hpp>
@@ -225,7 +227,25 @@ QWidget* ModelPage::buildFacts()
     m->addWidget(m_memoryBar);
     m->addWidget(m_memoryVerdict);
     layout->addWidget(memory);
-    layout->addStretch(1);
+
+    auto* presets = new QGroupBox(tr("The presets side by side"), facts);
+    auto* p2 = new QVBoxLayout(presets);
+    m_presetTable = new QTableWidget(presets);
+    m_presetTable->setObjectName(QStringLiteral("presetTable"));
+    m_presetTable->setColumnCount(7);
+    m_presetTable->setHorizontalHeaderLabels({tr("Preset"), tr("Parameters"), tr("Layers × width"), tr("Heads (KV)"),
+                                              tr("Context"), tr("Train FLOP/token"), tr("Training memory")});
+    m_presetTable->verticalHeader()->hide();
+    m_presetTable->setEditTriggers(QAbstractItemView::NoEditTriggers);
+    m_presetTable->setSelectionMode(QAbstractItemView::NoSelection);
+    m_presetTable->setFocusPolicy(Qt::NoFocus);
+    m_presetTable->setShowGrid(false);
+    m_presetTable->setAlternatingRowColors(true);
+    m_presetTable->horizontalHeader()->setSectionResizeMode(QHeaderView::Stretch);
+    m_presetTable->horizontalHeader()->setDefaultAlignment(Qt::AlignLeft | Qt::AlignVCenter);
+    m_presetTable->setToolTip(tr("Memory is for the batch and device set on the Train page"));
+    p2->addWidget(m_presetTable);
+    layout->addWidget(presets, 1);
     return facts;
 }
 
@@ -268,8 +288,47 @@ void ModelPage::loadFromConfig()
     m_loading = false;
 }
 
+void ModelPage::updatePresetTable()
+{
+    const RunConfig& rc = m_context.config()->config();
+    const TrainConfig& t = rc.train;
+    const DeviceInventory* devices = m_context.devices();
+    std::vector<std::pair<QString, ModelConfig>> rows;
+    for (const auto& name : preset_names()) rows.emplace_back(qs(name), preset(name));
+    const std::string match = RunConfigModel::matchingPreset(rc.model);
+    if (match.empty() && rc.model.problems().empty()) rows.emplace_back(tr("yours"), rc.model);
+    m_presetTable->setRowCount(int(rows.size()));
+    for (int r = 0; r < int(rows.size()); ++r) {
+        const ModelConfig& m = rows[size_t(r)].second;
+        const int seq = t.seq_len > 0 ? std::min(t.seq_len, m.seq_len) : m.seq_len;
+        QString memory = QStringLiteral("–");
+        if (t.batch_size >= 1)
+            memory = formatBytes(double(estimate_training_memory(m, t.batch_size, seq, devices->computeFor(t.device)).total()));
+        const QStringList cells = {rows[size_t(r)].first,
+                                   formatCount(double(count_params(m).total())),
+                                   QStringLiteral("%1 × %2").arg(m.n_layers).arg(m.d_model),
+                                   QStringLiteral("%1 (%2)").arg(m.n_heads).arg(m.n_kv_heads),
+                                   QString::number(m.seq_len),
+                                   formatFlops(training_flops_per_token(m, seq)),
+                                   memory};
+        const bool current = rows[size_t(r)].first == qs(match) || (match.empty() && r == int(rows.size()) - 1);
+        for (int c = 0; c < cells.size(); ++c) {
+            auto* item = new QTableWidgetItem(cells[c]);
+            if (current) {
+                QFont f = item->font();
+                f.setBold(true);
+                item->setFont(f);
+                item->setForeground(theme::accent());
+            }
+            m_presetTable->setItem(r, c, item);
+        }
+    }
+    m_presetTable->resizeRowsToContents();
+}
+
 void ModelPage::updateFacts()
 {
+    updatePresetTable();
     const RunConfig& rc = m_context.config()->config();
     const ModelConfig& m = rc.model;
     const auto problems = m.problems();
@@ -351,7 +410,12 @@ void ModelPage::updateFacts()
     const MemoryInfo info = devices->memoryFor(t.device);
     const double need = double(e.total());
     if (info.free_bytes > 0) {
-        m_memoryBar->setLimit(double(info.free_bytes), tr("%1 free").arg(formatBytes(double(info.free_bytes))));
+        // The free-memory marker only where it tells something: next to a
+        // need of a few megabytes, 25 GB free would squash the breakdown.
+        if (need > 0.25 * double(info.free_bytes))
+            m_memoryBar->setLimit(double(info.free_bytes), tr("%1 free").arg(formatBytes(double(info.free_bytes))));
+        else
+            m_memoryBar->clearLimit();
         const double share = need / double(info.free_bytes);
         const QColor color = share > 1.0 ? theme::danger() : share > 0.8 ? theme::warning() : theme::success();
         const QString free = formatBytes(double(info.free_bytes));

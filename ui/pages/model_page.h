@@ -15,6 +15,7 @@ class QCheckBox;
 class QComboBox;
 class QLabel;
 class QSpinBox;
+class QTableWidget;
 
 namespace crucible::ui {
 
@@ -34,6 +35,7 @@ private:
     void loadFromConfig();
     void edit(const std::function<void(ModelConfig&)>& change);
     void updateFacts();
+    void updatePresetTable();
 
     AppContext& m_context;
     bool m_loading = false;
@@ -64,6 +66,7 @@ private:
     QLabel* m_memoryDevice;
     StackedBar* m_memoryBar;
     QLabel* m_memoryVerdict;
+    QTableWidget* m_presetTable;
 };
 
 } // namespace crucible::ui

@@ -171,8 +171,9 @@ RunsPage::RunsPage(AppContext& context, QWidget* parent)
     lower->setStretchFactor(1, 3);
     lower->setSizes({420, 700});
     vertical->addWidget(lower);
-    vertical->setStretchFactor(0, 2);
+    vertical->setStretchFactor(0, 1);
     vertical->setStretchFactor(1, 3);
+    vertical->setSizes({220, 600});
     outer->addWidget(vertical, 1);
 
     connect(m_table, &QTreeWidget::itemSelectionChanged, this, [this] {
@@ -371,8 +372,9 @@ void RunsPage::refresh()
     m_table->setSortingEnabled(true);
     m_populating = false;
     m_tableStack->setCurrentIndex(m_records.empty() ? 0 : 1);
-    m_foldersLabel->setText(tr("%n run(s) in %1", nullptr, int(m_records.size()))
-                                .arg(folders().join(QStringLiteral(", "))));
+    const QString where = folders().join(QStringLiteral(", "));
+    const int count = int(m_records.size());
+    m_foldersLabel->setText(count == 1 ? tr("1 run in %1").arg(where) : tr("%1 runs in %2").arg(count).arg(where));
     updateButtons();
     updateDetails();
     updateComparison();
@@ -460,7 +462,8 @@ void RunsPage::updateDetails()
         row(tr("Batch"), tr("%1 × %2 × %3 tokens per step").arg(t.batch_size).arg(t.grad_accum).arg(t.resolved_seq_len(m)));
         row(tr("Data"), r->config->data.paths.empty()
                             ? tr("Tiny Shakespeare (embedded)")
-                            : tr("%n path(s)", nullptr, int(r->config->data.paths.size())));
+                            : r->config->data.paths.size() == 1 ? qs(r->config->data.paths.front())
+                                                                : tr("%1 files and folders").arg(r->config->data.paths.size()));
         row(tr("Device"), r->device.empty() ? qs(t.device) : qs(r->device));
     }
     row(tr("Progress"), tr("%1 of %2 steps, %3 tokens in %4")
@@ -515,7 +518,8 @@ void RunsPage::updateComparison()
                                                                           return formatNumber(v, 4);
                                                                       }));
     QString hint = shown == 0 ? tr("Tick two or more runs to compare them.")
-                              : tr("%n run(s) overlaid. Drag across the chart to zoom; double-click to zoom out.", nullptr, shown);
+                   : shown == 1 ? tr("1 run shown; tick another to compare. Drag across the chart to zoom, double-click to zoom out.")
+                                : tr("%1 runs overlaid. Drag across the chart to zoom; double-click to zoom out.").arg(shown);
     if (!empty.isEmpty()) hint += QLatin1Char(' ') + tr("No %1 recorded for %2.").arg(m_metric->currentText().toLower(), empty.join(QStringLiteral(", ")));
     m_compareHint->setText(hint);
 }

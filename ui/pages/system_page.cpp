@@ -46,7 +46,9 @@ QGroupBox* deviceCard(const DeviceDescription& d, const QString& title, QWidget*
     auto* form = new QFormLayout;
     form->setLabelAlignment(Qt::AlignRight);
     for (const auto& [k, v] : d.facts.details) form->addRow(qs(k), value(qs(v), box));
-    if (d.facts.peak_tflops > 0)
+    bool peakListed = false;
+    for (const auto& kv : d.facts.details) peakListed |= qs(kv.first).startsWith(QLatin1String("Peak"));
+    if (d.facts.peak_tflops > 0 && !peakListed)
         form->addRow(QObject::tr("Peak for MFU"), value(QObject::tr("%1 TFLOP/s").arg(d.facts.peak_tflops, 0, 'f', 1), box));
     layout->addLayout(form);
     if (d.memory.total_bytes > 0) {
@@ -114,7 +116,10 @@ void SystemPage::refresh()
     } else {
         auto* box = new QGroupBox(tr("GPU (CUDA)"), m_content);
         auto* l = new QVBoxLayout(box);
-        auto* why = value(devices->cudaProbed() ? devices->cudaUnavailableReason() : tr("Looking for CUDA devices…"), box);
+        QString reason = devices->cudaProbed() ? devices->cudaUnavailableReason() : tr("Looking for CUDA devices…");
+        if (!reason.isEmpty()) reason[0] = reason[0].toUpper();
+        if (!reason.endsWith(QLatin1Char('.')) && !reason.endsWith(QStringLiteral("…"))) reason += QLatin1Char('.');
+        auto* why = value(reason, box);
         why->setObjectName(QStringLiteral("cudaReason"));
         l->addWidget(new QLabel(tr("<b>No GPU in use</b>"), box));
         l->addWidget(why);

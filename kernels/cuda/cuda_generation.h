@@ -1,0 +1,37 @@
+// Launchers of the generation ops on CUDA (see the "generation" section of
+// kernels/backend.h): RoPE at per-row positions and the KV-cache write
+// (cuda_kv_cache.cu), attention of new tokens over the cache
+// (cuda_decode_attention.cu). Free functions over a stream, so CudaBackend
+// wires each op in a line and the decode step can later be captured as a
+// CUDA graph: every launch configuration depends only on shapes (the cache
+// capacity, never the positions, which stay on the device).
+//
+// Positions past the cache capacity are skipped on the device (the CPU
+// backend throws for them); negative positions are padding rows.
+#pragma once
+
+#include "kernels/backend.h"
+
+#include <cuda_runtime.h>
+
+#include <cstddef>
+
+namespace crucible::cuda {
+
+// qkv [B·T, (H + 2·KV)·D] in place; positions i32 [B·T].
+void launch_rope_at(Tensor qkv, const AttentionShape& s, Tensor positions, float theta, cudaStream_t stream);
+
+// k_cache, v_cache [S ≥ B, KV, P, D] (dtype of qkv); qkv [B·T, (H + 2·KV)·D]; positions i32 [B·T].
+void launch_kv_cache_write(Tensor k_cache, Tensor v_cache, Tensor qkv, Tensor positions, const AttentionShape& s,
+                           cudaStream_t stream);
+
+// Device scratch launch_decode_attention needs for these shapes (0 when the
+// cache is read in one split).
+size_t decode_attention_workspace_bytes(const AttentionShape& s, int64_t capacity, int sm_count);
+
+// out [B·T, H·D]; the rest as above; `workspace` holds at least
+// decode_attention_workspace_bytes(s, capacity, sm_count) bytes.
+void launch_decode_attention(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_cache, Tensor positions,
+                             const AttentionShape& s, void* workspace, int sm_count, cudaStream_t stream);
+
+} // namespace crucible::cuda
