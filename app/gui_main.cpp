@@ -17,7 +17,7 @@ int main(int argc, char** argv)
     QApplication::setApplicationName(QStringLiteral("crucible"));
     QApplication::setApplicationDisplayName(QStringLiteral("Crucible"));
     QApplication::setApplicationVersion(QStringLiteral(CRUCIBLE_VERSION));
-    QApplication::setDesktopFileName(QStringLiteral("io.github.crucible.Crucible"));
+    QApplication::setDesktopFileName(QStringLiteral(CRUCIBLE_APP_ID));
     QApplication::setWindowIcon(crucible::ui::icons::app());
 
     QCommandLineParser cli;

@@ -20,3 +20,7 @@ set_target_properties(Crucible::OpenBLAS PROPERTIES
   IMPORTED_LOCATION ${OPENBLAS_LIBRARY}
   INTERFACE_INCLUDE_DIRECTORIES ${OPENBLAS_INCLUDE_DIR})
 message(STATUS "Crucible: OpenBLAS ${OPENBLAS_LIBRARY}")
+# Installed binaries must load this OpenBLAS, not whichever one the system's
+# alternatives point at (often the pthread build).
+get_filename_component(OPENBLAS_LIBRARY_DIR ${OPENBLAS_LIBRARY} DIRECTORY)
+list(APPEND CMAKE_INSTALL_RPATH ${OPENBLAS_LIBRARY_DIR})

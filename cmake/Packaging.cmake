@@ -1,11 +1,37 @@
-# CPack: a .deb with the GUI, the CLI, the desktop entry and the AppStream
-# metadata. `cmake --build build --target package`.
+# Installation and CPack: a .deb with the GUI, the CLI, the desktop entry, the
+# AppStream metadata and the icon. `cmake --build build --target package`.
+include(GNUInstallDirs)
+
+# ui/CMakeLists.txt sets CRUCIBLE_APP_ID: the desktop entry, the metadata and
+# the icon are installed under the id the app reports to the desktop.
+if(CRUCIBLE_BUILD_GUI)
+  install(FILES ${PROJECT_SOURCE_DIR}/packaging/${CRUCIBLE_APP_ID}.desktop
+          DESTINATION ${CMAKE_INSTALL_DATADIR}/applications)
+  install(FILES ${PROJECT_SOURCE_DIR}/packaging/${CRUCIBLE_APP_ID}.metainfo.xml
+          DESTINATION ${CMAKE_INSTALL_DATADIR}/metainfo)
+  install(FILES ${PROJECT_SOURCE_DIR}/resources/icons/crucible.svg
+          DESTINATION ${CMAKE_INSTALL_DATADIR}/icons/hicolor/scalable/apps
+          RENAME ${CRUCIBLE_APP_ID}.svg)
+endif()
+
 set(CPACK_PACKAGE_NAME crucible)
 set(CPACK_PACKAGE_VENDOR "Crucible")
 set(CPACK_PACKAGE_CONTACT "Crucible maintainers")
+set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
 set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "${PROJECT_DESCRIPTION}")
+set(CPACK_PACKAGE_DESCRIPTION
+    "Train LLaMA-style language models from scratch on your own text and watch them learn: live charts of loss, learning rate, gradient norm, throughput, MFU and memory; AdamW and Muon; a tokenizer preview; every run kept and comparable. Includes crucible-cli, the command-line twin for servers and scripts.")
+set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
+set(CPACK_STRIP_FILES ON)
 set(CPACK_GENERATOR DEB)
-set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
+set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)   # library dependencies from the binaries
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_SECTION science)
+set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
+if(CRUCIBLE_BUILD_GUI)
+  # Qt loads these at run time, so shlibdeps cannot see them: the platform
+  # plugins and the desktop icon theme machinery.
+  set(CPACK_DEBIAN_PACKAGE_DEPENDS "qt6-qpa-plugins")
+  set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "hicolor-icon-theme")
+endif()
 include(CPack)

@@ -38,7 +38,13 @@ struct Shape {
     // Size of the last dimension and of everything before it: the (rows, cols)
     // of the row-major matrix this shape is viewed as by most ops.
     int64_t cols() const { return rank == 0 ? 1 : dims[static_cast<size_t>(rank - 1)]; }
-    int64_t rows() const { return rank == 0 ? 1 : numel() / cols(); }
+    int64_t rows() const
+    {
+        if (rank <= 1) return 1;
+        int64_t r = 1;
+        for (int i = 0; i + 1 < rank; ++i) r *= dims[static_cast<size_t>(i)];
+        return r;   // no division: a zero-sized last dimension is legal
+    }
     bool operator==(const Shape& other) const;
     bool operator!=(const Shape& other) const { return !(*this == other); }
     std::string str() const;

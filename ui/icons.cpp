@@ -1,6 +1,7 @@
 #include "ui/icons.h"
 
 #include <QLinearGradient>
+#include <QRadialGradient>
 #include <QPainter>
 #include <QPainterPath>
 
@@ -150,25 +151,35 @@ QPixmap appPixmap(int size)
     p.setBrush(bg);
     p.drawRoundedRect(QRectF(2, 2, 60, 60), 14, 14);
 
-    // A falling loss curve pouring into the vessel.
+    // The heat of the melt, lighting the space above the vessel.
+    QRadialGradient glow(QPointF(32, 30), 24);
+    glow.setColorAt(0, QColor(249, 115, 22, 110));
+    glow.setColorAt(1, QColor(249, 115, 22, 0));
+    p.setBrush(glow);
+    p.drawRoundedRect(QRectF(2, 2, 60, 60), 14, 14);
+
+    // A loss curve: a steep fall, then the long flattening tail.
     QPainterPath curve;
-    curve.moveTo(12, 9);
-    curve.cubicTo(17, 22, 24, 24.5, 32, 25);
-    QPen curvePen(QColor(0xfb, 0xbf, 0x24), 3.2, Qt::SolidLine, Qt::RoundCap);
+    curve.moveTo(12, 8.5);
+    curve.cubicTo(14.5, 17, 18, 20.2, 25, 21);
+    curve.cubicTo(33, 21.9, 44, 22, 52, 22.2);
+    QPen curvePen(QColor(0xfb, 0xbf, 0x24), 2.8, Qt::SolidLine, Qt::RoundCap);
     p.setPen(curvePen);
     p.setBrush(Qt::NoBrush);
     p.drawPath(curve);
+    p.setPen(Qt::NoPen);
+    p.setBrush(QColor(0xfe, 0xf3, 0xc7));
+    p.drawEllipse(QPointF(12, 8.5), 2.2, 2.2);
 
     // The crucible: a tapered vessel with a rim.
     QPainterPath body;
-    body.moveTo(15, 29);
-    body.lineTo(49, 29);
-    body.lineTo(45.5, 50);
-    body.quadTo(45, 54, 41, 54);
-    body.lineTo(23, 54);
-    body.quadTo(19, 54, 18.5, 50);
+    body.moveTo(14, 29);
+    body.lineTo(50, 29);
+    body.cubicTo(49.5, 41, 46, 54, 38, 54.5);
+    body.lineTo(26, 54.5);
+    body.cubicTo(18, 54, 14.5, 41, 14, 29);
     body.closeSubpath();
-    QLinearGradient metal(15, 0, 49, 0);
+    QLinearGradient metal(14, 0, 50, 0);
     metal.setColorAt(0, QColor(0xcb, 0xd5, 0xe1));
     metal.setColorAt(0.45, QColor(0xf1, 0xf5, 0xf9));
     metal.setColorAt(1, QColor(0x94, 0xa3, 0xb8));

@@ -11,6 +11,7 @@
 #include "ui/pages/system_page.h"
 #include "ui/pages/train_page.h"
 #include "ui/theme.h"
+#include "ui/widgets/value_label.h"
 #include "ui/workers/training_controller.h"
 
 #include <QApplication>
@@ -90,14 +91,25 @@ MainWindow::MainWindow(AppContext& context, QWidget* parent) : QMainWindow(paren
     });
     connect(&context, &AppContext::pageRequested, this, &MainWindow::showPage);
 
-    m_runStatus = new QLabel(this);
+    m_runStatus = new ValueLabel(QStringLiteral("● Training · step 000000 of 000000"), this);
     m_runStatus->setObjectName(QStringLiteral("runStatus"));
+    m_runStatus->setAlignment(Qt::AlignRight | Qt::AlignVCenter);
     m_deviceStatus = new QLabel(this);
     statusBar()->addPermanentWidget(m_runStatus);
     statusBar()->addPermanentWidget(m_deviceStatus);
     const TrainingController* training = context.training();
     connect(training, &TrainingController::stateChanged, this, &MainWindow::updateRunStatus);
-    connect(training, &TrainingController::stepsReceived, this, &MainWindow::updateRunStatus);
+    connect(training, &TrainingController::stepsReceived, this, [this](const QVector<StepMetrics>& steps) {
+        // Cheap on purpose: this runs for every batch of steps.
+        m_latestStep = steps.back().step;
+        if (!m_statusTimer.isActive()) m_statusTimer.start();
+    });
+    m_statusTimer.setSingleShot(true);
+    m_statusTimer.setInterval(500);
+    connect(&m_statusTimer, &QTimer::timeout, this, [this] {
+        if (m_context.training()->state() != TrainingController::State::Running) return;
+        m_runStatus->setText(tr("● Training · step %1 of %2").arg(m_latestStep).arg(m_context.training()->runInfo().total_steps));
+    });
     connect(context.config(), &RunConfigModel::configChanged, this, &MainWindow::updateRunStatus);
     connect(context.devices(), &DeviceInventory::changed, this, &MainWindow::updateRunStatus);
     connect(training, &TrainingController::finished, this, [this](const RunSummary& s) {
@@ -173,7 +185,7 @@ void MainWindow::updateRunStatus()
     }
     if (!c.model.problems().empty() && t->state() == State::Idle) text = tr("The model settings need attention");
     m_runStatus->setText(text);
-    m_runStatus->setStyleSheet(t->isActive() ? QStringLiteral("color: #2563eb; font-weight: 600;") : QString());
+    m_runStatus->setColor(t->isActive() ? theme::accent() : theme::text());
 }
 
 void MainWindow::loadConfiguration()

@@ -7,6 +7,7 @@
 
 #include <QHash>
 #include <QMainWindow>
+#include <QTimer>
 
 #include <functional>
 #include <vector>
@@ -19,6 +20,7 @@ class QStackedWidget;
 namespace crucible::ui {
 
 class AppContext;
+class ValueLabel;
 
 struct PageSpec {
     QString name;      // shown in the list; AppContext::requestPage(name) shows it
@@ -60,10 +62,12 @@ private:
     QListWidget* m_pageList;
     QStackedWidget* m_stack;
     QHash<QString, QWidget*> m_pages;
-    QLabel* m_runStatus;
+    ValueLabel* m_runStatus;
     QLabel* m_deviceStatus;
     QProgressDialog* m_stopping = nullptr;
     bool m_closeWhenStopped = false;
+    QTimer m_statusTimer;        // the status bar follows the steps at 2 Hz
+    qint64 m_latestStep = 0;
 };
 
 } // namespace crucible::ui

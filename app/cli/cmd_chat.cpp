@@ -32,54 +32,69 @@ struct ChatCommand {
     std::string system, system_file, user_prefix = "User: ", assistant_prefix = "Assistant: ";
 };
 
-struct Turn {
-    std::string user, reply;
-};
-
 std::string rtrim(std::string s)
 {
     while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.pop_back();
     return s;
 }
 
+// The transcript as the tokens the model saw and said: each turn's text is
+// encoded once and the replies keep the model's own tokens, so the next
+// prompt starts with exactly the tokens already in the KV cache (re-encoding
+// the whole text would merge tokens across the boundaries and break reuse).
 class Conversation {
 public:
-    Conversation(const ChatCommand& c, std::string system) : m_c(c), m_system(std::move(system)) {}
+    Conversation(const ChatCommand& c, const Tokenizer& tok, const std::string& system)
+        : m_c(c), m_tok(tok), m_system(tok.encode(system.empty() || system.back() == '\n' ? system : system + "\n"))
+    {
+    }
 
     void reset() { m_turns.clear(); }
-    void add(Turn t) { m_turns.push_back(std::move(t)); }
 
     // The prompt for a reply to `line`, within `budget` tokens: older turns
     // are dropped first, then the oldest tokens. Returns how many turns were dropped.
-    int prompt(const Tokenizer& tok, const std::string& line, size_t budget, std::vector<int32_t>& ids)
+    int prompt(const std::string& line, size_t budget, std::vector<int32_t>& ids)
     {
+        m_pending = m_tok.encode(m_c.user_prefix + line + "\n" + m_c.assistant_prefix);
         int dropped = 0;
         for (;;) {
-            ids = tok.encode(transcript(line));
+            ids = m_system;
+            for (const auto& t : m_turns) ids.insert(ids.end(), t.begin(), t.end());
+            ids.insert(ids.end(), m_pending.begin(), m_pending.end());
             if (ids.size() <= budget || m_turns.empty()) break;
             m_turns.pop_front();
             ++dropped;
         }
+        if (ids.empty()) ids.push_back(m_tok.bos_id());
         if (ids.size() > budget) ids.erase(ids.begin(), ids.end() - std::ptrdiff_t(budget));
         return dropped;
     }
 
-private:
-    std::string transcript(const std::string& line) const
+    // Closes the turn opened by prompt() with the reply: the generated tokens
+    // that lie within `text` (a stop string cut it short), then a newline.
+    void reply(const std::vector<int32_t>& tokens, const std::string& text)
     {
-        std::string text = m_system;
-        if (!text.empty() && text.back() != '\n') text += '\n';
-        for (const Turn& t : m_turns) text += turn_text(t.user) + t.reply + "\n";
-        return text + turn_text(line);
-    }
-    std::string turn_text(const std::string& user) const
-    {
-        return m_c.user_prefix + user + "\n" + m_c.assistant_prefix;
+        std::vector<int32_t> turn = std::move(m_pending);
+        size_t covered = 0;
+        for (int32_t t : tokens) {
+            const size_t n = m_tok.token_bytes(t).size();
+            if (covered + n > text.size()) break;
+            turn.push_back(t);
+            covered += n;
+        }
+        std::string rest = text.substr(covered);
+        while (!rest.empty() && rest.back() == '\n') rest.pop_back();
+        rest += "\n";
+        const auto tail = m_tok.encode(rest);
+        turn.insert(turn.end(), tail.begin(), tail.end());
+        m_turns.push_back(std::move(turn));
     }
 
+private:
     const ChatCommand& m_c;
-    std::string m_system;
-    std::deque<Turn> m_turns;
+    const Tokenizer& m_tok;
+    std::vector<int32_t> m_system, m_pending;
+    std::deque<std::vector<int32_t>> m_turns;
 };
 
 int run_chat(const ChatCommand& c)
@@ -105,7 +120,7 @@ int run_chat(const ChatCommand& c)
     fmt::print(stderr, "Chatting with {} (step {}, {} tokens of context). /reset clears, /quit leaves, "
                        "Ctrl-C stops a reply.\n",
                m.checkpoint.string(), m.step, m.config.seq_len);
-    Conversation conversation(c, system);
+    Conversation conversation(c, m.tokenizer, system);
     std::string line;
     for (;;) {
         fmt::print("{}", c.user_prefix);
@@ -119,7 +134,7 @@ int run_chat(const ChatCommand& c)
         if (line.empty()) continue;
 
         std::vector<int32_t> ids;
-        if (int dropped = conversation.prompt(m.tokenizer, line, budget, ids))
+        if (int dropped = conversation.prompt(line, budget, ids))
             fmt::print(stderr, "(the context is full: forgot the {} oldest turn{})\n", dropped, dropped > 1 ? "s" : "");
         request.prompts = {ids};
         fmt::print("{}", c.assistant_prefix);
@@ -135,11 +150,9 @@ int run_chat(const ChatCommand& c)
             });
             interrupted = cancel.interrupted();
         }
-        std::string reply = stats.texts[0];
-        while (!reply.empty() && reply.back() == '\n') reply.pop_back();
         fmt::print("\n");
         fmt::print(stderr, "{}{}\n", interrupted ? "(stopped) " : "", speed_summary(stats));
-        conversation.add(Turn{line, reply});
+        conversation.reply(stats.tokens[0], stats.texts[0]);
         request.sampling.seed += 1;   // a new draw for each reply, still reproducible
     }
     fmt::print("\n");

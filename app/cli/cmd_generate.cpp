@@ -101,7 +101,8 @@ void add_generate_command(CLI::App& app, int& exit_code)
     cmd->footer("Examples:\n"
                 "  crucible-cli generate --run runs/micro --prompt \"ROMEO:\" --max-tokens 300 --temperature 0.8\n"
                 "  crucible-cli generate --run runs/micro --prompt-file scene.txt --stop \"\\n\\n\" --top-p 0.9\n"
-                "  crucible-cli generate --run runs/small --draft runs/nano --prompt \"KING:\" --temperature 0");
+                "  crucible-cli generate --run runs/micro --draft runs/tiny --prompt \"KING:\" --temperature 0\n"
+                "    (speculative: runs/tiny is a smaller model trained with the same --vocab on the same text)");
     cmd->callback([c, &exit_code] {
         try {
             exit_code = run_generate(*c);

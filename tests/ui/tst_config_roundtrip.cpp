@@ -185,7 +185,8 @@ private slots:
         QCOMPARE(c.train.sample_temperature, 0.5f);
         QCOMPARE(c.train.threads, 1);
         QCOMPARE(c.train.seed, uint64_t(42));
-        QVERIFY2(c.problems().empty(), c.problems().front().c_str());
+        const auto problems = c.problems();
+        QVERIFY2(problems.empty(), problems.empty() ? "" : problems.front().c_str());
 
         // Through JSON and back: identical, and shown again after a reset.
         const QByteArray json = m_context->config()->toJson();

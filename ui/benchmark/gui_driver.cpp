@@ -19,6 +19,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <ctime>
 
 namespace crucible::ui {
 
@@ -37,6 +38,15 @@ void printLine(const QByteArray& text)
     std::fwrite(text.constData(), 1, size_t(text.size()), stdout);
     std::fputc('\n', stdout);
     std::fflush(stdout);
+}
+
+// CPU time the calling thread has used, in seconds: what the GUI itself costs
+// the training threads it shares the cores with.
+double threadCpuSeconds()
+{
+    timespec ts{};
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return double(ts.tv_sec) + double(ts.tv_nsec) * 1e-9;
 }
 
 // Steps before this are warm-up (allocation, first-touch, cache fill), as the
@@ -73,6 +83,8 @@ void GuiDriver::begin()
             return;
         }
         m_probe.start();
+        m_cpuAtStart = threadCpuSeconds();
+        m_wall.start();
         page->startButton()->click();
     });
 }
@@ -111,6 +123,8 @@ void GuiDriver::onFinished(const RunSummary& summary)
                                          summary.elapsed_s
                                    : 0.0},
             {QStringLiteral("gui_updates"), m_updates},
+            {QStringLiteral("gui_thread_cpu_ms_per_s"),
+             1000.0 * (threadCpuSeconds() - m_cpuAtStart) / std::max(1e-9, m_wall.elapsed() / 1000.0)},
             {QStringLiteral("event_loop_lag_ms"),
              QJsonObject{{QStringLiteral("p50"), lag.p50_ms},
                          {QStringLiteral("p99"), lag.p99_ms},

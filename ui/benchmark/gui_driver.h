@@ -11,6 +11,7 @@
 #include "core/train/training_sink.h"
 #include "ui/benchmark/event_loop_probe.h"
 
+#include <QElapsedTimer>
 #include <QObject>
 #include <QString>
 
@@ -51,6 +52,8 @@ private:
     int m_updates = 0;
     int64_t m_lastStep = 0;
     bool m_screenshotsTaken = false;
+    double m_cpuAtStart = 0.0;
+    QElapsedTimer m_wall;
 };
 
 } // namespace crucible::ui

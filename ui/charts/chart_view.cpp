@@ -1,5 +1,6 @@
 #include "ui/charts/chart_view.h"
 
+#include <QElapsedTimer>
 #include <QMouseEvent>
 #include <QRubberBand>
 
@@ -56,6 +57,14 @@ void ChartView::mouseDoubleClickEvent(QMouseEvent* event)
 {
     emit zoomResetRequested();
     event->accept();
+}
+
+void ChartView::paintEvent(QPaintEvent* event)
+{
+    QElapsedTimer clock;
+    clock.start();
+    QChartView::paintEvent(event);
+    m_lastPaintMs = double(clock.nsecsElapsed()) / 1e6;
 }
 
 void ChartView::leaveEvent(QEvent* event)

@@ -14,6 +14,9 @@ class ChartView : public QChartView {
 public:
     explicit ChartView(QChart* chart, QWidget* parent = nullptr);
 
+    // How long the last paint took: the chart's redraw budget counts it.
+    double lastPaintMs() const { return m_lastPaintMs; }
+
 signals:
     void hovered(const QPointF& position);   // view coordinates
     void hoverLeft();
@@ -26,11 +29,13 @@ protected:
     void mouseReleaseEvent(QMouseEvent* event) override;
     void mouseDoubleClickEvent(QMouseEvent* event) override;
     void leaveEvent(QEvent* event) override;
+    void paintEvent(QPaintEvent* event) override;
 
 private:
     QRubberBand* m_band = nullptr;
     QPoint m_pressAt;
     bool m_dragging = false;
+    double m_lastPaintMs = 0.0;
 };
 
 } // namespace crucible::ui

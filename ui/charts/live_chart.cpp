@@ -8,6 +8,7 @@
 #include <QActionGroup>
 #include <QChart>
 #include <QDir>
+#include <QElapsedTimer>
 #include <QFile>
 #include <QFileDialog>
 #include <QFileInfo>
@@ -69,8 +70,9 @@ void smooth(const SampleRing& data, double weight, std::vector<double>& out)
     }
 }
 
-// M4 decimation: per pixel column the first, lowest, highest and last sample,
-// in x order. The drawn line is then pixel-identical to drawing every sample.
+// Min/max decimation: per pixel column the lowest and the highest sample, in
+// the order they occurred. Every spike and dip survives, and the line costs
+// two points per pixel however many samples lie under it.
 template <class X, class V>
 QList<QPointF> decimate(size_t begin, size_t end, X&& xAt, V&& valueAt, double x0, double x1, int columns, bool log,
                         double& yMin, double& yMax)
@@ -80,7 +82,7 @@ QList<QPointF> decimate(size_t begin, size_t end, X&& xAt, V&& valueAt, double x
         yMin = std::min(yMin, p.y());
         yMax = std::max(yMax, p.y());
     };
-    if (end - begin <= size_t(4 * columns)) {
+    if (end - begin <= size_t(2 * columns)) {
         out.reserve(qsizetype(end - begin));
         for (size_t i = begin; i < end; ++i) {
             const double v = valueAt(i);
@@ -90,20 +92,15 @@ QList<QPointF> decimate(size_t begin, size_t end, X&& xAt, V&& valueAt, double x
         }
         return out;
     }
-    out.reserve(4 * columns + 4);
+    out.reserve(2 * columns + 2);
     const double scale = x1 > x0 ? columns / (x1 - x0) : 0.0;
     int column = -1;
-    QPointF first, low, high, last;
+    QPointF low, high;
     auto flush = [&] {
         if (column < 0) return;
-        out.append(first);
-        // min and max in the order they occurred
-        const QPointF* a = &low;
-        const QPointF* b = &high;
-        if (b->x() < a->x()) std::swap(a, b);
-        if (*a != first) out.append(*a);
-        if (*b != *a && *b != first) out.append(*b);
-        if (last != *b && last != first) out.append(last);
+        const bool lowFirst = low.x() <= high.x();
+        out.append(lowFirst ? low : high);
+        if (high != low) out.append(lowFirst ? high : low);
         note(low);
         note(high);
     };
@@ -115,41 +112,45 @@ QList<QPointF> decimate(size_t begin, size_t end, X&& xAt, V&& valueAt, double x
         if (c != column) {
             flush();
             column = c;
-            first = low = high = last = p;
+            low = high = p;
         } else {
             if (v < low.y()) low = p;
             if (v > high.y()) high = p;
-            last = p;
         }
     }
     flush();
     return out;
 }
 
-// Ticks at round numbers (1, 2 or 5 × 10^k) anchored at zero, about five per
-// axis, labelled with as many decimals as the spacing needs.
-void applyTicks(QValueAxis* axis, double lo, double hi, bool integers, const QString& format)
+// Sets the range with ticks at round numbers (1, 2 or 5 × 10^k) anchored at
+// zero, about five per axis, labelled with as many decimals as the spacing
+// needs. The axis holds fixed ticks while range and spacing change together:
+// dynamic ticks laid out with a new range but the old spacing (a chart going
+// from tokens/s to learning rates) would ask Qt for millions of tick items.
+void setRangeWithTicks(QValueAxis* axis, double lo, double hi, bool integers, const QString& format)
 {
     const double span = hi - lo;
+    axis->setTickType(QValueAxis::TicksFixed);
+    axis->setRange(lo, hi);
     if (!(span > 0) || !std::isfinite(span)) return;
     const double raw = span / 5.0;
     const double magnitude = std::pow(10.0, std::floor(std::log10(raw)));
     const double fraction = raw / magnitude;
     double step = (fraction < 1.5 ? 1.0 : fraction < 3.5 ? 2.0 : fraction < 7.5 ? 5.0 : 10.0) * magnitude;
     if (integers) step = std::max(1.0, std::round(step));
-    axis->setTickType(QValueAxis::TicksDynamic);
-    axis->setTickAnchor(0.0);
-    axis->setTickInterval(step);
     if (!format.isEmpty()) {
         axis->setLabelFormat(format);
-        return;
+    } else {
+        const double largest = std::max(std::fabs(lo), std::fabs(hi));
+        const int decimals = std::max(0, int(-std::floor(std::log10(step) + 1e-9)));
+        if (largest >= 1e7 || (step < 1e-4 && largest > 0))
+            axis->setLabelFormat(QStringLiteral("%.1e"));
+        else
+            axis->setLabelFormat(QStringLiteral("%.") + QString::number(decimals) + QStringLiteral("f"));
     }
-    const double largest = std::max(std::fabs(lo), std::fabs(hi));
-    const int decimals = std::max(0, int(-std::floor(std::log10(step) + 1e-9)));
-    if (largest >= 1e7 || (step < 1e-4 && largest > 0))
-        axis->setLabelFormat(QStringLiteral("%.1e"));
-    else
-        axis->setLabelFormat(QStringLiteral("%.") + QString::number(decimals) + QStringLiteral("f"));
+    axis->setTickAnchor(0.0);
+    axis->setTickInterval(step);
+    axis->setTickType(QValueAxis::TicksDynamic);
 }
 
 QToolButton* smallToolButton(QWidget* parent)
@@ -305,7 +306,6 @@ LiveChart::LiveChart(const QString& title, QWidget* parent) : QWidget(parent)
     setPalette(pal);
 
     m_redrawTimer.setSingleShot(true);
-    m_redrawTimer.setInterval(33);
     connect(&m_redrawTimer, &QTimer::timeout, this, &LiveChart::redraw);
     connect(m_view, &ChartView::hovered, this, &LiveChart::updateHover);
     connect(m_view, &ChartView::hoverLeft, this, &LiveChart::hideHover);
@@ -415,7 +415,9 @@ void LiveChart::setPlaceholderText(const QString& text) { m_placeholder->setText
 
 void LiveChart::setSmoothingControlVisible(bool visible) { m_smoothingBox->setVisible(visible); }
 
-void LiveChart::setMaxRedrawRate(int perSecond) { m_redrawTimer.setInterval(1000 / std::max(1, perSecond)); }
+void LiveChart::setMaxRedrawRate(int perSecond) { m_minIntervalMs = 1000 / std::max(1, perSecond); }
+
+void LiveChart::setRedrawBudget(double coreFraction) { m_budget = std::clamp(coreFraction, 1e-4, 1.0); }
 
 void LiveChart::setSmoothing(double weight)
 {
@@ -488,7 +490,11 @@ void LiveChart::resetZoom()
 void LiveChart::scheduleRedraw()
 {
     m_dirty = true;
-    if (!m_redrawTimer.isActive()) m_redrawTimer.start();
+    if (m_redrawTimer.isActive()) return;
+    // Spend at most the budgeted share of a core on this chart: a frame that
+    // took 2 ms at a 0.5% budget waits 400 ms for the next.
+    const double costMs = m_lastRedrawMs + m_view->lastPaintMs();
+    m_redrawTimer.start(std::clamp(int(costMs / m_budget), m_minIntervalMs, 1000));
 }
 
 void LiveChart::showEvent(QShowEvent* event)
@@ -529,6 +535,8 @@ void LiveChart::redraw()
     // pages the user is not looking at cost nothing.
     if (!isVisible()) return;
     m_dirty = false;
+    QElapsedTimer clock;
+    clock.start();
 
     bool any = false;
     double x0 = INFINITY, x1 = -INFINITY;
@@ -538,8 +546,7 @@ void LiveChart::redraw()
         x0 = std::min(x0, xOf(s->data[0]));
         x1 = std::max(x1, xOf(s->data.back()));
     }
-    m_placeholder->setVisible(!any);
-    m_placeholder->setGeometry(m_view->rect());
+    if (m_placeholder->isVisible() == any) m_placeholder->setVisible(!any);
     if (m_zoom) {
         x0 = m_zoom->first;
         x1 = m_zoom->second;
@@ -585,12 +592,12 @@ void LiveChart::redraw()
         // One legend entry per series: the line drawn in full colour.
         const auto rawMarkers = m_chart->legend()->markers(s->raw);
         const auto smoothMarkers = m_chart->legend()->markers(s->smooth);
-        if (!rawMarkers.isEmpty()) rawMarkers.front()->setVisible(!smoothing);
-        if (!smoothMarkers.isEmpty()) smoothMarkers.front()->setVisible(smoothing);
+        if (!rawMarkers.isEmpty() && rawMarkers.front()->isVisible() == smoothing) rawMarkers.front()->setVisible(!smoothing);
+        if (!smoothMarkers.isEmpty() && smoothMarkers.front()->isVisible() != smoothing)
+            smoothMarkers.front()->setVisible(smoothing);
     }
 
-    m_axisX->setRange(x0, x1);
-    applyTicks(m_axisX, x0, x1, m_xAxis == XAxis::Step, QString());
+    setRangeWithTicks(m_axisX, x0, x1, m_xAxis == XAxis::Step, QString());
     if (!std::isfinite(yMin)) {
         yMin = m_logY ? 0.1 : 0.0;
         yMax = 1.0;
@@ -602,10 +609,10 @@ void LiveChart::redraw()
         if (pad <= 0) pad = std::max(std::fabs(yMax) * 0.1, 1e-9);
         // Quantities that cannot go negative keep their axis at zero or above.
         const double low = yMin >= 0.0 && yMin - pad < 0.0 ? 0.0 : yMin - pad;
-        m_axisY->setRange(low, yMax + pad);
-        applyTicks(m_axisY, low, yMax + pad, false, m_yLabelFormat);
+        setRangeWithTicks(m_axisY, low, yMax + pad, false, m_yLabelFormat);
     }
     if (m_hoverPos) updateHover(*m_hoverPos);
+    m_lastRedrawMs = double(clock.nsecsElapsed()) / 1e6;
 }
 
 void LiveChart::updateHover(const QPointF& viewPos)

@@ -82,7 +82,11 @@ public:
     void setAxisLabelFormat(const QString& printfFormat);
     void setPlaceholderText(const QString& text);
     void setSmoothingControlVisible(bool visible);   // for a chart standing alone
-    void setMaxRedrawRate(int perSecond);
+    void setMaxRedrawRate(int perSecond);   // default 30
+    // The share of one CPU core this chart may spend redrawing (default 5%):
+    // the slower a frame, the longer until the next. Training on the CPU
+    // shares the cores with the GUI, so the Train page sets a small budget.
+    void setRedrawBudget(double coreFraction);
 
     bool exportPng(const QString& path);
     bool exportCsv(const QString& path) const;
@@ -151,6 +155,9 @@ private:
     XAxis m_xAxis = XAxis::Step;
     std::optional<std::pair<double, double>> m_zoom;
     bool m_dirty = false;
+    int m_minIntervalMs = 33;
+    double m_budget = 0.05;
+    double m_lastRedrawMs = 0.0;   // data handed to Qt Charts, axes, readout
     std::optional<QPointF> m_hoverPos;
     QString m_hoverText;
 };

@@ -269,6 +269,7 @@ QWidget* DataPage::buildCorpus()
     m_statsNote->setObjectName(QStringLiteral("statsNote"));
     t->addWidget(m_statsNote);
     layout->addWidget(tokenizer);
+    layout->addStretch(1);
 
     connect(m_vocab, &QSpinBox::valueChanged, this, [this](int v) {
         if (m_loading) return;
@@ -436,10 +437,12 @@ void DataPage::markStale()
     const QString key =
         QString::fromUtf8(QByteArray::fromStdString(to_json(c.data).dump())) + QString::number(c.model.vocab_size);
     if (m_tokenizer && key != m_analyzedKey)
-        m_statsNote->setText(tr("The corpus or vocabulary changed since these numbers were measured: train the "
-                                "tokenizer again to update them."));
-    else if (m_tokenizer)
-        m_statsNote->clear();
+        m_statsNote->setText(QStringLiteral("<span style='color:%1'>%2</span>")
+                                 .arg(theme::warning().name(),
+                                      tr("The corpus or vocabulary changed since these numbers were measured: train "
+                                         "the tokenizer again to update them.")));
+    else
+        m_statsNote->setText(m_statsInfo);
 }
 
 void DataPage::showStats(const CorpusStats& s)
@@ -452,8 +455,8 @@ void DataPage::showStats(const CorpusStats& s)
     m_statSplit->setText(QStringLiteral("%1 / %2").arg(formatCount(double(s.trainTokens)), formatCount(double(s.valTokens))));
     m_statBytesPerToken->setText(QString::number(s.bytesPerToken, 'f', 2));
     m_statVocab->setText(locale.toString(s.vocabSize));
-    m_statsNote->setText(tr("%1, measured in %2. The tokenizer is cached: training runs on this corpus reuse it.")
-                             .arg(s.description, formatDuration(s.seconds)));
+    m_statsInfo = tr("%1, measured in %2. The tokenizer is cached: runs on this corpus reuse it.")
+                      .arg(s.description, formatDuration(s.seconds));
     markStale();
 }
 

@@ -68,6 +68,7 @@ private:
     quint64 m_nextRequest = 1;
     quint64 m_activeRequest = 0;
     QString m_analyzedKey;   // the corpus and vocabulary the statistics describe
+    QString m_statsInfo;     // what was measured, and how long it took
     TokenizerPtr m_tokenizer;
     QTimer m_previewTimer;
 

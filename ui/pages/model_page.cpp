@@ -245,7 +245,8 @@ QWidget* ModelPage::buildFacts()
     m_presetTable->horizontalHeader()->setDefaultAlignment(Qt::AlignLeft | Qt::AlignVCenter);
     m_presetTable->setToolTip(tr("Memory is for the batch and device set on the Train page"));
     p2->addWidget(m_presetTable);
-    layout->addWidget(presets, 1);
+    layout->addWidget(presets);
+    layout->addStretch(1);
     return facts;
 }
 
@@ -324,6 +325,9 @@ void ModelPage::updatePresetTable()
         }
     }
     m_presetTable->resizeRowsToContents();
+    int height = m_presetTable->horizontalHeader()->height() + 2 * m_presetTable->frameWidth();
+    for (int r = 0; r < m_presetTable->rowCount(); ++r) height += m_presetTable->rowHeight(r);
+    m_presetTable->setFixedHeight(height);
 }
 
 void ModelPage::updateFacts()

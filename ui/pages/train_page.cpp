@@ -12,6 +12,7 @@
 #include "ui/theme.h"
 #include "ui/widgets/form_helpers.h"
 #include "ui/widgets/message_banner.h"
+#include "ui/widgets/value_label.h"
 #include "ui/workers/training_controller.h"
 
 #include <QDateTime>
@@ -104,7 +105,14 @@ TrainPage::TrainPage(AppContext& context, QWidget* parent) : QWidget(parent), m_
         if (paused) m_status->setText(tr("Paused at step %1").arg(m_lastStep));
         updateControls();
     });
-    connect(training, &TrainingController::finished, this, &TrainPage::onFinished);
+    connect(training, &TrainingController::finished, this, [this](const RunSummary& s) {
+        m_numbersTimer.stop();
+        showLatestNumbers();
+        onFinished(s);
+    });
+    m_numbersTimer.setSingleShot(true);
+    m_numbersTimer.setInterval(250);
+    connect(&m_numbersTimer, &QTimer::timeout, this, &TrainPage::showLatestNumbers);
     connect(context.config(), &RunConfigModel::configChanged, this, &TrainPage::updateControls);
     connect(context.devices(), &DeviceInventory::changed, this, &TrainPage::updateControls);
     connect(&context, &AppContext::runOpened, this, [this](const QString& dir) {
@@ -132,8 +140,9 @@ QWidget* TrainPage::buildControls()
     m_stop = new QPushButton(tr("Stop"), bar);
     m_stop->setObjectName(QStringLiteral("stopButton"));
     m_stop->setToolTip(tr("Stop after the current step and write a checkpoint; the run can be resumed"));
-    m_status = new QLabel(tr("Ready"), bar);
+    m_status = new ValueLabel(QStringLiteral("Training nano-adamw-20250101-000000 on CPU (16 threads)"), bar);
     m_status->setObjectName(QStringLiteral("trainStatus"));
+    m_status->setText(tr("Ready"));
     m_progress = new QProgressBar(bar);
     m_progress->setObjectName(QStringLiteral("trainProgress"));
     m_progress->setMaximumWidth(260);
@@ -141,9 +150,8 @@ QWidget* TrainPage::buildControls()
     m_progress->setFormat(QStringLiteral("%v / %m"));
     m_progress->setRange(0, 1);
     m_progress->setValue(0);
-    m_eta = new QLabel(bar);
-    m_eta->setProperty("role", "caption");
-    m_eta->setMinimumWidth(110);
+    m_eta = new ValueLabel(QStringLiteral("12 h 59 m left"), bar);
+    m_eta->setColor(theme::mutedText());
     row->addWidget(m_start);
     row->addWidget(m_pause);
     row->addWidget(m_stop);
@@ -182,9 +190,14 @@ QWidget* TrainPage::buildMonitor()
     for (int i = 0; i < TileCount; ++i) {
         auto* cell = new QVBoxLayout;
         cell->setSpacing(0);
-        auto* value = new QLabel(QStringLiteral("–"), tiles);
+        auto* value = new ValueLabel(QStringLiteral("00.000 K"), tiles);
         value->setObjectName(QStringLiteral("tile%1").arg(i));
-        value->setProperty("role", "metric");
+        QFont big = value->font();
+        big.setPointSizeF(15);
+        big.setWeight(QFont::DemiBold);
+        value->setFont(big);
+        value->setColor(QColor(0x11, 0x18, 0x27));
+        value->setText(QStringLiteral("–"));
         auto* caption = new QLabel(captions[i], tiles);
         caption->setProperty("role", "caption");
         cell->addWidget(value);
@@ -229,6 +242,11 @@ QWidget* TrainPage::buildMonitor()
     const QList<LiveChart*> all = charts();
     for (int i = 0; i < all.size(); ++i) {
         all[i]->setPlaceholderText(tr("Press Start to train"));
+        // On a CPU run the GUI shares the cores with the training threads:
+        // the six charts together may take about one percent of one core (a
+        // few frames a second each), which keeps them live and the trainer fast.
+        all[i]->setMaxRedrawRate(10);
+        all[i]->setRedrawBudget(0.002);
         m_controls->attach(all[i]);
         grid->addWidget(all[i], i / 2, i % 2);
     }
@@ -335,15 +353,17 @@ void TrainPage::stop() { m_context.training()->stop(); }
 void TrainPage::clearMonitor()
 {
     for (LiveChart* chart : charts()) chart->clearData();
-    for (QLabel* tile : m_tiles) tile->setText(QStringLiteral("–"));
+    for (ValueLabel* tile : m_tiles) tile->setText(QStringLiteral("–"));
     m_samples->clear();
     m_firstStep = m_lastStep = m_totalSteps = 0;
+    m_latest = StepMetrics{};
+    m_numbersTimer.stop();
     m_lastElapsed = 0.0;
     m_firstElapsed = -1.0;
     m_firstLiveStep = 0;
     m_progress->setRange(0, 1);
     m_progress->setValue(0);
-    m_eta->clear();
+    m_eta->setText(QString());
 }
 
 QString TrainPage::trainingStatus() const
@@ -429,16 +449,24 @@ void TrainPage::onSteps(const QVector<StepMetrics>& steps)
     m_mfuChart->append(0, mfu);
     m_memoryChart->append(0, memory);
 
-    const StepMetrics& last = steps.back();
-    // Back from an evaluation or a pause: say so.
-    if (m_context.training()->state() == TrainingController::State::Running && m_status->text() != trainingStatus())
-        m_status->setText(trainingStatus());
     if (m_firstElapsed < 0) {
         m_firstElapsed = steps.front().elapsed_s;
         m_firstLiveStep = steps.front().step;
     }
-    m_lastStep = last.step;
-    m_lastElapsed = last.elapsed_s;
+    m_latest = steps.back();
+    m_lastStep = m_latest.step;
+    m_lastElapsed = m_latest.elapsed_s;
+    // The numbers are read, not watched: four refreshes a second are plenty,
+    // and each one costs the trainer a little CPU on a CPU run.
+    if (!m_numbersTimer.isActive()) m_numbersTimer.start();
+}
+
+void TrainPage::showLatestNumbers()
+{
+    const StepMetrics& last = m_latest;
+    if (last.step <= 0) return;
+    // Back from an evaluation or a pause: say so.
+    if (m_context.training()->state() == TrainingController::State::Running) m_status->setText(trainingStatus());
     setTile(TileStep, QLocale().toString(qlonglong(last.step)));
     setTile(TileLoss, QString::number(last.loss, 'f', 3));
     setTile(TileSpeed, formatRate(last.tokens_per_s));
@@ -452,7 +480,7 @@ void TrainPage::onSteps(const QVector<StepMetrics>& steps)
         const double perStep = (last.elapsed_s - m_firstElapsed) / double(last.step - m_firstLiveStep);
         m_eta->setText(tr("%1 left").arg(formatDuration(perStep * double(m_totalSteps - last.step))));
     } else if (m_totalSteps <= last.step) {
-        m_eta->clear();
+        m_eta->setText(QString());
     }
 }
 
@@ -484,7 +512,7 @@ void TrainPage::onSample(qint64 step, const QString& prompt, const QString& text
 
 void TrainPage::onFinished(const RunSummary& s)
 {
-    m_eta->clear();
+    m_eta->setText(QString());
     const QString where = m_context.training()->runDir();
     switch (s.outcome) {
     case RunOutcome::finished: {

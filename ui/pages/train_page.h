@@ -8,6 +8,7 @@
 #include "core/train/training_sink.h"
 
 #include <QElapsedTimer>
+#include <QTimer>
 #include <QStringList>
 #include <QVector>
 #include <QWidget>
@@ -26,6 +27,7 @@ class ChartControls;
 class LiveChart;
 class MessageBanner;
 class TrainSettings;
+class ValueLabel;
 
 class TrainPage : public QWidget {
     Q_OBJECT
@@ -55,6 +57,7 @@ private:
     void onRunStarting(const QString& runDir, bool resume);
     void onStarted(const RunInfo& info);
     void onSteps(const QVector<StepMetrics>& steps);
+    void showLatestNumbers();
     void onEval(const EvalMetrics& eval);
     void onSample(qint64 step, const QString& prompt, const QString& text);
     void onFinished(const RunSummary& summary);
@@ -68,11 +71,11 @@ private:
     QPushButton* m_start;
     QPushButton* m_pause;
     QPushButton* m_stop;
-    QLabel* m_status;
+    ValueLabel* m_status;
     QProgressBar* m_progress;
-    QLabel* m_eta;
+    ValueLabel* m_eta;
     QLabel* m_blocked;
-    QVector<QLabel*> m_tiles;
+    QVector<ValueLabel*> m_tiles;
     ChartControls* m_controls;
     LiveChart* m_lossChart;
     LiveChart* m_lrChart;
@@ -92,6 +95,8 @@ private:
     double m_firstElapsed = -1.0;   // training time of the first step seen live
     int64_t m_firstLiveStep = 0;
     QString m_runName;
+    StepMetrics m_latest;           // newest step, shown by m_numbersTimer
+    QTimer m_numbersTimer;
 };
 
 } // namespace crucible::ui

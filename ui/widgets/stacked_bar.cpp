@@ -15,7 +15,9 @@ constexpr int kLegendItemWidth = 190;
 
 StackedBar::StackedBar(QWidget* parent) : QWidget(parent)
 {
-    setSizePolicy(QSizePolicy::Expanding, QSizePolicy::Fixed);
+    QSizePolicy policy(QSizePolicy::Expanding, QSizePolicy::Fixed);
+    policy.setHeightForWidth(true);
+    setSizePolicy(policy);
 }
 
 void StackedBar::setParts(const QVector<Part>& parts)
@@ -27,13 +29,16 @@ void StackedBar::setParts(const QVector<Part>& parts)
 
 void StackedBar::setLimit(double limit, const QString& label)
 {
+    const bool grew = m_limit <= 0.0;
     m_limit = limit;
     m_limitLabel = label;
+    if (grew) updateGeometry();
     update();
 }
 
 void StackedBar::clearLimit()
 {
+    if (m_limit > 0.0) updateGeometry();
     m_limit = 0.0;
     m_limitLabel.clear();
     update();
@@ -45,13 +50,15 @@ int StackedBar::legendRows(int width) const
     return (int(m_parts.size()) + perRow - 1) / perRow;
 }
 
-QSize StackedBar::sizeHint() const
+int StackedBar::heightForWidth(int width) const
 {
-    const int w = std::max(width(), 360);
-    return QSize(360, kBarHeight + 10 + legendRows(w) * kRowHeight + (m_limit > 0 ? 16 : 0));
+    // The legend wraps: a narrow bar needs more rows under it.
+    return kBarHeight + 10 + legendRows(std::max(width, 1)) * kRowHeight + (m_limit > 0 ? 16 : 0);
 }
 
-QSize StackedBar::minimumSizeHint() const { return QSize(200, sizeHint().height()); }
+QSize StackedBar::sizeHint() const { return QSize(360, heightForWidth(360)); }
+
+QSize StackedBar::minimumSizeHint() const { return QSize(200, heightForWidth(200)); }
 
 void StackedBar::paintEvent(QPaintEvent*)
 {
