@@ -31,6 +31,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -211,34 +212,33 @@ public:
     // each row in its sequence. A negative position marks a padding row (a
     // sequence with fewer new tokens than T, or none): every op skips it.
     // Positions must be below P; a chunk's rows continue their sequence where
-    // its cache ends. Not pure, so that a backend without them still builds:
-    // the defaults throw.
+    // its cache ends.
 
     // RoPE (as rope_forward) of the query and key heads of row r at positions[r].
-    virtual void rope_forward_at(Tensor qkv, const AttentionShape& s, Tensor positions, float theta)
-    {
-        (void)qkv, (void)s, (void)positions, (void)theta;
-        generation_op_unavailable("rope_forward_at");
-    }
+    virtual void rope_forward_at(Tensor qkv, const AttentionShape& s, Tensor positions, float theta) = 0;
     // Copies the key and value heads of every non-padding row r into
     // k_cache[r / T, :, positions[r], :] and v_cache[r / T, :, positions[r], :].
     virtual void kv_cache_write(Tensor k_cache, Tensor v_cache, Tensor qkv, Tensor positions,
-                                const AttentionShape& s)
-    {
-        (void)k_cache, (void)v_cache, (void)qkv, (void)positions, (void)s;
-        generation_op_unavailable("kv_cache_write");
-    }
+                                const AttentionShape& s) = 0;
     // Attention of row r's query heads over the cached keys and values of its
     // slot at positions [0, positions[r]], scale 1/sqrt(D), GQA as above. The
     // chunk's own keys are written first (kv_cache_write), which makes the
     // chunk causal. out [B·T, H·D]; padding rows get zeros.
     virtual void attention_decode(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_cache, Tensor positions,
-                                  const AttentionShape& s)
-    {
-        (void)out, (void)qkv, (void)k_cache, (void)v_cache, (void)positions, (void)s;
-        generation_op_unavailable("attention_decode");
-    }
+                                  const AttentionShape& s) = 0;
     // ==== end of generation ==========================================================
+
+    // ---- graphs (optional) --------------------------------------------------------
+    // Records the device work `ops` issues into a graph that replay_graph()
+    // re-issues with one launch (CUDA graphs), so a decode step of hundreds of
+    // small kernels costs one launch. Only pointers and shapes are baked in:
+    // data read from device memory (tokens, positions) may change between
+    // replays. `ops` must not allocate or synchronise. Returns 0 when the
+    // backend has no graphs or capture failed; the caller then runs `ops`
+    // directly. Capturing does not execute the work.
+    virtual int64_t capture_graph(const std::function<void()>& ops) { (void)ops; return 0; }
+    virtual void replay_graph(int64_t graph) { (void)graph; }
+    virtual void release_graph(int64_t graph) { (void)graph; }
 
     // Scratch memory for chunked ops, grown on demand and owned by the backend.
     void* workspace(size_t bytes);
@@ -246,13 +246,6 @@ public:
 protected:
     void release_workspace();
     AttentionKind m_attention_kind = AttentionKind::flash;
-
-    // ==== generation (KV cache) ====
-    [[noreturn]] void generation_op_unavailable(const char* op) const
-    {
-        throw Error(std::string(op) + " is not available on the " + name() + " backend");
-    }
-    // ==== end of generation ====
 
 private:
     void* m_workspace = nullptr;

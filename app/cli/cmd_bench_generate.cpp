@@ -106,14 +106,17 @@ int run_generate_bench_command(const GenerateBenchCommand& c)
     for (BenchModel& target : targets) {
         ParamStore& params = target.store();
         const ModelConfig& mc = params.config();
+        // A trained model keeps its context: lengths past it give way to the longest that fits.
         std::vector<int> fit;
+        const int room = mc.seq_len - c.prompt_tokens;
         for (int l : lengths)
-            if (c.prompt_tokens + l <= mc.seq_len) fit.push_back(l);
+            if (l <= room) fit.push_back(l);
+        if (fit.size() < lengths.size() && room >= 2 && (fit.empty() || fit.back() < room)) fit.push_back(room);
         if (fit.empty())
             throw Error(fmt::format("{}: a prompt of {} tokens leaves no room in its context of {}", target.name,
                                     c.prompt_tokens, mc.seq_len));
-        if (fit.size() < lengths.size())
-            notes.push_back(fmt::format("{}: context {} tokens, lengths above {} dropped", target.name, mc.seq_len,
+        if (fit.back() < lengths.back())
+            notes.push_back(fmt::format("{}: context {} tokens, so at most {} new tokens", target.name, mc.seq_len,
                                         fit.back()));
         else if (!target.loaded && mc.seq_len > preset(target.name).seq_len)
             notes.push_back(fmt::format("{}: random weights, context extended to {} tokens", target.name, mc.seq_len));

@@ -117,26 +117,46 @@ void CachedForward::run_layers(int64_t batch, int64_t seq, bool from_empty_cache
     }
 }
 
-void CachedForward::compute_logits(std::span<const int64_t> logit_rows, int64_t n, std::vector<float>& logits)
+void CachedForward::compute_logits(int64_t r, int64_t n, bool every_row)
 {
     Backend& be = backend();
-    const int64_t r = int64_t(logit_rows.size()), vocab = config().vocab_size;
-    bool every_row = r == n;
-    for (int64_t i = 0; i < r && every_row; ++i) every_row = logit_rows[size_t(i)] == i;
     Tensor x = m_x.slice_rows(0, n);
     if (!every_row) {
         // Gathering rows is an embedding lookup with the residual rows as the table.
-        m_host_index.assign(logit_rows.begin(), logit_rows.end());
-        be.upload(m_logit_index.slice_rows(0, r), m_host_index.data(), DType::i32);
         x = m_logit_x.slice_rows(0, r);
         be.embedding_forward(x, m_logit_index.slice_rows(0, r), m_x.slice_rows(0, n));
     }
     const Tensor normed = m_logit_norm.slice_rows(0, r);
     norm_forward(normed, x, *m_final_norm, m_final_norm_bias, r);
-    const Tensor out = m_logits.slice_rows(0, r);
-    be.linear_forward(out, normed, m_params->compute(*m_head));
-    logits.resize(size_t(r * vocab));
-    be.download(logits.data(), DType::f32, out);
+    be.linear_forward(m_logits.slice_rows(0, r), normed, m_params->compute(*m_head));
+}
+
+CachedForward::~CachedForward()
+{
+    for (const auto& [key, graph] : m_graphs) backend().release_graph(graph);
+}
+
+void CachedForward::run_device_work(int64_t batch, int64_t seq, bool from_empty_cache, int64_t r, bool every_row)
+{
+    auto work = [&] {
+        run_layers(batch, seq, from_empty_cache);
+        if (r > 0) compute_logits(r, batch * seq, every_row);
+    };
+    // Decode steps repeat one shape hundreds of times: replay them as a graph.
+    // The first step of a shape runs directly (it sizes scratch buffers and
+    // builds GEMM plans, which a capture must not do); the second captures.
+    const bool decode = seq == 1 && !from_empty_cache;
+    if (!decode || !m_use_graphs) return work();
+    const GraphKey key{batch, r, every_row ? 1 : 0};
+    if (auto it = m_graphs.find(key); it != m_graphs.end()) return backend().replay_graph(it->second);
+    if (m_warmed.insert(key).second) return work();
+    const int64_t graph = backend().capture_graph(work);
+    if (graph == 0) {
+        m_use_graphs = false;   // this backend has no graphs (or capture failed): stop trying
+        return work();
+    }
+    m_graphs[key] = graph;
+    backend().replay_graph(graph);
 }
 
 void CachedForward::append(std::span<const int32_t> tokens, std::span<const int64_t> counts, int64_t seq,
@@ -179,13 +199,21 @@ void CachedForward::append(std::span<const int32_t> tokens, std::span<const int6
                        "logits asked for a padding row or a row outside the chunk");
     }
 
+    bool every_row = r == n;
+    for (int64_t i = 0; i < r && every_row; ++i) every_row = logit_rows[size_t(i)] == i;
+
+    // Host data goes up first; the device work reads it from device memory.
     Backend& be = backend();
     be.upload(m_tokens.slice_rows(0, n), m_host_tokens.data(), DType::i32);
     be.upload(m_positions.slice_rows(0, n), m_host_positions.data(), DType::i32);
-    run_layers(batch, seq, from_empty_cache);
+    if (r > 0 && !every_row) {
+        m_host_index.assign(logit_rows.begin(), logit_rows.end());
+        be.upload(m_logit_index.slice_rows(0, r), m_host_index.data(), DType::i32);
+    }
+    run_device_work(batch, seq, from_empty_cache, r, every_row);
     for (int64_t b = 0; b < batch; ++b) m_cache->set_length(b, m_cache->length(b) + counts[size_t(b)]);
-    if (r > 0) compute_logits(logit_rows, n, logits);
-    else logits.clear();
+    logits.resize(size_t(r * config().vocab_size));
+    if (r > 0) be.download(logits.data(), DType::f32, m_logits.slice_rows(0, r));
 }
 
 } // namespace crucible

@@ -20,7 +20,10 @@
 #include "core/generate/kv_cache.h"
 #include "core/model/param_store.h"
 
+#include <array>
 #include <cstdint>
+#include <map>
+#include <set>
 #include <span>
 #include <vector>
 
@@ -29,6 +32,13 @@ namespace crucible {
 class CachedForward {
 public:
     CachedForward(ParamStore& params, KvCache& cache, int64_t max_tokens, int64_t max_logit_rows);
+    ~CachedForward();
+    CachedForward(const CachedForward&) = delete;
+    CachedForward& operator=(const CachedForward&) = delete;
+
+    // Decode steps (one token per sequence) replay a captured graph where the
+    // backend supports it (CUDA). Off: every step launches its kernels.
+    void set_use_graphs(bool on) { m_use_graphs = on; }
 
     const ModelConfig& config() const { return m_params->config(); }
     ParamStore& params() const { return *m_params; }
@@ -54,7 +64,8 @@ private:
     };
     void norm_forward(Tensor out, Tensor x, const ParamEntry& weight, const ParamEntry* bias, int64_t n);
     void run_layers(int64_t batch, int64_t seq, bool from_empty_cache);
-    void compute_logits(std::span<const int64_t> logit_rows, int64_t n, std::vector<float>& logits);
+    void compute_logits(int64_t r, int64_t n, bool every_row);
+    void run_device_work(int64_t batch, int64_t seq, bool from_empty_cache, int64_t r, bool every_row);
 
     ParamStore* m_params;
     KvCache* m_cache;
@@ -74,6 +85,11 @@ private:
     Tensor m_logit_x, m_logit_norm;   // [R, C]
     Tensor m_logits;                  // [R, V]
     std::vector<int32_t> m_host_tokens, m_host_positions, m_host_index;
+
+    using GraphKey = std::array<int64_t, 3>;   // batch, logit rows, every row
+    bool m_use_graphs = true;
+    std::set<GraphKey> m_warmed;
+    std::map<GraphKey, int64_t> m_graphs;
 };
 
 } // namespace crucible

@@ -13,6 +13,10 @@
 
 namespace crucible {
 
+namespace {
+constexpr int64_t kGemvMaxRows = 4;   // up to this many input rows, one GEMV per row
+} // namespace
+
 namespace cpu {
 
 void parallel_sgemm(int threads, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
@@ -58,6 +62,26 @@ void CpuBackend::linear_forward(Tensor out, Tensor in, Tensor weight, bool accum
                                            weight.shape.str());
     expect_shape(out, Shape{m, n}, "linear out");
     cpu::use_blas_threads(m_threads);
+    if (m <= kGemvMaxRows) {
+        // Decode steps multiply one row (or a few) by the weight: sgemm would
+        // pack the whole weight on every call, a matrix-vector product streams
+        // it once. Threads take slices of the output features.
+        for (int64_t v : {n, k}) cpu::blas_int(v, "a GEMV dimension");
+        const float* w = weight.as<float>();
+        const float* x = in.as<float>();
+        float* y = out.as<float>();
+        const float beta = accumulate ? 1.0f : 0.0f;
+        const int parts = 2.0 * double(m) * double(n) * double(k) < 1e6 ? 1 : int(std::min<int64_t>(m_threads, n));
+#pragma omp parallel num_threads(parts)
+        {
+            const cpu::Range slice = cpu::split_range(n, omp_get_num_threads(), omp_get_thread_num());
+            const int64_t rows = slice.end - slice.begin;
+            for (int64_t r = 0; r < m && rows > 0; ++r)
+                cblas_sgemv(CblasRowMajor, CblasNoTrans, int(rows), int(k), 1.0f, w + slice.begin * k, int(k),
+                            x + r * k, 1, beta, y + r * n + slice.begin, 1);
+        }
+        return;
+    }
     cpu::parallel_sgemm(m_threads, false, true, m, n, k, 1.0f, in.as<float>(), k, weight.as<float>(), k,
                         accumulate ? 1.0f : 0.0f, out.as<float>(), n);
 }

@@ -99,6 +99,7 @@ CudaBackend::~CudaBackend()
     // Nothing here may throw: release quietly, in reverse order.
     if (m_stream) cudaStreamSynchronize(m_stream);
     release_workspace();
+    for (auto& [id, exec] : m_graphs) cudaGraphExecDestroy(exec);
     for (auto& [key, plan] : m_gemm_plans) {
         if (plan.desc) cublasLtMatmulDescDestroy(plan.desc);
         if (plan.a) cublasLtMatrixLayoutDestroy(plan.a);

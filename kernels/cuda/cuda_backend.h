@@ -130,6 +130,16 @@ public:
                    int64_t stride, const MuonHyper& h) override;
     void newton_schulz(Tensor out, Tensor in, int steps) override;
 
+    void rope_forward_at(Tensor qkv, const AttentionShape& s, Tensor positions, float theta) override;
+    void kv_cache_write(Tensor k_cache, Tensor v_cache, Tensor qkv, Tensor positions,
+                        const AttentionShape& s) override;
+    void attention_decode(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_cache, Tensor positions,
+                          const AttentionShape& s) override;
+
+    int64_t capture_graph(const std::function<void()>& ops) override;
+    void replay_graph(int64_t graph) override;
+    void release_graph(int64_t graph) override;
+
     // ---- used by the op files ---------------------------------------------------------
     cudaStream_t stream() const { return m_stream; }
     const cudaDeviceProp& props() const { return m_props; }
@@ -162,6 +172,9 @@ private:
     void* m_scratch = nullptr;
     size_t m_scratch_bytes = 0;
     double* m_host_result = nullptr;   // pinned, for values returned to the host
+
+    std::map<int64_t, cudaGraphExec_t> m_graphs;
+    int64_t m_next_graph = 1;
 
     float2* m_rope = nullptr;
     int64_t m_rope_positions = 0, m_rope_dim = 0;

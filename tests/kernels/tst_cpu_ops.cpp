@@ -268,7 +268,9 @@ void TestCpuOps::linearForward()
     struct Case {
         int64_t m, k, n;
     };
-    for (const Case c : {Case{1, 1, 1}, Case{37, 45, 259}, Case{130, 64, 7}, Case{2, 384, 128}}) {
+    // m ≤ 4 takes the GEMV path (the larger ones split across threads).
+    for (const Case c : {Case{1, 1, 1}, Case{37, 45, 259}, Case{130, 64, 7}, Case{2, 384, 128}, Case{3, 256, 1024},
+                         Case{4, 130, 2049}, Case{5, 130, 2049}}) {
         const auto x = random_vector(size_t(c.m * c.k), 7), w = random_vector(size_t(c.n * c.k), 8),
                    prior = random_vector(size_t(c.m * c.n), 9);
         OwnedTensor tx(m_be, DType::f32, Shape{c.m, c.k}, x), tw(m_be, DType::f32, Shape{c.n, c.k}, w),

@@ -13,6 +13,7 @@
 #include <QJsonDocument>
 #include <QJsonObject>
 #include <QPushButton>
+#include <QSlider>
 #include <QTextStream>
 #include <QTimer>
 #include <QTreeWidget>
@@ -63,10 +64,22 @@ GuiDriver::GuiDriver(MainWindow& window, AppContext& context, GuiDriverOptions o
 void GuiDriver::begin()
 {
     RunConfigModel* config = m_context.config();
-    config->applyPreset(m_options.preset);
+    try {
+        config->applyPreset(m_options.preset);
+    } catch (const std::exception& e) {
+        printLine(QJsonDocument(QJsonObject{{QStringLiteral("error"), QString::fromUtf8(e.what())}})
+                      .toJson(QJsonDocument::Compact));
+        QTimer::singleShot(0, qApp, [] { QCoreApplication::exit(2); });
+        return;
+    }
     TrainConfig t = config->config().train;
     if (m_options.steps > 0) t.steps = m_options.steps;
     if (m_options.batch > 0) t.batch_size = m_options.batch;
+    if (!m_options.screenshotDir.isEmpty()) {
+        // Pictures want validation points on the loss chart early on.
+        t.eval_every = 20;
+        t.eval_batches = 8;
+    }
     config->setTrain(t);
     m_window.showPage(QStringLiteral("Train"));
 
@@ -183,6 +196,8 @@ void GuiDriver::takeScreenshots()
                     item->setCheckState(0, Qt::Checked);
                     if (ticked++ == 0) table->setCurrentItem(item);
                 }
+                // Smoothed, as one usually compares noisy curves.
+                if (auto* slider = runs->findChild<QSlider*>(QStringLiteral("smoothingSlider"))) slider->setValue(60);
                 QTimer::singleShot(800, this, [this] {
                     grab(QStringLiteral("Runs"), QStringLiteral("runs.png"));
                     m_window.showPage(QStringLiteral("System"));

@@ -119,6 +119,7 @@ RunsPage::RunsPage(AppContext& context, QWidget* parent)
     m_table = new QTreeWidget(m_tableStack);
     m_table->setObjectName(QStringLiteral("runsTable"));
     m_table->setRootIsDecorated(false);
+    m_table->setStyleSheet(QStringLiteral("QTreeView::item { padding: 3px 0px; }"));
     m_table->setAlternatingRowColors(true);
     m_table->setUniformRowHeights(true);
     m_table->setSortingEnabled(true);
@@ -191,7 +192,11 @@ RunsPage::RunsPage(AppContext& context, QWidget* parent)
     // Runs appear, grow and end while the page is open: refresh, debounced.
     m_refreshTimer.setSingleShot(true);
     m_refreshTimer.setInterval(400);
-    connect(&m_refreshTimer, &QTimer::timeout, this, &RunsPage::refresh);
+    // Hidden, the page waits: showEvent refreshes it. Reading every run's
+    // metrics while a run trains would take time from the GUI for nothing.
+    connect(&m_refreshTimer, &QTimer::timeout, this, [this] {
+        if (isVisible()) refresh();
+    });
     connect(m_watcher, &QFileSystemWatcher::directoryChanged, this, [this] { m_refreshTimer.start(); });
     connect(&context, &AppContext::runsChanged, this, [this] { m_refreshTimer.start(); });
     connect(&context, &AppContext::runsDirChanged, this, [this] { m_refreshTimer.start(); });
@@ -547,7 +552,8 @@ void RunsPage::onItemChanged(QTreeWidgetItem* item, int column)
             m_populating = true;
             item->setData(ColName, kRootRole, qs(renamed.string()));
             m_populating = false;
-            refresh();
+            // Not from inside the table's own signal: refresh() rebuilds its items.
+            QTimer::singleShot(0, this, &RunsPage::refresh);
         } catch (const Error& e) {
             m_banner->showMessage(MessageBanner::Kind::Error, tr("The run was not renamed"), QString::fromUtf8(e.what()));
         }
