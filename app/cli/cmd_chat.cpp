@@ -2,7 +2,8 @@
 //
 // These are base models trained on plain text, so a conversation is a
 // transcript the model continues: an optional system text, then turns of
-// "<user prefix><line>\n<assistant prefix><reply>\n". A reply ends at the
+// "<user prefix><line>\n<assistant prefix><reply>\n" (core/generate/
+// chat_transcript.h, shared with the GUI's Chat page). A reply ends at the
 // token limit, EOS, a --stop text or the next user prefix on a new line.
 // The whole transcript is the prompt of every reply; the generator keeps the
 // KV cache of the part it has seen (reuse_cache), so only the new turn runs.
@@ -13,13 +14,13 @@
 #include "app/cli/commands.h"
 #include "app/cli/generation_options.h"
 
+#include "core/generate/chat_transcript.h"
 #include "core/io/file_util.h"
 #include "kernels/error.h"
 
 #include <fmt/core.h>
 
 #include <cstdio>
-#include <deque>
 #include <iostream>
 #include <memory>
 
@@ -32,71 +33,6 @@ struct ChatCommand {
     std::string system, system_file, user_prefix = "User: ", assistant_prefix = "Assistant: ";
 };
 
-std::string rtrim(std::string s)
-{
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.pop_back();
-    return s;
-}
-
-// The transcript as the tokens the model saw and said: each turn's text is
-// encoded once and the replies keep the model's own tokens, so the next
-// prompt starts with exactly the tokens already in the KV cache (re-encoding
-// the whole text would merge tokens across the boundaries and break reuse).
-class Conversation {
-public:
-    Conversation(const ChatCommand& c, const Tokenizer& tok, const std::string& system)
-        : m_c(c), m_tok(tok), m_system(tok.encode(system.empty() || system.back() == '\n' ? system : system + "\n"))
-    {
-    }
-
-    void reset() { m_turns.clear(); }
-
-    // The prompt for a reply to `line`, within `budget` tokens: older turns
-    // are dropped first, then the oldest tokens. Returns how many turns were dropped.
-    int prompt(const std::string& line, size_t budget, std::vector<int32_t>& ids)
-    {
-        m_pending = m_tok.encode(m_c.user_prefix + line + "\n" + m_c.assistant_prefix);
-        int dropped = 0;
-        for (;;) {
-            ids = m_system;
-            for (const auto& t : m_turns) ids.insert(ids.end(), t.begin(), t.end());
-            ids.insert(ids.end(), m_pending.begin(), m_pending.end());
-            if (ids.size() <= budget || m_turns.empty()) break;
-            m_turns.pop_front();
-            ++dropped;
-        }
-        if (ids.empty()) ids.push_back(m_tok.bos_id());
-        if (ids.size() > budget) ids.erase(ids.begin(), ids.end() - std::ptrdiff_t(budget));
-        return dropped;
-    }
-
-    // Closes the turn opened by prompt() with the reply: the generated tokens
-    // that lie within `text` (a stop string cut it short), then a newline.
-    void reply(const std::vector<int32_t>& tokens, const std::string& text)
-    {
-        std::vector<int32_t> turn = std::move(m_pending);
-        size_t covered = 0;
-        for (int32_t t : tokens) {
-            const size_t n = m_tok.token_bytes(t).size();
-            if (covered + n > text.size()) break;
-            turn.push_back(t);
-            covered += n;
-        }
-        std::string rest = text.substr(covered);
-        while (!rest.empty() && rest.back() == '\n') rest.pop_back();
-        rest += "\n";
-        const auto tail = m_tok.encode(rest);
-        turn.insert(turn.end(), tail.begin(), tail.end());
-        m_turns.push_back(std::move(turn));
-    }
-
-private:
-    const ChatCommand& m_c;
-    const Tokenizer& m_tok;
-    std::vector<int32_t> m_system, m_pending;
-    std::deque<std::vector<int32_t>> m_turns;
-};
-
 int run_chat(const ChatCommand& c)
 {
     const GenerationOptions& o = c.options;
@@ -107,27 +43,29 @@ int run_chat(const ChatCommand& c)
     Generator generator(*m.params, m.tokenizer, 1, m.config.seq_len);
     if (draft) generator.set_draft(draft->params.get(), o.lookahead);
 
+    ChatFormat format;
+    format.system = system;
+    format.user_prefix = c.user_prefix;
+    format.assistant_prefix = c.assistant_prefix;
     GenerationRequest request;
     request.max_new_tokens = o.max_tokens;
     request.sampling = o.sampling;
     request.stop_strings = o.stop_strings();
-    if (!rtrim(c.user_prefix).empty()) request.stop_strings.push_back("\n" + rtrim(c.user_prefix));
+    for (const auto& s : format.stop_strings()) request.stop_strings.push_back(s);
     request.reuse_cache = true;
-    // Room for a reply: the prompt may take the context minus this.
-    const size_t reply_room = size_t(std::max(1, std::min(o.max_tokens, m.config.seq_len / 4)));
-    const size_t budget = size_t(m.config.seq_len) - reply_room;
+    const size_t budget = ChatTranscript::prompt_budget(m.config.seq_len, o.max_tokens);
 
     fmt::print(stderr, "Chatting with {} (step {}, {} tokens of context). /reset clears, /quit leaves, "
                        "Ctrl-C stops a reply.\n",
                m.checkpoint.string(), m.step, m.config.seq_len);
-    Conversation conversation(c, m.tokenizer, system);
+    ChatTranscript conversation(m.tokenizer, format);
     std::string line;
     for (;;) {
         fmt::print("{}", c.user_prefix);
         std::fflush(stdout);
         if (!std::getline(std::cin, line) || line == "/quit" || line == "/exit") break;
         if (line == "/reset") {
-            conversation.reset();
+            conversation.clear();
             fmt::print(stderr, "(conversation cleared)\n");
             continue;
         }

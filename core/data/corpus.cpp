@@ -179,6 +179,19 @@ Corpus Corpus::from_documents(std::vector<Document> docs)
     return Corpus(std::move(docs), std::move(description));
 }
 
+Corpus tokenizer_training_text(const Corpus& corpus, double val_fraction)
+{
+    std::vector<Document> heads;
+    for (const Document& d : corpus.documents()) {
+        size_t cut = size_t(double(d.text.size()) * (1.0 - val_fraction));
+        // Back up over UTF-8 continuation bytes (10xxxxxx) to a character start.
+        while (cut > 0 && cut < d.text.size() && (static_cast<unsigned char>(d.text[cut]) & 0xC0) == 0x80) --cut;
+        if (cut > 0) heads.push_back(Document{d.name, d.text.substr(0, cut)});
+    }
+    if (heads.empty()) return corpus;
+    return Corpus::from_documents(std::move(heads));
+}
+
 int64_t Corpus::bytes() const
 {
     int64_t total = 0;

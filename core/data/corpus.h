@@ -43,6 +43,11 @@ private:
     std::string m_fingerprint;   // computed once: the caches ask for it often
 };
 
+// The text a tokenizer may learn from: the first (1 − val_fraction) of every
+// document's bytes (cut on a UTF-8 character boundary), so the held-out tail
+// that validation reads stays unseen by the tokenizer too.
+Corpus tokenizer_training_text(const Corpus& corpus, double val_fraction);
+
 // True when the bytes look like text we can train on; otherwise *why says why.
 bool looks_like_text(std::string_view bytes, std::string* why);
 

@@ -323,7 +323,8 @@ void delete_run(const fs::path& root)
     check_is_run(root, "delete");
     // What the engine writes at the top of a run directory; anything else is
     // the user's, and deleting it is not our call.
-    static const std::set<std::string> known = {"config.json", "metrics.jsonl", "tokenizer.model", "checkpoints"};
+    static const std::set<std::string> known = {"config.json", "metrics.jsonl", "tokenizer.model", "checkpoints",
+                                                "chat.json"};
     auto engine_written = [&](const std::string& name) {
         if (known.count(name)) return true;
         // Temporary files and folders of atomic writes: "<name>.tmp-<pid>-<hex>".

@@ -3,6 +3,7 @@
 //   config.json                 RunConfig (model, training, data)
 //   tokenizer.model             SentencePiece model
 //   metrics.jsonl               one JSON object per line: step, eval, sample, ...
+//   chat.json                   the Chat page's conversation with this run (optional)
 //   checkpoints/step_N/         model.safetensors, config.json (Hugging Face),
 //                               optimizer.safetensors, trainer_state.json,
 //                               tokenizer.model
@@ -30,6 +31,7 @@ public:
     std::filesystem::path tokenizer_file() const { return m_root / "tokenizer.model"; }
     std::filesystem::path metrics_file() const { return m_root / "metrics.jsonl"; }
     std::filesystem::path checkpoints_dir() const { return m_root / "checkpoints"; }
+    std::filesystem::path chat_file() const { return m_root / "chat.json"; }
     std::filesystem::path checkpoint_dir(int64_t step) const;
 
     bool exists() const;   // holds a config.json

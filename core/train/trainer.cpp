@@ -180,7 +180,8 @@ RunSummary Trainer::run_session(Session& s)
         TokenizerOptions to;
         to.vocab_size = mc.vocab_size;
         to.threads = tc.threads;
-        s.tokenizer = Tokenizer::train_cached(corpus, to, cache / "tokenizers");
+        s.tokenizer = Tokenizer::train_cached(tokenizer_training_text(corpus, cfg.data.val_fraction), to,
+                                              cache / "tokenizers");
     }
     if (s.tokenizer->vocab_size() != mc.vocab_size)
         throw Error("the tokenizer has " + std::to_string(s.tokenizer->vocab_size()) +

@@ -79,7 +79,7 @@ private slots:
         const Corpus corpus = Corpus::embedded_default();
         TokenizerOptions to;
         to.vocab_size = c.model.vocab_size;
-        const Tokenizer tok = Tokenizer::train_cached(corpus, to, default_cache_dir() / "tokenizers");
+        const Tokenizer tok = Tokenizer::train_cached(tokenizer_training_text(corpus, 0.1), to, default_cache_dir() / "tokenizers");
         const Dataset data = Dataset::build(corpus, tok, c.data.val_fraction, default_cache_dir() / "tokens",
                                             c.model.seq_len);
         const double unigram = unigram_bits_per_byte(data, c.model.vocab_size);

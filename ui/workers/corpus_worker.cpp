@@ -38,7 +38,9 @@ void CorpusWorker::analyze(const CorpusRequest& request)
         emit progress(request.id, tr("Training the tokenizer (vocabulary %1)").arg(QLocale().toString(request.vocabSize)));
         TokenizerOptions options;
         options.vocab_size = request.vocabSize;
-        auto tokenizer = std::make_shared<Tokenizer>(Tokenizer::train_cached(corpus, options, cache / "tokenizers"));
+        // The same tokenizer the trainer will train (and cache): training text only.
+        auto tokenizer = std::make_shared<Tokenizer>(Tokenizer::train_cached(
+            tokenizer_training_text(corpus, request.valFraction), options, cache / "tokenizers"));
         if (m_cancel) {
             emit cancelled(request.id);
             return;
