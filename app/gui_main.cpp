@@ -39,7 +39,10 @@ int main(int argc, char** argv)
                                         QStringLiteral("n"), QStringLiteral("30"));
     const QCommandLineOption runsDir(QStringLiteral("runs-dir"), QStringLiteral("Keep runs in this folder."),
                                      QStringLiteral("dir"));
-    cli.addOptions({benchmark, presetOpt, stepsOpt, batchOpt, screenshot, afterSteps, runsDir});
+    const QCommandLineOption pageOpt(QStringLiteral("page"),
+                                     QStringLiteral("With --screenshot: only this page (Chat: talks to the newest run)."),
+                                     QStringLiteral("name"));
+    cli.addOptions({benchmark, presetOpt, stepsOpt, batchOpt, screenshot, afterSteps, runsDir, pageOpt});
     cli.process(app);
 
     crucible::ui::theme::apply(app);
@@ -54,6 +57,7 @@ int main(int argc, char** argv)
     options.steps = cli.value(stepsOpt).toInt();
     options.batch = cli.value(batchOpt).toInt();
     options.afterSteps = cli.value(afterSteps).toInt();
+    options.page = cli.value(pageOpt);
     if (!options.screenshotDir.isEmpty()) window.resize(1600, 1000);
     window.show();
 

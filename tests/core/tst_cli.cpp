@@ -46,7 +46,12 @@ class CliTest : public QObject {
 private:
     QTemporaryDir m_tmp;
     fs::path path(const char* name) const { return fs::path(m_tmp.path().toStdString()) / name; }
-    std::string quoted(const char* name) const { return "'" + path(name).string() + "'"; }
+    std::string quoted(const char* name) const
+    {
+        std::string q = "'";
+        q.append(path(name).string()).push_back('\'');
+        return q;
+    }
 
     void expectFailure(const std::string& args, const char* message_part)
     {

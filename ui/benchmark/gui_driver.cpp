@@ -3,15 +3,20 @@
 #include "ui/app_context.h"
 #include "ui/main_window.h"
 #include "ui/models/run_config_model.h"
+#include "ui/pages/chat_page.h"
 #include "ui/pages/data_page.h"
 #include "ui/pages/runs_page.h"
 #include "ui/pages/train_page.h"
+#include "ui/widgets/message_banner.h"
 #include "ui/workers/training_controller.h"
 
 #include <QApplication>
+#include <QCheckBox>
+#include <QComboBox>
 #include <QDir>
 #include <QJsonDocument>
 #include <QJsonObject>
+#include <QPlainTextEdit>
 #include <QPushButton>
 #include <QSlider>
 #include <QTextStream>
@@ -63,6 +68,10 @@ GuiDriver::GuiDriver(MainWindow& window, AppContext& context, GuiDriverOptions o
 
 void GuiDriver::begin()
 {
+    if (!m_options.screenshotDir.isEmpty() && m_options.page == QLatin1String("Chat")) {
+        takeChatScreenshot();
+        return;
+    }
     RunConfigModel* config = m_context.config();
     try {
         config->applyPreset(m_options.preset);
@@ -221,6 +230,74 @@ void GuiDriver::takeScreenshots()
             if (!data->isAnalyzing()) data->analyze();
         }
     });
+}
+
+void GuiDriver::takeChatScreenshot()
+{
+    static const QStringList messages = {
+        QStringLiteral("Good morrow, fair lady. What news from Verona?"),
+        QStringLiteral("And what of Romeo? Speak, I pray thee."),
+        QStringLiteral("Then tell me truly: dost thou love him?"),
+    };
+    auto* chat = m_window.page<ChatPage>();
+    m_window.showPage(QStringLiteral("Chat"));
+    if (chat->state() == ChatPage::State::NoModel && chat->selectedPath().isEmpty()) {
+        printLine("error: no run with a checkpoint in the runs folder");
+        QTimer::singleShot(0, qApp, [] { QCoreApplication::exit(2); });
+        return;
+    }
+    QComboBox* draft = chat->draftCombo();
+    for (int i = 1; i < draft->count(); ++i) {
+        if (draft->itemText(i).contains(QLatin1String("draft")) && draft->itemData(i) != chat->selectedPath()) {
+            draft->setCurrentIndex(i);
+            emit draft->activated(i);
+            break;
+        }
+    }
+    chat->alternativesToggle()->setChecked(true);
+    auto sendNext = [this, chat] {
+        const int turn = int(chat->conversation().turns.size());
+        if (chat->state() != ChatPage::State::Ready || turn >= messages.size()) return;
+        chat->input()->setPlainText(messages[turn]);
+        chat->send();
+    };
+    connect(chat, &ChatPage::stateChanged, this, [sendNext](ChatPage::State s) {
+        if (s == ChatPage::State::Ready) QTimer::singleShot(0, sendNext);
+    });
+    connect(chat, &ChatPage::stateChanged, this, [this, chat](ChatPage::State s) {
+        if (s != ChatPage::State::Failed) return;
+        printLine("error: " + chat->banner()->text().toUtf8());
+        QCoreApplication::exit(2);
+    });
+    // Mid-reply: the third answer streams in while the inspector shows an
+    // uncertain token of the second.
+    auto shoot = [this, chat] {
+        if (m_screenshotsTaken) return;
+        m_screenshotsTaken = true;
+        const ChatTurn& shown = chat->conversation().turns[1];
+        int token = 0;
+        for (int i = 0; i < shown.tokens.size(); ++i) {
+            const ChatToken& t = shown.tokens[i];
+            if (t.probability >= 0 && t.probability < 0.5f && t.text.trimmed().size() >= 3) {
+                token = i;
+                break;
+            }
+        }
+        chat->inspectToken(1, token);
+        QDir().mkpath(m_options.screenshotDir);
+        // Not grab(): its processEvents() would deliver the end of the reply first.
+        const QString path = QDir(m_options.screenshotDir).filePath(QStringLiteral("chat.png"));
+        printLine((m_window.grab().save(path, "PNG", 9) ? "saved " : "failed to save ") + path.toUtf8());
+        chat->stop();
+        QTimer::singleShot(500, qApp, &QCoreApplication::quit);
+    };
+    connect(chat, &ChatPage::tokensShown, this, [chat, shoot](int tokens) {
+        if (chat->conversation().turns.size() == messages.size() && tokens >= 18) shoot();
+    });
+    connect(chat, &ChatPage::replyCompleted, this, [chat, shoot] {
+        if (chat->conversation().turns.size() == messages.size()) shoot();   // a reply shorter than that
+    });
+    sendNext();
 }
 
 } // namespace crucible::ui

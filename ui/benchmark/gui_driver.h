@@ -6,6 +6,10 @@
 //  --screenshot DIR starts training and, after N steps, saves the main pages
 //                   as PNGs (train, model, data, runs, system), then stops the
 //                   run cleanly and quits.
+//  --screenshot DIR --page Chat
+//                   trains nothing: talks to the newest run in --runs-dir (a
+//                   run named *draft* drafts for it) and saves chat.png while
+//                   the third reply streams in.
 #pragma once
 
 #include "core/train/training_sink.h"
@@ -29,6 +33,7 @@ struct GuiDriverOptions {
     int steps = 0;              // 0 = keep the configuration's
     int batch = 0;              // 0 = keep the configuration's
     int afterSteps = 30;        // screenshot mode: steps before the pictures
+    QString page;               // screenshot mode: only this page ("Chat")
 };
 
 class GuiDriver : public QObject {
@@ -42,6 +47,7 @@ private:
     void onSteps(const QVector<StepMetrics>& steps);
     void onFinished(const RunSummary& summary);
     void takeScreenshots();
+    void takeChatScreenshot();
     void grab(const QString& page, const QString& file);
 
     MainWindow& m_window;

@@ -8,8 +8,12 @@
 #include <QMouseEvent>
 #include <QPainter>
 #include <QScrollBar>
+#include <QTextBlock>
 #include <QTextFrame>
 #include <QToolTip>
+
+#include <algorithm>
+#include <cmath>
 
 namespace crucible::ui {
 
@@ -43,8 +47,9 @@ QString percent(float p) { return p >= 0.0995f ? QString::number(100.0 * p, 'f',
 QString replySummary(const ChatReply& r)
 {
     QStringList parts;
-    parts << QObject::tr("prefill %1 tokens at %2 tok/s").arg(r.promptTokens).arg(formatRate(r.prefillTokensPerSecond));
-    parts << QObject::tr("%1 tokens at %2 tok/s").arg(r.generatedTokens).arg(formatRate(r.decodeTokensPerSecond));
+    auto tokens = [](qint64 n) { return n == 1 ? QObject::tr("1 token") : QObject::tr("%1 tokens").arg(n); };
+    parts << QObject::tr("prefill %1 at %2 tok/s").arg(tokens(r.promptTokens), formatRate(r.prefillTokensPerSecond));
+    parts << QObject::tr("%1 at %2 tok/s").arg(tokens(r.generatedTokens), formatRate(r.decodeTokensPerSecond));
     if (!r.stopReason.isEmpty()) parts << r.stopReason;
     if (r.draftProposed > 0)
         parts << QObject::tr("draft acceptance %1% (%2 of %3)")
@@ -66,8 +71,10 @@ ChatTranscriptView::ChatTranscriptView(QWidget* parent) : QTextBrowser(parent)
 
 QColor ChatTranscriptView::colourFor(float p)
 {
-    p = std::clamp(p, 0.0f, 1.0f);
-    return QColor::fromHsvF(0.333f * p, 0.30f, 1.0f);
+    // On a log scale, where a small model's probabilities live: 1% and less
+    // is red, 10% yellow, certainty green.
+    const float t = std::clamp(1.0f + std::log10(std::max(p, 1e-6f)) / 2.0f, 0.0f, 1.0f);
+    return QColor::fromHsvF(0.333f * t, 0.26f, 1.0f);
 }
 
 bool ChatTranscriptView::following() const
@@ -112,6 +119,7 @@ void ChatTranscriptView::render(const ChatConversation& c)
     m_conversation = &c;
     m_tail = QTextCursor();
     m_hoverTurn = m_hoverIndex = -1;
+    setExtraSelections({});
     document()->clear();
     QTextCursor cursor(document());
     QTextCharFormat plain;
@@ -134,6 +142,7 @@ void ChatTranscriptView::render(const ChatConversation& c)
 
         QTextFrame* model = cursor.insertFrame(turnFrame(Qt::white, QColor()));
         insertCaption(cursor, tr("Model"), kModelCaption);
+        const int start = cursor.position();
         QString shown;
         for (int k = 0; k < t.tokens.size(); ++k) {
             insertToken(cursor, i, k, t.tokens[k]);
@@ -143,8 +152,16 @@ void ChatTranscriptView::render(const ChatConversation& c)
         if (t.complete && shown.size() < t.reply.size() && t.reply.startsWith(shown))
             cursor.insertText(t.reply.mid(shown.size()), plain);
         if (t.complete) {
+            // The newlines a reply ends with would only push its summary down.
+            for (QTextCursor last = cursor; last.position() > start; last = cursor) {
+                last.movePosition(QTextCursor::PreviousCharacter, QTextCursor::KeepAnchor);
+                const QString c = last.selectedText();
+                if (c != QString(QChar(QChar::ParagraphSeparator)) && c != QLatin1String("\n")) break;
+                last.removeSelectedText();
+                cursor = last;
+            }
             QString note = t.hasStats ? replySummary(t.stats) : QString();
-            if (t.complete && t.reply.isEmpty()) note = note.isEmpty() ? tr("(no reply)") : tr("(no reply) · %1").arg(note);
+            if (t.reply.isEmpty()) note = note.isEmpty() ? tr("(no reply)") : tr("(no reply) · %1").arg(note);
             if (!note.isEmpty()) {
                 QTextBlockFormat b;
                 b.setTopMargin(6);
@@ -170,10 +187,45 @@ void ChatTranscriptView::appendTokens(int turn, int firstIndex, const QVector<Ch
     scrollToEndIfFollowing(follow);
 }
 
+QTextCursor ChatTranscriptView::tokenCursor(int turn, int index) const
+{
+    for (QTextBlock block = document()->begin(); block.isValid(); block = block.next()) {
+        for (auto it = block.begin(); !it.atEnd(); ++it) {
+            const QTextFragment fragment = it.fragment();
+            const QTextCharFormat f = fragment.charFormat();
+            if (f.intProperty(kTurnProperty) != turn || !f.hasProperty(kTokenProperty) || f.intProperty(kTokenProperty) != index)
+                continue;
+            QTextCursor c(document());
+            c.setPosition(fragment.position());
+            c.setPosition(fragment.position() + fragment.length(), QTextCursor::KeepAnchor);
+            return c;
+        }
+    }
+    return {};
+}
+
+void ChatTranscriptView::markToken(int turn, int index)
+{
+    QList<ExtraSelection> marks;
+    const QTextCursor token = turn >= 0 ? tokenCursor(turn, index) : QTextCursor();
+    if (!token.isNull()) {
+        ExtraSelection mark;
+        mark.cursor = token;
+        mark.format.setUnderlineStyle(QTextCharFormat::SingleUnderline);
+        mark.format.setUnderlineColor(theme::accent());
+        mark.format.setForeground(theme::accent());
+        marks << mark;
+    }
+    setExtraSelections(marks);
+}
+
 void ChatTranscriptView::setInspecting(bool on)
 {
     m_inspecting = on;
-    if (!on) QToolTip::hideText();
+    if (!on) {
+        QToolTip::hideText();
+        markToken(-1, -1);
+    }
 }
 
 void ChatTranscriptView::mouseMoveEvent(QMouseEvent* event)
@@ -311,14 +363,15 @@ void TokenInspector::paintEvent(QPaintEvent*)
     p.setPen(theme::mutedText());
     y = std::max(y, height() - margin - 2 * line - 6);
     QLinearGradient key(margin, 0, margin + width, 0);
-    for (float s : {0.0f, 0.5f, 1.0f}) key.setColorAt(s, ChatTranscriptView::colourFor(s));
+    for (float s : {0.0f, 0.5f, 1.0f}) key.setColorAt(s, ChatTranscriptView::colourFor(std::pow(10.0f, 2.0f * (s - 1.0f))));
     p.setPen(Qt::NoPen);
     p.setBrush(key);
     p.drawRoundedRect(QRectF(margin, y, width, line * 0.7), 3, 3);
     p.setPen(theme::mutedText());
     y += int(line * 0.7) + 2;
-    p.drawText(margin, y, width, line, Qt::AlignLeft | Qt::AlignVCenter, tr("unlikely"));
-    p.drawText(margin, y, width, line, Qt::AlignRight | Qt::AlignVCenter, tr("likely"));
+    p.drawText(margin, y, width, line, Qt::AlignLeft | Qt::AlignVCenter, tr("1%"));
+    p.drawText(margin, y, width, line, Qt::AlignHCenter | Qt::AlignVCenter, tr("10%"));
+    p.drawText(margin, y, width, line, Qt::AlignRight | Qt::AlignVCenter, tr("100% likely"));
 }
 
 } // namespace crucible::ui

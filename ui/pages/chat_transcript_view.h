@@ -29,6 +29,10 @@ public:
     void render(const ChatConversation& conversation);
     // Adds tokens to the reply being generated, the last turn's.
     void appendTokens(int turn, int firstIndex, const QVector<ChatToken>& tokens);
+    // A cursor selecting token `index` of turn `turn`'s reply (null when not shown).
+    QTextCursor tokenCursor(int turn, int index) const;
+    // Marks the token the inspector shows (none for turn < 0).
+    void markToken(int turn, int index);
     // Colour tokens by probability and report hovered tokens.
     void setInspecting(bool on);
     bool inspecting() const { return m_inspecting; }

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Every GPU measurement the project quotes, side by side with PyTorch on the
+# same GPU, from the repository root of a machine with a CUDA build on PATH:
+#
+#   tests/peers/gpu_measurements.sh tests|speedrun|generate|train|attention|all
+#
+# Logs go to $OUT (or /tmp/crucible-gpu). Each part is independent.
+set -u
+out=${OUT:-/tmp/crucible-gpu}
+mkdir -p "$out"
+export CRUCIBLE_CACHE_DIR=${CRUCIBLE_CACHE_DIR:-$out/cache}
+peers=tests/peers
+runs=$out/runs
+log() { echo "== $*" | tee -a "$out/log.txt"; "$@" 2>&1 | tee -a "$out/log.txt"; }
+
+part_tests() {
+  for t in tst_cuda_ops tst_flash_attention tst_cuda_training tst_cuda_generation tst_cuda_curve; do
+    log "$t" -o "$out/$t.txt,txt" -o -,txt
+  done
+}
+
+# Shakespeare speedrun: training seconds until validation reaches 2.30 bits
+# per byte (small, Muon, B32 T512, SentencePiece 8192 on the first 90%).
+part_speedrun() {
+  for lr in 0.02 0.03 0.05; do
+    for alr in 0.006 0.012; do
+      log crucible-cli train --preset small --optimizer muon --muon-lr $lr --lr $alr --batch 32 --seq 512 \
+        --steps 150 --warmup 5 --schedule wsd --eval-every 5 --sample-tokens 0 --target-bpb 2.30 \
+        --device cuda --quiet --out "$runs/speedrun-$lr-$alr"
+    done
+  done
+}
+
+part_generate() {
+  log crucible-cli bench generate --device cuda --preset base --preset small --batch 1 --batch 8 \
+    --peer --peer-script $peers/torch_generate_bench.py
+  # Speculative decoding: base and a small-shaped draft trained on one tokenizer.
+  log crucible-cli train --preset base --batch 32 --steps 150 --eval-every 150 --sample-tokens 0 \
+    --device cuda --quiet --out "$runs/base"
+  log crucible-cli train --preset small --vocab 32768 --batch 32 --seq 512 --steps 300 --eval-every 300 \
+    --sample-tokens 0 --device cuda --quiet --out "$runs/draft"
+  log crucible-cli bench generate --device cuda --run "$runs/base" --batch 1 --no-recompute
+  log crucible-cli bench generate --device cuda --run "$runs/base" --draft "$runs/draft" --batch 1 --no-recompute
+}
+
+part_train() {
+  log crucible-cli bench train --device cuda --preset small --preset base --peer --peer-script $peers/torch_train_bench.py
+  log crucible-cli bench train --device cuda --preset small --preset base --optimizer muon
+}
+
+part_attention() {
+  log crucible-cli bench attention --peer --peer-script $peers/torch_attention_bench.py
+}
+
+for part in "${@:-all}"; do
+  case $part in
+    all) part_tests; part_speedrun; part_generate; part_train; part_attention ;;
+    tests|speedrun|generate|train|attention) "part_$part" ;;
+    *) echo "unknown part $part" >&2; exit 2 ;;
+  esac
+done
