@@ -85,9 +85,13 @@ private slots:
 
     void matches_cpu()
     {
-        for (bool variant : {false, true}) {
-            const ModelConfig c = tiny(variant);
-            const int64_t batch = 3, seq = 61;
+        // tiny and tiny-variant cover every block; the presets cover the real
+        // sizes (a vocabulary over several classifier chunks, wide MLPs).
+        ModelConfig small = preset("small"), nano_wide_vocab = preset("nano");
+        nano_wide_vocab.vocab_size = 8192;
+        nano_wide_vocab.name = "nano-v8192";
+        for (const ModelConfig& c : {tiny(false), tiny(true), preset("nano"), nano_wide_vocab, small}) {
+            const int64_t batch = c.vocab_size > 384 ? 2 : 3, seq = std::min<int64_t>(c.seq_len, 200) - 3;
             const auto tokens = random_ids(size_t(batch * seq), c.vocab_size, 7);
             auto targets = random_ids(size_t(batch * seq), c.vocab_size, 8);
             targets[5] = -1;   // ignored positions take part too
