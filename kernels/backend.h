@@ -226,6 +226,11 @@ public:
     // chunk causal. out [B·T, H·D]; padding rows get zeros.
     virtual void attention_decode(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_cache, Tensor positions,
                                   const AttentionShape& s) = 0;
+    // Greedy choice over rows of logits [R, V] (compute dtype): ids i32 [R]
+    // gets each row's largest logit (the lowest id among equals), probs f32
+    // [R] its softmax probability. Decoding greedily then moves R ids off the
+    // device instead of R·V logits.
+    virtual void argmax_rows(Tensor ids, Tensor probs, Tensor logits) = 0;
     // ==== end of generation ==========================================================
 
     // ---- graphs (optional) --------------------------------------------------------
@@ -237,6 +242,9 @@ public:
     // backend has no graphs or capture failed; the caller then runs `ops`
     // directly. Capturing does not execute the work.
     virtual int64_t capture_graph(const std::function<void()>& ops) { (void)ops; return 0; }
+    // Changes whenever memory a graph may have baked in (scratch, tables) is
+    // reallocated: graphs captured under another epoch must be recaptured.
+    virtual uint64_t graph_epoch() const { return 0; }
     virtual void replay_graph(int64_t graph) { (void)graph; }
     virtual void release_graph(int64_t graph) { (void)graph; }
 

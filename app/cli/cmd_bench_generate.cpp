@@ -181,6 +181,8 @@ int run_generate_bench_command(const GenerateBenchCommand& c)
                                       {p.value("prefill_tokens_per_s", NAN), peer_rate(p, fit.back()), NAN, NAN, NAN,
                                        NAN, NAN, NAN}});
             }
+            notes.push_back(fmt::format("{} B{}: {:.0f}% of the KV decode time in the model, the rest on the host",
+                                        target.name, batch, 100.0 * r.decode_model_share));
             if (!c.draft.empty())
                 notes.push_back(fmt::format("{} B{}: draft acceptance {:.0f}% (lookahead {})", target.name, batch,
                                             100.0 * r.acceptance_rate, c.lookahead));

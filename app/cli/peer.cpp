@@ -37,8 +37,16 @@ std::string find_peer_script(const std::string& explicit_path, const std::string
 std::string peer_python()
 {
     if (const char* p = std::getenv("CRUCIBLE_PYTHON"); p && *p) return p;
-    if (fs::exists("/usr/bin/python3")) return "/usr/bin/python3";
-    return "python3";
+    // The first Python on PATH that has torch (a virtual environment, a
+    // system with PyTorch installed by hand), else the distribution's.
+    static const std::string found = [] {
+        for (const char* candidate : {"python3", "/usr/bin/python3"}) {
+            const std::string probe = std::string(candidate) + " -c 'import torch' > /dev/null 2>&1";
+            if (std::system(probe.c_str()) == 0) return std::string(candidate);
+        }
+        return std::string(fs::exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3");
+    }();
+    return found;
 }
 
 std::vector<nlohmann::json> run_peer(const std::string& script, const std::string& args)

@@ -13,7 +13,8 @@ namespace crucible::cli {
 // (peers/NAME, ../share/crucible/peers/NAME), else tests/peers/NAME under the
 // current directory. Empty when not found.
 std::string find_peer_script(const std::string& explicit_path, const std::string& name);
-// The Python with torch: $CRUCIBLE_PYTHON, /usr/bin/python3, python3.
+// The Python with torch: $CRUCIBLE_PYTHON, else the first of python3 (PATH)
+// and /usr/bin/python3 that imports torch.
 std::string peer_python();
 // Runs the script with arguments; returns every JSON object it printed, one per
 // line. Throws Error with its output when it fails.

@@ -37,6 +37,7 @@ struct TimedRun {
     std::vector<double> rates;   // per length
     double prefill_tokens_per_s = 0.0;
     double acceptance_rate = 0.0;
+    double model_share = 0.0;
 };
 
 TimedRun run_cached(Generator& gen, const std::vector<std::vector<int32_t>>& prompts, const std::vector<int>& lengths,
@@ -54,7 +55,8 @@ TimedRun run_cached(Generator& gen, const std::vector<std::vector<int32_t>>& pro
         return true;
     });
     CRUCIBLE_CHECK(count == size_t(lengths.back()), "the benchmark generation stopped early: " + st.stop_reason);
-    return TimedRun{rates(reached, lengths, batch), st.prefill_tokens_per_s(), st.acceptance_rate()};
+    return TimedRun{rates(reached, lengths, batch), st.prefill_tokens_per_s(), st.acceptance_rate(),
+                    st.decode_seconds > 0 ? st.decode_model_seconds / st.decode_seconds : 0.0};
 }
 
 // Greedy decoding that runs the whole context through the model for every token.
@@ -96,6 +98,7 @@ nlohmann::json GenerateBenchResult::to_json() const
     return {{"device", device},         {"batch", batch},
             {"prompt_tokens", prompt_tokens}, {"prefill_tokens_per_s", prefill_tokens_per_s},
             {"points", points_json},    {"acceptance_rate", acceptance_rate},
+            {"decode_model_share", decode_model_share},
             {"cache_bytes", cache_bytes}};
 }
 
@@ -127,13 +130,15 @@ GenerateBenchResult run_generate_bench(ParamStore& target, ParamStore* draft, co
     result.cache_bytes = gen.bytes();
     run_cached(gen, prompts, {2, std::min(16, lengths.back())}, o.batch);
     std::vector<std::vector<double>> kv(lengths.size());
-    std::vector<double> prefill;
+    std::vector<double> prefill, model_share;
     for (int r = 0; r < std::max(o.repeats, 1); ++r) {
         const TimedRun run = run_cached(gen, prompts, lengths, o.batch);
         for (size_t i = 0; i < lengths.size(); ++i) kv[i].push_back(run.rates[i]);
         prefill.push_back(run.prefill_tokens_per_s);
+        model_share.push_back(run.model_share);
     }
     result.prefill_tokens_per_s = median(prefill);
+    result.decode_model_share = median(model_share);
     for (size_t i = 0; i < lengths.size(); ++i) result.points[i].kv_tokens_per_s = median(kv[i]);
 
     if (draft) {

@@ -43,6 +43,8 @@ struct GenerateBenchResult {
     double prefill_tokens_per_s = 0.0;       // median over the repeats
     std::vector<GenerateBenchPoint> points;
     double acceptance_rate = 0.0;            // speculative only
+    double decode_model_share = 0.0;         // KV decoding: share of the time spent in the model (the
+                                             // rest is host work: sampling, streaming), median
     size_t cache_bytes = 0;                  // KV cache and generation buffers (target and draft)
 
     nlohmann::json to_json() const;

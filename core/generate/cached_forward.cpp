@@ -54,6 +54,8 @@ CachedForward::CachedForward(ParamStore& params, KvCache& cache, int64_t max_tok
         m_logit_x = a.take(dt, Shape{r, c.d_model});
         m_logit_norm = a.take(dt, Shape{r, c.d_model});
         m_logits = a.take(dt, Shape{r, c.vocab_size});
+        m_pick_ids = a.take(DType::i32, Shape{r});
+        m_pick_probs = a.take(DType::f32, Shape{r});
     };
     Arena counter;
     carve(counter);
@@ -136,18 +138,30 @@ CachedForward::~CachedForward()
     for (const auto& [key, graph] : m_graphs) backend().release_graph(graph);
 }
 
-void CachedForward::run_device_work(int64_t batch, int64_t seq, bool from_empty_cache, int64_t r, bool every_row)
+void CachedForward::run_device_work(const Chunk& chunk)
 {
     auto work = [&] {
-        run_layers(batch, seq, from_empty_cache);
-        if (r > 0) compute_logits(r, batch * seq, every_row);
+        run_layers(chunk.batch, chunk.seq, chunk.from_empty_cache);
+        if (chunk.logit_rows == 0) return;
+        compute_logits(chunk.logit_rows, chunk.batch * chunk.seq, chunk.every_row);
+        if (chunk.pick)
+            backend().argmax_rows(m_pick_ids.slice_rows(0, chunk.logit_rows), m_pick_probs.slice_rows(0, chunk.logit_rows),
+                                  m_logits.slice_rows(0, chunk.logit_rows));
     };
     // Decode steps repeat one shape hundreds of times: replay them as a graph.
     // The first step of a shape runs directly (it sizes scratch buffers and
     // builds GEMM plans, which a capture must not do); the second captures.
-    const bool decode = seq == 1 && !from_empty_cache;
+    // When the backend moves memory a graph baked in, every graph is dropped
+    // and relearned the same way.
+    const bool decode = chunk.seq == 1 && !chunk.from_empty_cache;
     if (!decode || !m_use_graphs) return work();
-    const GraphKey key{batch, r, every_row ? 1 : 0};
+    if (backend().graph_epoch() != m_graph_epoch) {
+        for (const auto& [key, graph] : m_graphs) backend().release_graph(graph);
+        m_graphs.clear();
+        m_warmed.clear();
+        m_graph_epoch = backend().graph_epoch();
+    }
+    const GraphKey key{chunk.batch, chunk.logit_rows, chunk.every_row ? 1 : 0, chunk.pick ? 1 : 0};
     if (auto it = m_graphs.find(key); it != m_graphs.end()) return backend().replay_graph(it->second);
     if (m_warmed.insert(key).second) return work();
     const int64_t graph = backend().capture_graph(work);
@@ -159,8 +173,8 @@ void CachedForward::run_device_work(int64_t batch, int64_t seq, bool from_empty_
     backend().replay_graph(graph);
 }
 
-void CachedForward::append(std::span<const int32_t> tokens, std::span<const int64_t> counts, int64_t seq,
-                           std::span<const int64_t> logit_rows, std::vector<float>& logits)
+CachedForward::Chunk CachedForward::upload_chunk(std::span<const int32_t> tokens, std::span<const int64_t> counts,
+                                                 int64_t seq, std::span<const int64_t> logit_rows)
 {
     const int64_t batch = int64_t(counts.size()), n = batch * seq, r = int64_t(logit_rows.size());
     const int32_t vocab = config().vocab_size;
@@ -199,21 +213,50 @@ void CachedForward::append(std::span<const int32_t> tokens, std::span<const int6
                        "logits asked for a padding row or a row outside the chunk");
     }
 
-    bool every_row = r == n;
-    for (int64_t i = 0; i < r && every_row; ++i) every_row = logit_rows[size_t(i)] == i;
+    Chunk chunk;
+    chunk.batch = batch;
+    chunk.seq = seq;
+    chunk.logit_rows = r;
+    chunk.from_empty_cache = from_empty_cache;
+    chunk.every_row = r == n;
+    for (int64_t i = 0; i < r && chunk.every_row; ++i) chunk.every_row = logit_rows[size_t(i)] == i;
 
     // Host data goes up first; the device work reads it from device memory.
     Backend& be = backend();
     be.upload(m_tokens.slice_rows(0, n), m_host_tokens.data(), DType::i32);
     be.upload(m_positions.slice_rows(0, n), m_host_positions.data(), DType::i32);
-    if (r > 0 && !every_row) {
+    if (r > 0 && !chunk.every_row) {
         m_host_index.assign(logit_rows.begin(), logit_rows.end());
         be.upload(m_logit_index.slice_rows(0, r), m_host_index.data(), DType::i32);
     }
-    run_device_work(batch, seq, from_empty_cache, r, every_row);
-    for (int64_t b = 0; b < batch; ++b) m_cache->set_length(b, m_cache->length(b) + counts[size_t(b)]);
+    return chunk;
+}
+
+void CachedForward::append(std::span<const int32_t> tokens, std::span<const int64_t> counts, int64_t seq,
+                           std::span<const int64_t> logit_rows, std::vector<float>& logits)
+{
+    const Chunk chunk = upload_chunk(tokens, counts, seq, logit_rows);
+    run_device_work(chunk);
+    for (int64_t b = 0; b < chunk.batch; ++b) m_cache->set_length(b, m_cache->length(b) + counts[size_t(b)]);
+    const int64_t r = chunk.logit_rows;
     logits.resize(size_t(r * config().vocab_size));
-    if (r > 0) be.download(logits.data(), DType::f32, m_logits.slice_rows(0, r));
+    if (r > 0) backend().download(logits.data(), DType::f32, m_logits.slice_rows(0, r));
+}
+
+void CachedForward::append_greedy(std::span<const int32_t> tokens, std::span<const int64_t> counts, int64_t seq,
+                                  std::span<const int64_t> logit_rows, std::vector<int32_t>& ids,
+                                  std::vector<float>& probs)
+{
+    Chunk chunk = upload_chunk(tokens, counts, seq, logit_rows);
+    chunk.pick = true;
+    run_device_work(chunk);
+    for (int64_t b = 0; b < chunk.batch; ++b) m_cache->set_length(b, m_cache->length(b) + counts[size_t(b)]);
+    const int64_t r = chunk.logit_rows;
+    ids.resize(size_t(r));
+    probs.resize(size_t(r));
+    if (r == 0) return;
+    backend().download(ids.data(), DType::i32, m_pick_ids.slice_rows(0, r));
+    backend().download(probs.data(), DType::f32, m_pick_probs.slice_rows(0, r));
 }
 
 } // namespace crucible

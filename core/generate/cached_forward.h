@@ -56,6 +56,11 @@ public:
     // when a sequence would outgrow the cache.
     void append(std::span<const int32_t> tokens, std::span<const int64_t> counts, int64_t seq,
                 std::span<const int64_t> logit_rows, std::vector<float>& logits);
+    // The same, for greedy decoding: instead of logits, ids[i] receives the
+    // most likely next token after row logit_rows[i] and probs[i] its
+    // probability, picked on the device (Backend::argmax_rows).
+    void append_greedy(std::span<const int32_t> tokens, std::span<const int64_t> counts, int64_t seq,
+                       std::span<const int64_t> logit_rows, std::vector<int32_t>& ids, std::vector<float>& probs);
 
 private:
     struct LayerParams {
@@ -65,7 +70,14 @@ private:
     void norm_forward(Tensor out, Tensor x, const ParamEntry& weight, const ParamEntry* bias, int64_t n);
     void run_layers(int64_t batch, int64_t seq, bool from_empty_cache);
     void compute_logits(int64_t r, int64_t n, bool every_row);
-    void run_device_work(int64_t batch, int64_t seq, bool from_empty_cache, int64_t r, bool every_row);
+    struct Chunk {
+        int64_t batch = 0, seq = 0, logit_rows = 0;
+        bool from_empty_cache = true, every_row = false, pick = false;
+    };
+    // Checks a chunk, uploads its tokens, positions and logit rows.
+    Chunk upload_chunk(std::span<const int32_t> tokens, std::span<const int64_t> counts, int64_t seq,
+                       std::span<const int64_t> logit_rows);
+    void run_device_work(const Chunk& chunk);
 
     ParamStore* m_params;
     KvCache* m_cache;
@@ -84,10 +96,12 @@ private:
     Tensor m_logit_index;             // [R] i32
     Tensor m_logit_x, m_logit_norm;   // [R, C]
     Tensor m_logits;                  // [R, V]
+    Tensor m_pick_ids, m_pick_probs;  // [R] i32, [R] f32: append_greedy's picks
     std::vector<int32_t> m_host_tokens, m_host_positions, m_host_index;
 
-    using GraphKey = std::array<int64_t, 3>;   // batch, logit rows, every row
+    using GraphKey = std::array<int64_t, 4>;   // batch, logit rows, every row, pick
     bool m_use_graphs = true;
+    uint64_t m_graph_epoch = 0;   // the backend's graph_epoch() the graphs were captured under
     std::set<GraphKey> m_warmed;
     std::map<GraphKey, int64_t> m_graphs;
 };

@@ -33,6 +33,11 @@ struct CachedModel {
     // appended token (Logits::last) or after each one (Logits::every).
     void append(const std::vector<std::vector<int32_t>>& tokens, Logits wanted,
                 std::vector<std::vector<float>>& logits);
+    // One decode step, greedy: appends tokens[b] (one token, or none to sit
+    // out) and returns in ids[b] / probs[b] the most likely next token and its
+    // probability (ids[b] = -1 for sequences that sat out).
+    void append_greedy(const std::vector<std::vector<int32_t>>& tokens, std::vector<int32_t>& ids,
+                       std::vector<float>& probs);
     // Keeps the first `length` tokens of sequence b.
     void truncate(size_t b, size_t length);
     // Makes the cache of each sequence hold prompts[b] except, when logits
@@ -76,6 +81,9 @@ public:
     // all of them (the consumer returned false). Returns false when the
     // sequence takes no more tokens.
     bool take_token(size_t b, int32_t token, std::span<const float> raw_logits);
+    // The same with the token's probability known (greedy decoding on the
+    // device); alternatives come from raw_logits when given and requested.
+    bool take_token(size_t b, int32_t token, float probability, std::span<const float> raw_logits);
     void finish(size_t b, const std::string& reason);
     void finish_all(const std::string& reason);
 
@@ -84,6 +92,9 @@ public:
     // Plain decoding: runs each running sequence's last token through the
     // target, then draws the next ones.
     void plain_step(CachedModel& target);
+    // Greedy, unpenalised, no alternatives: the device picks each token and
+    // only ids and probabilities come back (plain_step's fast path).
+    bool picks_on_device() const;
     // Speculative decoding (speculative.cpp): the draft proposes up to
     // `lookahead` tokens per sequence, the target scores them in one chunk and
     // the exact accept/reject rule keeps a prefix plus one token of its own.

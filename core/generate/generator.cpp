@@ -89,6 +89,32 @@ void CachedModel::append(const std::vector<std::vector<int32_t>>& tokens, Logits
     }
 }
 
+void CachedModel::append_greedy(const std::vector<std::vector<int32_t>>& tokens, std::vector<int32_t>& ids,
+                                std::vector<float>& probs)
+{
+    const size_t batch = tokens.size();
+    std::vector<int32_t> chunk_tokens(batch, 0);
+    std::vector<int64_t> counts(batch, 0), rows;
+    for (size_t b = 0; b < batch; ++b) {
+        CRUCIBLE_CHECK(tokens[b].size() <= 1, "a greedy decode step appends at most one token per sequence");
+        if (tokens[b].empty()) continue;
+        chunk_tokens[b] = tokens[b][0];
+        counts[b] = 1;
+        rows.push_back(int64_t(b));
+    }
+    std::vector<int32_t> picked;
+    std::vector<float> picked_probs;
+    forward->append_greedy(chunk_tokens, counts, 1, rows, picked, picked_probs);
+    ids.assign(batch, -1);
+    probs.assign(batch, 0.0f);
+    for (size_t i = 0; i < rows.size(); ++i) {
+        const auto b = size_t(rows[i]);
+        cached[b].push_back(tokens[b][0]);
+        ids[b] = picked[i];
+        probs[b] = picked_probs[i];
+    }
+}
+
 void CachedModel::truncate(size_t b, size_t length)
 {
     length = std::min(length, cached[b].size());
@@ -156,6 +182,11 @@ bool GenerationRun::check_cancel()
 
 bool GenerationRun::take_token(size_t b, int32_t token, std::span<const float> raw_logits)
 {
+    return take_token(b, token, probability_of(raw_logits, token), raw_logits);
+}
+
+bool GenerationRun::take_token(size_t b, int32_t token, float probability, std::span<const float> raw_logits)
+{
     SequenceState& s = m_seqs[b];
     if (s.done) return false;
     if (m_request.stop_at_eos && m_tokenizer && token == m_tokenizer->eos_id()) {
@@ -178,8 +209,8 @@ bool GenerationRun::take_token(size_t b, int32_t token, std::span<const float> r
     // position left for it, nothing can follow.
     if (int64_t(s.tokens.size()) > m_max_seq) finish(b, "context full");
     e.text = s.text.release(s.done);
-    e.probability = probability_of(raw_logits, token);
-    if (m_request.top_alternatives > 0) e.alternatives = top_probabilities(raw_logits, m_request.top_alternatives);
+    e.probability = probability;
+    if (m_request.top_alternatives > 0 && !raw_logits.empty()) e.alternatives = top_probabilities(raw_logits, m_request.top_alternatives);
     if (m_on_token && !m_on_token(e)) finish_all("cancelled");
     return !s.done;
 }
@@ -197,13 +228,33 @@ void GenerationRun::sample_step()
     }
 }
 
+bool GenerationRun::picks_on_device() const
+{
+    const SamplingConfig& c = m_request.sampling;
+    return c.temperature == 0.0f && c.repetition_penalty == 1.0f && c.presence_penalty == 0.0f &&
+           m_request.top_alternatives == 0;
+}
+
 void GenerationRun::plain_step(CachedModel& target)
 {
     std::vector<std::vector<int32_t>> next(m_seqs.size());
     for (size_t b = 0; b < m_seqs.size(); ++b)
         if (!m_seqs[b].done) next[b].push_back(m_seqs[b].tokens.back());
+    const auto t0 = Clock::now();
+    if (picks_on_device()) {
+        std::vector<int32_t> ids;
+        std::vector<float> probs;
+        target.append_greedy(next, ids, probs);
+        m_stats.decode_model_seconds += seconds_since(t0);
+        for (size_t b = 0; b < m_seqs.size(); ++b) {
+            if (check_cancel()) return;
+            if (!m_seqs[b].done) take_token(b, ids[b], probs[b], {});
+        }
+        return;
+    }
     std::vector<std::vector<float>> logits;
     target.append(next, CachedModel::Logits::last, logits);
+    m_stats.decode_model_seconds += seconds_since(t0);
     for (size_t b = 0; b < m_seqs.size(); ++b)
         if (!m_seqs[b].done) m_seqs[b].logits = std::move(logits[b]);
     sample_step();

@@ -52,6 +52,9 @@ struct GenerationStats {
     int64_t generated_tokens = 0;
     double prefill_seconds = 0.0;
     double decode_seconds = 0.0;
+    double decode_model_seconds = 0.0;           // plain decoding: the part of decode_seconds spent in
+                                                 // the model (device work and transfers); the rest is
+                                                 // sampling and streaming on the host
     double prefill_tokens_per_s() const { return prefill_seconds > 0 ? double(prompt_tokens) / prefill_seconds : 0.0; }
     double decode_tokens_per_s() const { return decode_seconds > 0 ? double(generated_tokens) / decode_seconds : 0.0; }
     std::string stop_reason;                     // "length", "eos", "stop string", "cancelled", "context full"

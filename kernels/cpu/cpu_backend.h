@@ -73,12 +73,13 @@ public:
                    int64_t stride, const MuonHyper& h) override;
     void newton_schulz(Tensor out, Tensor in, int steps) override;
 
-    // ==== generation (KV cache): cpu_kv_cache.cpp, cpu_decode_attention.cpp ====
+    // ==== generation (KV cache): cpu_kv_cache.cpp, cpu_decode_attention.cpp, cpu_argmax.cpp ====
     void rope_forward_at(Tensor qkv, const AttentionShape& s, Tensor positions, float theta) override;
     void kv_cache_write(Tensor k_cache, Tensor v_cache, Tensor qkv, Tensor positions,
                         const AttentionShape& s) override;
     void attention_decode(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_cache, Tensor positions,
                           const AttentionShape& s) override;
+    void argmax_rows(Tensor ids, Tensor probs, Tensor logits) override;
 
 private:
     // cos/sin table [positions, head_dim/2] ×2 for positions 0.., grown to

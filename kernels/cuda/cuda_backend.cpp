@@ -200,6 +200,7 @@ void* CudaBackend::scratch(size_t bytes)
     CRUCIBLE_CUDA_CHECK(cudaStreamSynchronize(m_stream));
     if (m_scratch) CRUCIBLE_CUDA_CHECK(cudaFree(m_scratch));
     m_scratch = nullptr;
+    ++m_graph_epoch;   // graphs that baked in the old address are stale
     m_scratch_bytes = 0;
     const size_t grown = std::max(bytes, size_t(1) << 20);
     m_scratch = allocate(grown);

@@ -135,8 +135,10 @@ public:
                         const AttentionShape& s) override;
     void attention_decode(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_cache, Tensor positions,
                           const AttentionShape& s) override;
+    void argmax_rows(Tensor ids, Tensor probs, Tensor logits) override;
 
     int64_t capture_graph(const std::function<void()>& ops) override;
+    uint64_t graph_epoch() const override { return m_graph_epoch; }
     void replay_graph(int64_t graph) override;
     void release_graph(int64_t graph) override;
 
@@ -175,6 +177,7 @@ private:
 
     std::map<int64_t, cudaGraphExec_t> m_graphs;
     int64_t m_next_graph = 1;
+    uint64_t m_graph_epoch = 0;   // bumped when scratch or tables move (graph_epoch())
 
     float2* m_rope = nullptr;
     int64_t m_rope_positions = 0, m_rope_dim = 0;

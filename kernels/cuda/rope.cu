@@ -100,6 +100,7 @@ const float2* CudaBackend::rope_table(int64_t positions, int64_t head_dim, float
         CRUCIBLE_CUDA_CHECK(cudaStreamSynchronize(m_stream));
         CRUCIBLE_CUDA_CHECK(cudaFree(m_rope));
         m_rope = nullptr;
+        ++m_graph_epoch;
     }
     const int half = int(head_dim / 2);
     m_rope = static_cast<float2*>(allocate(sizeof(float2) * size_t(grown) * size_t(half)));

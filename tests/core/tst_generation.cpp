@@ -112,6 +112,7 @@ private slots:
     void batchedGreedyEqualsRecompute();
     void reusedCacheGivesTheSameTokens();
     void eventsCarryProbabilitiesAndAlternatives();
+    void greedyPicksOnTheDeviceEqualTheHostPath();
     void samplingIsReproducible();
 
     void stopStringAcrossTokenBoundaries();
@@ -318,6 +319,26 @@ void TestGeneration::eventsCarryProbabilitiesAndAlternatives()
         return total <= 1.0f + 1e-5f && e.bytes == m_tok->token_bytes(e.token);
     });
     QCOMPARE(events, 10);
+}
+
+void TestGeneration::greedyPicksOnTheDeviceEqualTheHostPath()
+{
+    // Plain greedy decoding picks tokens with Backend::argmax_rows; asking for
+    // alternatives (or a penalty) takes the host path over the full logits.
+    Generator gen(*m_params, *m_tok, 2, 64);
+    GenerationRequest fast = greedy_request({test::random_ids(6, kVocab, 31), test::random_ids(2, kVocab, 32)}, 20);
+    GenerationRequest host = fast;
+    host.top_alternatives = 1;
+    std::vector<TokenEvent> a, b;
+    const GenerationStats st = gen.generate(fast, [&](const TokenEvent& e) { a.push_back(e); return true; });
+    gen.generate(host, [&](const TokenEvent& e) { b.push_back(e); return true; });
+    QCOMPARE(a.size(), size_t(40));
+    QCOMPARE(a.size(), b.size());
+    for (size_t i = 0; i < a.size(); ++i) {
+        QCOMPARE(a[i].token, b[i].token);
+        QVERIFY(std::abs(a[i].probability - b[i].probability) <= 1e-6f);
+    }
+    QVERIFY(st.decode_model_seconds > 0 && st.decode_model_seconds <= st.decode_seconds);
 }
 
 void TestGeneration::samplingIsReproducible()

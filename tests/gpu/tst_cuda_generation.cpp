@@ -169,6 +169,84 @@ private slots:
         }
     }
 
+    void argmaxRows()
+    {
+        // Against a reference over the values the GPU holds (bf16-rounded in
+        // bf16 mode, which makes ties: the lowest id must win them).
+        for (Backend* gpu : modes())
+            for (int64_t vocab : {int64_t(300), int64_t(32771)}) {
+                const int64_t rows = 5;
+                std::vector<float> host = random_vector(size_t(rows * vocab), uint64_t(vocab), 4.0f);
+                host[size_t(vocab + 7)] = host[size_t(vocab + 200)] = 50.0f;
+                OwnedTensor logits(*gpu, gpu->compute_dtype(), Shape{rows, vocab}, host);
+                OwnedTensor ids(*gpu, Shape{rows}, std::vector<int32_t>(size_t(rows), -1));
+                OwnedTensor probs(*gpu, DType::f32, Shape{rows});
+                gpu->argmax_rows(ids, probs, logits);
+                const std::vector<float> held = logits.to_host(), got_probs = probs.to_host();
+                std::vector<int32_t> got_ids(size_t(rows));
+                gpu->download(got_ids.data(), DType::i32, ids);
+                for (int64_t r = 0; r < rows; ++r) {
+                    const float* row = held.data() + r * vocab;
+                    const int64_t best = std::max_element(row, row + vocab) - row;   // the first of equals
+                    double sum = 0;
+                    for (int64_t i = 0; i < vocab; ++i) sum += std::exp(double(row[i]) - double(row[best]));
+                    QCOMPARE(got_ids[size_t(r)], int32_t(best));
+                    QVERIFY2(std::abs(got_probs[size_t(r)] * sum - 1.0) < 1e-4, "probability of the pick");
+                }
+                QCOMPARE(got_ids[1], 7);
+            }
+    }
+
+    void devicePicksEqualTheHostPath()
+    {
+        // Greedy decoding picks tokens on the device; asking for alternatives
+        // takes the host path over the full logits. Same tokens, same
+        // probabilities (the device's exp is the fast one: 1e-4).
+        for (Backend* gpu : modes()) {
+            ParamStore params(*gpu, tiny(2, 2, 64), false);
+            params.initialize(11);
+            Generator gen(params, 2, 256);
+            GenerationRequest fast;
+            fast.prompts = {random_ids(12, 300, 4), random_ids(5, 300, 5)};
+            fast.max_new_tokens = 60;
+            fast.sampling.temperature = 0.0f;
+            fast.stop_at_eos = false;
+            GenerationRequest host = fast;
+            host.top_alternatives = 1;
+            std::vector<TokenEvent> a, b;
+            gen.generate(fast, [&](const TokenEvent& e) { a.push_back(e); return true; });
+            gen.generate(host, [&](const TokenEvent& e) { b.push_back(e); return true; });
+            QCOMPARE(a.size(), b.size());
+            for (size_t i = 0; i < a.size(); ++i) {
+                QCOMPARE(a[i].token, b[i].token);
+                QVERIFY2(std::abs(a[i].probability - b[i].probability) <= 1e-4f * b[i].probability, "probability");
+            }
+        }
+    }
+
+    void graphsSurviveMovedScratch()
+    {
+        // A decode graph bakes in the scratch address (the split attention's
+        // partial results); growing the scratch for something else moves it.
+        // The next generation must recapture, not replay into freed memory.
+        ParamStore params(*m_bf16, tiny(2, 2, 64), false);
+        params.initialize(12);
+        Generator gen(params, 1, 256);
+        GenerationRequest r;
+        r.prompts = {random_ids(30, 300, 6)};
+        r.max_new_tokens = 120;
+        r.sampling.temperature = 0.0f;
+        r.stop_at_eos = false;
+        const GenerationStats first = gen.generate(r, {});
+        {
+            // A large bf16 → f32 download stages through the scratch and grows it.
+            OwnedTensor big(*m_bf16, DType::bf16, Shape{int64_t(48) << 20});
+            std::vector<float> sink(size_t(big.t.numel()));
+            m_bf16->download(sink.data(), DType::f32, big);
+        }
+        QCOMPARE(gen.generate(r, {}).tokens, first.tokens);
+    }
+
     void bf16GenerationRuns()
     {
         ParamStore params(*m_bf16, tiny(2, 2, 64), false);

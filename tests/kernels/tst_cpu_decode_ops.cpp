@@ -125,6 +125,7 @@ private slots:
     void kvCacheWriteCopiesRowsToTheirSlots();
     void attentionDecode();
     void attentionOverFilledCacheEqualsCausalAttention();
+    void argmaxRowsPicksTheLargestAndItsProbability();
     void badInputThrows();
 
 private:
@@ -249,6 +250,32 @@ void TestCpuDecodeOps::attentionOverFilledCacheEqualsCausalAttention()
     }
 }
 
+void TestCpuDecodeOps::argmaxRowsPicksTheLargestAndItsProbability()
+{
+    for (int64_t vocab : {int64_t(1), int64_t(7), int64_t(2048), int64_t(32771)}) {
+        const int64_t rows = 3;
+        std::vector<float> logits = random_vector(size_t(rows * vocab), uint64_t(vocab));
+        for (auto& l : logits) l *= 4.0f;
+        if (vocab > 9) logits[size_t(vocab + 5)] = logits[size_t(vocab + 9)] = 100.0f;   // a tie: the lower id wins
+        OwnedTensor in(m_be, DType::f32, Shape{rows, vocab}, logits);
+        OwnedTensor ids(m_be, Shape{rows}, std::vector<int32_t>(size_t(rows), -1));
+        OwnedTensor probs(m_be, DType::f32, Shape{rows});
+        m_be.argmax_rows(ids, probs, in);
+        const std::vector<float> got_probs = probs.to_host();
+        for (int64_t r = 0; r < rows; ++r) {
+            const float* row = logits.data() + r * vocab;
+            int64_t best = 0;
+            for (int64_t i = 1; i < vocab; ++i)
+                if (row[i] > row[best]) best = i;
+            double sum = 0;
+            for (int64_t i = 0; i < vocab; ++i) sum += std::exp(double(row[i]) - double(row[best]));
+            QCOMPARE(ids.t.as<int32_t>()[r], int32_t(best));
+            QVERIFY(std::abs(got_probs[size_t(r)] - 1.0 / sum) <= 1e-6 * (1.0 / sum));
+        }
+        if (vocab > 9) QCOMPARE(ids.t.as<int32_t>()[1], 5);
+    }
+}
+
 void TestCpuDecodeOps::badInputThrows()
 {
     const AttentionShape s{2, 1, 4, 2, 8};
@@ -267,6 +294,10 @@ void TestCpuDecodeOps::badInputThrows()
     const AttentionShape odd_dim{2, 1, 4, 2, 7};
     OwnedTensor odd_qkv(m_be, DType::f32, Shape{odd_dim.tokens(), odd_dim.qkv_dim()});
     QVERIFY_THROWS_EXCEPTION(Error, m_be.rope_forward_at(odd_qkv, odd_dim, fine, 10000.0f));
+    OwnedTensor logits(m_be, DType::f32, Shape{2, 16}), probs(m_be, DType::f32, Shape{2});
+    QVERIFY_THROWS_EXCEPTION(Error, m_be.argmax_rows(float_positions, probs, logits));   // ids must be i32
+    OwnedTensor three_rows(m_be, DType::f32, Shape{3, 16});
+    QVERIFY_THROWS_EXCEPTION(Error, m_be.argmax_rows(fine, probs, three_rows));           // rows differ
 }
 
 QTEST_APPLESS_MAIN(TestCpuDecodeOps)

@@ -1,0 +1,35 @@
+// Greedy choice over rows of logits (Backend::argmax_rows): the largest logit
+// of each row, the lowest id among equals, and its softmax probability from
+// a log-sum-exp in double.
+#include "kernels/cpu/cpu_backend.h"
+
+#include "kernels/cpu/cpu_kernels.h"
+
+#include <cmath>
+
+namespace crucible {
+
+void CpuBackend::argmax_rows(Tensor ids, Tensor probs, Tensor logits)
+{
+    cpu::expect_f32(logits, "argmax_rows logits");
+    CRUCIBLE_CHECK(logits.shape.rank == 2, "argmax_rows: logits must be [rows, vocab], got " + logits.shape.str());
+    const int64_t rows = logits.shape[0], vocab = logits.shape[1];
+    expect_dtype(ids, DType::i32, "argmax_rows ids");
+    expect_dtype(probs, DType::f32, "argmax_rows probs");
+    expect_shape(ids, Shape{rows}, "argmax_rows ids");
+    expect_shape(probs, Shape{rows}, "argmax_rows probs");
+    CRUCIBLE_CHECK(vocab > 0, "argmax_rows: an empty vocabulary has no choice");
+    const float* l = logits.as<float>();
+    for (int64_t r = 0; r < rows; ++r) {
+        const float* row = l + r * vocab;
+        int64_t best = 0;
+        for (int64_t i = 1; i < vocab; ++i)
+            if (row[i] > row[best]) best = i;
+        double sum = 0.0;
+        for (int64_t i = 0; i < vocab; ++i) sum += std::exp(double(row[i]) - double(row[best]));
+        ids.as<int32_t>()[r] = int32_t(best);
+        probs.as<float>()[r] = float(1.0 / sum);
+    }
+}
+
+} // namespace crucible
