@@ -11,6 +11,8 @@ namespace crucible {
 
 namespace {
 
+using namespace cuda;
+
 constexpr int kArgmaxThreads = 512;
 
 template <class T>
