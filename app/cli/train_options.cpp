@@ -36,6 +36,7 @@ void TrainOptions::add_to(CLI::App& cmd, bool with_data)
     cmd.add_option("--heads", heads, "Attention heads");
     cmd.add_option("--kv-heads", kv_heads, "Key/value heads (GQA)");
     cmd.add_option("--ff", ff, "MLP hidden size");
+    cmd.add_option("--context", context, "Model context in tokens (the longest sequence it can ever see)");
     cmd.add_option("--norm", norm, "rmsnorm or layernorm");
     cmd.add_option("--mlp", mlp, "swiglu or gelu");
     cmd.add_flag("--qk-norm", qk_norm, "Normalise query and key heads (Qwen3)");
@@ -69,6 +70,7 @@ RunConfig TrainOptions::resolve() const
     if (heads) m.n_heads = *heads;
     if (kv_heads) m.n_kv_heads = *kv_heads;
     if (ff) m.ff_dim = *ff;
+    if (context) m.seq_len = *context;
     if (!norm.empty()) {
         if (norm == "rmsnorm") m.norm = NormType::rmsnorm;
         else if (norm == "layernorm") m.norm = NormType::layernorm;

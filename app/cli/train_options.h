@@ -16,7 +16,7 @@ struct TrainOptions {
     std::string preset = "nano";
     std::string config_file;
     std::optional<int> steps, batch, accum, seq, threads, eval_every, eval_batches, checkpoint_every, sample_every,
-        sample_tokens, warmup, vocab, d_model, layers, heads, kv_heads, ff;
+        sample_tokens, warmup, vocab, d_model, layers, heads, kv_heads, ff, context;
     std::optional<float> lr, muon_lr, weight_decay, clip, min_lr_ratio, target_bpb;
     std::optional<uint64_t> seed;
     std::optional<double> val_fraction;

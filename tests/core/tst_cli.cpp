@@ -36,7 +36,7 @@ std::map<fs::path, std::string> snapshot(const fs::path& dir)
     return files;
 }
 
-const char* kTinyModel = "--vocab 320 --d-model 64 --layers 2 --heads 4 --kv-heads 2 --ff 128 --seq 64 --batch 4";
+const char* kTinyModel = "--vocab 320 --d-model 64 --layers 2 --heads 4 --kv-heads 2 --ff 128 --context 96 --seq 64 --batch 4";
 
 } // namespace
 
@@ -92,6 +92,10 @@ private slots:
         RunDirectory run(path("run"));
         QCOMPARE(run.checkpoint_steps(), std::vector<int64_t>{3});
         QVERIFY(fs::exists(run.metrics_file()));
+        // The model overrides reached the checkpoint (Hugging Face keys).
+        const auto config = nlohmann::json::parse(read_file(run.checkpoint_dir(3) / "config.json"));
+        QCOMPARE(config["max_position_embeddings"].get<int>(), 96);
+        QCOMPARE(config["intermediate_size"].get<int>(), 128);
     }
 
     void evalAndSampleUseTheRun()

@@ -41,7 +41,7 @@ part_generate() {
   # Speculative decoding: base and a small-shaped draft trained on one tokenizer.
   log crucible-cli train --preset base --batch 32 --steps 150 --eval-every 150 --sample-tokens 0 \
     --device cuda --quiet --out "$runs/base"
-  log crucible-cli train --preset small --vocab 32768 --batch 32 --seq 512 --steps 300 --eval-every 300 \
+  log crucible-cli train --preset small --vocab 32768 --context 1024 --batch 32 --seq 512 --steps 300 --eval-every 300 \
     --sample-tokens 0 --device cuda --quiet --out "$runs/draft"
   log crucible-cli bench generate --device cuda --run "$runs/base" --batch 1 --no-recompute
   log crucible-cli bench generate --device cuda --run "$runs/base" --draft "$runs/draft" --batch 1 --no-recompute
