@@ -14,6 +14,11 @@ if(CRUCIBLE_BUILD_GUI)
           RENAME ${CRUCIBLE_APP_ID}.svg)
 endif()
 
+# The PyTorch peers `crucible-cli bench ... --peer` runs (found next to the
+# binary under ../share/crucible/peers).
+file(GLOB CRUCIBLE_PEER_SCRIPTS ${PROJECT_SOURCE_DIR}/tests/peers/torch_*.py)
+install(FILES ${CRUCIBLE_PEER_SCRIPTS} DESTINATION ${CMAKE_INSTALL_DATADIR}/crucible/peers)
+
 set(CPACK_PACKAGE_NAME crucible)
 set(CPACK_PACKAGE_VENDOR "Crucible")
 set(CPACK_PACKAGE_CONTACT "Crucible maintainers")

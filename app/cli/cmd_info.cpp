@@ -18,14 +18,11 @@ int report_error(const std::exception& e)
 
 namespace {
 
-void print_facts(const DeviceFacts& f, const MemoryInfo& mem)
+// Each backend's facts already hold its memory and peak throughput.
+void print_facts(const DeviceFacts& f)
 {
     fmt::print("  {}\n", f.name);
     for (const auto& [key, value] : f.details) fmt::print("    {:<22} {}\n", key, value);
-    if (mem.total_bytes)
-        fmt::print("    {:<22} {} total, {} free\n", "memory", format_bytes(double(mem.total_bytes)),
-                   format_bytes(double(mem.free_bytes)));
-    if (f.peak_tflops > 0) fmt::print("    {:<22} {:.1f} TFLOP/s (for MFU)\n", "peak", f.peak_tflops);
 }
 
 int run_info()
@@ -37,7 +34,7 @@ int run_info()
     fmt::print("  runs                   {}\n", default_runs_dir().string());
     fmt::print("\ndevices\n");
     auto cpu = make_backend(BackendOptions{});
-    print_facts(cpu->facts(), cpu->memory_info());
+    print_facts(cpu->facts());
     std::string why;
     if (cuda_available(&why)) {
         for (int i = 0; i < cuda_device_count(); ++i) {
@@ -45,7 +42,7 @@ int run_info()
             o.device = DeviceKind::cuda;
             o.cuda_device = i;
             auto gpu = make_backend(o);
-            print_facts(gpu->facts(), gpu->memory_info());
+            print_facts(gpu->facts());
         }
     } else {
         fmt::print("  CUDA: {}\n", why);
