@@ -10,6 +10,7 @@
 #include "app/cli/peer.h"
 
 #include "core/bench/generate_bench.h"
+#include "core/data/corpus.h"
 #include "core/train/load_model.h"
 #include "kernels/error.h"
 
@@ -28,7 +29,7 @@ struct GenerateBenchCommand {
     std::string run, draft, device = "cpu", peer_script;
     std::vector<int> batches{1, 8}, lengths{64, 128, 256, 512};
     int prompt_tokens = 32, new_tokens = 512, repeats = 3, lookahead = 4, threads = 0;
-    bool no_recompute = false, peer = false, json = false;
+    bool no_recompute = false, no_graphs = false, peer = false, json = false;
 };
 
 // A model to measure: trained (from a run) or random (from a preset).
@@ -121,6 +122,15 @@ int run_generate_bench_command(const GenerateBenchCommand& c)
         else if (!target.loaded && mc.seq_len > preset(target.name).seq_len)
             notes.push_back(fmt::format("{}: random weights, context extended to {} tokens", target.name, mc.seq_len));
 
+        // A trained model reads text: prompts are windows of the held-out
+        // tail of the embedded corpus, in its own tokenizer.
+        std::vector<int32_t> prompt_text;
+        if (target.loaded) {
+            const std::string& text = Corpus::embedded_default().documents().front().text;
+            prompt_text = target.loaded->tokenizer.encode(text.substr(text.size() - text.size() / 10));
+            notes.push_back(target.name + ": prompts from the last 10% of the embedded Tiny Shakespeare");
+        }
+
         BenchModel draft;
         if (!c.draft.empty()) {
             draft = std::filesystem::exists(c.draft)
@@ -140,6 +150,8 @@ int run_generate_bench_command(const GenerateBenchCommand& c)
             o.repeats = c.repeats;
             o.recompute = !c.no_recompute;
             o.lookahead = c.lookahead;
+            o.use_graphs = !c.no_graphs;
+            o.prompt_text = prompt_text;
             const GenerateBenchResult r = run_generate_bench(params, c.draft.empty() ? nullptr : &draft.store(), o);
             table.device = r.device;
 
@@ -218,6 +230,7 @@ void add_bench_generate_command(CLI::App& bench, int& exit_code)
         ->capture_default_str();
     cmd->add_option("--repeats", c->repeats, "KV-cached runs per measurement (median)")->capture_default_str();
     cmd->add_flag("--no-recompute", c->no_recompute, "Skip the (slow) full-recompute baseline");
+    cmd->add_flag("--no-graphs", c->no_graphs, "Launch decode steps op by op instead of replaying CUDA graphs");
     cmd->add_option("--device", c->device, "cpu or cuda")->capture_default_str();
     cmd->add_option("--threads", c->threads, "CPU threads (0 = all cores)");
     cmd->add_flag("--peer", c->peer, "Also run the same shapes in PyTorch (static KV cache) and print the ratio");

@@ -116,8 +116,17 @@ GenerateBenchResult run_generate_bench(ParamStore& target, ParamStore* draft, co
 
     Rng rng(o.seed);
     std::vector<std::vector<int32_t>> prompts(size_t(o.batch));
-    for (auto& p : prompts)
-        for (int i = 0; i < o.prompt_tokens; ++i) p.push_back(int32_t(rng.below(uint64_t(target.config().vocab_size))));
+    const auto text_size = int64_t(o.prompt_text.size());
+    if (text_size > 0 && text_size < o.prompt_tokens)
+        throw Error("the prompt text has fewer tokens than one prompt of " + std::to_string(o.prompt_tokens));
+    for (auto& p : prompts) {
+        if (text_size > 0) {
+            const auto start = std::ptrdiff_t(rng.below(uint64_t(text_size - o.prompt_tokens + 1)));
+            p.assign(o.prompt_text.begin() + start, o.prompt_text.begin() + start + o.prompt_tokens);
+        } else {
+            for (int i = 0; i < o.prompt_tokens; ++i) p.push_back(int32_t(rng.below(uint64_t(target.config().vocab_size))));
+        }
+    }
 
     GenerateBenchResult result;
     result.device = target.backend().name();
@@ -127,6 +136,7 @@ GenerateBenchResult run_generate_bench(ParamStore& target, ParamStore* draft, co
 
     // KV cache: warm up once (allocations, thread pools, caches), then repeat.
     Generator gen(target, o.batch, context);
+    gen.set_use_graphs(o.use_graphs);
     result.cache_bytes = gen.bytes();
     run_cached(gen, prompts, {2, std::min(16, lengths.back())}, o.batch);
     std::vector<std::vector<double>> kv(lengths.size());

@@ -26,7 +26,12 @@ struct GenerateBenchOptions {
     int repeats = 3;                // KV-cached (and speculative) runs; the median rate is reported
     bool recompute = true;          // also time full recomputation (one run: it is slow by design)
     int lookahead = 4;              // draft tokens per speculative round
-    uint64_t seed = 1;              // of the random prompts
+    uint64_t seed = 1;              // of the prompts
+    // Prompts: windows of this text (token ids) when given, which is what a
+    // trained model (and a draft guessing its next tokens) should see;
+    // otherwise random ids.
+    std::vector<int32_t> prompt_text;
+    bool use_graphs = true;         // replay decode steps as graphs where the backend can
 };
 
 struct GenerateBenchPoint {

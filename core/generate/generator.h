@@ -87,6 +87,8 @@ public:
     // `lookahead` tokens (1..kMaxLookahead) per step. nullptr turns it off.
     // The draft must live on the same kind of device and share the vocabulary.
     void set_draft(ParamStore* draft, int lookahead = 4);
+    // Decode steps replayed as graphs (CUDA) or launched op by op; on by default.
+    void set_use_graphs(bool on);
     static constexpr int kMaxLookahead = 16;
 
     // Runs the request; on_token returns false to stop. Thread-safe cancel:

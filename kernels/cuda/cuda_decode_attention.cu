@@ -79,7 +79,10 @@ Partials partials_at(void* workspace, const DecodeGeometry& g)
     return Partials{base, base + slots * g.head_dim, base + slots * (g.head_dim + 1)};
 }
 
-template <class T>
+// VEC: head_dim a multiple of 8 and 16-byte aligned keys: each key is read
+// 8 elements (16 bytes) at a time, so a score costs D/8 independent loads
+// instead of D dependent ones.
+template <class T, bool VEC>
 __global__ void __launch_bounds__(kThreads)
     decode_attention_kernel(T* __restrict__ out, Partials partials, const T* __restrict__ qkv,
                             const T* __restrict__ k_cache, const T* __restrict__ v_cache,
@@ -138,7 +141,17 @@ __global__ void __launch_bounds__(kThreads)
                 const T* k = keys + (t0 + j) * D;
                 const float* q = q_s + h * D;
                 s = 0.0f;
-                for (int d = 0; d < D; ++d) s += q[d] * to_f(k[d]);
+                if constexpr (VEC) {
+#pragma unroll 4
+                    for (int d = 0; d < D; d += 8) {
+                        float kv8[8];
+                        load8(kv8, k + d);
+#pragma unroll
+                        for (int i = 0; i < 8; ++i) s += q[d + i] * kv8[i];
+                    }
+                } else {
+                    for (int d = 0; d < D; ++d) s += q[d] * to_f(k[d]);
+                }
             }
             p_s[h * kTile + j] = s;
         }
@@ -174,6 +187,7 @@ __global__ void __launch_bounds__(kThreads)
             const int h = o / D, d = o % D;
             const float* ps = p_s + h * kTile;
             float a = acc[i] * corr_s[h];
+#pragma unroll 8
             for (int j = 0; j < count; ++j) a += ps[j] * to_f(values[(t0 + j) * D + d]);
             acc[i] = a;
         }
@@ -274,13 +288,17 @@ void launch_decode_attention(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_ca
     const size_t shared = shared_bytes(g);
     dispatch_act(qkv.dtype, "attention_decode", [&](auto tag) {
         using T = decltype(tag);
-        if (shared > 48 * 1024)
-            CRUCIBLE_CUDA_CHECK(cudaFuncSetAttribute(decode_attention_kernel<T>,
-                                                     cudaFuncAttributeMaxDynamicSharedMemorySize, int(shared)));
-        const dim3 grid(unsigned(g.rows * g.kv_heads), unsigned(g.splits));
-        decode_attention_kernel<T><<<grid, kThreads, shared, stream>>>(out.as<T>(), partials, qkv.as<T>(),
-                                                                       k_cache.as<T>(), v_cache.as<T>(),
-                                                                       positions.as<int32_t>(), g);
+        const bool vec = g.head_dim % 8 == 0 && aligned16(k_cache.data);
+        auto launch = [&](auto kernel) {
+            if (shared > 48 * 1024)
+                CRUCIBLE_CUDA_CHECK(
+                    cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(shared)));
+            const dim3 grid(unsigned(g.rows * g.kv_heads), unsigned(g.splits));
+            kernel<<<grid, kThreads, shared, stream>>>(out.as<T>(), partials, qkv.as<T>(), k_cache.as<T>(),
+                                                       v_cache.as<T>(), positions.as<int32_t>(), g);
+        };
+        if (vec) launch(decode_attention_kernel<T, true>);
+        else launch(decode_attention_kernel<T, false>);
         CRUCIBLE_CUDA_LAUNCH_CHECK();
         if (g.splits > 1) {
             merge_splits_kernel<T><<<unsigned(g.rows * g.heads), 64, 0, stream>>>(out.as<T>(), partials,

@@ -183,7 +183,7 @@ private slots:
                 OwnedTensor probs(*gpu, DType::f32, Shape{rows});
                 gpu->argmax_rows(ids, probs, logits);
                 const std::vector<float> held = logits.to_host(), got_probs = probs.to_host();
-                std::vector<int32_t> got_ids(size_t(rows));
+                std::vector<int32_t> got_ids(static_cast<size_t>(rows));
                 gpu->download(got_ids.data(), DType::i32, ids);
                 for (int64_t r = 0; r < rows; ++r) {
                     const float* row = held.data() + r * vocab;
