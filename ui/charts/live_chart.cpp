@@ -186,6 +186,10 @@ LiveChart::LiveChart(const QString& title, QWidget* parent) : QWidget(parent)
         axis->setGridLineColor(QColor(0xee, 0xf0, 0xf3));
         axis->setLinePenColor(theme::border());
         axis->setMinorGridLineVisible(false);
+        // Qt Charts sizes the label column when the axis is laid out, not
+        // when a growing range widens the labels ("8000" → "20000"); shown
+        // in full, they stay readable.
+        axis->setTruncateLabels(false);
     };
     m_axisX = new QValueAxis;
     m_axisX->setLabelFormat(QStringLiteral("%.0f"));
