@@ -64,22 +64,20 @@ void CpuBackend::linear_forward(Tensor out, Tensor in, Tensor weight, bool accum
     cpu::use_blas_threads(m_threads);
     if (m <= kGemvMaxRows) {
         // Decode steps multiply one row (or a few) by the weight: sgemm would
-        // pack the whole weight on every call, a matrix-vector product streams
-        // it once. Threads take slices of the output features.
-        for (int64_t v : {n, k}) cpu::blas_int(v, "a GEMV dimension");
+        // pack the whole weight on every call, and OpenBLAS's own threads
+        // cost more to wake than a small product takes. Each output feature
+        // is one dot product over a weight row, streamed once; our threads
+        // take slices of the features when there is enough work.
         const float* w = weight.as<float>();
         const float* x = in.as<float>();
         float* y = out.as<float>();
-        const float beta = accumulate ? 1.0f : 0.0f;
-        const int parts = 2.0 * double(m) * double(n) * double(k) < 1e6 ? 1 : int(std::min<int64_t>(m_threads, n));
-#pragma omp parallel num_threads(parts)
-        {
-            const cpu::Range slice = cpu::split_range(n, omp_get_num_threads(), omp_get_thread_num());
-            const int64_t rows = slice.end - slice.begin;
-            for (int64_t r = 0; r < m && rows > 0; ++r)
-                cblas_sgemv(CblasRowMajor, CblasNoTrans, int(rows), int(k), 1.0f, w + slice.begin * k, int(k),
-                            x + r * k, 1, beta, y + r * n + slice.begin, 1);
-        }
+        const bool parallel = 2.0 * double(m) * double(n) * double(k) >= 1e6 && m_threads > 1;
+#pragma omp parallel for num_threads(m_threads) schedule(static) if (parallel)
+        for (int64_t j = 0; j < n; ++j)
+            for (int64_t r = 0; r < m; ++r) {
+                const float v = cpu::dot(w + j * k, x + r * k, k);
+                y[r * n + j] = accumulate ? y[r * n + j] + v : v;
+            }
         return;
     }
     cpu::parallel_sgemm(m_threads, false, true, m, n, k, 1.0f, in.as<float>(), k, weight.as<float>(), k,
