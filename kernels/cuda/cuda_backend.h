@@ -150,6 +150,9 @@ public:
     void* scratch(size_t bytes);
     // A planned GEMM through cuBLASLt; the plan for each shape is built once.
     void gemm(const GemmArgs& g);
+    // linear_forward of a single bf16 row (gemv.cu); false when the shapes or
+    // dtypes are not its own and the GEMM path must run.
+    bool linear_forward_one_row(Tensor out, Tensor in, Tensor weight, bool accumulate);
     // cos/sin table [positions, D/2] (f32, interleaved cos, sin) for RoPE.
     const float2* rope_table(int64_t positions, int64_t head_dim, float theta);
 

@@ -155,7 +155,10 @@ private slots:
     void linear()
     {
         for (Backend* gpu : modes())
-            for (auto [M, K, N] : {std::array<int64_t, 3>{37, 53, 29}, std::array<int64_t, 3>{256, 384, 512}})
+            // One row with K a multiple of 8 takes the bf16 GEMV kernel.
+            for (auto [M, K, N] : {std::array<int64_t, 3>{37, 53, 29}, std::array<int64_t, 3>{256, 384, 512},
+                                   std::array<int64_t, 3>{1, 768, 1280}, std::array<int64_t, 3>{1, 2048, 770},
+                                   std::array<int64_t, 3>{3, 64, 300}, std::array<int64_t, 3>{1, 53, 29}})
                 for (bool acc : {false, true}) {
                     const std::string tag = " " + std::to_string(M) + "x" + std::to_string(K) + "x" +
                                             std::to_string(N) + (acc ? " +=" : "");
