@@ -29,17 +29,10 @@ using namespace crucible::ui;
 
 class TestConfigRoundTrip : public QObject {
     Q_OBJECT
-    std::unique_ptr<test::IsolatedEnvironment> m_env;
-    std::unique_ptr<AppContext> m_context;
-    std::unique_ptr<MainWindow> m_window;
+    std::unique_ptr<test::AppUnderTest> m_app;
 
     template <class T>
-    T* find(const char* name)
-    {
-        T* w = m_window->findChild<T*>(QString::fromLatin1(name));
-        if (!w) qFatal("no widget named %s", name);
-        return w;
-    }
+    T* find(const char* name) { return m_app->find<T>(name); }
     void spin(const char* name, int v) { test::typeInto(find<QSpinBox>(name), QString::number(v)); }
     void number(const char* name, const QString& v) { test::typeInto(find<NumberBox>(name), v); }
     void check(const char* name, bool on)
@@ -94,18 +87,14 @@ class TestConfigRoundTrip : public QObject {
 private slots:
     void initTestCase()
     {
-        m_env = std::make_unique<test::IsolatedEnvironment>();
-        m_context = std::make_unique<AppContext>();
-        m_context->setRunsDir(m_env->runsDir());
-        m_window = std::make_unique<MainWindow>(*m_context);
-        m_window->show();
-        QVERIFY(QTest::qWaitForWindowExposed(m_window.get()));
+        m_app = std::make_unique<test::AppUnderTest>();
+        QVERIFY(m_app->exposed());
     }
 
     void pagesWriteOneConfigThatRoundTrips()
     {
         // Model page
-        m_window->showPage(QStringLiteral("Model"));
+        m_app->window->showPage(QStringLiteral("Model"));
         spin("dModelSpin", 96);
         spin("layersSpin", 3);
         spin("headsSpin", 6);
@@ -118,14 +107,14 @@ private slots:
         check("qkNormCheck", true);
         check("tiedCheck", false);
         // Data page
-        m_window->showPage(QStringLiteral("Data"));
-        const QString text = m_env->path(QStringLiteral("notes.txt"));
+        m_app->window->showPage(QStringLiteral("Data"));
+        const QString text = m_app->env.path(QStringLiteral("notes.txt"));
         std::ofstream(text.toStdString()) << "some text of my own\n";
-        m_window->page<DataPage>()->addPaths({text});
+        m_app->window->page<DataPage>()->addPaths({text});
         test::typeInto(find<QDoubleSpinBox>("valFractionSpin"), QStringLiteral("0.2"));
         spin("dataVocabSpin", 1000);
         // Train page
-        m_window->showPage(QStringLiteral("Train"));
+        m_app->window->showPage(QStringLiteral("Train"));
         combo("optimizerCombo", "muon");
         number("lrBox", QStringLiteral("3e-4"));
         number("epsBox", QStringLiteral("1e-7"));
@@ -148,7 +137,7 @@ private slots:
         spin("threadsSpin", 1);
         test::typeInto(find<QLineEdit>("seedEdit"), QStringLiteral("42"));
 
-        const RunConfig& c = m_context->config()->config();
+        const RunConfig& c = m_app->context->config()->config();
         QCOMPARE(c.model.d_model, 96);
         QCOMPARE(c.model.n_layers, 3);
         QCOMPARE(c.model.n_heads, 6);
@@ -189,14 +178,14 @@ private slots:
         QVERIFY2(problems.empty(), problems.empty() ? "" : problems.front().c_str());
 
         // Through JSON and back: identical, and shown again after a reset.
-        const QByteArray json = m_context->config()->toJson();
+        const QByteArray json = m_app->context->config()->toJson();
         const RunConfig parsed = run_config_from_json(nlohmann::json::parse(json.toStdString()));
         QCOMPARE(to_json(parsed).dump(), to_json(c).dump());
-        m_context->config()->setConfig(RunConfig{preset("nano"), TrainConfig{}, DataConfig{}});
-        verifyWidgetsShow(m_context->config()->config());
+        m_app->context->config()->setConfig(RunConfig{preset("nano"), TrainConfig{}, DataConfig{}});
+        verifyWidgetsShow(m_app->context->config()->config());
         QString error;
-        QVERIFY2(m_context->config()->loadJson(json, &error), qPrintable(error));
-        QCOMPARE(m_context->config()->toJson(), json);
+        QVERIFY2(m_app->context->config()->loadJson(json, &error), qPrintable(error));
+        QCOMPARE(m_app->context->config()->toJson(), json);
         verifyWidgetsShow(parsed);
     }
 
@@ -212,7 +201,7 @@ private slots:
         c.train.batch_size = 5;
         c.train.sample_prompt = "JULIET:\n";
         c.data.val_fraction = 0.05;
-        const std::filesystem::path root = std::filesystem::path(m_env->runsDir().toStdString()) / "opened-run";
+        const std::filesystem::path root = std::filesystem::path(m_app->env.runsDir().toStdString()) / "opened-run";
         std::filesystem::create_directories(root);
         RunDirectory(root).write_config(c);
         std::ofstream(root / "metrics.jsonl")
@@ -220,20 +209,20 @@ private slots:
             << R"({"type":"step","step":1,"loss":7.5,"lr":0.001,"grad_norm":1.0,"tokens_per_s":1000,"mfu":0.1,"memory_bytes":100,"elapsed_s":0.5,"tokens_seen":100})" "\n"
             << R"({"type":"step","step":2,"loss":7.0,"lr":0.001,"grad_norm":1.0,"tokens_per_s":1000,"mfu":0.1,"memory_bytes":100,"elapsed_s":1.0,"tokens_seen":200})" "\n";
 
-        m_window->showPage(QStringLiteral("Runs"));
-        auto* runs = m_window->page<RunsPage>();
+        m_app->window->showPage(QStringLiteral("Runs"));
+        auto* runs = m_app->window->page<RunsPage>();
         runs->refresh();
         QTreeWidgetItem* item = runs->itemFor(QString::fromStdString(root.string()));
         QVERIFY(item);
         runs->table()->setCurrentItem(item);
         QTest::mouseClick(find<QPushButton>("openRunButton"), Qt::LeftButton);
 
-        QCOMPARE(to_json(m_context->config()->config()).dump(), to_json(c).dump());
-        QCOMPARE(m_context->currentRun(), QString::fromStdString(root.string()));
-        QCOMPARE(m_window->currentPage(), QStringLiteral("Train"));
+        QCOMPARE(to_json(m_app->context->config()->config()).dump(), to_json(c).dump());
+        QCOMPARE(m_app->context->currentRun(), QString::fromStdString(root.string()));
+        QCOMPARE(m_app->window->currentPage(), QStringLiteral("Train"));
         verifyWidgetsShow(c);
         // The Train page shows the run's history.
-        QCOMPARE(m_window->page<TrainPage>()->lossChart()->pointCount(0), size_t(2));
+        QCOMPARE(m_app->window->page<TrainPage>()->lossChart()->pointCount(0), size_t(2));
     }
 };
 

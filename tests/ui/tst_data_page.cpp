@@ -28,35 +28,24 @@ using namespace crucible::ui;
 
 class TestDataPage : public QObject {
     Q_OBJECT
-    std::unique_ptr<test::IsolatedEnvironment> m_env;
-    std::unique_ptr<AppContext> m_context;
-    std::unique_ptr<MainWindow> m_window;
+    std::unique_ptr<test::AppUnderTest> m_app;
 
-    DataPage* page() { return m_window->page<DataPage>(); }
+    DataPage* page() { return m_app->window->page<DataPage>(); }
     template <class T>
-    T* find(const char* name)
-    {
-        T* w = m_window->findChild<T*>(QString::fromLatin1(name));
-        if (!w) qFatal("no widget named %s", name);
-        return w;
-    }
+    T* find(const char* name) { return m_app->find<T>(name); }
 
 private slots:
     void initTestCase()
     {
-        m_env = std::make_unique<test::IsolatedEnvironment>();
-        m_context = std::make_unique<AppContext>();
-        m_context->setRunsDir(m_env->runsDir());
-        m_window = std::make_unique<MainWindow>(*m_context);
-        m_window->show();
-        QVERIFY(QTest::qWaitForWindowExposed(m_window.get()));
+        m_app = std::make_unique<test::AppUnderTest>();
+        QVERIFY(m_app->exposed());
     }
 
     void tokenizerTrainsOffTheGuiThreadAndMeasuresTheCorpus()
     {
         QSignalSpy done(page(), &DataPage::analysisFinished);
         // Showing the page starts the first analysis by itself.
-        m_window->showPage(QStringLiteral("Data"));
+        m_app->window->showPage(QStringLiteral("Data"));
         QVERIFY(page()->isAnalyzing());
         QVERIFY(find<QProgressBar>("analyzeBusy")->isVisible());
         QVERIFY(find<QPushButton>("cancelAnalyzeButton")->isVisible());
@@ -110,9 +99,9 @@ private slots:
     {
         QSignalSpy done(page(), &DataPage::analysisFinished);
         // A vocabulary not cached yet, so the worker has real work to do.
-        ModelConfig m = m_context->config()->config().model;
+        ModelConfig m = m_app->context->config()->config().model;
         m.vocab_size = 1536;
-        m_context->config()->setModel(m);
+        m_app->context->config()->setModel(m);
         QTest::mouseClick(find<QPushButton>("analyzeButton"), Qt::LeftButton);
         QVERIFY(page()->isAnalyzing());
         QTest::mouseClick(find<QPushButton>("cancelAnalyzeButton"), Qt::LeftButton);
@@ -128,7 +117,7 @@ private slots:
 
     void filesAreDroppedAndRemoved()
     {
-        const QString file = m_env->path(QStringLiteral("my notes.txt"));
+        const QString file = m_app->env.path(QStringLiteral("my notes.txt"));
         std::ofstream(file.toStdString()) << "My own text, to train on.\n";
         QMimeData mime;
         mime.setUrls({QUrl::fromLocalFile(file)});
@@ -138,7 +127,7 @@ private slots:
         QVERIFY(enter.isAccepted());
         QDropEvent drop(at, Qt::CopyAction, &mime, Qt::LeftButton, Qt::NoModifier);
         QApplication::sendEvent(page(), &drop);
-        QCOMPARE(m_context->config()->config().data.paths, std::vector<std::string>{file.toStdString()});
+        QCOMPARE(m_app->context->config()->config().data.paths, std::vector<std::string>{file.toStdString()});
         auto* list = find<QListWidget>("pathList");
         QVERIFY(list->isVisible());
         QCOMPARE(list->count(), 1);
@@ -147,7 +136,7 @@ private slots:
         list->setCurrentRow(0);
         list->item(0)->setSelected(true);
         QTest::mouseClick(find<QPushButton>("removePathButton"), Qt::LeftButton);
-        QVERIFY(m_context->config()->config().data.paths.empty());
+        QVERIFY(m_app->context->config()->config().data.paths.empty());
         QVERIFY(find<QLabel>("corpusEmptyState")->isVisible());
     }
 };

@@ -56,13 +56,11 @@ void answerNextMessageBox(QObject* context, QMessageBox::StandardButton button)
 
 class TestRunsPage : public QObject {
     Q_OBJECT
-    std::unique_ptr<test::IsolatedEnvironment> m_env;
-    std::unique_ptr<AppContext> m_context;
-    std::unique_ptr<MainWindow> m_window;
+    std::unique_ptr<test::AppUnderTest> m_app;
 
-    RunsPage* page() { return m_window->page<RunsPage>(); }
-    MessageBanner* banner() { return m_window->findChild<MessageBanner*>(QStringLiteral("runsBanner")); }
-    QPushButton* button(const char* name) { return m_window->findChild<QPushButton*>(QString::fromLatin1(name)); }
+    RunsPage* page() { return m_app->window->page<RunsPage>(); }
+    MessageBanner* banner() { return m_app->window->findChild<MessageBanner*>(QStringLiteral("runsBanner")); }
+    QPushButton* button(const char* name) { return m_app->window->findChild<QPushButton*>(QString::fromLatin1(name)); }
     void select(const QString& root)
     {
         QTreeWidgetItem* item = page()->itemFor(root);
@@ -73,19 +71,15 @@ class TestRunsPage : public QObject {
 private slots:
     void initTestCase()
     {
-        m_env = std::make_unique<test::IsolatedEnvironment>();
-        m_context = std::make_unique<AppContext>();
-        m_context->setRunsDir(m_env->runsDir());
-        m_window = std::make_unique<MainWindow>(*m_context);
-        m_window->show();
-        QVERIFY(QTest::qWaitForWindowExposed(m_window.get()));
-        m_window->showPage(QStringLiteral("Runs"));
+        m_app = std::make_unique<test::AppUnderTest>();
+        QVERIFY(m_app->exposed());
+        m_app->window->showPage(QStringLiteral("Runs"));
     }
 
     void listsRunsFromTheRunsFolderAndAddedFolders()
     {
-        makeRun(m_env->runsDir(), QStringLiteral("alpha"), 5);
-        const QString elsewhere = m_env->path(QStringLiteral("elsewhere"));
+        makeRun(m_app->env.runsDir(), QStringLiteral("alpha"), 5);
+        const QString elsewhere = m_app->env.path(QStringLiteral("elsewhere"));
         const QString beta = makeRun(elsewhere, QStringLiteral("beta"), 7);
         page()->refresh();
         QCOMPARE(page()->table()->topLevelItemCount(), 1);
@@ -100,7 +94,7 @@ private slots:
 
     void renamesInPlace()
     {
-        const QString root = makeRun(m_env->runsDir(), QStringLiteral("to-rename"), 3);
+        const QString root = makeRun(m_app->env.runsDir(), QStringLiteral("to-rename"), 3);
         page()->refresh();
         select(root);
         QTest::mouseClick(button("renameRunButton"), Qt::LeftButton);
@@ -109,7 +103,7 @@ private slots:
         editor->selectAll();
         QTest::keyClicks(editor, QStringLiteral("muon-vs-adamw"));
         QTest::keyClick(editor, Qt::Key_Return);
-        const QString renamed = QDir(m_env->runsDir()).filePath(QStringLiteral("muon-vs-adamw"));
+        const QString renamed = QDir(m_app->env.runsDir()).filePath(QStringLiteral("muon-vs-adamw"));
         QTRY_VERIFY(page()->itemFor(renamed) != nullptr);
         QVERIFY(!QFileInfo::exists(root));
         QVERIFY(QFileInfo::exists(renamed + QStringLiteral("/config.json")));
@@ -117,8 +111,8 @@ private slots:
 
     void renameRefusesATakenName()
     {
-        const QString a = makeRun(m_env->runsDir(), QStringLiteral("taken-a"), 3);
-        makeRun(m_env->runsDir(), QStringLiteral("taken-b"), 3);
+        const QString a = makeRun(m_app->env.runsDir(), QStringLiteral("taken-a"), 3);
+        makeRun(m_app->env.runsDir(), QStringLiteral("taken-b"), 3);
         page()->refresh();
         QTreeWidgetItem* item = page()->itemFor(a);
         QVERIFY(item);
@@ -132,7 +126,7 @@ private slots:
 
     void deleteAsksFirst()
     {
-        const QString root = makeRun(m_env->runsDir(), QStringLiteral("to-delete"), 3);
+        const QString root = makeRun(m_app->env.runsDir(), QStringLiteral("to-delete"), 3);
         page()->refresh();
         select(root);
         answerNextMessageBox(this, QMessageBox::Cancel);
@@ -147,7 +141,7 @@ private slots:
 
     void deleteRefusesAFolderWithTheUsersFiles()
     {
-        const QString root = makeRun(m_env->runsDir(), QStringLiteral("with-notes"), 3);
+        const QString root = makeRun(m_app->env.runsDir(), QStringLiteral("with-notes"), 3);
         QFile notes(root + QStringLiteral("/notes.txt"));
         QVERIFY(notes.open(QIODevice::WriteOnly));
         notes.write("mine");
@@ -163,8 +157,8 @@ private slots:
 
     void overlaidRunsExportAsCsv()
     {
-        const QString a = makeRun(m_env->runsDir(), QStringLiteral("csv-a"), 4);
-        const QString b = makeRun(m_env->runsDir(), QStringLiteral("csv-b"), 6);
+        const QString a = makeRun(m_app->env.runsDir(), QStringLiteral("csv-a"), 4);
+        const QString b = makeRun(m_app->env.runsDir(), QStringLiteral("csv-b"), 6);
         page()->refresh();
         page()->itemFor(a)->setCheckState(0, Qt::Checked);
         page()->itemFor(b)->setCheckState(0, Qt::Checked);
@@ -173,8 +167,8 @@ private slots:
         const QString csv = chart->toCsv();
         QCOMPARE(csv.count(QStringLiteral("\ncsv-a,")), 4);
         QCOMPARE(csv.count(QStringLiteral("\ncsv-b,")), 6);
-        QVERIFY(chart->exportPng(m_env->path(QStringLiteral("compare.png"))));
-        QVERIFY(QFileInfo(m_env->path(QStringLiteral("compare.png"))).size() > 1000);
+        QVERIFY(chart->exportPng(m_app->env.path(QStringLiteral("compare.png"))));
+        QVERIFY(QFileInfo(m_app->env.path(QStringLiteral("compare.png"))).size() > 1000);
     }
 };
 

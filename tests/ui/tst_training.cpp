@@ -49,29 +49,22 @@ RunSummary summaryIn(const QSignalSpy& spy) { return spy.last().at(0).value<RunS
 
 class TestTraining : public QObject {
     Q_OBJECT
-    std::unique_ptr<test::IsolatedEnvironment> m_env;
-    std::unique_ptr<AppContext> m_context;
-    std::unique_ptr<MainWindow> m_window;
+    std::unique_ptr<test::AppUnderTest> m_app;
     QString m_adamwRun;
 
-    TrainPage* trainPage() { return m_window->page<TrainPage>(); }
-    RunsPage* runsPage() { return m_window->page<RunsPage>(); }
+    TrainPage* trainPage() { return m_app->window->page<TrainPage>(); }
+    RunsPage* runsPage() { return m_app->window->page<RunsPage>(); }
 
 private slots:
     void initTestCase()
     {
-        m_env = std::make_unique<test::IsolatedEnvironment>();
-        m_context = std::make_unique<AppContext>();
-        m_context->setRunsDir(m_env->runsDir());
-        m_window = std::make_unique<MainWindow>(*m_context);
-        m_window->show();
-        QVERIFY(QTest::qWaitForWindowExposed(m_window.get()));
+        m_app = std::make_unique<test::AppUnderTest>();
+        QVERIFY(m_app->exposed());
     }
 
     void cleanupTestCase()
     {
-        m_window.reset();
-        m_context.reset();
+        m_app.reset();
     }
 
     void sinkBatchesStepsAndFlushesBeforeOtherEvents()
@@ -97,15 +90,15 @@ private slots:
 
     void startProducesStepsAndChartPoints()
     {
-        m_window->showPage(QStringLiteral("Model"));
-        auto* preset = m_window->findChild<QComboBox*>(QStringLiteral("presetCombo"));
+        m_app->window->showPage(QStringLiteral("Model"));
+        auto* preset = m_app->window->findChild<QComboBox*>(QStringLiteral("presetCombo"));
         QVERIFY(test::chooseInCombo(preset, QStringLiteral("micro")));
         QVERIFY(test::chooseInCombo(preset, QStringLiteral("nano")));
-        QCOMPARE(m_context->config()->config().model.name, std::string("nano"));
-        test::makeQuick(*m_context->config(), 6);
+        QCOMPARE(m_app->context->config()->config().model.name, std::string("nano"));
+        test::makeQuick(*m_app->context->config(), 6);
 
-        m_window->showPage(QStringLiteral("Train"));
-        TrainingController* training = m_context->training();
+        m_app->window->showPage(QStringLiteral("Train"));
+        TrainingController* training = m_app->context->training();
         QSignalSpy steps(training, &TrainingController::stepsReceived);
         QSignalSpy evals(training, &TrainingController::evalReceived);
         QSignalSpy samples(training, &TrainingController::sampleReceived);
@@ -127,19 +120,19 @@ private slots:
         QCOMPARE(loss->pointCount(1), size_t(2));
         QTRY_COMPARE(loss->drawnPoints(0).size(), 6);
         for (LiveChart* chart : trainPage()->charts()) QCOMPARE(chart->pointCount(0), size_t(6));
-        QVERIFY(!m_window->findChild<QTextBrowser*>(QStringLiteral("samplesView"))->toPlainText().isEmpty());
-        auto* banner = m_window->findChild<MessageBanner*>(QStringLiteral("trainBanner"));
+        QVERIFY(!m_app->window->findChild<QTextBrowser*>(QStringLiteral("samplesView"))->toPlainText().isEmpty());
+        auto* banner = m_app->window->findChild<MessageBanner*>(QStringLiteral("trainBanner"));
         QCOMPARE(banner->kind(), MessageBanner::Kind::Success);
         QVERIFY(trainPage()->startButton()->isEnabled());
 
         m_adamwRun = training->runDir();
-        QCOMPARE(m_context->currentRun(), m_adamwRun);
+        QCOMPARE(m_app->context->currentRun(), m_adamwRun);
         QVERIFY(RunDirectory(m_adamwRun.toStdString()).latest_checkpoint().has_value());
     }
 
     void finishedRunAppearsOnRunsWithItsMetrics()
     {
-        m_window->showPage(QStringLiteral("Runs"));
+        m_app->window->showPage(QStringLiteral("Runs"));
         QTreeWidgetItem* item = runsPage()->itemFor(m_adamwRun);
         QVERIFY(item);
         QCOMPARE(item->text(7), QStringLiteral("finished"));
@@ -150,9 +143,9 @@ private slots:
 
     void pauseResumeAndStop()
     {
-        test::makeQuick(*m_context->config(), 5000);
-        m_window->showPage(QStringLiteral("Train"));
-        TrainingController* training = m_context->training();
+        test::makeQuick(*m_app->context->config(), 5000);
+        m_app->window->showPage(QStringLiteral("Train"));
+        TrainingController* training = m_app->context->training();
         QSignalSpy steps(training, &TrainingController::stepsReceived);
         QSignalSpy paused(training, &TrainingController::pausedChanged);
         QSignalSpy finished(training, &TrainingController::finished);
@@ -183,7 +176,7 @@ private slots:
         const QString run = training->runDir();
         QCOMPARE(RunDirectory(run.toStdString()).checkpoint_steps().back(), s.steps);
 
-        m_window->showPage(QStringLiteral("Runs"));
+        m_app->window->showPage(QStringLiteral("Runs"));
         QTreeWidgetItem* item = runsPage()->itemFor(run);
         QVERIFY(item);
         QCOMPARE(item->text(7), QStringLiteral("stopped"));
@@ -192,12 +185,12 @@ private slots:
         QSignalSpy starting(training, &TrainingController::runStarting);
         QSignalSpy moreSteps(training, &TrainingController::stepsReceived);
         runsPage()->table()->setCurrentItem(item);
-        auto* resume = m_window->findChild<QPushButton*>(QStringLiteral("resumeRunButton"));
+        auto* resume = m_app->window->findChild<QPushButton*>(QStringLiteral("resumeRunButton"));
         QVERIFY(resume->isEnabled());
         QTest::mouseClick(resume, Qt::LeftButton);
         QCOMPARE(starting.count(), 1);
         QCOMPARE(starting.at(0).at(1).toBool(), true);
-        QCOMPARE(m_window->currentPage(), QStringLiteral("Train"));
+        QCOMPARE(m_app->window->currentPage(), QStringLiteral("Train"));
         QTRY_VERIFY_WITH_TIMEOUT(!moreSteps.isEmpty(), kRunTimeoutMs);
         QCOMPARE(moreSteps.first().at(0).value<QVector<StepMetrics>>().front().step, s.steps + 1);
         // The charts show the history before the resume, then continue.
@@ -210,18 +203,18 @@ private slots:
     void twoRunsOverlayOnOneChart()
     {
         // A Muon run beside the AdamW one.
-        test::makeQuick(*m_context->config(), 6);
-        RunConfig c = m_context->config()->config();
+        test::makeQuick(*m_app->context->config(), 6);
+        RunConfig c = m_app->context->config()->config();
         c.train.optimizer.type = OptimizerType::muon;
-        m_context->config()->setConfig(c);
-        m_window->showPage(QStringLiteral("Train"));
-        QSignalSpy finished(m_context->training(), &TrainingController::finished);
+        m_app->context->config()->setConfig(c);
+        m_app->window->showPage(QStringLiteral("Train"));
+        QSignalSpy finished(m_app->context->training(), &TrainingController::finished);
         QTest::mouseClick(trainPage()->startButton(), Qt::LeftButton);
         QTRY_COMPARE_WITH_TIMEOUT(finished.count(), 1, kRunTimeoutMs);
-        const QString muonRun = m_context->training()->runDir();
+        const QString muonRun = m_app->context->training()->runDir();
         QVERIFY(muonRun.contains(QStringLiteral("muon")));
 
-        m_window->showPage(QStringLiteral("Runs"));
+        m_app->window->showPage(QStringLiteral("Runs"));
         runsPage()->refresh();
         QTreeWidgetItem* a = runsPage()->itemFor(m_adamwRun);
         QTreeWidgetItem* b = runsPage()->itemFor(muonRun);
@@ -246,9 +239,9 @@ private slots:
 
     void closingDuringARunAsksThenStopsCleanly()
     {
-        test::makeQuick(*m_context->config(), 5000);
-        m_window->showPage(QStringLiteral("Train"));
-        TrainingController* training = m_context->training();
+        test::makeQuick(*m_app->context->config(), 5000);
+        m_app->window->showPage(QStringLiteral("Train"));
+        TrainingController* training = m_app->context->training();
         QSignalSpy steps(training, &TrainingController::stepsReceived);
         QSignalSpy finished(training, &TrainingController::finished);
         QTest::mouseClick(trainPage()->startButton(), Qt::LeftButton);
@@ -259,8 +252,8 @@ private slots:
             auto* box = qobject_cast<QMessageBox*>(QApplication::activeModalWidget());
             if (box) box->button(QMessageBox::Cancel)->click();
         });
-        m_window->close();
-        QVERIFY(m_window->isVisible());
+        m_app->window->close();
+        QVERIFY(m_app->window->isVisible());
         QVERIFY(training->isActive());
 
         // Then agree: the run stops with a checkpoint and the window closes.
@@ -268,11 +261,11 @@ private slots:
             auto* box = qobject_cast<QMessageBox*>(QApplication::activeModalWidget());
             if (box) box->button(QMessageBox::Yes)->click();
         });
-        m_window->close();
-        QVERIFY(m_window->isVisible());   // not before the run has stopped
+        m_app->window->close();
+        QVERIFY(m_app->window->isVisible());   // not before the run has stopped
         QTRY_COMPARE_WITH_TIMEOUT(finished.count(), 1, kRunTimeoutMs);
         QVERIFY(summaryIn(finished).outcome == RunOutcome::stopped);
-        QTRY_VERIFY(!m_window->isVisible());
+        QTRY_VERIFY(!m_app->window->isVisible());
         QVERIFY(RunDirectory(training->runDir().toStdString()).latest_checkpoint().has_value());
     }
 };

@@ -24,51 +24,40 @@ using namespace crucible::ui;
 
 class TestValidation : public QObject {
     Q_OBJECT
-    std::unique_ptr<test::IsolatedEnvironment> m_env;
-    std::unique_ptr<AppContext> m_context;
-    std::unique_ptr<MainWindow> m_window;
+    std::unique_ptr<test::AppUnderTest> m_app;
 
-    TrainPage* trainPage() { return m_window->page<TrainPage>(); }
-    QLabel* blocked() { return m_window->findChild<QLabel*>(QStringLiteral("blockedReasons")); }
+    TrainPage* trainPage() { return m_app->window->page<TrainPage>(); }
+    QLabel* blocked() { return m_app->window->findChild<QLabel*>(QStringLiteral("blockedReasons")); }
     template <class T>
-    T* find(const char* name)
-    {
-        T* w = m_window->findChild<T*>(QString::fromLatin1(name));
-        if (!w) qFatal("no widget named %s", name);
-        return w;
-    }
+    T* find(const char* name) { return m_app->find<T>(name); }
 
 private slots:
     void initTestCase()
     {
-        m_env = std::make_unique<test::IsolatedEnvironment>();
-        m_context = std::make_unique<AppContext>();
-        m_context->setRunsDir(m_env->runsDir());
-        m_window = std::make_unique<MainWindow>(*m_context);
-        m_window->show();
-        QVERIFY(QTest::qWaitForWindowExposed(m_window.get()));
+        m_app = std::make_unique<test::AppUnderTest>();
+        QVERIFY(m_app->exposed());
     }
 
-    void init() { m_context->config()->setConfig(RunConfig{preset("nano"), TrainConfig{}, DataConfig{}}); }
+    void init() { m_app->context->config()->setConfig(RunConfig{preset("nano"), TrainConfig{}, DataConfig{}}); }
 
     void headsNotDivisibleByKvHeadsIsRefused()
     {
-        m_window->showPage(QStringLiteral("Model"));
+        m_app->window->showPage(QStringLiteral("Model"));
         QVERIFY(trainPage()->startButton()->isEnabled());
         test::typeInto(find<QSpinBox>("kvHeadsSpin"), QStringLiteral("3"));
-        QCOMPARE(m_context->config()->config().model.n_kv_heads, 3);
+        QCOMPARE(m_app->context->config()->config().model.n_kv_heads, 3);
         auto* problems = find<MessageBanner>("modelProblems");
         QVERIFY(problems->isVisible());
         QVERIFY2(problems->text().contains(QStringLiteral("divisible by n_kv_heads")), qPrintable(problems->text()));
         QVERIFY(!trainPage()->startButton()->isEnabled());
         QVERIFY(trainPage()->startButton()->toolTip().contains(QStringLiteral("divisible")));
-        m_window->showPage(QStringLiteral("Train"));
+        m_app->window->showPage(QStringLiteral("Train"));
         QVERIFY(blocked()->isVisible());
         QVERIFY(blocked()->text().contains(QStringLiteral("divisible")));
         // The parameter count is not computed for a model that cannot exist.
         QCOMPARE(find<QLabel>("totalParams")->text(), QStringLiteral("–"));
 
-        m_window->showPage(QStringLiteral("Model"));
+        m_app->window->showPage(QStringLiteral("Model"));
         test::typeInto(find<QSpinBox>("kvHeadsSpin"), QStringLiteral("2"));
         QVERIFY(!problems->isVisible());
         QVERIFY(trainPage()->startButton()->isEnabled());
@@ -77,13 +66,13 @@ private slots:
 
     void zeroBatchIsRefused()
     {
-        m_window->showPage(QStringLiteral("Train"));
+        m_app->window->showPage(QStringLiteral("Train"));
         test::typeInto(find<QSpinBox>("batchSpin"), QStringLiteral("0"));
-        QCOMPARE(m_context->config()->config().train.batch_size, 0);
+        QCOMPARE(m_app->context->config()->config().train.batch_size, 0);
         QVERIFY(!trainPage()->startButton()->isEnabled());
         QVERIFY2(blocked()->text().contains(QStringLiteral("batch size must be between 1")), qPrintable(blocked()->text()));
         // Clicking the disabled button does nothing.
-        QSignalSpy starting(m_context->training(), &TrainingController::runStarting);
+        QSignalSpy starting(m_app->context->training(), &TrainingController::runStarting);
         QTest::mouseClick(trainPage()->startButton(), Qt::LeftButton);
         trainPage()->start();
         QCOMPARE(starting.count(), 0);
@@ -93,7 +82,7 @@ private slots:
 
     void sequenceLongerThanTheContextIsRefused()
     {
-        m_window->showPage(QStringLiteral("Train"));
+        m_app->window->showPage(QStringLiteral("Train"));
         test::typeInto(find<QSpinBox>("trainSeqSpin"), QStringLiteral("4096"));
         QVERIFY(!trainPage()->startButton()->isEnabled());
         QVERIFY(blocked()->text().contains(QStringLiteral("sequence length must be at most")));
@@ -101,46 +90,46 @@ private slots:
 
     void missingDataAndUnavailableDeviceAreRefused()
     {
-        RunConfig c = m_context->config()->config();
-        c.data.paths = {m_env->path(QStringLiteral("no-such-file.txt")).toStdString()};
-        m_context->config()->setConfig(c);
+        RunConfig c = m_app->context->config()->config();
+        c.data.paths = {m_app->env.path(QStringLiteral("no-such-file.txt")).toStdString()};
+        m_app->context->config()->setConfig(c);
         QVERIFY(!trainPage()->startButton()->isEnabled());
         QVERIFY(blocked()->text().contains(QStringLiteral("does not exist")));
 
-        if (m_context->devices()->cudaAvailable()) QSKIP("this machine has CUDA; the unavailable-device case needs none");
+        if (m_app->context->devices()->cudaAvailable()) QSKIP("this machine has CUDA; the unavailable-device case needs none");
         c.data.paths.clear();
         c.train.device = "cuda";
-        m_context->config()->setConfig(c);
+        m_app->context->config()->setConfig(c);
         QVERIFY(!trainPage()->startButton()->isEnabled());
         QVERIFY(blocked()->text().contains(QStringLiteral("CUDA is not available")));
     }
 
     void configurationWithAnUnknownKeyIsRefused()
     {
-        const QByteArray before = m_context->config()->toJson();
+        const QByteArray before = m_app->context->config()->toJson();
         QString error;
-        QVERIFY(!m_context->config()->loadJson(R"({"model": {"d_modle": 64}})", &error));
+        QVERIFY(!m_app->context->config()->loadJson(R"({"model": {"d_modle": 64}})", &error));
         QVERIFY2(error.contains(QStringLiteral("d_modle")), qPrintable(error));
-        QVERIFY(!m_context->config()->loadJson("{ not json", &error));
+        QVERIFY(!m_app->context->config()->loadJson("{ not json", &error));
         QVERIFY(error.contains(QStringLiteral("not valid JSON")));
-        QCOMPARE(m_context->config()->toJson(), before);
+        QCOMPARE(m_app->context->config()->toJson(), before);
     }
 
     void engineFailureReachesTheUser()
     {
         // A "text" file full of NUL bytes: the corpus refuses it by name.
-        const QString bad = m_env->path(QStringLiteral("binary.txt"));
+        const QString bad = m_app->env.path(QStringLiteral("binary.txt"));
         QFile f(bad);
         QVERIFY(f.open(QIODevice::WriteOnly));
         f.write(QByteArray(4096, '\0'));
         f.close();
-        test::makeQuick(*m_context->config(), 3);
-        RunConfig c = m_context->config()->config();
+        test::makeQuick(*m_app->context->config(), 3);
+        RunConfig c = m_app->context->config()->config();
         c.data.paths = {bad.toStdString()};
-        m_context->config()->setConfig(c);
-        m_window->showPage(QStringLiteral("Train"));
+        m_app->context->config()->setConfig(c);
+        m_app->window->showPage(QStringLiteral("Train"));
         QVERIFY(trainPage()->startButton()->isEnabled());
-        QSignalSpy finished(m_context->training(), &TrainingController::finished);
+        QSignalSpy finished(m_app->context->training(), &TrainingController::finished);
         QTest::mouseClick(trainPage()->startButton(), Qt::LeftButton);
         QTRY_COMPARE_WITH_TIMEOUT(finished.count(), 1, 60'000);
         QVERIFY(finished.last().at(0).value<RunSummary>().outcome == RunOutcome::failed);

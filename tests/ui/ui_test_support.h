@@ -4,6 +4,8 @@
 #pragma once
 
 #include "core/train/run_config.h"
+#include "ui/app_context.h"
+#include "ui/main_window.h"
 #include "ui/models/run_config_model.h"
 
 #include <QAbstractSpinBox>
@@ -15,6 +17,8 @@
 #include <QStandardPaths>
 #include <QTemporaryDir>
 #include <QTest>
+
+#include <memory>
 
 namespace crucible::test {
 
@@ -39,6 +43,32 @@ public:
 
 private:
     QTemporaryDir m_dir;
+};
+
+// The whole app, as a suite drives it: an isolated environment, a context
+// whose runs live in it, and the main window, shown. Members go in reverse:
+// the window before the context it uses.
+class AppUnderTest {
+public:
+    AppUnderTest() : context(std::make_unique<ui::AppContext>())
+    {
+        context->setRunsDir(env.runsDir());
+        window = std::make_unique<ui::MainWindow>(*context);
+        window->show();
+    }
+    bool exposed() { return QTest::qWaitForWindowExposed(window.get()); }
+    // The widget with this object name; a missing one ends the suite.
+    template <class T>
+    T* find(const char* name) const
+    {
+        T* w = window->findChild<T*>(QString::fromLatin1(name));
+        if (!w) qFatal("no widget named %s", name);
+        return w;
+    }
+
+    IsolatedEnvironment env;
+    std::unique_ptr<ui::AppContext> context;
+    std::unique_ptr<ui::MainWindow> window;
 };
 
 // A run that takes about a second on two cores: nano, short sequences, tiny
