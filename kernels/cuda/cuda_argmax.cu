@@ -15,6 +15,19 @@ using namespace cuda;
 
 constexpr int kArgmaxThreads = 512;
 
+// The warp's largest (best, index) pair, lower index among equals, in every lane.
+__device__ __forceinline__ void warp_argmax(float& best, int& index)
+{
+    for (int offset = 16; offset > 0; offset /= 2) {
+        const float v = __shfl_xor_sync(0xffffffffu, best, offset);
+        const int j = __shfl_xor_sync(0xffffffffu, index, offset);
+        if (v > best || (v == best && j < index)) {
+            best = v;
+            index = j;
+        }
+    }
+}
+
 template <class T>
 __global__ void __launch_bounds__(kArgmaxThreads)
     argmax_rows_kernel(int32_t* __restrict__ ids, float* __restrict__ probs, const T* __restrict__ logits, int64_t vocab)
@@ -34,14 +47,7 @@ __global__ void __launch_bounds__(kArgmaxThreads)
             index = int(i);
         }
     }
-    for (int offset = 16; offset > 0; offset /= 2) {
-        const float v = __shfl_xor_sync(0xffffffffu, best, offset);
-        const int j = __shfl_xor_sync(0xffffffffu, index, offset);
-        if (v > best || (v == best && j < index)) {
-            best = v;
-            index = j;
-        }
-    }
+    warp_argmax(best, index);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
     if (lane == 0) {
         shared_value[warp] = best;
@@ -51,14 +57,7 @@ __global__ void __launch_bounds__(kArgmaxThreads)
     if (warp == 0) {
         best = lane < warps ? shared_value[lane] : -INFINITY;
         index = lane < warps ? shared_index[lane] : 0x7fffffff;
-        for (int offset = 16; offset > 0; offset /= 2) {
-            const float v = __shfl_xor_sync(0xffffffffu, best, offset);
-            const int j = __shfl_xor_sync(0xffffffffu, index, offset);
-            if (v > best || (v == best && j < index)) {
-                best = v;
-                index = j;
-            }
-        }
+        warp_argmax(best, index);
         if (lane == 0) {
             shared_value[0] = best;
             shared_index[0] = index;

@@ -61,18 +61,6 @@ ModelConfig tiny(const QString& variant)
     return c;
 }
 
-// Norm weights and biases away from 1 and 0, so that every parameter matters.
-void perturb_vectors(ParamStore& params, uint64_t seed)
-{
-    std::vector<float> host = params.download_master();
-    for (const auto& e : params.layout().entries()) {
-        if (e.is_matrix()) continue;
-        const auto noise = test::random_vector(size_t(e.numel()), seed++, 0.2f);
-        for (int64_t i = 0; i < e.numel(); ++i) host[size_t(e.offset + i)] += noise[size_t(i)];
-    }
-    params.upload_master(host);
-}
-
 std::vector<int32_t> slice(const std::vector<int32_t>& v, size_t n) { return {v.begin(), v.begin() + std::ptrdiff_t(n)}; }
 
 std::vector<int32_t> recompute_greedy(ParamStore& params, std::vector<int32_t> prompt, int new_tokens)
@@ -141,7 +129,7 @@ void TestGeneration::initTestCase()
     QCOMPARE(m_tok->vocab_size(), kVocab);
     m_params = std::make_unique<ParamStore>(*m_be, tiny("gqa"), false);
     m_params->initialize(11);
-    perturb_vectors(*m_params, 100);
+    test::perturb_vectors(*m_params, 100, 0.2f);
 }
 
 // ---- logits ------------------------------------------------------------------------------------
@@ -158,7 +146,7 @@ void TestGeneration::cachedLogitsEqualRecompute()
     const ModelConfig c = tiny(variant);
     ParamStore params(*m_be, c, false);
     params.initialize(3);
-    perturb_vectors(params, 40);
+    test::perturb_vectors(params, 40, 0.2f);
     Transformer reference(params, 1, c.seq_len, false);
 
     // Three sequences with prompts of 5, 11 and 2 tokens, prefilled 4 rows per

@@ -42,19 +42,6 @@ ModelConfig tiny(bool alternative)
     return c;
 }
 
-// Norm weights start at 1 and biases at 0: move them so that their gradients
-// are generic too.
-void perturb_vectors(ParamStore& params, uint64_t seed)
-{
-    std::vector<float> host = params.download_master();
-    for (const auto& e : params.layout().entries()) {
-        if (e.is_matrix()) continue;
-        const auto noise = test::random_vector(size_t(e.numel()), seed++, 0.3f);
-        for (int64_t i = 0; i < e.numel(); ++i) host[size_t(e.offset + i)] += noise[size_t(i)];
-    }
-    params.upload_master(host);
-}
-
 struct Batch {
     int64_t batch = 0, seq = 0;
     std::vector<int32_t> tokens, targets;
@@ -88,7 +75,7 @@ private slots:
         const ModelConfig c = tiny(alternative);
         ParamStore params(*m_backend, c, true);
         params.initialize(21);
-        perturb_vectors(params, 500);
+        test::perturb_vectors(params, 500, 0.3f);
         const Batch b = random_batch(c, 2, 7, 31);
         Transformer model(params, b.batch, b.seq, true);
 
@@ -166,7 +153,7 @@ private slots:
         const ModelConfig c = tiny(true);
         ParamStore params(*m_backend, c, true);
         params.initialize(3);
-        perturb_vectors(params, 40);
+        test::perturb_vectors(params, 40, 0.3f);
         const Batch b = random_batch(c, 3, 8, 5);
         Transformer model(params, b.batch, b.seq, true);
 
@@ -196,7 +183,7 @@ private slots:
             const ModelConfig c = tiny(alternative);
             ParamStore params(*m_backend, c, true);
             params.initialize(8);
-            perturb_vectors(params, 80);
+            test::perturb_vectors(params, 80, 0.3f);
             const Batch whole = random_batch(c, 4, 6, 11);
             Transformer model(params, whole.batch, whole.seq, true);
             const float scale = 1.0f / float(whole.tokens.size());

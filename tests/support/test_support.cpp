@@ -25,6 +25,17 @@ std::vector<int32_t> random_ids(size_t n, int32_t limit, uint64_t seed)
     return v;
 }
 
+void perturb_vectors(ParamStore& params, uint64_t seed, float scale)
+{
+    std::vector<float> host = params.download_master();
+    for (const auto& e : params.layout().entries()) {
+        if (e.is_matrix()) continue;
+        const auto noise = random_vector(size_t(e.numel()), seed++, scale);
+        for (int64_t i = 0; i < e.numel(); ++i) host[size_t(e.offset + i)] += noise[size_t(i)];
+    }
+    params.upload_master(host);
+}
+
 double relative_error(const std::vector<float>& a, const std::vector<double>& b)
 {
     if (a.size() != b.size()) return INFINITY;

@@ -2,6 +2,7 @@
 // temporary directories and the PyTorch reference runner.
 #pragma once
 
+#include "core/model/param_store.h"
 #include "kernels/backend.h"
 
 #include <QTemporaryDir>
@@ -15,6 +16,10 @@ namespace crucible::test {
 
 std::vector<float> random_vector(size_t n, uint64_t seed, float scale = 1.0f);
 std::vector<int32_t> random_ids(size_t n, int32_t limit, uint64_t seed);
+
+// Norm weights start at 1 and biases at 0: adds noise of this scale to every
+// vector parameter so that they, and their gradients, are generic too.
+void perturb_vectors(ParamStore& params, uint64_t seed, float scale);
 
 // ‖a − b‖ / max(‖b‖, tiny): the relative error of a against reference b.
 double relative_error(const std::vector<float>& a, const std::vector<double>& b);
