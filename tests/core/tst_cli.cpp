@@ -121,6 +121,15 @@ private slots:
                  text(r.output));
     }
 
+    void modelTooLargeForMemoryIsRefused()
+    {
+        // The estimate (terabytes of activations) is checked before anything
+        // is allocated or written, and the message says what to lower.
+        expectFailure("train --preset small --batch 65536 --steps 1 --out " + quoted("huge"),
+                      "Lower the batch size or sequence length");
+        QVERIFY(!fs::exists(path("huge")));
+    }
+
     void missingRunIsReported() { expectFailure("eval --run " + quoted("nowhere"), "not found"); }
 
     void corruptWeightsAreReported()
