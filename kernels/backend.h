@@ -231,6 +231,31 @@ public:
     // [R] its softmax probability. Decoding greedily then moves R ids off the
     // device instead of R·V logits.
     virtual void argmax_rows(Tensor ids, Tensor probs, Tensor logits) = 0;
+
+    // Fused decode ops (optional). A decode step takes one token of each of a
+    // few sequences through every layer, and at that size each op costs a
+    // launch more than it costs work. These do several of the ops above in
+    // one pass and return false when the backend has no fused version for
+    // these shapes and dtypes; the caller then runs the separate ops, whose
+    // results these equal within rounding. RMSNorm here is rmsnorm_forward's.
+    //
+    // qkv = RMSNorm(x)·Wᵀ, with RoPE at `positions` (rope_forward_at) and
+    // the new keys and values written into the cache (kv_cache_write). One
+    // token per sequence: s.seq == 1, x [B, C].
+    virtual bool decode_norm_qkv(Tensor qkv, Tensor k_cache, Tensor v_cache, Tensor x, Tensor norm_weight,
+                                 float eps, Tensor weight, Tensor positions, const AttentionShape& s, float theta)
+    {
+        (void)qkv, (void)k_cache, (void)v_cache, (void)x, (void)norm_weight, (void)eps, (void)weight,
+            (void)positions, (void)s, (void)theta;
+        return false;
+    }
+    // out = RMSNorm(x)·Wᵀ; with swiglu, W stacks gate and up (as the MLP's
+    // input projection) and out = swiglu_forward of that product.
+    virtual bool decode_norm_linear(Tensor out, Tensor x, Tensor norm_weight, float eps, Tensor weight, bool swiglu)
+    {
+        (void)out, (void)x, (void)norm_weight, (void)eps, (void)weight, (void)swiglu;
+        return false;
+    }
     // ==== end of generation ==========================================================
 
     // ---- graphs (optional) --------------------------------------------------------

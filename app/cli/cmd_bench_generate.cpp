@@ -29,7 +29,7 @@ struct GenerateBenchCommand {
     std::string run, draft, device = "cpu", peer_script;
     std::vector<int> batches{1, 8}, lengths{64, 128, 256, 512};
     int prompt_tokens = 32, new_tokens = 512, repeats = 3, lookahead = 4, threads = 0;
-    bool no_recompute = false, no_graphs = false, peer = false, json = false;
+    bool no_recompute = false, no_graphs = false, no_fused = false, peer = false, json = false;
 };
 
 // A model to measure: trained (from a run) or random (from a preset).
@@ -150,7 +150,8 @@ int run_generate_bench_command(const GenerateBenchCommand& c)
             o.repeats = c.repeats;
             o.recompute = !c.no_recompute;
             o.lookahead = c.lookahead;
-            o.use_graphs = !c.no_graphs;
+            o.speedups.graphs = !c.no_graphs;
+            o.speedups.fused_kernels = !c.no_fused;
             o.prompt_text = prompt_text;
             const GenerateBenchResult r = run_generate_bench(params, c.draft.empty() ? nullptr : &draft.store(), o);
             table.device = r.device;
@@ -231,6 +232,8 @@ void add_bench_generate_command(CLI::App& bench, int& exit_code)
     cmd->add_option("--repeats", c->repeats, "KV-cached runs per measurement (median)")->capture_default_str();
     cmd->add_flag("--no-recompute", c->no_recompute, "Skip the (slow) full-recompute baseline");
     cmd->add_flag("--no-graphs", c->no_graphs, "Launch decode steps op by op instead of replaying CUDA graphs");
+    cmd->add_flag("--no-fused", c->no_fused,
+                  "Run decode steps through the separate ops instead of the fused decode kernels");
     cmd->add_option("--device", c->device, "cpu or cuda")->capture_default_str();
     cmd->add_option("--threads", c->threads, "CPU threads (0 = all cores)");
     cmd->add_flag("--peer", c->peer, "Also run the same shapes in PyTorch (static KV cache) and print the ratio");

@@ -136,7 +136,7 @@ GenerateBenchResult run_generate_bench(ParamStore& target, ParamStore* draft, co
 
     // KV cache: warm up once (allocations, thread pools, caches), then repeat.
     Generator gen(target, o.batch, context);
-    gen.set_use_graphs(o.use_graphs);
+    gen.set_speedups(o.speedups);
     result.cache_bytes = gen.bytes();
     run_cached(gen, prompts, {2, std::min(16, lengths.back())}, o.batch);
     std::vector<std::vector<double>> kv(lengths.size());

@@ -11,6 +11,7 @@
 #pragma once
 
 #include "core/bench/bench_table.h"
+#include "core/generate/cached_forward.h"
 #include "core/model/param_store.h"
 
 #include <nlohmann/json.hpp>
@@ -31,7 +32,7 @@ struct GenerateBenchOptions {
     // trained model (and a draft guessing its next tokens) should see;
     // otherwise random ids.
     std::vector<int32_t> prompt_text;
-    bool use_graphs = true;         // replay decode steps as graphs where the backend can
+    CachedForward::Speedups speedups;   // graphs and fused decode kernels, where the backend has them
 };
 
 struct GenerateBenchPoint {

@@ -75,6 +75,12 @@ void CachedForward::norm_forward(Tensor out, Tensor x, const ParamEntry& weight,
                                     m_params->compute(*bias), c.norm_eps);
 }
 
+bool CachedForward::may_fuse(int64_t seq, bool from_empty_cache) const
+{
+    const ModelConfig& c = config();
+    return m_speedups.fused_kernels && seq == 1 && !from_empty_cache && c.norm == NormType::rmsnorm && !c.qk_norm;
+}
+
 void CachedForward::run_layers(int64_t batch, int64_t seq, bool from_empty_cache)
 {
     const ModelConfig& c = config();
@@ -87,6 +93,8 @@ void CachedForward::run_layers(int64_t batch, int64_t seq, bool from_empty_cache
     const Tensor x = rows(m_x), norm_out = rows(m_norm_out), qkv = rows(m_qkv), attn_out = rows(m_attn_out);
     const Tensor positions = rows(m_positions);
 
+    const bool fuse = may_fuse(seq, from_empty_cache);
+
     be.embedding_forward(x, rows(m_tokens), m_params->compute(*m_embedding));
     for (int l = 0; l < c.n_layers; ++l) {
         const LayerParams& P = m_layer_params[size_t(l)];
@@ -94,16 +102,19 @@ void CachedForward::run_layers(int64_t batch, int64_t seq, bool from_empty_cache
         // Attention block: the new tokens' keys and values join the cache
         // before attention reads it, so each row sees itself and the rows
         // before it in the chunk.
-        norm_forward(norm_out, x, *P.attn_norm, P.attn_norm_bias, n);
-        if (c.qk_norm) {
-            be.linear_forward(rows(m_qkv_raw), norm_out, qkv_weight_view(W, layout, l));
-            be.qk_norm_forward(qkv, rows(m_qk_rstd), rows(m_qkv_raw), m_params->compute(*P.q_norm),
-                               m_params->compute(*P.k_norm), s, c.norm_eps);
-        } else {
-            be.linear_forward(qkv, norm_out, qkv_weight_view(W, layout, l));
+        if (!(fuse && be.decode_norm_qkv(qkv, m_cache->keys(l), m_cache->values(l), x, m_params->compute(*P.attn_norm),
+                                         c.norm_eps, qkv_weight_view(W, layout, l), positions, s, c.rope_theta))) {
+            norm_forward(norm_out, x, *P.attn_norm, P.attn_norm_bias, n);
+            if (c.qk_norm) {
+                be.linear_forward(rows(m_qkv_raw), norm_out, qkv_weight_view(W, layout, l));
+                be.qk_norm_forward(qkv, rows(m_qk_rstd), rows(m_qkv_raw), m_params->compute(*P.q_norm),
+                                   m_params->compute(*P.k_norm), s, c.norm_eps);
+            } else {
+                be.linear_forward(qkv, norm_out, qkv_weight_view(W, layout, l));
+            }
+            be.rope_forward_at(qkv, s, positions, c.rope_theta);
+            be.kv_cache_write(m_cache->keys(l), m_cache->values(l), qkv, positions, s);
         }
-        be.rope_forward_at(qkv, s, positions, c.rope_theta);
-        be.kv_cache_write(m_cache->keys(l), m_cache->values(l), qkv, positions, s);
         if (from_empty_cache)
             be.attention_forward(attn_out, m_lse.sub(0, Shape{batch, c.n_heads, seq}), qkv, s);
         else
@@ -111,17 +122,25 @@ void CachedForward::run_layers(int64_t batch, int64_t seq, bool from_empty_cache
         be.linear_forward(x, attn_out, m_params->compute(*P.o_proj), true);
 
         // MLP block.
-        norm_forward(norm_out, x, *P.mlp_norm, P.mlp_norm_bias, n);
-        be.linear_forward(rows(m_mlp_in), norm_out, mlp_in_weight_view(W, layout, l));
-        if (c.mlp == MlpType::swiglu) be.swiglu_forward(rows(m_mlp_act), rows(m_mlp_in));
-        else be.gelu_forward(rows(m_mlp_act), rows(m_mlp_in));
+        const bool swiglu = c.mlp == MlpType::swiglu;
+        if (!(fuse && swiglu && be.decode_norm_linear(rows(m_mlp_act), x, m_params->compute(*P.mlp_norm), c.norm_eps,
+                                                      mlp_in_weight_view(W, layout, l), true))) {
+            norm_forward(norm_out, x, *P.mlp_norm, P.mlp_norm_bias, n);
+            be.linear_forward(rows(m_mlp_in), norm_out, mlp_in_weight_view(W, layout, l));
+            if (swiglu) be.swiglu_forward(rows(m_mlp_act), rows(m_mlp_in));
+            else be.gelu_forward(rows(m_mlp_act), rows(m_mlp_in));
+        }
         be.linear_forward(x, rows(m_mlp_act), m_params->compute(*P.down_proj), true);
     }
 }
 
-void CachedForward::compute_logits(int64_t r, int64_t n, bool every_row)
+void CachedForward::compute_logits(int64_t r, int64_t n, bool every_row, bool fused)
 {
     Backend& be = backend();
+    if (fused && every_row &&
+        be.decode_norm_linear(m_logits.slice_rows(0, r), m_x.slice_rows(0, n), m_params->compute(*m_final_norm),
+                              config().norm_eps, m_params->compute(*m_head), false))
+        return;
     Tensor x = m_x.slice_rows(0, n);
     if (!every_row) {
         // Gathering rows is an embedding lookup with the residual rows as the table.
@@ -133,9 +152,19 @@ void CachedForward::compute_logits(int64_t r, int64_t n, bool every_row)
     be.linear_forward(m_logits.slice_rows(0, r), normed, m_params->compute(*m_head));
 }
 
-CachedForward::~CachedForward()
+CachedForward::~CachedForward() { drop_graphs(); }
+
+void CachedForward::drop_graphs()
 {
     for (const auto& [key, graph] : m_graphs) backend().release_graph(graph);
+    m_graphs.clear();
+    m_warmed.clear();
+}
+
+void CachedForward::set_speedups(const Speedups& s)
+{
+    drop_graphs();   // they hold the kernels of the old settings
+    m_speedups = s;
 }
 
 void CachedForward::run_device_work(const Chunk& chunk)
@@ -143,7 +172,8 @@ void CachedForward::run_device_work(const Chunk& chunk)
     auto work = [&] {
         run_layers(chunk.batch, chunk.seq, chunk.from_empty_cache);
         if (chunk.logit_rows == 0) return;
-        compute_logits(chunk.logit_rows, chunk.batch * chunk.seq, chunk.every_row);
+        compute_logits(chunk.logit_rows, chunk.batch * chunk.seq, chunk.every_row,
+                       may_fuse(chunk.seq, chunk.from_empty_cache));
         if (chunk.pick)
             backend().argmax_rows(m_pick_ids.slice_rows(0, chunk.logit_rows), m_pick_probs.slice_rows(0, chunk.logit_rows),
                                   m_logits.slice_rows(0, chunk.logit_rows));
@@ -154,11 +184,9 @@ void CachedForward::run_device_work(const Chunk& chunk)
     // When the backend moves memory a graph baked in, every graph is dropped
     // and relearned the same way.
     const bool decode = chunk.seq == 1 && !chunk.from_empty_cache;
-    if (!decode || !m_use_graphs) return work();
+    if (!decode || !m_speedups.graphs) return work();
     if (backend().graph_epoch() != m_graph_epoch) {
-        for (const auto& [key, graph] : m_graphs) backend().release_graph(graph);
-        m_graphs.clear();
-        m_warmed.clear();
+        drop_graphs();
         m_graph_epoch = backend().graph_epoch();
     }
     const GraphKey key{chunk.batch, chunk.logit_rows, chunk.every_row ? 1 : 0, chunk.pick ? 1 : 0};
@@ -166,7 +194,7 @@ void CachedForward::run_device_work(const Chunk& chunk)
     if (m_warmed.insert(key).second) return work();
     const int64_t graph = backend().capture_graph(work);
     if (graph == 0) {
-        m_use_graphs = false;   // this backend has no graphs (or capture failed): stop trying
+        m_speedups.graphs = false;   // this backend has no graphs (or capture failed): stop trying
         return work();
     }
     m_graphs[key] = graph;

@@ -36,9 +36,15 @@ public:
     CachedForward(const CachedForward&) = delete;
     CachedForward& operator=(const CachedForward&) = delete;
 
-    // Decode steps (one token per sequence) replay a captured graph where the
-    // backend supports it (CUDA). Off: every step launches its kernels.
-    void set_use_graphs(bool on) { m_use_graphs = on; }
+    // How decode steps (one token per sequence) run; both on by default.
+    // Turning one off is for measuring what it buys (bench generate).
+    struct Speedups {
+        bool graphs = true;          // replay a captured graph where the backend can (CUDA)
+        bool fused_kernels = true;   // the backend's fused decode ops (RMSNorm into the
+                                     // projections, RoPE and the cache write, SwiGLU)
+    };
+    void set_speedups(const Speedups& s);
+    const Speedups& speedups() const { return m_speedups; }
 
     const ModelConfig& config() const { return m_params->config(); }
     ParamStore& params() const { return *m_params; }
@@ -69,7 +75,9 @@ private:
     };
     void norm_forward(Tensor out, Tensor x, const ParamEntry& weight, const ParamEntry* bias, int64_t n);
     void run_layers(int64_t batch, int64_t seq, bool from_empty_cache);
-    void compute_logits(int64_t r, int64_t n, bool every_row);
+    void compute_logits(int64_t r, int64_t n, bool every_row, bool fused);
+    // Whether a chunk of this shape may take the backend's fused decode ops.
+    bool may_fuse(int64_t seq, bool from_empty_cache) const;
     struct Chunk {
         int64_t batch = 0, seq = 0, logit_rows = 0;
         bool from_empty_cache = true, every_row = false, pick = false;
@@ -78,6 +86,7 @@ private:
     Chunk upload_chunk(std::span<const int32_t> tokens, std::span<const int64_t> counts, int64_t seq,
                        std::span<const int64_t> logit_rows);
     void run_device_work(const Chunk& chunk);
+    void drop_graphs();
 
     ParamStore* m_params;
     KvCache* m_cache;
@@ -100,7 +109,7 @@ private:
     std::vector<int32_t> m_host_tokens, m_host_positions, m_host_index;
 
     using GraphKey = std::array<int64_t, 4>;   // batch, logit rows, every row, pick
-    bool m_use_graphs = true;
+    Speedups m_speedups;
     uint64_t m_graph_epoch = 0;   // the backend's graph_epoch() the graphs were captured under
     std::set<GraphKey> m_warmed;
     std::map<GraphKey, int64_t> m_graphs;

@@ -277,7 +277,7 @@ struct Generator::Impl {
     int max_batch = 1, max_seq = 1;
     std::unique_ptr<CachedModel> target, draft;
     int lookahead = 4;
-    bool use_graphs = true;
+    CachedForward::Speedups speedups;
     std::atomic<bool> cancel{false};
 };
 
@@ -329,15 +329,15 @@ void Generator::set_draft(ParamStore* draft, int lookahead)
         throw Error("the draft model's context (" + std::to_string(draft->config().seq_len) +
                     " tokens) is shorter than the generation context (" + std::to_string(m_impl->max_seq) + ")");
     m_impl->draft = std::make_unique<CachedModel>(*draft, m_impl->max_batch, m_impl->max_seq);
-    m_impl->draft->forward->set_use_graphs(m_impl->use_graphs);
+    m_impl->draft->forward->set_speedups(m_impl->speedups);
     m_impl->lookahead = lookahead;
 }
 
-void Generator::set_use_graphs(bool on)
+void Generator::set_speedups(const CachedForward::Speedups& s)
 {
-    m_impl->use_graphs = on;
-    m_impl->target->forward->set_use_graphs(on);
-    if (m_impl->draft) m_impl->draft->forward->set_use_graphs(on);
+    m_impl->speedups = s;
+    m_impl->target->forward->set_speedups(s);
+    if (m_impl->draft) m_impl->draft->forward->set_speedups(s);
 }
 
 void Generator::request_cancel() { m_impl->cancel.store(true, std::memory_order_relaxed); }

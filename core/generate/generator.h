@@ -9,6 +9,7 @@
 #pragma once
 
 #include "core/data/tokenizer.h"
+#include "core/generate/cached_forward.h"
 #include "core/generate/sampler.h"
 #include "core/model/param_store.h"
 
@@ -87,8 +88,8 @@ public:
     // `lookahead` tokens (1..kMaxLookahead) per step. nullptr turns it off.
     // The draft must live on the same kind of device and share the vocabulary.
     void set_draft(ParamStore* draft, int lookahead = 4);
-    // Decode steps replayed as graphs (CUDA) or launched op by op; on by default.
-    void set_use_graphs(bool on);
+    // How decode steps run (graphs, fused kernels); all on by default.
+    void set_speedups(const CachedForward::Speedups& s);
     static constexpr int kMaxLookahead = 16;
 
     // Runs the request; on_token returns false to stop. Thread-safe cancel:

@@ -1,8 +1,15 @@
-// Greedy choice over rows of logits on CUDA (Backend::argmax_rows): one block
-// per row finds the largest logit (lowest id among equals) and the row's
-// softmax normaliser, so a greedy decode step sends 8 bytes per sequence to
-// the host instead of its whole row of logits. Launch configuration depends
-// on shapes only: the step stays capturable as a CUDA graph.
+// Greedy choice over rows of logits on CUDA (Backend::argmax_rows): the
+// largest logit of each row (lowest id among equals) and the row's softmax
+// normaliser, so a greedy decode step sends 8 bytes per sequence to the host
+// instead of its whole row of logits.
+//
+// A row is split into chunks of kChunk logits, one block each, so a 32K
+// vocabulary is read by 8 blocks at once, every thread with its kPerThread
+// loads in flight. A block keeps its best logit, its id and the sum of
+// exp(logit − best) over its chunk; the last block of a row to finish (a
+// counter per row, reset by that block) combines the chunks. Launch
+// configuration depends on shapes only: the step stays capturable as a CUDA
+// graph.
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/cuda_common.cuh"
@@ -13,66 +20,120 @@ namespace {
 
 using namespace cuda;
 
-constexpr int kArgmaxThreads = 512;
+constexpr int kThreads = 256;
+constexpr int kPerThread = 16;
+constexpr int kChunk = kThreads * kPerThread;
+constexpr int kNoIndex = 0x7fffffff;
 
-// The warp's largest (best, index) pair, lower index among equals, in every lane.
-__device__ __forceinline__ void warp_argmax(float& best, int& index)
+// Takes (v, j) into the running (best, index) when it is larger, or equal with a lower id.
+__device__ __forceinline__ void take_better(float& best, int& index, float v, int j)
 {
-    for (int offset = 16; offset > 0; offset /= 2) {
-        const float v = __shfl_xor_sync(0xffffffffu, best, offset);
-        const int j = __shfl_xor_sync(0xffffffffu, index, offset);
-        if (v > best || (v == best && j < index)) {
-            best = v;
-            index = j;
-        }
+    if (v > best || (v == best && j < index)) {
+        best = v;
+        index = j;
     }
 }
 
-template <class T>
-__global__ void __launch_bounds__(kArgmaxThreads)
-    argmax_rows_kernel(int32_t* __restrict__ ids, float* __restrict__ probs, const T* __restrict__ logits, int64_t vocab)
+// The warp's best (value, index) pair, in every lane.
+__device__ __forceinline__ void warp_argmax(float& best, int& index)
 {
-    __shared__ float shared_value[32];
-    __shared__ int shared_index[32];
-    __shared__ float shared_sum[32];
-    const T* row = logits + int64_t(blockIdx.x) * vocab;
+    for (int offset = 16; offset > 0; offset /= 2)
+        take_better(best, index, __shfl_xor_sync(0xffffffffu, best, offset),
+                    __shfl_xor_sync(0xffffffffu, index, offset));
+}
 
-    // Each thread's best, then the warp's, then the block's; ties go to the lower id.
-    float best = -INFINITY;
-    int index = 0x7fffffff;
-    for (int64_t i = threadIdx.x; i < vocab; i += blockDim.x) {
-        const float v = to_f(row[i]);
-        if (v > best) {   // strided ascending: the first of equals wins
-            best = v;
-            index = int(i);
-        }
-    }
-    warp_argmax(best, index);
+// The block's best pair, in every thread.
+__device__ __forceinline__ void block_argmax(float& best, int& index)
+{
+    __shared__ float values[32];
+    __shared__ int indices[32];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
+    warp_argmax(best, index);
     if (lane == 0) {
-        shared_value[warp] = best;
-        shared_index[warp] = index;
+        values[warp] = best;
+        indices[warp] = index;
     }
     __syncthreads();
-    if (warp == 0) {
-        best = lane < warps ? shared_value[lane] : -INFINITY;
-        index = lane < warps ? shared_index[lane] : 0x7fffffff;
-        warp_argmax(best, index);
-        if (lane == 0) {
-            shared_value[0] = best;
-            shared_index[0] = index;
-        }
-    }
-    __syncthreads();
-    best = shared_value[0];
-    index = shared_index[0];
+    best = lane < warps ? values[lane] : -INFINITY;
+    index = lane < warps ? indices[lane] : kNoIndex;
+    warp_argmax(best, index);
+    __syncthreads();   // the arrays may be reused
+}
 
+// Per chunk: best logit, its id, Σ exp(logit − best).
+struct ChunkResults {
+    float* best;
+    int* index;
+    float* sum;
+    int* finished;   // chunks done per row, zero between launches
+};
+
+template <class T>
+__global__ void __launch_bounds__(kThreads)
+    argmax_rows_kernel(int32_t* __restrict__ ids, float* __restrict__ probs, const T* __restrict__ logits,
+                       int64_t vocab, ChunkResults chunks)
+{
+    __shared__ float shared_sum[32];
+    __shared__ bool last;
+    const int64_t row = blockIdx.y;
+    const int chunk = int(blockIdx.x), count = int(gridDim.x);
+    const int64_t first = int64_t(chunk) * kChunk;
+    const T* values = logits + row * vocab;
+
+    float v[kPerThread];
+#pragma unroll
+    for (int k = 0; k < kPerThread; ++k) {
+        const int64_t i = first + threadIdx.x + int64_t(k) * kThreads;
+        v[k] = i < vocab ? to_f(values[i]) : -INFINITY;
+    }
+    float best = -INFINITY;
+    int index = kNoIndex;
+#pragma unroll
+    for (int k = 0; k < kPerThread; ++k)   // ascending ids: the first of equals wins
+        if (v[k] > best && first + threadIdx.x + int64_t(k) * kThreads < vocab) {
+            best = v[k];
+            index = int(first + threadIdx.x + int64_t(k) * kThreads);
+        }
+    block_argmax(best, index);
     float sum = 0.0f;
-    for (int64_t i = threadIdx.x; i < vocab; i += blockDim.x) sum += __expf(to_f(row[i]) - best);
+#pragma unroll
+    for (int k = 0; k < kPerThread; ++k)
+        if (first + threadIdx.x + int64_t(k) * kThreads < vocab) sum += __expf(v[k] - best);
+    sum = block_sum(sum, shared_sum);
+
+    if (count == 1) {
+        if (threadIdx.x == 0) {
+            ids[row] = index == kNoIndex ? 0 : index;   // a row of NaNs: some id, probability NaN
+            probs[row] = 1.0f / sum;
+        }
+        return;
+    }
+    const int64_t slot = row * count + chunk;
+    if (threadIdx.x == 0) {
+        chunks.best[slot] = best;
+        chunks.index[slot] = index;
+        chunks.sum[slot] = sum;
+        __threadfence();
+        last = atomicAdd(chunks.finished + row, 1) == count - 1;
+        if (last) chunks.finished[row] = 0;
+    }
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    // The last chunk combines them: the best of the bests, and each chunk's
+    // sum rescaled to it.
+    best = -INFINITY;
+    index = kNoIndex;
+    for (int c = threadIdx.x; c < count; c += kThreads)
+        take_better(best, index, __ldcg(chunks.best + row * count + c), __ldcg(chunks.index + row * count + c));
+    block_argmax(best, index);
+    sum = 0.0f;
+    for (int c = threadIdx.x; c < count; c += kThreads)
+        sum += __ldcg(chunks.sum + row * count + c) * __expf(__ldcg(chunks.best + row * count + c) - best);
     sum = block_sum(sum, shared_sum);
     if (threadIdx.x == 0) {
-        ids[blockIdx.x] = index == 0x7fffffff ? 0 : index;   // a row of NaNs: some id, probability NaN
-        probs[blockIdx.x] = 1.0f / sum;
+        ids[row] = index == kNoIndex ? 0 : index;
+        probs[row] = 1.0f / sum;
     }
 }
 
@@ -88,10 +149,21 @@ void CudaBackend::argmax_rows(Tensor ids, Tensor probs, Tensor logits)
     expect_shape(probs, Shape{rows}, "argmax_rows probs");
     CRUCIBLE_CHECK(vocab > 0 && vocab < int64_t(1) << 31, "argmax_rows: the vocabulary must have 1 to 2^31 - 1 entries");
     if (rows == 0) return;
+    const int64_t count = (vocab + kChunk - 1) / kChunk;
+    CRUCIBLE_CHECK(rows < 65536, "argmax_rows: at most 65535 rows at once");
+    ChunkResults chunks{};
+    if (count > 1) {
+        const size_t slots = size_t(rows * count);
+        auto* base = static_cast<char*>(scratch(slots * (2 * sizeof(float) + sizeof(int))));
+        chunks.best = reinterpret_cast<float*>(base);
+        chunks.sum = chunks.best + slots;
+        chunks.index = reinterpret_cast<int*>(chunks.sum + slots);
+        chunks.finished = zeroed_counters(size_t(rows));
+    }
     dispatch_act(logits.dtype, "argmax_rows", [&](auto tag) {
         using T = decltype(tag);
-        argmax_rows_kernel<T><<<unsigned(rows), kArgmaxThreads, 0, m_stream>>>(ids.as<int32_t>(), probs.as<float>(),
-                                                                                logits.as<T>(), vocab);
+        argmax_rows_kernel<T><<<dim3(unsigned(count), unsigned(rows)), kThreads, 0, m_stream>>>(
+            ids.as<int32_t>(), probs.as<float>(), logits.as<T>(), vocab, chunks);
         CRUCIBLE_CUDA_LAUNCH_CHECK();
     });
 }

@@ -108,6 +108,7 @@ CudaBackend::~CudaBackend()
     }
     if (m_rope) cudaFree(m_rope);
     if (m_scratch) cudaFree(m_scratch);
+    if (m_counters) cudaFree(m_counters);
     if (m_lt_workspace) cudaFree(m_lt_workspace);
     if (m_host_result) cudaFreeHost(m_host_result);
     if (m_lt) cublasLtDestroy(m_lt);
@@ -206,6 +207,21 @@ void* CudaBackend::scratch(size_t bytes)
     m_scratch = allocate(grown);
     m_scratch_bytes = grown;
     return m_scratch;
+}
+
+int* CudaBackend::zeroed_counters(size_t count)
+{
+    if (count <= m_counter_count) return m_counters;
+    CRUCIBLE_CUDA_CHECK(cudaStreamSynchronize(m_stream));
+    if (m_counters) CRUCIBLE_CUDA_CHECK(cudaFree(m_counters));
+    m_counters = nullptr;
+    ++m_graph_epoch;
+    m_counter_count = 0;
+    const size_t grown = std::max<size_t>(count, 4096);
+    m_counters = static_cast<int*>(allocate(grown * sizeof(int)));
+    CRUCIBLE_CUDA_CHECK(cudaMemsetAsync(m_counters, 0, grown * sizeof(int), m_stream));
+    m_counter_count = grown;
+    return m_counters;
 }
 
 // ---- factory --------------------------------------------------------------------------

@@ -136,6 +136,10 @@ public:
     void attention_decode(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_cache, Tensor positions,
                           const AttentionShape& s) override;
     void argmax_rows(Tensor ids, Tensor probs, Tensor logits) override;
+    bool decode_norm_qkv(Tensor qkv, Tensor k_cache, Tensor v_cache, Tensor x, Tensor norm_weight, float eps,
+                         Tensor weight, Tensor positions, const AttentionShape& s, float theta) override;
+    bool decode_norm_linear(Tensor out, Tensor x, Tensor norm_weight, float eps, Tensor weight,
+                            bool swiglu) override;
 
     int64_t capture_graph(const std::function<void()>& ops) override;
     uint64_t graph_epoch() const override { return m_graph_epoch; }
@@ -148,11 +152,14 @@ public:
     int sm_count() const { return m_props.multiProcessorCount; }
     // Device scratch of at least `bytes`, valid until the next call (grown, never shrunk).
     void* scratch(size_t bytes);
+    // At least `count` device ints that are zero; a kernel that counts in
+    // them sets them back to zero before it ends (grown, never shrunk).
+    int* zeroed_counters(size_t count);
     // A planned GEMM through cuBLASLt; the plan for each shape is built once.
     void gemm(const GemmArgs& g);
-    // linear_forward of a single bf16 row (gemv.cu); false when the shapes or
-    // dtypes are not its own and the GEMM path must run.
-    bool linear_forward_one_row(Tensor out, Tensor in, Tensor weight, bool accumulate);
+    // linear_forward of at most 8 bf16 rows (decode_linear.cu); false when the
+    // shapes or dtypes are not its own and the GEMM path must run.
+    bool linear_forward_few_rows(Tensor out, Tensor in, Tensor weight, bool accumulate);
     // cos/sin table [positions, D/2] (f32, interleaved cos, sin) for RoPE.
     const float2* rope_table(int64_t positions, int64_t head_dim, float theta);
 
@@ -176,6 +183,8 @@ private:
 
     void* m_scratch = nullptr;
     size_t m_scratch_bytes = 0;
+    int* m_counters = nullptr;
+    size_t m_counter_count = 0;
     double* m_host_result = nullptr;   // pinned, for values returned to the host
 
     std::map<int64_t, cudaGraphExec_t> m_graphs;

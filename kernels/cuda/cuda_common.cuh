@@ -57,6 +57,8 @@ template <class T> __device__ __forceinline__ void store_pack(T* p, const Pack<T
 
 inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
+__device__ __forceinline__ float sigmoid(float z) { return 1.0f / (1.0f + expf(-z)); }
+
 // ---- reductions ---------------------------------------------------------------------
 
 __device__ __forceinline__ float warp_sum(float v)

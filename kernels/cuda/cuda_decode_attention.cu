@@ -4,20 +4,27 @@
 // Grid: (token row × KV head, split). A block takes the g = H / KV query
 // heads that share one KV head (GQA: the keys and values are read once for
 // the group) and the split's range of cache positions, clipped to its row's
-// position (causal). It walks the range in tiles of kTile keys: every thread
-// scores keys against the group's queries (held in shared memory, scaled),
-// one warp per head updates the running max and sum and turns the tile's
-// scores into probabilities, then every thread accumulates its share of the
-// g × D outputs (consecutive threads, consecutive dims: coalesced value
-// reads). With one split the block normalises and writes the output; with
-// several it writes its unnormalised accumulator, max and sum, and a second
-// kernel merges the splits (rescaling each by exp(m_s − max)).
+// position (causal). It walks the range in tiles of kTile keys. A tile's keys
+// and values are copied to shared memory first, all of them in flight at
+// once (cp.async), so the tile costs one trip to memory rather than one per
+// dependent load. Then every thread scores keys against the group's queries
+// (held in shared memory, scaled), one warp per head updates the running max
+// and sum and turns the tile's scores into probabilities, and every thread
+// accumulates its share of the g × D outputs. With one split the block normalises and writes the output; with
+// several it writes its unnormalised accumulator, max and sum, and the last
+// split of its (row, KV head) to finish (a counter per pair, reset by that
+// block for the next launch) merges them, rescaling each by exp(m_s − max):
+// one launch per layer instead of two.
 //
-// The launch depends only on shapes and the cache capacity, never on the
-// positions (they stay on the device), so a captured decode step replays as
-// the cache grows. Splits beyond a row's position exit at once.
+// Launched overlapped (overlap.cuh): its start-up hides behind the
+// projection before it. The launch depends only on shapes and the cache
+// capacity, never on the positions (they stay on the device), so a captured
+// decode step replays as the cache grows. Splits beyond a row's position
+// exit at once.
+#include "kernels/cuda/attention_common.cuh"
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/cuda_generation.h"
+#include "kernels/cuda/overlap.cuh"
 
 namespace crucible::cuda {
 
@@ -59,24 +66,115 @@ DecodeGeometry geometry(const AttentionShape& s, int64_t capacity, int sm_count)
     return g;
 }
 
-size_t shared_bytes(const DecodeGeometry& g)
+// Row stride of the key and value tiles in shared memory: 16 bytes of padding
+// puts the rows that neighbouring lanes read in different banks.
+__host__ __device__ constexpr int tile_stride(int head_dim, int element_bytes)
 {
-    // q [g, D], scores [g, kTile], running max, sum and correction [g] each.
-    return sizeof(float) * size_t(g.group) * (size_t(g.head_dim) + kTile + 3);
+    return head_dim + 16 / element_bytes;
 }
 
-// Partial results of the splits: acc [rows, H, splits, D], max and sum [rows, H, splits].
+size_t shared_bytes(const DecodeGeometry& g, size_t element_bytes)
+{
+    // q [g, D], scores [g, kTile], running max, sum and correction [g] each
+    // (afterwards the merge's weights [g, splits]: splits ≤ 64 ≤ D + kTile + 3),
+    // then the key and value tiles [kTile, stride] each.
+    const size_t stats = sizeof(float) * size_t(g.group) * (size_t(g.head_dim) + kTile + 3);
+    const size_t tiles = 2 * element_bytes * kTile * size_t(tile_stride(g.head_dim, int(element_bytes)));
+    return (stats + 15) / 16 * 16 + tiles;
+}
+
+// Copies rows [0, count) of D elements (contiguous in the cache) into a
+// shared tile of rows `stride` apart; VEC: 16 bytes at a time, asynchronously
+// (the caller waits), else element by element.
+template <class T, bool VEC>
+__device__ __forceinline__ void stage_tile(T* tile, const T* rows, int count, int D, int stride)
+{
+    if constexpr (VEC) {
+        constexpr int kPer = 16 / int(sizeof(T));
+        const int chunks = D / kPer;
+        for (int c = threadIdx.x; c < count * chunks; c += kThreads) {
+            const int j = c / chunks, e = (c % chunks) * kPer;
+            attn::cp_async16(tile + j * stride + e, rows + int64_t(j) * D + e, true);
+        }
+    } else {
+        for (int c = threadIdx.x; c < count * D; c += kThreads) tile[(c / D) * stride + c % D] = rows[c];
+    }
+}
+
+// Partial results of the splits: acc [rows, H, splits, D], max and sum [rows, H, splits];
+// finished: splits done per (row, KV head), zero between launches.
 struct Partials {
     float* acc;
     float* max;
     float* sum;
+    int* finished;
 };
 
 Partials partials_at(void* workspace, const DecodeGeometry& g)
 {
     float* base = static_cast<float*>(workspace);
     const int64_t slots = g.rows * g.heads * g.splits;
-    return Partials{base, base + slots * g.head_dim, base + slots * (g.head_dim + 1)};
+    return Partials{base, base + slots * g.head_dim, base + slots * (g.head_dim + 1), nullptr};
+}
+
+// The last split of (row, KV head) to arrive merges the group's partials into
+// out; the others return. Every split of the pair must call it.
+template <class T>
+__device__ void merge_if_last(T* __restrict__ out, const Partials& partials, int position, const DecodeGeometry& g,
+                              int64_t row, int first_head, float* weights_s)
+{
+    __shared__ bool last;
+    __threadfence();   // this block's partials are visible before it is counted
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        int* counter = partials.finished + blockIdx.x;
+        last = atomicAdd(counter, 1) == g.splits - 1;
+        if (last) *counter = 0;   // ready for the next launch (and graph replay)
+    }
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    const int G = g.group, D = g.head_dim, S = g.splits;
+    // weights_s[h·S + s] = exp(m_s − max) / total for the group's head h; a
+    // lane holds splits lane and lane + 32, loaded at once (S ≤ 64).
+    const int lane = int(threadIdx.x % 32);
+    for (int h = int(threadIdx.x / 32); h < G; h += int(blockDim.x / 32)) {
+        const int64_t first = (row * g.heads + first_head + h) * S;
+        float m[2], sum[2];
+#pragma unroll
+        for (int k = 0; k < 2; ++k) {
+            const int s = lane + 32 * k;
+            m[k] = s < S ? __ldcg(partials.max + first + s) : -INFINITY;
+            sum[k] = s < S ? __ldcg(partials.sum + first + s) : 0.0f;
+        }
+        const float top = warp_max(fmaxf(m[0], m[1]));
+        float w[2], total = 0.0f;
+#pragma unroll
+        for (int k = 0; k < 2; ++k) {
+            w[k] = m[k] == -INFINITY ? 0.0f : __expf(m[k] - top);
+            total += sum[k] * w[k];
+        }
+        total = warp_sum(total);
+        const float inv = total > 0.0f ? 1.0f / total : 0.0f;
+#pragma unroll
+        for (int k = 0; k < 2; ++k)
+            if (lane + 32 * k < S) weights_s[h * S + lane + 32 * k] = w[k] * inv;
+    }
+    __syncthreads();
+    for (int o = int(threadIdx.x); o < G * D; o += int(blockDim.x)) {
+        const int h = o / D, d = o % D;
+        const float* acc = partials.acc + (row * g.heads + first_head + h) * S * D + d;
+        float a = 0.0f;
+        // Unconditional loads, so they are all in flight at once; splits that
+        // saw no key (weight 0) left their accumulator unwritten.
+#pragma unroll 8
+        for (int s = 0; s < S; ++s) {
+            const float x = __ldcg(acc + int64_t(s) * D), ws = weights_s[h * S + s];
+            a += ws != 0.0f ? x * ws : 0.0f;
+        }
+        if (position < 0) a = 0.0f;
+        out[row * int64_t(g.heads) * D + int64_t(first_head + h) * D + d] = from_f<T>(a);
+    }
 }
 
 // VEC: head_dim a multiple of 8 and 16-byte aligned keys: each key is read
@@ -88,14 +186,19 @@ __global__ void __launch_bounds__(kThreads)
                             const T* __restrict__ k_cache, const T* __restrict__ v_cache,
                             const int32_t* __restrict__ positions, DecodeGeometry g)
 {
-    extern __shared__ float smem[];
+    extern __shared__ __align__(16) float smem[];
     const int G = g.group, D = g.head_dim;
     float* q_s = smem;                      // [G, D]
     float* p_s = q_s + G * D;               // [G, kTile] scores, then probabilities
     float* max_s = p_s + G * kTile;         // [G]
     float* sum_s = max_s + G;               // [G]
     float* corr_s = sum_s + G;              // [G]
+    const int stride = tile_stride(D, int(sizeof(T)));
+    T* k_s = reinterpret_cast<T*>(smem + (G * (D + kTile + 3) + 3) / 4 * 4);   // [kTile, stride], 16-byte aligned
+    T* v_s = k_s + kTile * stride;                                              // [kTile, stride]
 
+    wait_for_previous_kernel();   // it wrote this step's queries, keys and values
+    allow_next_kernel();
     const int64_t row = blockIdx.x / g.kv_heads;
     const int kv = int(blockIdx.x % g.kv_heads);
     const int split = int(blockIdx.y);
@@ -109,12 +212,14 @@ __global__ void __launch_bounds__(kThreads)
         if (g.splits == 1) {
             for (int o = tid; o < G * D; o += kThreads)
                 out[row * int64_t(g.heads) * D + int64_t(first_head) * D + o] = from_f<T>(0.0f);
-        } else if (tid < G) {
+            return;
+        }
+        if (tid < G) {
             const int64_t slot = (row * g.heads + first_head + tid) * g.splits + split;
             partials.max[slot] = -INFINITY;
             partials.sum[slot] = 0.0f;
         }
-        return;
+        return merge_if_last(out, partials, p, g, row, first_head, smem);
     }
 
     for (int o = tid; o < G * D; o += kThreads)
@@ -133,12 +238,17 @@ __global__ void __launch_bounds__(kThreads)
 
     for (int64_t t0 = begin; t0 < end; t0 += kTile) {
         const int count = int(std::min<int64_t>(kTile, end - t0));
+        stage_tile<T, VEC>(k_s, keys + t0 * D, count, D, stride);
+        stage_tile<T, VEC>(v_s, values + t0 * D, count, D, stride);
+        attn::cp_async_commit();
+        attn::cp_async_wait<0>();
+        __syncthreads();
         // Scores: thread (j, head-slice) computes key j against heads h ≡ tid / kTile (mod kThreads / kTile).
         for (int item = tid; item < G * kTile; item += kThreads) {
             const int j = item % kTile, h = item / kTile;
             float s = -INFINITY;
             if (j < count) {
-                const T* k = keys + (t0 + j) * D;
+                const T* k = k_s + j * stride;
                 const float* q = q_s + h * D;
                 s = 0.0f;
                 if constexpr (VEC) {
@@ -188,7 +298,7 @@ __global__ void __launch_bounds__(kThreads)
             const float* ps = p_s + h * kTile;
             float a = acc[i] * corr_s[h];
 #pragma unroll 8
-            for (int j = 0; j < count; ++j) a += ps[j] * to_f(values[(t0 + j) * D + d]);
+            for (int j = 0; j < count; ++j) a += ps[j] * to_f(v_s[j * stride + d]);
             acc[i] = a;
         }
         __syncthreads();
@@ -210,37 +320,7 @@ __global__ void __launch_bounds__(kThreads)
             }
         }
     }
-}
-
-// One block per (row, query head): merges the splits' partial results.
-template <class T>
-__global__ void merge_splits_kernel(T* __restrict__ out, Partials partials, const int32_t* __restrict__ positions,
-                                    DecodeGeometry g)
-{
-    const int64_t row = blockIdx.x / g.heads;
-    const int h = int(blockIdx.x % g.heads);
-    const int D = g.head_dim;
-    T* o = out + (row * g.heads + h) * D;
-    if (positions[row] < 0) {
-        for (int d = threadIdx.x; d < D; d += blockDim.x) o[d] = from_f<T>(0.0f);
-        return;
-    }
-    const int64_t first = (row * g.heads + h) * g.splits;
-    float top = -INFINITY;
-    for (int s = 0; s < g.splits; ++s) top = fmaxf(top, partials.max[first + s]);
-    float total = 0.0f;
-    for (int s = 0; s < g.splits; ++s) {
-        const float m = partials.max[first + s];
-        if (m != -INFINITY) total += partials.sum[first + s] * __expf(m - top);
-    }
-    for (int d = threadIdx.x; d < D; d += blockDim.x) {
-        float a = 0.0f;
-        for (int s = 0; s < g.splits; ++s) {
-            const float m = partials.max[first + s];
-            if (m != -INFINITY) a += partials.acc[(first + s) * D + d] * __expf(m - top);
-        }
-        o[d] = from_f<T>(a / total);
-    }
+    if (g.splits > 1) merge_if_last(out, partials, p, g, row, first_head, smem);
 }
 
 void check_decode(const Tensor& out, const Tensor& qkv, const Tensor& k_cache, const Tensor& v_cache,
@@ -270,41 +350,38 @@ void check_decode(const Tensor& out, const Tensor& qkv, const Tensor& k_cache, c
 
 } // namespace
 
-size_t decode_attention_workspace_bytes(const AttentionShape& s, int64_t capacity, int sm_count)
+DecodeWorkspace decode_attention_workspace(const AttentionShape& s, int64_t capacity, int sm_count)
 {
     const DecodeGeometry g = geometry(s, capacity, sm_count);
-    if (g.splits == 1) return 0;
-    return sizeof(float) * size_t(g.rows * g.heads * g.splits) * size_t(g.head_dim + 2);
+    if (g.splits == 1) return {};
+    return {sizeof(float) * size_t(g.rows * g.heads * g.splits) * size_t(g.head_dim + 2),
+            size_t(g.rows * g.kv_heads)};
 }
 
 void launch_decode_attention(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_cache, Tensor positions,
-                             const AttentionShape& s, void* workspace, int sm_count, cudaStream_t stream)
+                             const AttentionShape& s, void* workspace, int* counters, int sm_count,
+                             cudaStream_t stream)
 {
     check_decode(out, qkv, k_cache, v_cache, positions, s);
     if (s.tokens() == 0) return;
     const DecodeGeometry g = geometry(s, k_cache.shape[2], sm_count);
-    CRUCIBLE_CHECK(g.splits == 1 || workspace, "attention_decode: the split-K workspace is missing");
-    const Partials partials = g.splits == 1 ? Partials{} : partials_at(workspace, g);
-    const size_t shared = shared_bytes(g);
+    CRUCIBLE_CHECK(g.splits == 1 || (workspace && counters), "attention_decode: the split-K workspace is missing");
+    Partials partials = g.splits == 1 ? Partials{} : partials_at(workspace, g);
+    partials.finished = counters;
+    const size_t shared = shared_bytes(g, dtype_bytes(qkv.dtype, 1));
     dispatch_act(qkv.dtype, "attention_decode", [&](auto tag) {
         using T = decltype(tag);
-        const bool vec = g.head_dim % 8 == 0 && aligned16(k_cache.data);
+        const bool vec = g.head_dim % 8 == 0 && aligned16(k_cache.data) && aligned16(v_cache.data);
         auto launch = [&](auto kernel) {
             if (shared > 48 * 1024)
                 CRUCIBLE_CUDA_CHECK(
                     cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(shared)));
             const dim3 grid(unsigned(g.rows * g.kv_heads), unsigned(g.splits));
-            kernel<<<grid, kThreads, shared, stream>>>(out.as<T>(), partials, qkv.as<T>(), k_cache.as<T>(),
-                                                       v_cache.as<T>(), positions.as<int32_t>(), g);
+            launch_overlapped(kernel, grid, dim3(kThreads), shared, stream, out.as<T>(), partials, qkv.as<T>(),
+                              k_cache.as<T>(), v_cache.as<T>(), positions.as<int32_t>(), g);
         };
         if (vec) launch(decode_attention_kernel<T, true>);
         else launch(decode_attention_kernel<T, false>);
-        CRUCIBLE_CUDA_LAUNCH_CHECK();
-        if (g.splits > 1) {
-            merge_splits_kernel<T><<<unsigned(g.rows * g.heads), 64, 0, stream>>>(out.as<T>(), partials,
-                                                                                  positions.as<int32_t>(), g);
-            CRUCIBLE_CUDA_LAUNCH_CHECK();
-        }
     });
 }
 

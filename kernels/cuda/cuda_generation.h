@@ -25,13 +25,20 @@ void launch_rope_at(Tensor qkv, const AttentionShape& s, Tensor positions, float
 void launch_kv_cache_write(Tensor k_cache, Tensor v_cache, Tensor qkv, Tensor positions, const AttentionShape& s,
                            cudaStream_t stream);
 
-// Device scratch launch_decode_attention needs for these shapes (0 when the
-// cache is read in one split).
-size_t decode_attention_workspace_bytes(const AttentionShape& s, int64_t capacity, int sm_count);
+// Device memory launch_decode_attention needs for these shapes (none when
+// the cache is read in one split): scratch bytes for the splits' partial
+// results and counters, ints that are zero before the launch and that the
+// kernel leaves at zero.
+struct DecodeWorkspace {
+    size_t bytes = 0;
+    size_t counters = 0;
+};
+DecodeWorkspace decode_attention_workspace(const AttentionShape& s, int64_t capacity, int sm_count);
 
-// out [B·T, H·D]; the rest as above; `workspace` holds at least
-// decode_attention_workspace_bytes(s, capacity, sm_count) bytes.
+// out [B·T, H·D]; the rest as above; `workspace` and `counters` as
+// decode_attention_workspace(s, capacity, sm_count) asks.
 void launch_decode_attention(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_cache, Tensor positions,
-                             const AttentionShape& s, void* workspace, int sm_count, cudaStream_t stream);
+                             const AttentionShape& s, void* workspace, int* counters, int sm_count,
+                             cudaStream_t stream);
 
 } // namespace crucible::cuda

@@ -147,7 +147,7 @@ void CudaBackend::linear_forward(Tensor out, Tensor in, Tensor weight, bool accu
                                                            " should be [" + std::to_string(m) + ", " +
                                                            std::to_string(n) + "]");
     CRUCIBLE_CHECK(in.dtype == weight.dtype, "linear_forward: input and weight dtypes differ");
-    if (m > 0 && n > 0 && linear_forward_one_row(out, in, weight, accumulate)) return;
+    if (m > 0 && n > 0 && linear_forward_few_rows(out, in, weight, accumulate)) return;
     GemmArgs g;
     g.out = out.data;
     g.out_dtype = out.dtype;

@@ -13,8 +13,6 @@ namespace {
 constexpr float kInvSqrt2 = 0.70710678118654752f;
 constexpr float kInvSqrt2Pi = 0.39894228040143268f;
 
-__device__ __forceinline__ float sigmoid(float z) { return 1.0f / (1.0f + expf(-z)); }
-
 // out[r, i] = silu(gate[r, i])·up[r, i]; gate_up [rows, 2F].
 template <class T, int V>
 __global__ void swiglu_forward_kernel(T* __restrict__ out, const T* __restrict__ gate_up, int64_t rows, int64_t F)

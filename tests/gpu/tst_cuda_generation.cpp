@@ -1,13 +1,16 @@
 // Generation on CUDA against the CPU reference: the three generation ops
 // (rope_forward_at, kv_cache_write, attention_decode) on random inputs with
 // ragged positions and padding rows, GQA groups 1 to 8, caches long enough
-// for the split-K path and short enough for one split; then whole greedy
-// generations (batched, speculative) token for token in f32 mode.
+// for the split-K path and short enough for one split; the fused decode ops
+// (bf16) against the separate ops they replace, alone and as whole decode
+// steps; then whole greedy generations (batched, speculative) token for
+// token in f32 mode.
 //
 // Tolerances (relative error of each output, as in tst_cuda_ops): the cache
 // write is a copy (exact); RoPE one rounding (f32 1e-5, bf16 5e-3);
 // attention rounds P to nothing but its output once, with exp and the order
 // of the f32 sums differing (f32 1e-5, bf16 1e-2).
+#include "core/generate/cached_forward.h"
 #include "core/generate/generator.h"
 #include "core/util/rng.h"
 #include "tests/gpu/gpu_compare.h"
@@ -145,6 +148,112 @@ private slots:
             }
     }
 
+    void fusedDecodeOps()
+    {
+        // Each lambda takes the fused op where the backend has one (the bf16
+        // GPU must; f32 and the CPU reference run the separate ops).
+        struct Fused {
+            AttentionShape s;
+            int64_t C, F, V, capacity;
+        };
+        const float eps = 1e-5f, theta = 10000.0f;
+        for (const Fused& f : {Fused{{1, 1, 12, 4, 64}, 768, 2048, 4096, 600}, Fused{{3, 1, 8, 2, 128}, 256, 672, 1008, 100},
+                               Fused{{8, 1, 4, 4, 32}, 128, 352, 320, 50}})
+            for (Backend* gpu : modes()) {
+                const AttentionShape s = f.s;
+                const int64_t B = s.batch;
+                const QString tag = QString(" B%1 C%2 D%3").arg(B).arg(f.C).arg(s.head_dim);
+                const bool want_fused = gpu->compute_dtype() == DType::bf16;
+                std::vector<float> norm_weight = random_vector(size_t(f.C), 20, 0.2f);
+                for (float& w : norm_weight) w += 1.0f;
+                auto common = [&](std::vector<Buf> bufs) {
+                    bufs.push_back(Buf("x", Role::act, Shape{B, f.C}, random_vector(size_t(B * f.C), 21)));
+                    bufs.push_back(Buf("norm_weight", Role::act, Shape{f.C}, norm_weight));
+                    bufs.push_back(Buf("norm_out", Role::act, Shape{B, f.C}));
+                    bufs.push_back(Buf("rstd", Role::f32, Shape{B}));
+                    return bufs;
+                };
+                bool took = false;
+                auto note = [&](Backend& be, bool fused) {
+                    if (&be == gpu) took = fused;
+                };
+
+                const Shape cache{B, s.n_kv_heads, f.capacity, s.head_dim};
+                const auto qkv = run_case(
+                    *m_cpu, *gpu,
+                    common({Buf("qkv", Role::act, Shape{B, s.qkv_dim()}, {}, {}, true),
+                            Buf("k_cache", Role::act, cache, random_vector(size_t(cache.numel()), 22), {}, true),
+                            Buf("v_cache", Role::act, cache, random_vector(size_t(cache.numel()), 23), {}, true),
+                            Buf("w", Role::act, Shape{s.qkv_dim(), f.C}, random_vector(size_t(s.qkv_dim() * f.C), 24, 0.05f)),
+                            Buf("positions", Role::i32, Shape{B}, {}, random_positions(s, f.capacity, 25))}),
+                    [&](Backend& be, std::vector<Tensor>& t) {
+                        const bool fused = be.decode_norm_qkv(t[0], t[1], t[2], t[5], t[6], eps, t[3], t[4], s, theta);
+                        note(be, fused);
+                        if (fused) return;
+                        be.rmsnorm_forward(t[7], t[8], t[5], t[6], eps);
+                        be.linear_forward(t[0], t[7], t[3]);
+                        be.rope_forward_at(t[0], s, t[4], theta);
+                        be.kv_cache_write(t[1], t[2], t[0], t[4], s);
+                    });
+                QCOMPARE(took, want_fused);
+                expect(qkv, "decode_norm_qkv" + tag, *gpu, 1e-5, 1e-2);
+
+                for (bool swiglu : {true, false}) {
+                    const int64_t N = swiglu ? 2 * f.F : f.V, out_cols = swiglu ? f.F : f.V;
+                    const auto r = run_case(
+                        *m_cpu, *gpu,
+                        common({Buf("out", Role::act, Shape{B, out_cols}, {}, {}, true),
+                                Buf("w", Role::act, Shape{N, f.C}, random_vector(size_t(N * f.C), 26, 0.05f)),
+                                Buf("product", Role::act, Shape{B, N})}),
+                        [&](Backend& be, std::vector<Tensor>& t) {
+                            const bool fused = be.decode_norm_linear(t[0], t[3], t[4], eps, t[1], swiglu);
+                            note(be, fused);
+                            if (fused) return;
+                            be.rmsnorm_forward(t[5], t[6], t[3], t[4], eps);
+                            be.linear_forward(swiglu ? t[2] : t[0], t[5], t[1]);
+                            if (swiglu) be.swiglu_forward(t[0], t[2]);
+                        });
+                    QCOMPARE(took, want_fused);
+                    expect(r, QString(swiglu ? "decode_norm_linear swiglu" : "decode_norm_linear") + tag, *gpu, 1e-5,
+                           1e-2);
+                }
+            }
+    }
+
+    void fusedDecodeStepsMatchSeparateOps()
+    {
+        // Whole bf16 decode steps with and without the fused kernels: the same
+        // logits within bf16 rounding, step after step. D = 16, K and the
+        // vocabulary fit the fused kernels' tiles; the norm weights are not
+        // all ones, so a misplaced one would show.
+        ModelConfig c = tiny(2, 2, 64);
+        c.vocab_size = 320;
+        ParamStore params(*m_bf16, c, false);
+        params.initialize(13);
+        perturb_vectors(params, 14, 0.3f);
+        KvCache fused_cache(*m_bf16, c, 2, 128), plain_cache(*m_bf16, c, 2, 128);
+        CachedForward fused(params, fused_cache, 2 * 16, 2), plain(params, plain_cache, 2 * 16, 2);
+        plain.set_speedups({true, false});
+        const std::vector<int32_t> prompt = random_ids(2 * 16, 320, 7);
+        const std::vector<int64_t> counts{16, 11}, last{15, 16 + 10}, both{0, 1}, ones{1, 1};
+        std::vector<float> want, got;
+        plain.append(prompt, counts, 16, last, want);
+        fused.append(prompt, counts, 16, last, got);
+        double worst = 0.0;
+        for (int step = 0; step < 40; ++step) {
+            std::vector<int32_t> next(2);
+            for (size_t b = 0; b < 2; ++b) {
+                const float* row = want.data() + b * 320;
+                next[b] = int32_t(std::max_element(row, row + 320) - row);
+            }
+            plain.append(next, ones, 1, both, want);
+            fused.append(next, ones, 1, both, got);
+            worst = std::max(worst, relative_error(got, want));
+        }
+        qInfo("fused vs separate decode steps: worst logits relative error %.2e", worst);
+        QVERIFY2(worst < 2e-2, "fused decode steps drift from the separate ops");
+    }
+
     void greedyGenerationMatchesCpu()
     {
         // f32 mode: the same weights give the same greedy tokens, batched with
@@ -178,6 +287,8 @@ private slots:
                 const int64_t rows = 5;
                 std::vector<float> host = random_vector(size_t(rows * vocab), uint64_t(vocab), 4.0f);
                 host[size_t(vocab + 7)] = host[size_t(vocab + 200)] = 50.0f;
+                // Equals in different chunks of a long row (a block reads 4096).
+                host[size_t(2 * vocab + vocab / 2)] = host[size_t(2 * vocab + 9)] = 60.0f;
                 OwnedTensor logits(*gpu, gpu->compute_dtype(), Shape{rows, vocab}, host);
                 OwnedTensor ids(*gpu, Shape{rows}, std::vector<int32_t>(size_t(rows), -1));
                 OwnedTensor probs(*gpu, DType::f32, Shape{rows});

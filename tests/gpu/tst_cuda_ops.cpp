@@ -155,10 +155,13 @@ private slots:
     void linear()
     {
         for (Backend* gpu : modes())
-            // One row with K a multiple of 8 takes the bf16 GEMV kernel.
+            // In bf16, up to 8 rows with K a multiple of 32 and N of 16 take the
+            // decode kernel (decode_linear.cu); the rest, and f32, the GEMM.
             for (auto [M, K, N] : {std::array<int64_t, 3>{37, 53, 29}, std::array<int64_t, 3>{256, 384, 512},
-                                   std::array<int64_t, 3>{1, 768, 1280}, std::array<int64_t, 3>{1, 2048, 770},
-                                   std::array<int64_t, 3>{3, 64, 300}, std::array<int64_t, 3>{1, 53, 29}})
+                                   std::array<int64_t, 3>{1, 768, 1280}, std::array<int64_t, 3>{8, 2048, 768},
+                                   std::array<int64_t, 3>{5, 96, 336}, std::array<int64_t, 3>{9, 768, 1280},
+                                   std::array<int64_t, 3>{1, 2048, 770}, std::array<int64_t, 3>{3, 64, 300},
+                                   std::array<int64_t, 3>{1, 53, 29}})
                 for (bool acc : {false, true}) {
                     const std::string tag = " " + std::to_string(M) + "x" + std::to_string(K) + "x" +
                                             std::to_string(N) + (acc ? " +=" : "");

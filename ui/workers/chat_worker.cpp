@@ -215,7 +215,7 @@ void ChatWorker::generate(const ChatGenerateRequest& request)
         return;
     }
     m_pending.clear();
-    m_lastEmit = {};
+    m_lastEmit.reset();
     try {
         syncTranscript(request);
         const int context = m_model->config.seq_len;
@@ -239,7 +239,7 @@ void ChatWorker::generate(const ChatGenerateRequest& request)
             const auto interval = std::chrono::milliseconds(m_intervalMs.load());
             stats = m_generator->generate(g, [&](const TokenEvent& e) {
                 m_pending.push_back(toChatToken(e));
-                if (std::chrono::steady_clock::now() - m_lastEmit >= interval) flushTokens(request.id);
+                if (!m_lastEmit || std::chrono::steady_clock::now() - *m_lastEmit >= interval) flushTokens(request.id);
                 return !m_stop.load();
             });
         }

@@ -25,6 +25,7 @@
 #include <chrono>
 #include <memory>
 #include <mutex>
+#include <optional>
 
 namespace crucible {
 class ChatTranscript;
@@ -142,7 +143,7 @@ private:
     std::atomic<bool> m_stop{false};
     std::atomic<int> m_intervalMs{33};
     QVector<ChatToken> m_pending;
-    std::chrono::steady_clock::time_point m_lastEmit{};
+    std::optional<std::chrono::steady_clock::time_point> m_lastEmit;   // none yet: the next one goes at once
 };
 
 } // namespace crucible::ui

@@ -39,7 +39,7 @@ void TrainingSinkAdapter::on_step(const StepMetrics& m)
     {
         std::lock_guard lock(m_mutex);
         m_pending.push_back(m);
-        due = std::chrono::steady_clock::now() - m_lastEmit >= m_interval;
+        due = !m_lastEmit || std::chrono::steady_clock::now() - *m_lastEmit >= m_interval;
     }
     if (due) flush();
 }

@@ -14,6 +14,7 @@
 
 #include <chrono>
 #include <mutex>
+#include <optional>
 
 namespace crucible::ui {
 
@@ -51,7 +52,7 @@ private:
 
     std::mutex m_mutex;
     QVector<StepMetrics> m_pending;
-    std::chrono::steady_clock::time_point m_lastEmit{};
+    std::optional<std::chrono::steady_clock::time_point> m_lastEmit;   // none yet: the next one goes at once
     std::chrono::milliseconds m_interval{33};
 };
 
