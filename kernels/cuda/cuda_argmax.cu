@@ -4,15 +4,17 @@
 // instead of its whole row of logits.
 //
 // A row is split into chunks of kChunk logits, one block each, so a 32K
-// vocabulary is read by 8 blocks at once, every thread with its kPerThread
+// vocabulary is read by 4 blocks at once, every thread with its kPerThread
 // loads in flight. A block keeps its best logit, its id and the sum of
 // exp(logit − best) over its chunk; the last block of a row to finish (a
-// counter per row, reset by that block) combines the chunks. Launch
+// counter per row, reset by that block) combines the chunks. Launched
+// overlapped (overlap.cuh) behind the logits' projection. Launch
 // configuration depends on shapes only: the step stays capturable as a CUDA
 // graph.
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/cuda_common.cuh"
+#include "kernels/cuda/overlap.cuh"
 
 namespace crucible {
 
@@ -21,7 +23,7 @@ namespace {
 using namespace cuda;
 
 constexpr int kThreads = 256;
-constexpr int kPerThread = 16;
+constexpr int kPerThread = 32;   // a vocabulary of 8192 is one block, 32768 four
 constexpr int kChunk = kThreads * kPerThread;
 constexpr int kNoIndex = 0x7fffffff;
 
@@ -75,6 +77,8 @@ __global__ void __launch_bounds__(kThreads)
 {
     __shared__ float shared_sum[32];
     __shared__ bool last;
+    wait_for_previous_kernel();   // the logits' projection
+    allow_next_kernel();
     const int64_t row = blockIdx.y;
     const int chunk = int(blockIdx.x), count = int(gridDim.x);
     const int64_t first = int64_t(chunk) * kChunk;
@@ -162,9 +166,8 @@ void CudaBackend::argmax_rows(Tensor ids, Tensor probs, Tensor logits)
     }
     dispatch_act(logits.dtype, "argmax_rows", [&](auto tag) {
         using T = decltype(tag);
-        argmax_rows_kernel<T><<<dim3(unsigned(count), unsigned(rows)), kThreads, 0, m_stream>>>(
-            ids.as<int32_t>(), probs.as<float>(), logits.as<T>(), vocab, chunks);
-        CRUCIBLE_CUDA_LAUNCH_CHECK();
+        launch_overlapped(argmax_rows_kernel<T>, LaunchShape{dim3(unsigned(count), unsigned(rows)), dim3(kThreads)},
+                          m_stream, ids.as<int32_t>(), probs.as<float>(), logits.as<T>(), vocab, chunks);
     });
 }
 

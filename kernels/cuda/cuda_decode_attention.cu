@@ -10,29 +10,35 @@
 // dependent load. Then every thread scores keys against the group's queries
 // (held in shared memory, scaled), one warp per head updates the running max
 // and sum and turns the tile's scores into probabilities, and every thread
-// accumulates its share of the g × D outputs. With one split the block normalises and writes the output; with
-// several it writes its unnormalised accumulator, max and sum, and the last
-// split of its (row, KV head) to finish (a counter per pair, reset by that
-// block for the next launch) merges them, rescaling each by exp(m_s − max):
-// one launch per layer instead of two.
+// accumulates its share of the g × D outputs. With one split the block
+// normalises and writes the output. The splits of one (row, KV head) form a
+// thread-block cluster (Hopper and later): each leaves its unnormalised
+// accumulator, max and sum in its shared memory, and the cluster's first
+// block merges them through distributed shared memory, rescaling each by
+// exp(m_s − max): no round trip through global memory, no second launch.
+// Older GPUs read the whole range in one split.
 //
-// Launched overlapped (overlap.cuh): its start-up hides behind the
-// projection before it. The launch depends only on shapes and the cache
-// capacity, never on the positions (they stay on the device), so a captured
-// decode step replays as the cache grows. Splits beyond a row's position
-// exit at once.
+// Launched overlapped (overlap.cuh): before waiting for the projection that
+// writes this step's queries, keys and values, a block already fetches the
+// cached keys and values of earlier steps. The launch depends only on shapes
+// and the cache capacity, never on the positions (they stay on the device),
+// so a captured decode step replays as the cache grows. Splits beyond a
+// row's position exit at once.
 #include "kernels/cuda/attention_common.cuh"
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/cuda_generation.h"
 #include "kernels/cuda/overlap.cuh"
+
+#include <cooperative_groups.h>
 
 namespace crucible::cuda {
 
 namespace {
 
 constexpr int kThreads = 128;
-constexpr int kTile = 64;          // keys per tile
+constexpr int kTile = 128;         // keys per tile
 constexpr int kMaxOutputs = 16;    // g·D ≤ kThreads · kMaxOutputs outputs per block
+constexpr int kMaxSplits = 8;      // the portable cluster size
 
 struct DecodeGeometry {
     int64_t rows, seq, capacity;
@@ -43,7 +49,8 @@ struct DecodeGeometry {
     float scale;
 };
 
-DecodeGeometry geometry(const AttentionShape& s, int64_t capacity, int sm_count)
+// clusters: whether the device runs thread-block clusters (else one split).
+DecodeGeometry geometry(const AttentionShape& s, int64_t capacity, int sm_count, bool clusters)
 {
     DecodeGeometry g{};
     g.rows = s.tokens();
@@ -57,9 +64,9 @@ DecodeGeometry geometry(const AttentionShape& s, int64_t capacity, int sm_count)
     g.scale = float(1.0 / std::sqrt(double(s.head_dim)));
     // Enough blocks for two waves of the SMs, but never a split shorter than a tile.
     const int64_t blocks = g.rows * g.kv_heads;
-    const int64_t max_splits = (capacity + kTile - 1) / kTile;
+    const int64_t max_splits = clusters ? std::min<int64_t>((capacity + kTile - 1) / kTile, kMaxSplits) : 1;
     const int64_t wanted = (2 * int64_t(std::max(sm_count, 1)) + blocks - 1) / blocks;
-    g.splits = int(std::clamp<int64_t>(wanted, 1, std::min<int64_t>(max_splits, 64)));
+    g.splits = int(std::clamp<int64_t>(wanted, 1, max_splits));
     const int64_t per_split = (capacity + g.splits - 1) / g.splits;
     g.split_len = (per_split + kTile - 1) / kTile * kTile;
     g.splits = int((capacity + g.split_len - 1) / g.split_len);
@@ -75,9 +82,9 @@ __host__ __device__ constexpr int tile_stride(int head_dim, int element_bytes)
 
 size_t shared_bytes(const DecodeGeometry& g, size_t element_bytes)
 {
-    // q [g, D], scores [g, kTile], running max, sum and correction [g] each
-    // (afterwards the merge's weights [g, splits]: splits ≤ 64 ≤ D + kTile + 3),
-    // then the key and value tiles [kTile, stride] each.
+    // q [g, D] (at the end the split's accumulator), scores [g, kTile] (at
+    // the end the merge's weights [g, splits]), running max, sum and
+    // correction [g] each, then the key and value tiles [kTile, stride] each.
     const size_t stats = sizeof(float) * size_t(g.group) * (size_t(g.head_dim) + kTile + 3);
     const size_t tiles = 2 * element_bytes * kTile * size_t(tile_stride(g.head_dim, int(element_bytes)));
     return (stats + 15) / 16 * 16 + tiles;
@@ -101,80 +108,48 @@ __device__ __forceinline__ void stage_tile(T* tile, const T* rows, int count, in
     }
 }
 
-// Partial results of the splits: acc [rows, H, splits, D], max and sum [rows, H, splits];
-// finished: splits done per (row, KV head), zero between launches.
-struct Partials {
-    float* acc;
-    float* max;
-    float* sum;
-    int* finished;
-};
-
-Partials partials_at(void* workspace, const DecodeGeometry& g)
-{
-    float* base = static_cast<float*>(workspace);
-    const int64_t slots = g.rows * g.heads * g.splits;
-    return Partials{base, base + slots * g.head_dim, base + slots * (g.head_dim + 1), nullptr};
-}
-
-// The last split of (row, KV head) to arrive merges the group's partials into
-// out; the others return. Every split of the pair must call it.
+// The splits of one (row, KV head) are one cluster, split s its block of
+// rank s. Each has left its unnormalised accumulator [g, D], max and sum [g]
+// in its shared memory; the first block combines them into out. Every block
+// of the cluster must call this (it holds the cluster's barriers).
 template <class T>
-__device__ void merge_if_last(T* __restrict__ out, const Partials& partials, int position, const DecodeGeometry& g,
-                              int64_t row, int first_head, float* weights_s)
+__device__ void merge_splits(T* __restrict__ out, bool padding, const DecodeGeometry& g, int64_t row,
+                             int first_head, const float* acc_s, const float* max_s, const float* sum_s,
+                             float* weights_s)
 {
-    __shared__ bool last;
-    __threadfence();   // this block's partials are visible before it is counted
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        int* counter = partials.finished + blockIdx.x;
-        last = atomicAdd(counter, 1) == g.splits - 1;
-        if (last) *counter = 0;   // ready for the next launch (and graph replay)
-    }
-    __syncthreads();
-    if (!last) return;
-    __threadfence();
-    const int G = g.group, D = g.head_dim, S = g.splits;
-    // weights_s[h·S + s] = exp(m_s − max) / total for the group's head h; a
-    // lane holds splits lane and lane + 32, loaded at once (S ≤ 64).
-    const int lane = int(threadIdx.x % 32);
-    for (int h = int(threadIdx.x / 32); h < G; h += int(blockDim.x / 32)) {
-        const int64_t first = (row * g.heads + first_head + h) * S;
-        float m[2], sum[2];
-#pragma unroll
-        for (int k = 0; k < 2; ++k) {
-            const int s = lane + 32 * k;
-            m[k] = s < S ? __ldcg(partials.max + first + s) : -INFINITY;
-            sum[k] = s < S ? __ldcg(partials.sum + first + s) : 0.0f;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    namespace cg = cooperative_groups;
+    const cg::cluster_group cluster = cg::this_cluster();
+    cluster.sync();   // every split's results are in its shared memory
+    if (cluster.block_rank() == 0) {
+        const int G = g.group, D = g.head_dim, S = g.splits;
+        const int lane = int(threadIdx.x % 32);
+        // weights_s[h·S + s] = exp(m_s − max) / total for head h; lane s reads split s.
+        for (int h = int(threadIdx.x / 32); h < G; h += int(blockDim.x / 32)) {
+            const float m = lane < S ? *cluster.map_shared_rank(max_s + h, lane) : -INFINITY;
+            const float sum = lane < S ? *cluster.map_shared_rank(sum_s + h, lane) : 0.0f;
+            const float top = warp_max(m);
+            const float w = m == -INFINITY ? 0.0f : __expf(m - top);
+            const float total = warp_sum(sum * w);
+            if (lane < S) weights_s[h * S + lane] = total > 0.0f ? w / total : 0.0f;
         }
-        const float top = warp_max(fmaxf(m[0], m[1]));
-        float w[2], total = 0.0f;
-#pragma unroll
-        for (int k = 0; k < 2; ++k) {
-            w[k] = m[k] == -INFINITY ? 0.0f : __expf(m[k] - top);
-            total += sum[k] * w[k];
+        __syncthreads();
+        for (int o = int(threadIdx.x); o < G * D; o += int(blockDim.x)) {
+            const int h = o / D;
+            float a = 0.0f;
+            for (int s = 0; s < S; ++s) {   // a split that saw no key (weight 0) left no accumulator
+                const float w = weights_s[h * S + s];
+                if (w != 0.0f) a += w * *cluster.map_shared_rank(acc_s + o, s);
+            }
+            out[row * int64_t(g.heads) * D + int64_t(first_head) * D + o] = from_f<T>(padding ? 0.0f : a);
         }
-        total = warp_sum(total);
-        const float inv = total > 0.0f ? 1.0f / total : 0.0f;
-#pragma unroll
-        for (int k = 0; k < 2; ++k)
-            if (lane + 32 * k < S) weights_s[h * S + lane + 32 * k] = w[k] * inv;
     }
-    __syncthreads();
-    for (int o = int(threadIdx.x); o < G * D; o += int(blockDim.x)) {
-        const int h = o / D, d = o % D;
-        const float* acc = partials.acc + (row * g.heads + first_head + h) * S * D + d;
-        float a = 0.0f;
-        // Unconditional loads, so they are all in flight at once; splits that
-        // saw no key (weight 0) left their accumulator unwritten.
-#pragma unroll 8
-        for (int s = 0; s < S; ++s) {
-            const float x = __ldcg(acc + int64_t(s) * D), ws = weights_s[h * S + s];
-            a += ws != 0.0f ? x * ws : 0.0f;
-        }
-        if (position < 0) a = 0.0f;
-        out[row * int64_t(g.heads) * D + int64_t(first_head + h) * D + d] = from_f<T>(a);
-    }
+    cluster.sync();   // the others' shared memory stays until the first block has read it
+#else
+    (void)out, (void)padding, (void)g, (void)row, (void)first_head, (void)acc_s, (void)max_s, (void)sum_s,
+        (void)weights_s;
+    __trap();   // never launched with splits on these GPUs
+#endif
 }
 
 // VEC: head_dim a multiple of 8 and 16-byte aligned keys: each key is read
@@ -182,7 +157,7 @@ __device__ void merge_if_last(T* __restrict__ out, const Partials& partials, int
 // instead of D dependent ones.
 template <class T, bool VEC>
 __global__ void __launch_bounds__(kThreads)
-    decode_attention_kernel(T* __restrict__ out, Partials partials, const T* __restrict__ qkv,
+    decode_attention_kernel(T* __restrict__ out, const T* __restrict__ qkv,
                             const T* __restrict__ k_cache, const T* __restrict__ v_cache,
                             const int32_t* __restrict__ positions, DecodeGeometry g)
 {
@@ -197,16 +172,30 @@ __global__ void __launch_bounds__(kThreads)
     T* k_s = reinterpret_cast<T*>(smem + (G * (D + kTile + 3) + 3) / 4 * 4);   // [kTile, stride], 16-byte aligned
     T* v_s = k_s + kTile * stride;                                              // [kTile, stride]
 
-    wait_for_previous_kernel();   // it wrote this step's queries, keys and values
-    allow_next_kernel();
     const int64_t row = blockIdx.x / g.kv_heads;
     const int kv = int(blockIdx.x % g.kv_heads);
     const int split = int(blockIdx.y);
     const int first_head = kv * G;
     const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
-    const int p = positions[row];
+    const int p = positions[row];   // uploaded before the step's first kernel
     const int64_t begin = int64_t(split) * g.split_len;
     const int64_t end = p < 0 ? begin : std::min<int64_t>(begin + g.split_len, int64_t(p) + 1);
+    const int64_t b = row / g.seq;
+    const T* keys = k_cache + (b * g.kv_heads + kv) * g.capacity * D;
+    const T* values = v_cache + (b * g.kv_heads + kv) * g.capacity * D;
+
+    // Keys and values before the chunk's first new position were written by
+    // earlier steps: the first tile's share of them is fetched while the
+    // kernel before (which writes this step's queries, keys and values) ends.
+    int early = 0;
+    if (end > begin) {
+        const int64_t fresh = positions[b * g.seq];
+        early = int(std::clamp<int64_t>(fresh - begin, 0, std::min<int64_t>(kTile, end - begin)));
+        stage_tile<T, VEC>(k_s, keys + begin * D, early, D, stride);
+        stage_tile<T, VEC>(v_s, values + begin * D, early, D, stride);
+    }
+    wait_for_previous_kernel();
+    allow_next_kernel();
 
     if (end <= begin) {   // padding row, or a split past the row's position
         if (g.splits == 1) {
@@ -215,11 +204,10 @@ __global__ void __launch_bounds__(kThreads)
             return;
         }
         if (tid < G) {
-            const int64_t slot = (row * g.heads + first_head + tid) * g.splits + split;
-            partials.max[slot] = -INFINITY;
-            partials.sum[slot] = 0.0f;
+            max_s[tid] = -INFINITY;
+            sum_s[tid] = 0.0f;
         }
-        return merge_if_last(out, partials, p, g, row, first_head, smem);
+        return merge_splits(out, p < 0, g, row, first_head, q_s, max_s, sum_s, p_s);
     }
 
     for (int o = tid; o < G * D; o += kThreads)
@@ -231,15 +219,13 @@ __global__ void __launch_bounds__(kThreads)
     float acc[kMaxOutputs];
 #pragma unroll
     for (int i = 0; i < kMaxOutputs; ++i) acc[i] = 0.0f;
-    const int64_t b = row / g.seq;
-    const T* keys = k_cache + (b * g.kv_heads + kv) * g.capacity * D;
-    const T* values = v_cache + (b * g.kv_heads + kv) * g.capacity * D;
     __syncthreads();
 
     for (int64_t t0 = begin; t0 < end; t0 += kTile) {
         const int count = int(std::min<int64_t>(kTile, end - t0));
-        stage_tile<T, VEC>(k_s, keys + t0 * D, count, D, stride);
-        stage_tile<T, VEC>(v_s, values + t0 * D, count, D, stride);
+        const int staged = t0 == begin ? early : 0;
+        stage_tile<T, VEC>(k_s + staged * stride, keys + (t0 + staged) * D, count - staged, D, stride);
+        stage_tile<T, VEC>(v_s + staged * stride, values + (t0 + staged) * D, count - staged, D, stride);
         attn::cp_async_commit();
         attn::cp_async_wait<0>();
         __syncthreads();
@@ -304,23 +290,16 @@ __global__ void __launch_bounds__(kThreads)
         __syncthreads();
     }
 
+    // One split: normalise and write. Several: the accumulator replaces q
+    // (the last tile is done with it) and the cluster merges.
 #pragma unroll
     for (int i = 0; i < kMaxOutputs; ++i) {
         const int o = tid + i * kThreads;
         if (o >= G * D) break;
-        const int h = o / D, d = o % D;
-        if (g.splits == 1) {
-            out[row * int64_t(g.heads) * D + int64_t(first_head + h) * D + d] = from_f<T>(acc[i] / sum_s[h]);
-        } else {
-            const int64_t slot = (row * g.heads + first_head + h) * g.splits + split;
-            partials.acc[slot * D + d] = acc[i];
-            if (d == 0) {
-                partials.max[slot] = max_s[h];
-                partials.sum[slot] = sum_s[h];
-            }
-        }
+        if (g.splits == 1) out[row * int64_t(g.heads) * D + int64_t(first_head) * D + o] = from_f<T>(acc[i] / sum_s[o / D]);
+        else q_s[o] = acc[i];
     }
-    if (g.splits > 1) merge_if_last(out, partials, p, g, row, first_head, smem);
+    if (g.splits > 1) merge_splits(out, false, g, row, first_head, q_s, max_s, sum_s, p_s);
 }
 
 void check_decode(const Tensor& out, const Tensor& qkv, const Tensor& k_cache, const Tensor& v_cache,
@@ -350,35 +329,26 @@ void check_decode(const Tensor& out, const Tensor& qkv, const Tensor& k_cache, c
 
 } // namespace
 
-DecodeWorkspace decode_attention_workspace(const AttentionShape& s, int64_t capacity, int sm_count)
-{
-    const DecodeGeometry g = geometry(s, capacity, sm_count);
-    if (g.splits == 1) return {};
-    return {sizeof(float) * size_t(g.rows * g.heads * g.splits) * size_t(g.head_dim + 2),
-            size_t(g.rows * g.kv_heads)};
-}
-
 void launch_decode_attention(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_cache, Tensor positions,
-                             const AttentionShape& s, void* workspace, int* counters, int sm_count,
-                             cudaStream_t stream)
+                             const AttentionShape& s, int sm_count, bool clusters, cudaStream_t stream)
 {
     check_decode(out, qkv, k_cache, v_cache, positions, s);
     if (s.tokens() == 0) return;
-    const DecodeGeometry g = geometry(s, k_cache.shape[2], sm_count);
-    CRUCIBLE_CHECK(g.splits == 1 || (workspace && counters), "attention_decode: the split-K workspace is missing");
-    Partials partials = g.splits == 1 ? Partials{} : partials_at(workspace, g);
-    partials.finished = counters;
-    const size_t shared = shared_bytes(g, dtype_bytes(qkv.dtype, 1));
+    const DecodeGeometry g = geometry(s, k_cache.shape[2], sm_count, clusters);
+    LaunchShape shape;
+    shape.grid = dim3(unsigned(g.rows * g.kv_heads), unsigned(g.splits));
+    shape.block = dim3(kThreads);
+    shape.shared_bytes = shared_bytes(g, dtype_bytes(qkv.dtype, 1));
+    shape.cluster = dim3(1, unsigned(g.splits));
     dispatch_act(qkv.dtype, "attention_decode", [&](auto tag) {
         using T = decltype(tag);
         const bool vec = g.head_dim % 8 == 0 && aligned16(k_cache.data) && aligned16(v_cache.data);
         auto launch = [&](auto kernel) {
-            if (shared > 48 * 1024)
-                CRUCIBLE_CUDA_CHECK(
-                    cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(shared)));
-            const dim3 grid(unsigned(g.rows * g.kv_heads), unsigned(g.splits));
-            launch_overlapped(kernel, grid, dim3(kThreads), shared, stream, out.as<T>(), partials, qkv.as<T>(),
-                              k_cache.as<T>(), v_cache.as<T>(), positions.as<int32_t>(), g);
+            if (shape.shared_bytes > 48 * 1024)
+                CRUCIBLE_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                         int(shape.shared_bytes)));
+            launch_overlapped(kernel, shape, stream, out.as<T>(), qkv.as<T>(), k_cache.as<T>(), v_cache.as<T>(),
+                              positions.as<int32_t>(), g);
         };
         if (vec) launch(decode_attention_kernel<T, true>);
         else launch(decode_attention_kernel<T, false>);

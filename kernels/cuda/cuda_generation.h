@@ -25,20 +25,9 @@ void launch_rope_at(Tensor qkv, const AttentionShape& s, Tensor positions, float
 void launch_kv_cache_write(Tensor k_cache, Tensor v_cache, Tensor qkv, Tensor positions, const AttentionShape& s,
                            cudaStream_t stream);
 
-// Device memory launch_decode_attention needs for these shapes (none when
-// the cache is read in one split): scratch bytes for the splits' partial
-// results and counters, ints that are zero before the launch and that the
-// kernel leaves at zero.
-struct DecodeWorkspace {
-    size_t bytes = 0;
-    size_t counters = 0;
-};
-DecodeWorkspace decode_attention_workspace(const AttentionShape& s, int64_t capacity, int sm_count);
-
-// out [B·T, H·D]; the rest as above; `workspace` and `counters` as
-// decode_attention_workspace(s, capacity, sm_count) asks.
+// out [B·T, H·D]; the rest as above. clusters: the device runs thread-block
+// clusters (compute capability 9.0 or later), which the split-K path needs.
 void launch_decode_attention(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_cache, Tensor positions,
-                             const AttentionShape& s, void* workspace, int* counters, int sm_count,
-                             cudaStream_t stream);
+                             const AttentionShape& s, int sm_count, bool clusters, cudaStream_t stream);
 
 } // namespace crucible::cuda

@@ -21,10 +21,7 @@ void CudaBackend::kv_cache_write(Tensor k_cache, Tensor v_cache, Tensor qkv, Ten
 void CudaBackend::attention_decode(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_cache, Tensor positions,
                                    const AttentionShape& s)
 {
-    const cuda::DecodeWorkspace need = cuda::decode_attention_workspace(s, k_cache.shape[2], sm_count());
-    void* ws = need.bytes ? scratch(need.bytes) : nullptr;
-    int* counters = need.counters ? zeroed_counters(need.counters) : nullptr;
-    cuda::launch_decode_attention(out, qkv, k_cache, v_cache, positions, s, ws, counters, sm_count(), m_stream);
+    cuda::launch_decode_attention(out, qkv, k_cache, v_cache, positions, s, sm_count(), m_props.major >= 9, m_stream);
 }
 
 int64_t CudaBackend::capture_graph(const std::function<void()>& ops)

@@ -65,29 +65,83 @@ struct DecodeLinearParams {
 __device__ __forceinline__ float round_bf16(float v) { return __bfloat162float(__float2bfloat16_rn(v)); }
 
 // x[k, k + 8) of one row as the B operand: 4 registers of bf16 pairs,
-// RMS-normalised (x·rstd·w, as rmsnorm_forward) when the kernel has a norm.
-// `row` and `norm_weight` point at the lane's first k.
-__device__ __forceinline__ uint4 x_operand(const bf16* row, const bf16* norm_weight, int64_t k, float rstd)
+// RMS-normalised (x·rstd·w, as rmsnorm_forward) with the 8 norm weights w
+// when the kernel has a norm. `row` points at the lane's first k.
+__device__ __forceinline__ float2 unpack_bf16(uint32_t v)
 {
-    if (!norm_weight) return *reinterpret_cast<const uint4*>(row + k);
-    float v[8], g[8];
-    load8(v, row + k);
-    load8(g, norm_weight + k);
-    return make_uint4(pack_bf16(v[0] * rstd * g[0], v[1] * rstd * g[1]), pack_bf16(v[2] * rstd * g[2], v[3] * rstd * g[3]),
-                      pack_bf16(v[4] * rstd * g[4], v[5] * rstd * g[5]), pack_bf16(v[6] * rstd * g[6], v[7] * rstd * g[7]));
+    __nv_bfloat162 pair;
+    memcpy(&pair, &v, sizeof(v));
+    return __bfloat1622float2(pair);
 }
 
-// One output pair (f, f + P) of sequence n: lo and hi are the f32 sums.
+__device__ __forceinline__ uint32_t normalised(uint32_t x, uint32_t w, float rstd)
+{
+    const float2 a = unpack_bf16(x), g = unpack_bf16(w);
+    return pack_bf16(a.x * rstd * g.x, a.y * rstd * g.y);
+}
+
+__device__ __forceinline__ uint4 x_operand(const bf16* row, int64_t k, bool norm, float rstd, uint4 w)
+{
+    const uint4 raw = *reinterpret_cast<const uint4*>(row + k);
+    if (!norm) return raw;
+    return make_uint4(normalised(raw.x, w.x, rstd), normalised(raw.y, w.y, rstd), normalised(raw.z, w.z, rstd),
+                      normalised(raw.w, w.w, rstd));
+}
+
+// What the epilogue of one lane of warp 0 reads besides the sums, for its two
+// sequences n = 2t + c: the position and its (cos, sin) for RoPE (known
+// before the previous kernel ends), the residual for accumulate (after).
+struct EpilogueInputs {
+    int pos[2] = {-1, -1};
+    float2 rope[2] = {};
+    float old_lo[2] = {}, old_hi[2] = {};
+};
+
 template <Epilogue E>
-__device__ __forceinline__ void finish(const DecodeLinearParams& p, int n, int64_t f, float lo, float hi)
+__device__ __forceinline__ void read_early(const DecodeLinearParams& p, int t, int64_t f, EpilogueInputs& in)
+{
+    if constexpr (E == Epilogue::rope_cache) {
+        const int half = p.head_dim / 2;
+        const int head = int(f / p.head_dim), i = int(f % p.head_dim);
+#pragma unroll
+        for (int c = 0; c < 2; ++c) {
+            const int n = 2 * t + c;
+            if (n >= p.rows) continue;
+            const int pos = p.positions[n];
+            in.pos[c] = pos;
+            if (pos >= 0 && pos < p.capacity && head < p.heads + p.kv_heads)
+                in.rope[c] = p.rope[int64_t(pos) * half + i];
+        }
+    }
+}
+
+template <Epilogue E>
+__device__ __forceinline__ void read_late(const DecodeLinearParams& p, int t, int64_t f, EpilogueInputs& in)
+{
+    if constexpr (E == Epilogue::accumulate) {
+#pragma unroll
+        for (int c = 0; c < 2; ++c) {
+            const int n = 2 * t + c;
+            if (n >= p.rows) continue;
+            const bf16* out = p.out + int64_t(n) * p.ldo;
+            in.old_lo[c] = to_f(out[f]);
+            in.old_hi[c] = to_f(out[f + p.pair]);
+        }
+    }
+}
+
+// Output pair (f, f + P) of sequence n = 2t + c: lo and hi are the f32 sums.
+template <Epilogue E>
+__device__ __forceinline__ void finish(const DecodeLinearParams& p, int n, int c, int64_t f, float lo, float hi,
+                                       const EpilogueInputs& in)
 {
     bf16* out = p.out + int64_t(n) * p.ldo;
     if constexpr (E == Epilogue::store) {
         out[f] = from_f<bf16>(lo);
         out[f + p.pair] = from_f<bf16>(hi);
     } else if constexpr (E == Epilogue::accumulate) {
-        out[f] = from_f<bf16>(to_f(out[f]) + lo);
-        out[f + p.pair] = from_f<bf16>(to_f(out[f + p.pair]) + hi);
+        out[f] = from_f<bf16>(in.old_lo[c] + lo);
+        out[f + p.pair] = from_f<bf16>(in.old_hi[c] + hi);
     } else if constexpr (E == Epilogue::swiglu) {
         const float gate = round_bf16(lo), up = round_bf16(hi);
         out[f] = from_f<bf16>(gate * sigmoid(gate) * up);
@@ -96,11 +150,11 @@ __device__ __forceinline__ void finish(const DecodeLinearParams& p, int n, int64
         // and value heads also go to the sequence's cache slot (kv_cache_write).
         const int half = p.head_dim / 2;
         const int head = int(f / p.head_dim), i = int(f % p.head_dim);
-        const int pos = p.positions[n];
+        const int pos = in.pos[c];
         const bool real = pos >= 0 && pos < p.capacity;
         float a = round_bf16(lo), b = round_bf16(hi);
         if (real && head < p.heads + p.kv_heads) {
-            const float2 cs = p.rope[int64_t(pos) * half + i];
+            const float2 cs = in.rope[c];
             const float ra = a * cs.x - b * cs.y, rb = b * cs.x + a * cs.y;
             a = ra;
             b = rb;
@@ -130,13 +184,14 @@ __global__ void __launch_bounds__(32 * kMaxWarps) decode_linear_kernel(const Dec
     const bf16* w_hi = w_lo + int64_t(p.pair) * p.k;
     const bool real_row = g < p.rows;   // B columns past the last row stay zero
     const bf16* x_row = p.x + int64_t(real_row ? g : 0) * p.k + t * 8;
-    const bf16* norm_weight = p.norm_weight ? p.norm_weight + t * 8 : nullptr;
+    const bool norm = p.norm_weight != nullptr;
+    const bf16* norm_weight = norm ? p.norm_weight + t * 8 : nullptr;
     const int64_t kblocks = p.k / 32;
     const int64_t groups = (kblocks + int64_t(warps) * kUnroll - 1) / (int64_t(warps) * kUnroll);
     // k-block u of group j of this warp; neighbouring warps read neighbouring blocks.
     auto kblock = [&](int64_t j, int u) { return (j * kUnroll + u) * warps + warp; };
 
-    uint4 next_lo[kUnroll], next_hi[kUnroll];
+    uint4 next_lo[kUnroll], next_hi[kUnroll], next_w[kUnroll];
     auto fetch = [&](int64_t j) {
 #pragma unroll
         for (int u = 0; u < kUnroll; ++u) {
@@ -144,16 +199,22 @@ __global__ void __launch_bounds__(32 * kMaxWarps) decode_linear_kernel(const Dec
             if (kb < kblocks) {
                 next_lo[u] = __ldg(reinterpret_cast<const uint4*>(w_lo + kb * 32));
                 next_hi[u] = __ldg(reinterpret_cast<const uint4*>(w_hi + kb * 32));
+                if (norm) next_w[u] = __ldg(reinterpret_cast<const uint4*>(norm_weight + kb * 32));
             }
         }
     };
-    // The first weights are on their way while the previous kernel finishes
-    // and the norm statistics are summed.
+    // Everything no kernel of the step writes is requested before waiting
+    // for the previous one: the first weights, the norm weights, positions
+    // and RoPE angles. After the wait, one round trip brings x (and the
+    // residual the epilogue adds to).
     fetch(0);
+    EpilogueInputs in;
+    if (warp == 0) read_early<E>(p, t, base + g, in);
     wait_for_previous_kernel();
     allow_next_kernel();
+    if (warp == 0) read_late<E>(p, t, base + g, in);
 
-    if (p.norm_weight) {
+    if (norm) {
         for (int r = warp; r < p.rows; r += warps) {
             const bf16* row = p.x + int64_t(r) * p.k;
             float ss = 0.0f;
@@ -168,22 +229,23 @@ __global__ void __launch_bounds__(32 * kMaxWarps) decode_linear_kernel(const Dec
         }
         __syncthreads();
     }
-    const float row_rstd = p.norm_weight && real_row ? rstd[g] : 1.0f;
+    const float row_rstd = norm && real_row ? rstd[g] : 1.0f;
 
     float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     for (int64_t j = 0; j < groups; ++j) {
-        uint4 lo[kUnroll], hi[kUnroll];
+        uint4 lo[kUnroll], hi[kUnroll], w[kUnroll];
 #pragma unroll
         for (int u = 0; u < kUnroll; ++u) {
             lo[u] = next_lo[u];
             hi[u] = next_hi[u];
+            w[u] = next_w[u];
         }
         if (j + 1 < groups) fetch(j + 1);
 #pragma unroll
         for (int u = 0; u < kUnroll; ++u) {
             const int64_t kb = kblock(j, u);   // the same for every lane: mma.sync stays converged
             if (kb >= kblocks) break;
-            const uint4 xv = real_row ? x_operand(x_row, norm_weight, kb * 32, row_rstd) : make_uint4(0, 0, 0, 0);
+            const uint4 xv = real_row ? x_operand(x_row, kb * 32, norm, row_rstd, w[u]) : make_uint4(0, 0, 0, 0);
             const uint32_t a0[4] = {lo[u].x, hi[u].x, lo[u].y, hi[u].y};
             const uint32_t a1[4] = {lo[u].z, hi[u].z, lo[u].w, hi[u].w};
             mma_bf16(acc, a0, xv.x, xv.y);
@@ -206,7 +268,7 @@ __global__ void __launch_bounds__(32 * kMaxWarps) decode_linear_kernel(const Dec
 #pragma unroll
     for (int c = 0; c < 2; ++c) {
         const int n = 2 * t + c;
-        if (n < p.rows) finish<E>(p, n, base + g, acc[c], acc[2 + c]);
+        if (n < p.rows) finish<E>(p, n, c, base + g, acc[c], acc[2 + c], in);
     }
 }
 
@@ -226,7 +288,7 @@ void launch(const DecodeLinearParams& p, int64_t n, cudaStream_t stream)
     // Enough warps that one group of kUnroll k-blocks each covers K.
     const int64_t kblocks = p.k / 32;
     const int warps = int(std::clamp<int64_t>((kblocks + kUnroll - 1) / kUnroll, 1, kMaxWarps));
-    launch_overlapped(decode_linear_kernel<E>, dim3(unsigned(n / 16)), dim3(32 * warps), 0, stream, p);
+    launch_overlapped(decode_linear_kernel<E>, LaunchShape{dim3(unsigned(n / 16)), dim3(32 * warps)}, stream, p);
 }
 
 DecodeLinearParams params_for(Tensor out, Tensor x, Tensor weight, int64_t pair)

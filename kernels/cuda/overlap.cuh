@@ -35,20 +35,33 @@ __device__ __forceinline__ void allow_next_kernel()
 #endif
 }
 
+struct LaunchShape {
+    dim3 grid, block;
+    size_t shared_bytes = 0;
+    dim3 cluster{1, 1, 1};   // thread-block cluster dimensions (1: none)
+};
+
 template <class... Params, class... Args>
-void launch_overlapped(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t stream,
-                       Args&&... args)
+void launch_overlapped(void (*kernel)(Params...), const LaunchShape& shape, cudaStream_t stream, Args&&... args)
 {
-    cudaLaunchAttribute attribute{};
-    attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attribute.val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchAttribute attributes[2]{};
+    attributes[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attributes[0].val.programmaticStreamSerializationAllowed = 1;
+    unsigned count = 1;
+    if (shape.cluster.x * shape.cluster.y * shape.cluster.z > 1) {
+        attributes[1].id = cudaLaunchAttributeClusterDimension;
+        attributes[1].val.clusterDim.x = shape.cluster.x;
+        attributes[1].val.clusterDim.y = shape.cluster.y;
+        attributes[1].val.clusterDim.z = shape.cluster.z;
+        count = 2;
+    }
     cudaLaunchConfig_t config{};
-    config.gridDim = grid;
-    config.blockDim = block;
-    config.dynamicSmemBytes = shared_bytes;
+    config.gridDim = shape.grid;
+    config.blockDim = shape.block;
+    config.dynamicSmemBytes = shape.shared_bytes;
     config.stream = stream;
-    config.attrs = &attribute;
-    config.numAttrs = 1;
+    config.attrs = attributes;
+    config.numAttrs = count;
     CRUCIBLE_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...));
 }
 

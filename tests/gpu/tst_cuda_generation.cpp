@@ -287,7 +287,7 @@ private slots:
                 const int64_t rows = 5;
                 std::vector<float> host = random_vector(size_t(rows * vocab), uint64_t(vocab), 4.0f);
                 host[size_t(vocab + 7)] = host[size_t(vocab + 200)] = 50.0f;
-                // Equals in different chunks of a long row (a block reads 4096).
+                // Equals in different chunks of a long row (a block reads 8192).
                 host[size_t(2 * vocab + vocab / 2)] = host[size_t(2 * vocab + 9)] = 60.0f;
                 OwnedTensor logits(*gpu, gpu->compute_dtype(), Shape{rows, vocab}, host);
                 OwnedTensor ids(*gpu, Shape{rows}, std::vector<int32_t>(size_t(rows), -1));
@@ -337,14 +337,17 @@ private slots:
 
     void graphsSurviveMovedScratch()
     {
-        // A decode graph bakes in the scratch address (the split attention's
-        // partial results); growing the scratch for something else moves it.
-        // The next generation must recapture, not replay into freed memory.
-        ParamStore params(*m_bf16, tiny(2, 2, 64), false);
+        // A decode graph bakes in the scratch address (the greedy pick's
+        // per-chunk results, with a vocabulary of several chunks); growing
+        // the scratch for something else moves it. The next generation must
+        // recapture, not replay into freed memory.
+        ModelConfig c = tiny(2, 2, 64);
+        c.vocab_size = 9000;   // two chunks
+        ParamStore params(*m_bf16, c, false);
         params.initialize(12);
         Generator gen(params, 1, 256);
         GenerationRequest r;
-        r.prompts = {random_ids(30, 300, 6)};
+        r.prompts = {random_ids(30, 9000, 6)};
         r.max_new_tokens = 120;
         r.sampling.temperature = 0.0f;
         r.stop_at_eos = false;
