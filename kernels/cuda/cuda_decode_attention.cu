@@ -238,13 +238,19 @@ __global__ void __launch_bounds__(kThreads)
                 const float* q = q_s + h * D;
                 s = 0.0f;
                 if constexpr (VEC) {
+                    // Two partial sums halve the chain of dependent adds.
+                    float s2 = 0.0f;
 #pragma unroll 4
                     for (int d = 0; d < D; d += 8) {
                         float kv8[8];
                         load8(kv8, k + d);
 #pragma unroll
-                        for (int i = 0; i < 8; ++i) s += q[d + i] * kv8[i];
+                        for (int i = 0; i < 8; i += 2) {
+                            s += q[d + i] * kv8[i];
+                            s2 += q[d + i + 1] * kv8[i + 1];
+                        }
                     }
+                    s += s2;
                 } else {
                     for (int d = 0; d < D; ++d) s += q[d] * to_f(k[d]);
                 }
@@ -282,10 +288,16 @@ __global__ void __launch_bounds__(kThreads)
             if (o >= G * D) break;
             const int h = o / D, d = o % D;
             const float* ps = p_s + h * kTile;
-            float a = acc[i] * corr_s[h];
-#pragma unroll 8
-            for (int j = 0; j < count; ++j) a += ps[j] * to_f(v_s[j * stride + d]);
-            acc[i] = a;
+            // Four partial sums: the tile's keys are four short chains of
+            // dependent adds instead of one long one.
+            float a[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+            int j = 0;
+            for (; j + 4 <= count; j += 4) {
+#pragma unroll
+                for (int u = 0; u < 4; ++u) a[u] += ps[j + u] * to_f(v_s[(j + u) * stride + d]);
+            }
+            for (; j < count; ++j) a[0] += ps[j] * to_f(v_s[j * stride + d]);
+            acc[i] = acc[i] * corr_s[h] + ((a[0] + a[1]) + (a[2] + a[3]));
         }
         __syncthreads();
     }
