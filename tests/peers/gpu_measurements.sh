@@ -38,6 +38,9 @@ part_speedrun() {
 part_generate() {
   log crucible-cli bench generate --device cuda --preset base --preset small --batch 1 --batch 8 \
     --peer --peer-script $peers/torch_generate_bench.py
+  # What the fused decode kernels buy: the same steps through the separate ops.
+  log crucible-cli bench generate --device cuda --preset base --preset small --batch 1 --batch 8 \
+    --no-recompute --lengths 512 --no-fused
   # Speculative decoding: base and a small-shaped draft trained on one tokenizer.
   log crucible-cli train --preset base --batch 32 --steps 150 --eval-every 150 --sample-tokens 0 \
     --device cuda --quiet --out "$runs/base"
