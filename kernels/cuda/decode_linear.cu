@@ -19,8 +19,9 @@
 // are features f and f + P. P = D/2 makes them a RoPE pair, P = F (gate and
 // up stacked) a SwiGLU pair; P = 8 is a plain run of 16.
 //
-// Launched overlapped (overlap.cuh): a kernel's first weights stream in
-// while the kernel before it finishes.
+// Launched overlapped (overlap.cuh): what no kernel of the step writes (the
+// first weights, the norm weights, positions, RoPE angles) is requested while
+// the kernel before still runs; after the wait one trip to memory brings x.
 //
 // Numerics follow the separate ops: f32 sums; the product rounded to bf16
 // before RoPE or SwiGLU read it (as they would read it from memory); the
@@ -64,9 +65,6 @@ struct DecodeLinearParams {
 
 __device__ __forceinline__ float round_bf16(float v) { return __bfloat162float(__float2bfloat16_rn(v)); }
 
-// x[k, k + 8) of one row as the B operand: 4 registers of bf16 pairs,
-// RMS-normalised (x·rstd·w, as rmsnorm_forward) with the 8 norm weights w
-// when the kernel has a norm. `row` points at the lane's first k.
 __device__ __forceinline__ float2 unpack_bf16(uint32_t v)
 {
     __nv_bfloat162 pair;
@@ -80,6 +78,9 @@ __device__ __forceinline__ uint32_t normalised(uint32_t x, uint32_t w, float rst
     return pack_bf16(a.x * rstd * g.x, a.y * rstd * g.y);
 }
 
+// x[k, k + 8) of one row as the B operand: 4 registers of bf16 pairs,
+// RMS-normalised (x·rstd·w, as rmsnorm_forward) with the 8 norm weights w
+// when the kernel has a norm. `row` points at the lane's first k.
 __device__ __forceinline__ uint4 x_operand(const bf16* row, int64_t k, bool norm, float rstd, uint4 w)
 {
     const uint4 raw = *reinterpret_cast<const uint4*>(row + k);
