@@ -126,7 +126,8 @@ int run_generate_bench_command(const GenerateBenchCommand& c)
         // tail of the embedded corpus, in its own tokenizer.
         std::vector<int32_t> prompt_text;
         if (target.loaded) {
-            const std::string& text = Corpus::embedded_default().documents().front().text;
+            const Corpus corpus = Corpus::embedded_default();   // holds the text the reference below reads
+            const std::string& text = corpus.documents().front().text;
             prompt_text = target.loaded->tokenizer.encode(text.substr(text.size() - text.size() / 10));
             notes.push_back(target.name + ": prompts from the last 10% of the embedded Tiny Shakespeare");
         }

@@ -8,6 +8,8 @@
 
 #include <QtTest>
 
+#include <nlohmann/json.hpp>
+
 #include <filesystem>
 #include <map>
 
@@ -72,7 +74,8 @@ private slots:
 
     void everyCommandHasHelp()
     {
-        for (const char* cmd : {"", "info", "train", "demo", "eval", "sample", "bench", "bench train"}) {
+        for (const char* cmd : {"", "info", "train", "demo", "eval", "sample", "bench", "bench train",
+                                "bench generate", "generate", "chat"}) {
             const Result r = cli(std::string(cmd) + " --help");
             QVERIFY2(r.code == 0, cmd);
             QVERIFY2(r.output.find("Usage") != std::string::npos || r.output.find("usage") != std::string::npos, cmd);
@@ -119,6 +122,35 @@ private slots:
         const auto text = [](const std::string& out) { return out.substr(0, out.rfind("\n[")); };
         QCOMPARE(text(cli("sample --run " + quoted("run") + " --prompt 'ROMEO:' --max-tokens 12 --temperature 0").output),
                  text(r.output));
+    }
+
+    void benchGenerateMeasuresARun()
+    {
+        // The generation benchmark on the trained run, with the run as its own
+        // draft: one JSON entry per batch with a rate at every length for KV
+        // decoding, full recompute and speculative decoding. A draft equal to
+        // its target proposes what the target would pick, so (up to float
+        // noise between a one-row step and a verification chunk) every
+        // proposal is accepted.
+        const Result r = cli("bench generate --run " + quoted("run") + " --draft " + quoted("run") +
+                             " --batch 1 --batch 2 --prompt-tokens 8 --new-tokens 24 --lengths 8 --repeats 1"
+                             " --no-graphs --no-fused --json");
+        QVERIFY2(r.code == 0, r.output.c_str());
+        const auto all = nlohmann::json::parse(r.output.substr(r.output.find('[')));
+        QCOMPARE(all.size(), size_t(2));
+        for (const auto& entry : all) {
+            QVERIFY(entry.at("prefill_tokens_per_s").get<double>() > 0.0);
+            const auto& points = entry.at("points");
+            QCOMPARE(points.size(), size_t(2));
+            QCOMPARE(points[0].at("length").get<int>(), 8);
+            QCOMPARE(points[1].at("length").get<int>(), 24);
+            for (const auto& p : points)
+                for (const char* rate : {"kv_tokens_per_s", "recompute_tokens_per_s", "speculative_tokens_per_s"})
+                    QVERIFY2(p.at(rate).is_number() && p.at(rate).get<double>() > 0.0, rate);
+            const double acceptance = entry.at("acceptance_rate").get<double>();
+            qInfo("batch %d: self-draft acceptance %.3f", entry.at("batch").get<int>(), acceptance);
+            QVERIFY(acceptance >= 0.9 && acceptance <= 1.0);
+        }
     }
 
     void modelTooLargeForMemoryIsRefused()
