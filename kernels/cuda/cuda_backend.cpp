@@ -195,33 +195,31 @@ void CudaBackend::synchronize()
     CRUCIBLE_CUDA_CHECK(cudaStreamSynchronize(m_stream));
 }
 
+void CudaBackend::regrow(void*& buffer, size_t& bytes, size_t needed, size_t minimum)
+{
+    CRUCIBLE_CUDA_CHECK(cudaStreamSynchronize(m_stream));   // queued work may still use the old one
+    if (buffer) CRUCIBLE_CUDA_CHECK(cudaFree(buffer));
+    buffer = nullptr;
+    bytes = 0;
+    ++m_graph_epoch;   // graphs that baked in the old address are stale
+    const size_t grown = std::max(needed, minimum);
+    buffer = allocate(grown);
+    bytes = grown;
+}
+
 void* CudaBackend::scratch(size_t bytes)
 {
-    if (bytes <= m_scratch_bytes) return m_scratch;
-    CRUCIBLE_CUDA_CHECK(cudaStreamSynchronize(m_stream));
-    if (m_scratch) CRUCIBLE_CUDA_CHECK(cudaFree(m_scratch));
-    m_scratch = nullptr;
-    ++m_graph_epoch;   // graphs that baked in the old address are stale
-    m_scratch_bytes = 0;
-    const size_t grown = std::max(bytes, size_t(1) << 20);
-    m_scratch = allocate(grown);
-    m_scratch_bytes = grown;
+    if (bytes > m_scratch_bytes) regrow(m_scratch, m_scratch_bytes, bytes, size_t(1) << 20);
     return m_scratch;
 }
 
 int* CudaBackend::zeroed_counters(size_t count)
 {
-    if (count <= m_counter_count) return m_counters;
-    CRUCIBLE_CUDA_CHECK(cudaStreamSynchronize(m_stream));
-    if (m_counters) CRUCIBLE_CUDA_CHECK(cudaFree(m_counters));
-    m_counters = nullptr;
-    ++m_graph_epoch;
-    m_counter_count = 0;
-    const size_t grown = std::max<size_t>(count, 4096);
-    m_counters = static_cast<int*>(allocate(grown * sizeof(int)));
-    CRUCIBLE_CUDA_CHECK(cudaMemsetAsync(m_counters, 0, grown * sizeof(int), m_stream));
-    m_counter_count = grown;
-    return m_counters;
+    if (count * sizeof(int) > m_counter_bytes) {
+        regrow(m_counters, m_counter_bytes, count * sizeof(int), 4096 * sizeof(int));
+        CRUCIBLE_CUDA_CHECK(cudaMemsetAsync(m_counters, 0, m_counter_bytes, m_stream));
+    }
+    return static_cast<int*>(m_counters);
 }
 
 // ---- factory --------------------------------------------------------------------------

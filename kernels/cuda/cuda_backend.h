@@ -171,6 +171,8 @@ private:
     };
     using GemmKey = std::array<int64_t, 20>;
     GemmPlan& gemm_plan(const GemmKey& key, const GemmArgs& g, int alignment);
+    // Replaces a device buffer of `bytes` by one of at least max(needed, minimum).
+    void regrow(void*& buffer, size_t& bytes, size_t needed, size_t minimum);
 
     int m_device = 0;
     bool m_fp32 = false;
@@ -183,8 +185,8 @@ private:
 
     void* m_scratch = nullptr;
     size_t m_scratch_bytes = 0;
-    int* m_counters = nullptr;
-    size_t m_counter_count = 0;
+    void* m_counters = nullptr;   // zeroed_counters()
+    size_t m_counter_bytes = 0;
     double* m_host_result = nullptr;   // pinned, for values returned to the host
 
     std::map<int64_t, cudaGraphExec_t> m_graphs;
