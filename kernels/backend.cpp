@@ -1,6 +1,9 @@
 #include "kernels/backend.h"
 
+#include "kernels/error.h"
+
 #include <algorithm>
+#include <new>
 
 namespace crucible {
 
@@ -13,6 +16,16 @@ void* Backend::workspace(size_t bytes)
     }
     return m_workspace;
 }
+
+void* Backend::allocate_host(size_t bytes)
+{
+    if (bytes == 0) return nullptr;
+    void* p = ::operator new(bytes, std::nothrow);
+    if (!p) throw Error("out of host memory: " + std::to_string(bytes) + " bytes requested");
+    return p;
+}
+
+void Backend::deallocate_host(void* ptr) { ::operator delete(ptr); }
 
 void Backend::release_workspace()
 {

@@ -109,6 +109,18 @@ public:
     // Host <-> device transfers with dtype conversion (f32 <-> bf16/f16, i32).
     virtual void upload(Tensor dst, const void* host_src, DType host_dtype) = 0;
     virtual void download(void* host_dst, DType host_dtype, Tensor src) = 0;
+    // Page-locked host memory: transfers through it need no staging copy, can
+    // be queued instead of waited for, and a graph may capture them (a decode
+    // step's token upload and pick download then ride in its graph).
+    // Ordinary memory on the CPU.
+    virtual void* allocate_host(size_t bytes);   // throws Error when out of memory
+    virtual void deallocate_host(void* ptr);
+    // Same-dtype copies between such host memory and the device, queued in
+    // order with the device work; neither waits. The host may read what
+    // download_queued wrote, or overwrite what upload_queued read, only after
+    // synchronize().
+    virtual void upload_queued(Tensor dst, const void* host_src) { upload(dst, host_src, dst.dtype); }
+    virtual void download_queued(void* host_dst, Tensor src) { download(host_dst, src.dtype, src); }
     // Device-side copy; converts when dtypes differ (e.g. f32 master -> bf16).
     virtual void convert(Tensor dst, Tensor src) = 0;
     virtual void fill(Tensor dst, float value) = 0;
@@ -240,8 +252,9 @@ public:
     // results these equal within rounding. RMSNorm here is rmsnorm_forward's.
     //
     // qkv = RMSNorm(x)·Wᵀ, with RoPE at `positions` (rope_forward_at) and
-    // the new keys and values written into the cache (kv_cache_write). One
-    // token per sequence: s.seq == 1, x [B, C].
+    // the new keys and values written into the cache (kv_cache_write).
+    // x [B·T, C]: T = s.seq tokens per sequence, 1 in a decode step, a few
+    // in a speculative verification chunk.
     virtual bool decode_norm_qkv(Tensor qkv, Tensor k_cache, Tensor v_cache, Tensor x, Tensor norm_weight,
                                  float eps, Tensor weight, Tensor positions, const AttentionShape& s, float theta)
     {

@@ -3,6 +3,7 @@
 #include "kernels/error.h"
 
 #include <algorithm>
+#include <cstring>
 #include <string>
 
 namespace crucible {
@@ -48,20 +49,19 @@ CachedForward::CachedForward(ParamStore& params, KvCache& cache, int64_t max_tok
         m_lse = a.take(DType::f32, Shape{n * c.n_heads});
         m_mlp_in = a.take(dt, Shape{n, c.mlp_in_dim()});
         m_mlp_act = a.take(dt, Shape{n, c.ff_dim});
-        m_tokens = a.take(DType::i32, Shape{n});
-        m_positions = a.take(DType::i32, Shape{n});
-        m_logit_index = a.take(DType::i32, Shape{r});
         m_logit_x = a.take(dt, Shape{r, c.d_model});
         m_logit_norm = a.take(dt, Shape{r, c.d_model});
         m_logits = a.take(dt, Shape{r, c.vocab_size});
-        m_pick_ids = a.take(DType::i32, Shape{r});
-        m_pick_probs = a.take(DType::f32, Shape{r});
+        m_inputs = a.take(DType::i32, Shape{2 * n + r});
+        m_outputs = a.take(DType::i32, Shape{2 * r});
     };
     Arena counter;
     carve(counter);
     m_buffer = DeviceBuffer(params.backend(), counter.used());
     Arena arena(m_buffer, params.backend().device());
     carve(arena);
+    m_host_inputs = HostBuffer(params.backend(), m_inputs.bytes());
+    m_host_outputs = HostBuffer(params.backend(), m_outputs.bytes());
 }
 
 void CachedForward::norm_forward(Tensor out, Tensor x, const ParamEntry& weight, const ParamEntry* bias, int64_t n)
@@ -75,27 +75,31 @@ void CachedForward::norm_forward(Tensor out, Tensor x, const ParamEntry& weight,
                                     m_params->compute(*bias), c.norm_eps);
 }
 
-bool CachedForward::may_fuse(int64_t seq, bool from_empty_cache) const
+bool CachedForward::may_fuse(bool from_empty_cache) const
 {
+    // The backend's fused ops decline shapes they have no kernel for (too
+    // many rows, other dtypes), so decode steps and verification chunks
+    // both qualify here.
     const ModelConfig& c = config();
-    return m_speedups.fused_kernels && seq == 1 && !from_empty_cache && c.norm == NormType::rmsnorm && !c.qk_norm;
+    return m_speedups.fused_kernels && !from_empty_cache && c.norm == NormType::rmsnorm && !c.qk_norm;
 }
 
-void CachedForward::run_layers(int64_t batch, int64_t seq, bool from_empty_cache)
+void CachedForward::run_layers(const Chunk& chunk)
 {
     const ModelConfig& c = config();
     Backend& be = backend();
     const ParamLayout& layout = m_params->layout();
     const Tensor W = m_params->compute();
-    const int64_t n = batch * seq;
+    const int64_t batch = chunk.batch, seq = chunk.seq, n = batch * seq;
+    const bool from_empty_cache = chunk.from_empty_cache;
     const AttentionShape s{batch, seq, c.n_heads, c.n_kv_heads, c.resolved_head_dim()};
     auto rows = [n](Tensor t) { return t.slice_rows(0, n); };
     const Tensor x = rows(m_x), norm_out = rows(m_norm_out), qkv = rows(m_qkv), attn_out = rows(m_attn_out);
-    const Tensor positions = rows(m_positions);
+    const Tensor positions = chunk.positions;
 
-    const bool fuse = may_fuse(seq, from_empty_cache);
+    const bool fuse = may_fuse(from_empty_cache);
 
-    be.embedding_forward(x, rows(m_tokens), m_params->compute(*m_embedding));
+    be.embedding_forward(x, chunk.tokens, m_params->compute(*m_embedding));
     for (int l = 0; l < c.n_layers; ++l) {
         const LayerParams& P = m_layer_params[size_t(l)];
 
@@ -134,9 +138,11 @@ void CachedForward::run_layers(int64_t batch, int64_t seq, bool from_empty_cache
     }
 }
 
-void CachedForward::compute_logits(int64_t r, int64_t n, bool every_row, bool fused)
+void CachedForward::compute_logits(const Chunk& chunk, bool fused)
 {
     Backend& be = backend();
+    const int64_t r = chunk.logit_rows, n = chunk.batch * chunk.seq;
+    const bool every_row = chunk.every_row;
     if (fused && every_row &&
         be.decode_norm_linear(m_logits.slice_rows(0, r), m_x.slice_rows(0, n), m_params->compute(*m_final_norm),
                               config().norm_eps, m_params->compute(*m_head), false))
@@ -145,7 +151,7 @@ void CachedForward::compute_logits(int64_t r, int64_t n, bool every_row, bool fu
     if (!every_row) {
         // Gathering rows is an embedding lookup with the residual rows as the table.
         x = m_logit_x.slice_rows(0, r);
-        be.embedding_forward(x, m_logit_index.slice_rows(0, r), m_x.slice_rows(0, n));
+        be.embedding_forward(x, chunk.logit_index, m_x.slice_rows(0, n));
     }
     const Tensor normed = m_logit_norm.slice_rows(0, r);
     norm_forward(normed, x, *m_final_norm, m_final_norm_bias, r);
@@ -170,26 +176,28 @@ void CachedForward::set_speedups(const Speedups& s)
 void CachedForward::run_device_work(const Chunk& chunk)
 {
     auto work = [&] {
-        run_layers(chunk.batch, chunk.seq, chunk.from_empty_cache);
+        backend().upload_queued(chunk.inputs, m_host_inputs.as<int32_t>());
+        run_layers(chunk);
         if (chunk.logit_rows == 0) return;
-        compute_logits(chunk.logit_rows, chunk.batch * chunk.seq, chunk.every_row,
-                       may_fuse(chunk.seq, chunk.from_empty_cache));
-        if (chunk.pick)
-            backend().argmax_rows(m_pick_ids.slice_rows(0, chunk.logit_rows), m_pick_probs.slice_rows(0, chunk.logit_rows),
-                                  m_logits.slice_rows(0, chunk.logit_rows));
+        compute_logits(chunk, may_fuse(chunk.from_empty_cache));
+        if (!chunk.pick) return;
+        backend().argmax_rows(chunk.pick_ids, chunk.pick_probs, m_logits.slice_rows(0, chunk.logit_rows));
+        backend().download_queued(m_host_outputs.as<int32_t>(), chunk.picks);
     };
-    // Decode steps repeat one shape hundreds of times: replay them as a graph.
+    m_inputs_in_flight = true;
+    // Decode steps repeat one shape hundreds of times (and speculative
+    // rounds a few shapes): replay them as graphs.
     // The first step of a shape runs directly (it sizes scratch buffers and
     // builds GEMM plans, which a capture must not do); the second captures.
     // When the backend moves memory a graph baked in, every graph is dropped
     // and relearned the same way.
-    const bool decode = chunk.seq == 1 && !chunk.from_empty_cache;
-    if (!decode || !m_speedups.graphs) return work();
+    const bool repeats = chunk.seq <= kGraphSeq && !chunk.from_empty_cache;
+    if (!repeats || !m_speedups.graphs) return work();
     if (backend().graph_epoch() != m_graph_epoch) {
         drop_graphs();
         m_graph_epoch = backend().graph_epoch();
     }
-    const GraphKey key{chunk.batch, chunk.logit_rows, chunk.every_row ? 1 : 0, chunk.pick ? 1 : 0};
+    const GraphKey key{chunk.batch, chunk.seq, chunk.logit_rows, chunk.every_row ? 1 : 0, chunk.pick ? 1 : 0};
     if (auto it = m_graphs.find(key); it != m_graphs.end()) return backend().replay_graph(it->second);
     if (m_warmed.insert(key).second) return work();
     const int64_t graph = backend().capture_graph(work);
@@ -201,8 +209,8 @@ void CachedForward::run_device_work(const Chunk& chunk)
     backend().replay_graph(graph);
 }
 
-CachedForward::Chunk CachedForward::upload_chunk(std::span<const int32_t> tokens, std::span<const int64_t> counts,
-                                                 int64_t seq, std::span<const int64_t> logit_rows)
+CachedForward::Chunk CachedForward::prepare_chunk(std::span<const int32_t> tokens, std::span<const int64_t> counts,
+                                                  int64_t seq, std::span<const int64_t> logit_rows)
 {
     const int64_t batch = int64_t(counts.size()), n = batch * seq, r = int64_t(logit_rows.size());
     const int32_t vocab = config().vocab_size;
@@ -215,8 +223,13 @@ CachedForward::Chunk CachedForward::upload_chunk(std::span<const int32_t> tokens
     CRUCIBLE_CHECK(int64_t(tokens.size()) == n, "chunk tokens do not match its shape");
     CRUCIBLE_CHECK(r <= m_max_logit_rows, "too many rows of logits asked for in one chunk");
 
-    m_host_tokens.resize(size_t(n));
-    m_host_positions.resize(size_t(n));
+    // The previous chunk's upload may still be reading the pinned block.
+    if (m_inputs_in_flight) backend().synchronize();
+    m_inputs_in_flight = false;
+    int32_t* host_tokens = m_host_inputs.as<int32_t>();
+    int32_t* host_positions = host_tokens + n;
+    int32_t* host_index = host_positions + n;
+
     bool from_empty_cache = true;
     for (int64_t b = 0; b < batch; ++b) {
         const int64_t count = counts[size_t(b)], length = m_cache->length(b);
@@ -231,13 +244,13 @@ CachedForward::Chunk CachedForward::upload_chunk(std::span<const int32_t> tokens
             if (real && (tokens[row] < 0 || tokens[row] >= vocab))
                 throw Error("token id " + std::to_string(tokens[row]) + " is outside the model's vocabulary of " +
                             std::to_string(vocab));
-            m_host_tokens[row] = real ? tokens[row] : 0;
-            m_host_positions[row] = real ? int32_t(length + t) : -1;
+            host_tokens[row] = real ? tokens[row] : 0;
+            host_positions[row] = real ? int32_t(length + t) : -1;
         }
     }
     for (int64_t i = 0; i < r; ++i) {
         const int64_t row = logit_rows[size_t(i)];
-        CRUCIBLE_CHECK(row >= 0 && row < n && m_host_positions[size_t(row)] >= 0,
+        CRUCIBLE_CHECK(row >= 0 && row < n && host_positions[row] >= 0,
                        "logits asked for a padding row or a row outside the chunk");
     }
 
@@ -249,42 +262,56 @@ CachedForward::Chunk CachedForward::upload_chunk(std::span<const int32_t> tokens
     chunk.every_row = r == n;
     for (int64_t i = 0; i < r && chunk.every_row; ++i) chunk.every_row = logit_rows[size_t(i)] == i;
 
-    // Host data goes up first; the device work reads it from device memory.
-    Backend& be = backend();
-    be.upload(m_tokens.slice_rows(0, n), m_host_tokens.data(), DType::i32);
-    be.upload(m_positions.slice_rows(0, n), m_host_positions.data(), DType::i32);
+    int64_t inputs = 2 * n;
     if (r > 0 && !chunk.every_row) {
-        m_host_index.assign(logit_rows.begin(), logit_rows.end());
-        be.upload(m_logit_index.slice_rows(0, r), m_host_index.data(), DType::i32);
+        for (int64_t i = 0; i < r; ++i) host_index[i] = int32_t(logit_rows[size_t(i)]);
+        chunk.logit_index = m_inputs.sub(inputs, Shape{r});
+        inputs += r;
     }
+    chunk.inputs = m_inputs.sub(0, Shape{inputs});
+    chunk.tokens = m_inputs.sub(0, Shape{n});
+    chunk.positions = m_inputs.sub(n, Shape{n});
+    chunk.picks = m_outputs.sub(0, Shape{2 * r});
+    chunk.pick_ids = m_outputs.sub(0, Shape{r});
+    chunk.pick_probs = Tensor(m_outputs.as<int32_t>() + r, DType::f32, Shape{r}, m_outputs.device);
     return chunk;
+}
+
+void CachedForward::finish_chunk(const Chunk& chunk, std::span<const int64_t> counts)
+{
+    for (int64_t b = 0; b < chunk.batch; ++b) m_cache->set_length(b, m_cache->length(b) + counts[size_t(b)]);
 }
 
 void CachedForward::append(std::span<const int32_t> tokens, std::span<const int64_t> counts, int64_t seq,
                            std::span<const int64_t> logit_rows, std::vector<float>& logits)
 {
-    const Chunk chunk = upload_chunk(tokens, counts, seq, logit_rows);
+    const Chunk chunk = prepare_chunk(tokens, counts, seq, logit_rows);
     run_device_work(chunk);
-    for (int64_t b = 0; b < chunk.batch; ++b) m_cache->set_length(b, m_cache->length(b) + counts[size_t(b)]);
+    finish_chunk(chunk, counts);
     const int64_t r = chunk.logit_rows;
     logits.resize(size_t(r * config().vocab_size));
-    if (r > 0) backend().download(logits.data(), DType::f32, m_logits.slice_rows(0, r));
+    if (r == 0) return;
+    backend().download(logits.data(), DType::f32, m_logits.slice_rows(0, r));   // waits, so the inputs are free
+    m_inputs_in_flight = false;
 }
 
 void CachedForward::append_greedy(std::span<const int32_t> tokens, std::span<const int64_t> counts, int64_t seq,
                                   std::span<const int64_t> logit_rows, std::vector<int32_t>& ids,
                                   std::vector<float>& probs)
 {
-    Chunk chunk = upload_chunk(tokens, counts, seq, logit_rows);
+    Chunk chunk = prepare_chunk(tokens, counts, seq, logit_rows);
     chunk.pick = true;
     run_device_work(chunk);
-    for (int64_t b = 0; b < chunk.batch; ++b) m_cache->set_length(b, m_cache->length(b) + counts[size_t(b)]);
+    finish_chunk(chunk, counts);
     const int64_t r = chunk.logit_rows;
     ids.resize(size_t(r));
     probs.resize(size_t(r));
     if (r == 0) return;
-    backend().download(ids.data(), DType::i32, m_pick_ids.slice_rows(0, r));
-    backend().download(probs.data(), DType::f32, m_pick_probs.slice_rows(0, r));
+    backend().synchronize();
+    m_inputs_in_flight = false;
+    const int32_t* picked = m_host_outputs.as<int32_t>();
+    std::copy(picked, picked + r, ids.begin());
+    std::memcpy(probs.data(), picked + r, size_t(r) * sizeof(float));
 }
 
 } // namespace crucible

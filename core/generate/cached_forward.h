@@ -19,6 +19,7 @@
 
 #include "core/generate/kv_cache.h"
 #include "core/model/param_store.h"
+#include "core/tensor/buffer.h"
 
 #include <array>
 #include <cstdint>
@@ -36,7 +37,12 @@ public:
     CachedForward(const CachedForward&) = delete;
     CachedForward& operator=(const CachedForward&) = delete;
 
-    // How decode steps (one token per sequence) run; both on by default.
+    // Chunks of up to this many tokens per sequence that continue a cache
+    // (decode steps, speculative verification) are replayed as graphs.
+    static constexpr int64_t kGraphSeq = 17;
+
+    // How decode steps (one token per sequence) and other short chunks run;
+    // both on by default.
     // Turning one off is for measuring what it buys (bench generate).
     struct Speedups {
         bool graphs = true;          // replay a captured graph where the backend can (CUDA)
@@ -74,18 +80,25 @@ private:
         const ParamEntry *mlp_norm, *mlp_norm_bias, *down_proj;
     };
     void norm_forward(Tensor out, Tensor x, const ParamEntry& weight, const ParamEntry* bias, int64_t n);
-    void run_layers(int64_t batch, int64_t seq, bool from_empty_cache);
-    void compute_logits(int64_t r, int64_t n, bool every_row, bool fused);
     // Whether a chunk of this shape may take the backend's fused decode ops.
-    bool may_fuse(int64_t seq, bool from_empty_cache) const;
+    bool may_fuse(bool from_empty_cache) const;
     struct Chunk {
         int64_t batch = 0, seq = 0, logit_rows = 0;
         bool from_empty_cache = true, every_row = false, pick = false;
+        // Views of m_inputs for this chunk, packed: tokens [n], positions [n],
+        // logit rows [r] (only when not every row); `inputs` spans them all.
+        Tensor inputs, tokens, positions, logit_index;
+        // Views of m_outputs: the picks' ids [r] and probabilities [r].
+        Tensor picks, pick_ids, pick_probs;
     };
-    // Checks a chunk, uploads its tokens, positions and logit rows.
-    Chunk upload_chunk(std::span<const int32_t> tokens, std::span<const int64_t> counts, int64_t seq,
-                       std::span<const int64_t> logit_rows);
+    void run_layers(const Chunk& chunk);
+    void compute_logits(const Chunk& chunk, bool fused);
+    // Checks a chunk and writes its tokens, positions and logit rows to the
+    // pinned input block; the device work uploads them.
+    Chunk prepare_chunk(std::span<const int32_t> tokens, std::span<const int64_t> counts, int64_t seq,
+                        std::span<const int64_t> logit_rows);
     void run_device_work(const Chunk& chunk);
+    void finish_chunk(const Chunk& chunk, std::span<const int64_t> counts);
     void drop_graphs();
 
     ParamStore* m_params;
@@ -101,14 +114,17 @@ private:
     Tensor m_qkv;                     // [N, QKV]
     Tensor m_attn_out, m_lse;         // [N, H·D], [N·H] (flash attention of a first chunk)
     Tensor m_mlp_in, m_mlp_act;       // [N, mlp_in_dim], [N, F]
-    Tensor m_tokens, m_positions;     // [N] i32
-    Tensor m_logit_index;             // [R] i32
     Tensor m_logit_x, m_logit_norm;   // [R, C]
     Tensor m_logits;                  // [R, V]
-    Tensor m_pick_ids, m_pick_probs;  // [R] i32, [R] f32: append_greedy's picks
-    std::vector<int32_t> m_host_tokens, m_host_positions, m_host_index;
+    // A chunk's inputs and greedy picks travel in one copy each way, from and
+    // to page-locked host memory, inside the decode graph: a decode step costs
+    // one graph launch and one wait.
+    Tensor m_inputs;                  // [2N + R] i32: tokens, positions, logit rows
+    Tensor m_outputs;                 // [2R] i32: pick ids, then pick probabilities (f32 bits)
+    HostBuffer m_host_inputs, m_host_outputs;
+    bool m_inputs_in_flight = false;  // a queued upload may still read m_host_inputs
 
-    using GraphKey = std::array<int64_t, 4>;   // batch, logit rows, every row, pick
+    using GraphKey = std::array<int64_t, 5>;   // batch, seq, logit rows, every row, pick
     Speedups m_speedups;
     uint64_t m_graph_epoch = 0;   // the backend's graph_epoch() the graphs were captured under
     std::set<GraphKey> m_warmed;

@@ -33,11 +33,11 @@ struct CachedModel {
     // appended token (Logits::last) or after each one (Logits::every).
     void append(const std::vector<std::vector<int32_t>>& tokens, Logits wanted,
                 std::vector<std::vector<float>>& logits);
-    // One decode step, greedy: appends tokens[b] (one token, or none to sit
-    // out) and returns in ids[b] / probs[b] the most likely next token and its
-    // probability (ids[b] = -1 for sequences that sat out).
-    void append_greedy(const std::vector<std::vector<int32_t>>& tokens, std::vector<int32_t>& ids,
-                       std::vector<float>& probs);
+    // The same for greedy decoding: instead of logits, ids[b] / probs[b]
+    // receive the most likely next token and its probability after the same
+    // rows, picked on the device (no logits cross to the host).
+    void append_greedy(const std::vector<std::vector<int32_t>>& tokens, Logits wanted,
+                       std::vector<std::vector<int32_t>>& ids, std::vector<std::vector<float>>& probs);
     // Keeps the first `length` tokens of sequence b.
     void truncate(size_t b, size_t length);
     // Makes the cache of each sequence hold prompts[b] except, when logits
@@ -99,6 +99,11 @@ public:
     // `lookahead` tokens per sequence, the target scores them in one chunk and
     // the exact accept/reject rule keeps a prefix plus one token of its own.
     void speculative_round(CachedModel& target, CachedModel& draft, int lookahead);
+    // Its greedy form where the device picks (picks_on_device()), with k[b]
+    // proposals for sequence b: proposals and verdicts are argmaxes, a
+    // proposal is kept while it equals the target's pick, and only ids and
+    // probabilities cross to the host.
+    void greedy_speculative_round(CachedModel& target, CachedModel& draft, const std::vector<int>& k);
 
     GenerationStats finish_stats();
 

@@ -21,6 +21,8 @@ namespace {
 // Rows per sequence in one prefill chunk: long prompts run in pieces, so the
 // activation buffers stay max_batch × this, whatever the context.
 constexpr int64_t kPrefillChunk = 256;
+// Every speculative verification chunk is then short enough to be replayed.
+static_assert(Generator::kMaxLookahead + 1 <= CachedForward::kGraphSeq);
 
 using Clock = std::chrono::steady_clock;
 
@@ -47,19 +49,22 @@ CachedModel::CachedModel(ParamStore& p, int max_batch, int max_seq) : params(&p)
     cached.assign(size_t(max_batch), {});
 }
 
-void CachedModel::append(const std::vector<std::vector<int32_t>>& tokens, Logits wanted,
-                         std::vector<std::vector<float>>& logits)
+namespace {
+
+// Appends tokens[b] to sequence b of `model` in chunks that fit its buffers:
+// run(chunk_tokens, counts, seq, rows) computes one chunk and wants outputs
+// for `rows`; take(b, r) then collects output r, which belongs to sequence b.
+template <class Run, class Take>
+void append_in_chunks(CachedModel& model, const std::vector<std::vector<int32_t>>& tokens, CachedModel::Logits wanted,
+                      Run run, Take take)
 {
     const size_t batch = tokens.size();
-    const int64_t vocab = params->config().vocab_size;
-    logits.assign(batch, {});
     size_t longest = 0;
     for (const auto& t : tokens) longest = std::max(longest, t.size());
-    const int64_t per_chunk = std::max<int64_t>(1, forward->max_tokens() / int64_t(batch));
+    const int64_t per_chunk = std::max<int64_t>(1, model.forward->max_tokens() / int64_t(batch));
 
     std::vector<int32_t> chunk_tokens;
     std::vector<int64_t> counts(batch), rows;
-    std::vector<float> chunk_logits;
     for (size_t start = 0; start < longest; start += size_t(per_chunk)) {
         const int64_t seq = std::min<int64_t>(per_chunk, int64_t(longest - start));
         chunk_tokens.assign(batch * size_t(seq), 0);
@@ -71,48 +76,54 @@ void CachedModel::append(const std::vector<std::vector<int32_t>>& tokens, Logits
             for (int64_t t = 0; t < count; ++t) chunk_tokens[b * size_t(seq) + size_t(t)] = tokens[b][start + size_t(t)];
             for (int64_t t = 0; t < count; ++t) {
                 const bool last = start + size_t(t) + 1 == size;
-                if (wanted == Logits::every || (wanted == Logits::last && last)) rows.push_back(int64_t(b) * seq + t);
+                if (wanted == CachedModel::Logits::every || (wanted == CachedModel::Logits::last && last))
+                    rows.push_back(int64_t(b) * seq + t);
             }
         }
-        forward->append(chunk_tokens, counts, seq, rows, chunk_logits);
+        run(chunk_tokens, counts, seq, rows);
         size_t r = 0;
         for (size_t b = 0; b < batch; ++b) {
             for (int64_t t = 0; t < counts[b]; ++t) {
-                cached[b].push_back(tokens[b][start + size_t(t)]);
-                if (r < rows.size() && rows[r] == int64_t(b) * seq + t) {
-                    logits[b].insert(logits[b].end(), chunk_logits.begin() + std::ptrdiff_t(r * size_t(vocab)),
-                                     chunk_logits.begin() + std::ptrdiff_t((r + 1) * size_t(vocab)));
-                    ++r;
-                }
+                model.cached[b].push_back(tokens[b][start + size_t(t)]);
+                if (r < rows.size() && rows[r] == int64_t(b) * seq + t) take(b, r++);
             }
         }
     }
 }
 
-void CachedModel::append_greedy(const std::vector<std::vector<int32_t>>& tokens, std::vector<int32_t>& ids,
-                                std::vector<float>& probs)
+} // namespace
+
+void CachedModel::append(const std::vector<std::vector<int32_t>>& tokens, Logits wanted,
+                         std::vector<std::vector<float>>& logits)
 {
-    const size_t batch = tokens.size();
-    std::vector<int32_t> chunk_tokens(batch, 0);
-    std::vector<int64_t> counts(batch, 0), rows;
-    for (size_t b = 0; b < batch; ++b) {
-        CRUCIBLE_CHECK(tokens[b].size() <= 1, "a greedy decode step appends at most one token per sequence");
-        if (tokens[b].empty()) continue;
-        chunk_tokens[b] = tokens[b][0];
-        counts[b] = 1;
-        rows.push_back(int64_t(b));
-    }
+    const size_t vocab = size_t(params->config().vocab_size);
+    logits.assign(tokens.size(), {});
+    std::vector<float> chunk_logits;
+    append_in_chunks(
+        *this, tokens, wanted,
+        [&](const std::vector<int32_t>& chunk, const std::vector<int64_t>& counts, int64_t seq,
+            const std::vector<int64_t>& rows) { forward->append(chunk, counts, seq, rows, chunk_logits); },
+        [&](size_t b, size_t r) {
+            logits[b].insert(logits[b].end(), chunk_logits.begin() + std::ptrdiff_t(r * vocab),
+                             chunk_logits.begin() + std::ptrdiff_t((r + 1) * vocab));
+        });
+}
+
+void CachedModel::append_greedy(const std::vector<std::vector<int32_t>>& tokens, Logits wanted,
+                                std::vector<std::vector<int32_t>>& ids, std::vector<std::vector<float>>& probs)
+{
+    ids.assign(tokens.size(), {});
+    probs.assign(tokens.size(), {});
     std::vector<int32_t> picked;
     std::vector<float> picked_probs;
-    forward->append_greedy(chunk_tokens, counts, 1, rows, picked, picked_probs);
-    ids.assign(batch, -1);
-    probs.assign(batch, 0.0f);
-    for (size_t i = 0; i < rows.size(); ++i) {
-        const auto b = size_t(rows[i]);
-        cached[b].push_back(tokens[b][0]);
-        ids[b] = picked[i];
-        probs[b] = picked_probs[i];
-    }
+    append_in_chunks(
+        *this, tokens, wanted,
+        [&](const std::vector<int32_t>& chunk, const std::vector<int64_t>& counts, int64_t seq,
+            const std::vector<int64_t>& rows) { forward->append_greedy(chunk, counts, seq, rows, picked, picked_probs); },
+        [&](size_t b, size_t r) {
+            ids[b].push_back(picked[r]);
+            probs[b].push_back(picked_probs[r]);
+        });
 }
 
 void CachedModel::truncate(size_t b, size_t length)
@@ -242,13 +253,13 @@ void GenerationRun::plain_step(CachedModel& target)
         if (!m_seqs[b].done) next[b].push_back(m_seqs[b].tokens.back());
     const auto t0 = Clock::now();
     if (picks_on_device()) {
-        std::vector<int32_t> ids;
-        std::vector<float> probs;
-        target.append_greedy(next, ids, probs);
+        std::vector<std::vector<int32_t>> ids;
+        std::vector<std::vector<float>> probs;
+        target.append_greedy(next, CachedModel::Logits::last, ids, probs);
         m_stats.decode_model_seconds += seconds_since(t0);
         for (size_t b = 0; b < m_seqs.size(); ++b) {
             if (check_cancel()) return;
-            if (!m_seqs[b].done) take_token(b, ids[b], probs[b], {});
+            if (!m_seqs[b].done) take_token(b, ids[b][0], probs[b][0], {});
         }
         return;
     }

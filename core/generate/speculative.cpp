@@ -14,7 +14,8 @@
 // p and q are the Sampler's distributions (penalties, temperature, top-k/p,
 // min-p applied), so the rule reproduces the target under any sampling
 // setting; at temperature 0 both are one-hot and it reduces to "keep the
-// draft's tokens while they equal the target's argmax, then the target's".
+// draft's tokens while they equal the target's argmax, then the target's",
+// which greedy_speculative_round does with the argmaxes picked on the device.
 //
 // Both caches are rolled back to what was kept: the target holds the pending
 // token and the accepted drafts, the draft at most that (it never ran d_k).
@@ -42,6 +43,7 @@ void GenerationRun::speculative_round(CachedModel& target, CachedModel& draft, i
         k[b] = std::max(0, std::min({lookahead, room, budget}));
         most = std::max(most, k[b]);
     }
+    if (picks_on_device()) return greedy_speculative_round(target, draft, k);
 
     // Draft: catch up, then propose.
     std::vector<std::vector<int32_t>> proposals(batch), feed(batch);
@@ -118,6 +120,61 @@ void GenerationRun::speculative_round(CachedModel& target, CachedModel& draft, i
 
         // The target keeps the pending token and the accepted proposals; the
         // draft never holds more than that.
+        target.truncate(b, pending_at + 1 + size_t(accepted));
+        draft.truncate(b, std::min(draft.cached[b].size(), pending_at + 1 + size_t(accepted)));
+    }
+}
+
+void GenerationRun::greedy_speculative_round(CachedModel& target, CachedModel& draft, const std::vector<int>& k)
+{
+    const size_t batch = m_seqs.size();
+    const int most = *std::max_element(k.begin(), k.end());
+
+    // Draft: catch up, then propose its argmax one step at a time.
+    std::vector<std::vector<int32_t>> proposals(batch), feed(batch), ids;
+    std::vector<std::vector<float>> probs;
+    for (size_t b = 0; b < batch; ++b) {
+        if (k[b] == 0) continue;
+        const auto& tokens = m_seqs[b].tokens;
+        feed[b].assign(tokens.begin() + std::ptrdiff_t(draft.cached[b].size()), tokens.end());
+    }
+    for (int i = 0; i < most; ++i) {
+        draft.append_greedy(feed, CachedModel::Logits::last, ids, probs);
+        for (size_t b = 0; b < batch; ++b) {
+            feed[b].clear();
+            if (k[b] <= i) continue;
+            proposals[b].push_back(ids[b][0]);
+            if (k[b] > i + 1) feed[b].push_back(ids[b][0]);   // d_k itself never runs through the draft
+        }
+    }
+
+    // Target: its pick after the pending token and after every proposal.
+    std::vector<std::vector<int32_t>> verify(batch);
+    for (size_t b = 0; b < batch; ++b) {
+        if (m_seqs[b].done) continue;
+        verify[b].push_back(m_seqs[b].tokens.back());
+        verify[b].insert(verify[b].end(), proposals[b].begin(), proposals[b].end());
+    }
+    target.append_greedy(verify, CachedModel::Logits::every, ids, probs);
+
+    // Keep proposals while they are the target's picks; the first that is
+    // not is replaced by the pick, and when all are kept the pick after the
+    // last one comes as a bonus.
+    for (size_t b = 0; b < batch; ++b) {
+        SequenceState& s = m_seqs[b];
+        if (s.done) continue;
+        const size_t pending_at = s.tokens.size() - 1;
+        int accepted = 0;
+        bool open = true;
+        for (int i = 0; i <= k[b] && open; ++i) {
+            if (check_cancel()) return;
+            const int32_t pick = ids[b][size_t(i)];
+            const bool agrees = i < k[b] && proposals[b][size_t(i)] == pick;
+            accepted += agrees ? 1 : 0;
+            open = take_token(b, pick, probs[b][size_t(i)], {}) && agrees;
+        }
+        m_stats.draft_proposed += k[b];
+        m_stats.draft_accepted += accepted;
         target.truncate(b, pending_at + 1 + size_t(accepted));
         draft.truncate(b, std::min(draft.cached[b].size(), pending_at + 1 + size_t(accepted)));
     }

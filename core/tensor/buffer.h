@@ -51,6 +51,45 @@ private:
     size_t m_bytes = 0;
 };
 
+// HostBuffer: page-locked host memory from a backend (Backend::allocate_host),
+// for transfers that are queued instead of waited for.
+class HostBuffer {
+public:
+    HostBuffer() = default;
+    HostBuffer(Backend& backend, size_t bytes) : m_backend(&backend), m_bytes(bytes)
+    {
+        if (bytes > 0) m_data = backend.allocate_host(bytes);
+    }
+    ~HostBuffer() { reset(); }
+    HostBuffer(HostBuffer&& o) noexcept { *this = std::move(o); }
+    HostBuffer& operator=(HostBuffer&& o) noexcept
+    {
+        if (this != &o) {
+            reset();
+            std::swap(m_backend, o.m_backend);
+            std::swap(m_data, o.m_data);
+            std::swap(m_bytes, o.m_bytes);
+        }
+        return *this;
+    }
+    HostBuffer(const HostBuffer&) = delete;
+    HostBuffer& operator=(const HostBuffer&) = delete;
+
+    void reset()
+    {
+        if (m_data && m_backend) m_backend->deallocate_host(m_data);
+        m_data = nullptr;
+        m_bytes = 0;
+    }
+    template <class T> T* as() const { return static_cast<T*>(m_data); }
+    size_t bytes() const { return m_bytes; }
+
+private:
+    Backend* m_backend = nullptr;
+    void* m_data = nullptr;
+    size_t m_bytes = 0;
+};
+
 // Hands out aligned Tensor views from one DeviceBuffer. Plan with a counting
 // pass (no buffer) to learn the size, then carve for real with the same calls.
 class Arena {

@@ -116,6 +116,18 @@ void CudaBackend::download(void* host_dst, DType host_dtype, Tensor src)
     CRUCIBLE_CUDA_CHECK(cudaStreamSynchronize(m_stream));
 }
 
+void CudaBackend::upload_queued(Tensor dst, const void* host_src)
+{
+    if (dst.numel() == 0) return;
+    CRUCIBLE_CUDA_CHECK(cudaMemcpyAsync(dst.data, host_src, dst.bytes(), cudaMemcpyHostToDevice, m_stream));
+}
+
+void CudaBackend::download_queued(void* host_dst, Tensor src)
+{
+    if (src.numel() == 0) return;
+    CRUCIBLE_CUDA_CHECK(cudaMemcpyAsync(host_dst, src.data, src.bytes(), cudaMemcpyDeviceToHost, m_stream));
+}
+
 void CudaBackend::convert(Tensor dst, Tensor src)
 {
     CRUCIBLE_CHECK(dst.numel() == src.numel(), "convert: " + dst.str() + " and " + src.str() + " differ in size");

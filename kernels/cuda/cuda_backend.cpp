@@ -190,6 +190,27 @@ void CudaBackend::deallocate(void* ptr)
     cudaGetLastError();
 }
 
+void* CudaBackend::allocate_host(size_t bytes)
+{
+    if (bytes == 0) return nullptr;
+    void* p = nullptr;
+    const cudaError_t err = cudaMallocHost(&p, bytes);
+    if (err != cudaSuccess) {
+        cudaGetLastError();
+        throw_error(__FILE__, __LINE__,
+                    "could not page-lock " + mib(bytes) + " of host memory (" + cudaGetErrorString(err) + ")");
+    }
+    return p;
+}
+
+void CudaBackend::deallocate_host(void* ptr)
+{
+    if (!ptr) return;
+    cudaStreamSynchronize(m_stream);   // a queued copy may still use it
+    cudaFreeHost(ptr);
+    cudaGetLastError();
+}
+
 void CudaBackend::synchronize()
 {
     CRUCIBLE_CUDA_CHECK(cudaStreamSynchronize(m_stream));

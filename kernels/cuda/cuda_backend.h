@@ -82,6 +82,10 @@ public:
     void synchronize() override;
     void upload(Tensor dst, const void* host_src, DType host_dtype) override;
     void download(void* host_dst, DType host_dtype, Tensor src) override;
+    void* allocate_host(size_t bytes) override;
+    void deallocate_host(void* ptr) override;
+    void upload_queued(Tensor dst, const void* host_src) override;
+    void download_queued(void* host_dst, Tensor src) override;
     void convert(Tensor dst, Tensor src) override;
     void fill(Tensor dst, float value) override;
 

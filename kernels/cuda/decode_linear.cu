@@ -54,12 +54,13 @@ struct DecodeLinearParams {
     int pair;                    // P, a multiple of 8
     const bf16* norm_weight;     // [k]: RMSNorm x first when set
     float eps;
-    // rope_cache: out is qkv [rows, (H + 2·KV)·D], one token per sequence.
+    // rope_cache: out is qkv [rows, (H + 2·KV)·D]; row n is token n % seq of
+    // sequence n / seq (a decode step has seq 1, a verification chunk more).
     const int32_t* positions;    // [rows]; negative = padding
     const float2* rope;          // [capacity, D/2] (cos, sin)
     bf16* k_cache;               // [S, KV, capacity, D]
     bf16* v_cache;
-    int heads, kv_heads, head_dim;
+    int heads, kv_heads, head_dim, seq;
     int64_t capacity;
 };
 
@@ -165,7 +166,8 @@ __device__ __forceinline__ void finish(const DecodeLinearParams& p, int n, int c
         if (real && head >= p.heads) {
             const bool key = head < p.heads + p.kv_heads;
             const int kv = key ? head - p.heads : head - p.heads - p.kv_heads;
-            bf16* slot = (key ? p.k_cache : p.v_cache) + ((int64_t(n) * p.kv_heads + kv) * p.capacity + pos) * p.head_dim + i;
+            const int64_t sequence = n / p.seq;
+            bf16* slot = (key ? p.k_cache : p.v_cache) + ((sequence * p.kv_heads + kv) * p.capacity + pos) * p.head_dim + i;
             slot[0] = from_f<bf16>(a);
             slot[half] = from_f<bf16>(b);
         }
@@ -341,18 +343,18 @@ bool CudaBackend::decode_norm_qkv(Tensor qkv, Tensor k_cache, Tensor v_cache, Te
                                   Tensor weight, Tensor positions, const AttentionShape& s, float theta)
 {
     const int64_t D = s.head_dim;
-    if (s.seq != 1 || D % 16 != 0 || !fits(x, weight, D / 2) || !is_bf16(qkv) || !is_bf16(norm_weight) ||
+    if (D % 16 != 0 || !fits(x, weight, D / 2) || !is_bf16(qkv) || !is_bf16(norm_weight) ||
         !is_bf16(k_cache) || !is_bf16(v_cache) || norm_weight.numel() != x.cols())
         return false;
-    CRUCIBLE_CHECK(x.rows() == s.batch && qkv.rows() == s.batch && qkv.cols() == s.qkv_dim() &&
+    CRUCIBLE_CHECK(x.rows() == s.tokens() && qkv.rows() == s.tokens() && qkv.cols() == s.qkv_dim() &&
                        weight.rows() == s.qkv_dim(),
                    "decode_norm_qkv: qkv " + qkv.shape.str() + " or weight " + weight.shape.str() +
                        " does not match the attention shape");
     CRUCIBLE_CHECK(k_cache.shape.rank == 4 && k_cache.shape == v_cache.shape && k_cache.shape[0] >= s.batch &&
                        k_cache.shape[1] == s.n_kv_heads && k_cache.shape[3] == D,
                    "decode_norm_qkv: cache " + k_cache.shape.str() + " does not fit the attention shape");
-    CRUCIBLE_CHECK(positions.dtype == DType::i32 && positions.numel() == s.batch,
-                   "decode_norm_qkv: positions should hold one i32 per sequence");
+    CRUCIBLE_CHECK(positions.dtype == DType::i32 && positions.numel() == s.tokens(),
+                   "decode_norm_qkv: positions should hold one i32 per token");
     DecodeLinearParams p = params_for(qkv, x, weight, D / 2);
     set_norm(p, norm_weight, eps);
     p.capacity = k_cache.shape[2];
@@ -363,6 +365,7 @@ bool CudaBackend::decode_norm_qkv(Tensor qkv, Tensor k_cache, Tensor v_cache, Te
     p.heads = int(s.n_heads);
     p.kv_heads = int(s.n_kv_heads);
     p.head_dim = int(D);
+    p.seq = int(s.seq);
     launch<Epilogue::rope_cache>(p, weight.rows(), m_stream);
     return true;
 }

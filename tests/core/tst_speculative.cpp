@@ -113,20 +113,30 @@ void TestSpeculative::initTestCase()
 
 void TestSpeculative::greedyEqualsGreedyTarget_data()
 {
+    // Plain greedy decoding has the device pick the argmax; a repetition
+    // penalty sends the logits to the host sampler instead. Speculative
+    // rounds take the same two routes.
     QTest::addColumn<int>("lookahead");
-    for (int k : {1, 2, 4, 7}) QTest::addRow("lookahead %d", k) << k;
+    QTest::addColumn<float>("penalty");
+    for (float penalty : {1.0f, 1.3f})
+        for (int k : {1, 2, 4, 7})
+            QTest::addRow("lookahead %d, %s", k, penalty == 1.0f ? "device picks" : "penalised, host picks") << k
+                                                                                                            << penalty;
 }
 
 void TestSpeculative::greedyEqualsGreedyTarget()
 {
     QFETCH(int, lookahead);
+    QFETCH(float, penalty);
     std::vector<std::vector<int32_t>> prompts;
     for (size_t len : {5, 1, 12}) prompts.push_back(test::random_ids(len, kVocab, 30 + len));
     Generator plain(*m_target, 3, 64), speculative(*m_target, 3, 64);
     speculative.set_draft(m_draft.get(), lookahead);
-    const GenerationStats want = plain.generate(request(prompts, 40, 0.0f, 0), {});
+    GenerationRequest r = request(prompts, 40, 0.0f, 0);
+    r.sampling.repetition_penalty = penalty;
+    const GenerationStats want = plain.generate(r, {});
     std::vector<std::vector<int32_t>> streamed(3);
-    const GenerationStats got = speculative.generate(request(prompts, 40, 0.0f, 0), [&](const TokenEvent& e) {
+    const GenerationStats got = speculative.generate(r, [&](const TokenEvent& e) {
         streamed[size_t(e.sequence)].push_back(e.token);
         return true;
     });
@@ -138,6 +148,7 @@ void TestSpeculative::greedyEqualsGreedyTarget()
     Transformer model(*m_target, 1, 64, false);
     SamplingConfig greedy;
     greedy.temperature = 0.0f;
+    greedy.repetition_penalty = penalty;
     Sampler sampler(greedy);
     std::vector<int32_t> tokens = prompts[0];
     generate_recompute(model, tokens, 40, sampler);

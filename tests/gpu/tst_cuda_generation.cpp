@@ -157,12 +157,14 @@ private slots:
             int64_t C, F, V, capacity;
         };
         const float eps = 1e-5f, theta = 10000.0f;
+        // The last shape is a verification chunk: 2 sequences × 3 tokens,
+        // with padding rows.
         for (const Fused& f : {Fused{{1, 1, 12, 4, 64}, 768, 2048, 4096, 600}, Fused{{3, 1, 8, 2, 128}, 256, 672, 1008, 100},
-                               Fused{{8, 1, 4, 4, 32}, 128, 352, 320, 50}})
+                               Fused{{8, 1, 4, 4, 32}, 128, 352, 320, 50}, Fused{{2, 3, 8, 2, 64}, 256, 672, 1008, 90}})
             for (Backend* gpu : modes()) {
                 const AttentionShape s = f.s;
-                const int64_t B = s.batch;
-                const QString tag = QString(" B%1 C%2 D%3").arg(B).arg(f.C).arg(s.head_dim);
+                const int64_t B = s.tokens();   // rows
+                const QString tag = QString(" B%1 T%2 C%3 D%4").arg(s.batch).arg(s.seq).arg(f.C).arg(s.head_dim);
                 const bool want_fused = gpu->compute_dtype() == DType::bf16;
                 std::vector<float> norm_weight = random_vector(size_t(f.C), 20, 0.2f);
                 for (float& w : norm_weight) w += 1.0f;
@@ -178,7 +180,7 @@ private slots:
                     if (&be == gpu) took = fused;
                 };
 
-                const Shape cache{B, s.n_kv_heads, f.capacity, s.head_dim};
+                const Shape cache{s.batch, s.n_kv_heads, f.capacity, s.head_dim};
                 const auto qkv = run_case(
                     *m_cpu, *gpu,
                     common({Buf("qkv", Role::act, Shape{B, s.qkv_dim()}, {}, {}, true),
@@ -232,7 +234,7 @@ private slots:
         params.initialize(13);
         perturb_vectors(params, 14, 0.3f);
         KvCache fused_cache(*m_bf16, c, 2, 128), plain_cache(*m_bf16, c, 2, 128);
-        CachedForward fused(params, fused_cache, 2 * 16, 2), plain(params, plain_cache, 2 * 16, 2);
+        CachedForward fused(params, fused_cache, 2 * 16, 6), plain(params, plain_cache, 2 * 16, 6);
         plain.set_speedups({true, false});
         const std::vector<int32_t> prompt = random_ids(2 * 16, 320, 7);
         const std::vector<int64_t> counts{16, 11}, last{15, 16 + 10}, both{0, 1}, ones{1, 1};
@@ -250,6 +252,13 @@ private slots:
             fused.append(next, ones, 1, both, got);
             worst = std::max(worst, relative_error(got, want));
         }
+        // A verification chunk: three tokens of sequence 0, two of sequence 1
+        // (and a padding row), logits after each.
+        const std::vector<int32_t> chunk = random_ids(2 * 3, 320, 8);
+        const std::vector<int64_t> three_two{3, 2}, rows{0, 1, 2, 3, 4};
+        plain.append(chunk, three_two, 3, rows, want);
+        fused.append(chunk, three_two, 3, rows, got);
+        worst = std::max(worst, relative_error(got, want));
         qInfo("fused vs separate decode steps: worst logits relative error %.2e", worst);
         QVERIFY2(worst < 2e-2, "fused decode steps drift from the separate ops");
     }
@@ -276,6 +285,38 @@ private slots:
             QCOMPARE(speculative.tokens, want.tokens);
             qInfo("kv heads %d: speculative acceptance %.2f", kv, speculative.acceptance_rate());
         }
+    }
+
+    void bf16SpeculativeMatchesPlainGreedy()
+    {
+        // bf16, where verification chunks take the fused kernels, replayed as
+        // graphs, and the device picks every token: one sequence and up to
+        // 8 rows per chunk, so a verification row runs the very arithmetic of
+        // a decode step and the tokens must be the plain decoder's. A draft
+        // equal to the target must have every proposal accepted.
+        ModelConfig c = tiny(2, 2, 64);
+        c.vocab_size = 320;
+        ModelConfig small = tiny(1, 1, 32);
+        small.vocab_size = 320;
+        ParamStore target(*m_bf16, c, false), draft(*m_bf16, small, false);
+        target.initialize(21);
+        draft.initialize(22);
+        GenerationRequest r;
+        r.prompts = {random_ids(17, 320, 9)};
+        r.max_new_tokens = 120;
+        r.sampling.temperature = 0.0f;
+        r.stop_at_eos = false;
+        Generator gen(target, 1, 256);
+        const GenerationStats want = gen.generate(r, {});
+        for (ParamStore* d : {&draft, &target})
+            for (int lookahead : {3, 7}) {
+                gen.set_draft(d, lookahead);
+                const GenerationStats got = gen.generate(r, {});
+                QCOMPARE(got.tokens, want.tokens);
+                qInfo("%s draft, lookahead %d: acceptance %.3f", d == &target ? "self" : "small", lookahead,
+                      got.acceptance_rate());
+                if (d == &target) QVERIFY2(got.acceptance_rate() > 0.99, "a self-draft's proposals were rejected");
+            }
     }
 
     void argmaxRows()
