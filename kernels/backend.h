@@ -109,18 +109,17 @@ public:
     // Host <-> device transfers with dtype conversion (f32 <-> bf16/f16, i32).
     virtual void upload(Tensor dst, const void* host_src, DType host_dtype) = 0;
     virtual void download(void* host_dst, DType host_dtype, Tensor src) = 0;
-    // Page-locked host memory: transfers through it need no staging copy, can
-    // be queued instead of waited for, and a graph may capture them (a decode
-    // step's token upload and pick download then ride in its graph).
-    // Ordinary memory on the CPU.
+    // Page-locked host memory, which this backend's ops may also read and
+    // write directly (CUDA maps it into the device's address space): a
+    // decode step's greedy picks are written straight into it and its token
+    // upload is queued, so both ride in the step's graph. Ordinary memory on
+    // the CPU.
     virtual void* allocate_host(size_t bytes);   // throws Error when out of memory
     virtual void deallocate_host(void* ptr);
-    // Same-dtype copies between such host memory and the device, queued in
-    // order with the device work; neither waits. The host may read what
-    // download_queued wrote, or overwrite what upload_queued read, only after
-    // synchronize().
+    // A same-dtype copy from such host memory to the device, queued in order
+    // with the device work (a graph captures it); it does not wait. The host
+    // may overwrite the source only after synchronize().
     virtual void upload_queued(Tensor dst, const void* host_src) { upload(dst, host_src, dst.dtype); }
-    virtual void download_queued(void* host_dst, Tensor src) { download(host_dst, src.dtype, src); }
     // Device-side copy; converts when dtypes differ (e.g. f32 master -> bf16).
     virtual void convert(Tensor dst, Tensor src) = 0;
     virtual void fill(Tensor dst, float value) = 0;

@@ -53,7 +53,6 @@ CachedForward::CachedForward(ParamStore& params, KvCache& cache, int64_t max_tok
         m_logit_norm = a.take(dt, Shape{r, c.d_model});
         m_logits = a.take(dt, Shape{r, c.vocab_size});
         m_inputs = a.take(DType::i32, Shape{2 * n + r});
-        m_outputs = a.take(DType::i32, Shape{2 * r});
     };
     Arena counter;
     carve(counter);
@@ -61,7 +60,7 @@ CachedForward::CachedForward(ParamStore& params, KvCache& cache, int64_t max_tok
     Arena arena(m_buffer, params.backend().device());
     carve(arena);
     m_host_inputs = HostBuffer(params.backend(), m_inputs.bytes());
-    m_host_outputs = HostBuffer(params.backend(), m_outputs.bytes());
+    m_host_picks = HostBuffer(params.backend(), size_t(r) * (sizeof(int32_t) + sizeof(float)));
 }
 
 void CachedForward::norm_forward(Tensor out, Tensor x, const ParamEntry& weight, const ParamEntry* bias, int64_t n)
@@ -182,7 +181,6 @@ void CachedForward::run_device_work(const Chunk& chunk)
         compute_logits(chunk, may_fuse(chunk.from_empty_cache));
         if (!chunk.pick) return;
         backend().argmax_rows(chunk.pick_ids, chunk.pick_probs, m_logits.slice_rows(0, chunk.logit_rows));
-        backend().download_queued(m_host_outputs.as<int32_t>(), chunk.picks);
     };
     m_inputs_in_flight = true;
     // Decode steps repeat one shape hundreds of times (and speculative
@@ -271,9 +269,9 @@ CachedForward::Chunk CachedForward::prepare_chunk(std::span<const int32_t> token
     chunk.inputs = m_inputs.sub(0, Shape{inputs});
     chunk.tokens = m_inputs.sub(0, Shape{n});
     chunk.positions = m_inputs.sub(n, Shape{n});
-    chunk.picks = m_outputs.sub(0, Shape{2 * r});
-    chunk.pick_ids = m_outputs.sub(0, Shape{r});
-    chunk.pick_probs = Tensor(m_outputs.as<int32_t>() + r, DType::f32, Shape{r}, m_outputs.device);
+    const DeviceKind device = backend().device();
+    chunk.pick_ids = Tensor(m_host_picks.as<int32_t>(), DType::i32, Shape{r}, device);
+    chunk.pick_probs = Tensor(m_host_picks.as<int32_t>() + r, DType::f32, Shape{r}, device);
     return chunk;
 }
 
@@ -309,9 +307,8 @@ void CachedForward::append_greedy(std::span<const int32_t> tokens, std::span<con
     if (r == 0) return;
     backend().synchronize();
     m_inputs_in_flight = false;
-    const int32_t* picked = m_host_outputs.as<int32_t>();
-    std::copy(picked, picked + r, ids.begin());
-    std::memcpy(probs.data(), picked + r, size_t(r) * sizeof(float));
+    std::memcpy(ids.data(), chunk.pick_ids.data, size_t(r) * sizeof(int32_t));
+    std::memcpy(probs.data(), chunk.pick_probs.data, size_t(r) * sizeof(float));
 }
 
 } // namespace crucible

@@ -88,8 +88,8 @@ private:
         // Views of m_inputs for this chunk, packed: tokens [n], positions [n],
         // logit rows [r] (only when not every row); `inputs` spans them all.
         Tensor inputs, tokens, positions, logit_index;
-        // Views of m_outputs: the picks' ids [r] and probabilities [r].
-        Tensor picks, pick_ids, pick_probs;
+        // In m_host_picks: the picks' ids [r] and probabilities [r].
+        Tensor pick_ids, pick_probs;
     };
     void run_layers(const Chunk& chunk);
     void compute_logits(const Chunk& chunk, bool fused);
@@ -116,12 +116,12 @@ private:
     Tensor m_mlp_in, m_mlp_act;       // [N, mlp_in_dim], [N, F]
     Tensor m_logit_x, m_logit_norm;   // [R, C]
     Tensor m_logits;                  // [R, V]
-    // A chunk's inputs and greedy picks travel in one copy each way, from and
-    // to page-locked host memory, inside the decode graph: a decode step costs
-    // one graph launch and one wait.
+    // A chunk's inputs travel in one queued copy from page-locked host
+    // memory, and greedy picks are written straight into it, both inside the
+    // decode graph: a decode step costs one graph launch and one wait.
     Tensor m_inputs;                  // [2N + R] i32: tokens, positions, logit rows
-    Tensor m_outputs;                 // [2R] i32: pick ids, then pick probabilities (f32 bits)
-    HostBuffer m_host_inputs, m_host_outputs;
+    HostBuffer m_host_inputs;         // the same, on the host
+    HostBuffer m_host_picks;          // [R] i32 ids, then [R] f32 probabilities
     bool m_inputs_in_flight = false;  // a queued upload may still read m_host_inputs
 
     using GraphKey = std::array<int64_t, 5>;   // batch, seq, logit rows, every row, pick

@@ -85,7 +85,6 @@ public:
     void* allocate_host(size_t bytes) override;
     void deallocate_host(void* ptr) override;
     void upload_queued(Tensor dst, const void* host_src) override;
-    void download_queued(void* host_dst, Tensor src) override;
     void convert(Tensor dst, Tensor src) override;
     void fill(Tensor dst, float value) override;
 
