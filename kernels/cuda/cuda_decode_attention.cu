@@ -35,9 +35,12 @@ namespace crucible::cuda {
 
 namespace {
 
-constexpr int kThreads = 128;
+// Threads per block: 256, or 128 where the group's g·D outputs fit in 128
+// (small heads, where the smaller block measured faster).
+constexpr int kThreads = 256;
+constexpr int kSmallThreads = 128;
 constexpr int kTile = 128;         // keys per tile
-constexpr int kMaxOutputs = 16;    // g·D ≤ kThreads · kMaxOutputs outputs per block
+constexpr int kMaxOutputs = 8;     // g·D ≤ kThreads · kMaxOutputs outputs per block
 constexpr int kMaxSplits = 8;      // the portable cluster size
 
 struct DecodeGeometry {
@@ -93,18 +96,18 @@ size_t shared_bytes(const DecodeGeometry& g, size_t element_bytes)
 // Copies rows [0, count) of D elements (contiguous in the cache) into a
 // shared tile of rows `stride` apart; VEC: 16 bytes at a time, asynchronously
 // (the caller waits), else element by element.
-template <class T, bool VEC>
+template <class T, bool VEC, int THREADS>
 __device__ __forceinline__ void stage_tile(T* tile, const T* rows, int count, int D, int stride)
 {
     if constexpr (VEC) {
         constexpr int kPer = 16 / int(sizeof(T));
         const int chunks = D / kPer;
-        for (int c = threadIdx.x; c < count * chunks; c += kThreads) {
+        for (int c = threadIdx.x; c < count * chunks; c += THREADS) {
             const int j = c / chunks, e = (c % chunks) * kPer;
             attn::cp_async16(tile + j * stride + e, rows + int64_t(j) * D + e, true);
         }
     } else {
-        for (int c = threadIdx.x; c < count * D; c += kThreads) tile[(c / D) * stride + c % D] = rows[c];
+        for (int c = threadIdx.x; c < count * D; c += THREADS) tile[(c / D) * stride + c % D] = rows[c];
     }
 }
 
@@ -155,8 +158,8 @@ __device__ void merge_splits(T* __restrict__ out, bool padding, const DecodeGeom
 // VEC: head_dim a multiple of 8 and 16-byte aligned keys: each key is read
 // 8 elements (16 bytes) at a time, so a score costs D/8 independent loads
 // instead of D dependent ones.
-template <class T, bool VEC>
-__global__ void __launch_bounds__(kThreads)
+template <class T, bool VEC, int THREADS>
+__global__ void __launch_bounds__(THREADS)
     decode_attention_kernel(T* __restrict__ out, const T* __restrict__ qkv,
                             const T* __restrict__ k_cache, const T* __restrict__ v_cache,
                             const int32_t* __restrict__ positions, DecodeGeometry g)
@@ -191,15 +194,15 @@ __global__ void __launch_bounds__(kThreads)
     if (end > begin) {
         const int64_t fresh = positions[b * g.seq];
         early = int(std::clamp<int64_t>(fresh - begin, 0, std::min<int64_t>(kTile, end - begin)));
-        stage_tile<T, VEC>(k_s, keys + begin * D, early, D, stride);
-        stage_tile<T, VEC>(v_s, values + begin * D, early, D, stride);
+        stage_tile<T, VEC, THREADS>(k_s, keys + begin * D, early, D, stride);
+        stage_tile<T, VEC, THREADS>(v_s, values + begin * D, early, D, stride);
     }
     wait_for_previous_kernel();
     allow_next_kernel();
 
     if (end <= begin) {   // padding row, or a split past the row's position
         if (g.splits == 1) {
-            for (int o = tid; o < G * D; o += kThreads)
+            for (int o = tid; o < G * D; o += THREADS)
                 out[row * int64_t(g.heads) * D + int64_t(first_head) * D + o] = from_f<T>(0.0f);
             return;
         }
@@ -210,7 +213,7 @@ __global__ void __launch_bounds__(kThreads)
         return merge_splits(out, p < 0, g, row, first_head, q_s, max_s, sum_s, p_s);
     }
 
-    for (int o = tid; o < G * D; o += kThreads)
+    for (int o = tid; o < G * D; o += THREADS)
         q_s[o] = to_f(qkv[row * g.ld + int64_t(first_head) * D + o]) * g.scale;
     if (tid < G) {
         max_s[tid] = -INFINITY;
@@ -224,13 +227,13 @@ __global__ void __launch_bounds__(kThreads)
     for (int64_t t0 = begin; t0 < end; t0 += kTile) {
         const int count = int(std::min<int64_t>(kTile, end - t0));
         const int staged = t0 == begin ? early : 0;
-        stage_tile<T, VEC>(k_s + staged * stride, keys + (t0 + staged) * D, count - staged, D, stride);
-        stage_tile<T, VEC>(v_s + staged * stride, values + (t0 + staged) * D, count - staged, D, stride);
+        stage_tile<T, VEC, THREADS>(k_s + staged * stride, keys + (t0 + staged) * D, count - staged, D, stride);
+        stage_tile<T, VEC, THREADS>(v_s + staged * stride, values + (t0 + staged) * D, count - staged, D, stride);
         attn::cp_async_commit();
         attn::cp_async_wait<0>();
         __syncthreads();
-        // Scores: thread (j, head-slice) computes key j against heads h ≡ tid / kTile (mod kThreads / kTile).
-        for (int item = tid; item < G * kTile; item += kThreads) {
+        // Scores: thread (j, head-slice) computes key j against heads h ≡ tid / kTile (mod THREADS / kTile).
+        for (int item = tid; item < G * kTile; item += THREADS) {
             const int j = item % kTile, h = item / kTile;
             float s = -INFINITY;
             if (j < count) {
@@ -259,7 +262,7 @@ __global__ void __launch_bounds__(kThreads)
         }
         __syncthreads();
         // Online softmax, one warp per head.
-        for (int h = warp; h < G; h += kThreads / 32) {
+        for (int h = warp; h < G; h += THREADS / 32) {
             float* ps = p_s + h * kTile;
             float m = -INFINITY;
             for (int j = lane; j < kTile; j += 32) m = fmaxf(m, ps[j]);
@@ -281,10 +284,10 @@ __global__ void __launch_bounds__(kThreads)
             }
         }
         __syncthreads();
-        // Accumulate: output o = tid + i·kThreads is (head o / D, dim o % D).
+        // Accumulate: output o = tid + i·THREADS is (head o / D, dim o % D).
 #pragma unroll
         for (int i = 0; i < kMaxOutputs; ++i) {
-            const int o = tid + i * kThreads;
+            const int o = tid + i * THREADS;
             if (o >= G * D) break;
             const int h = o / D, d = o % D;
             const float* ps = p_s + h * kTile;
@@ -306,7 +309,7 @@ __global__ void __launch_bounds__(kThreads)
     // (the last tile is done with it) and the cluster merges.
 #pragma unroll
     for (int i = 0; i < kMaxOutputs; ++i) {
-        const int o = tid + i * kThreads;
+        const int o = tid + i * THREADS;
         if (o >= G * D) break;
         if (g.splits == 1) out[row * int64_t(g.heads) * D + int64_t(first_head) * D + o] = from_f<T>(acc[i] / sum_s[o / D]);
         else q_s[o] = acc[i];
@@ -349,7 +352,8 @@ void launch_decode_attention(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_ca
     const DecodeGeometry g = geometry(s, k_cache.shape[2], sm_count, clusters);
     LaunchShape shape;
     shape.grid = dim3(unsigned(g.rows * g.kv_heads), unsigned(g.splits));
-    shape.block = dim3(kThreads);
+    const bool small = g.group * g.head_dim <= kSmallThreads;
+    shape.block = dim3(small ? kSmallThreads : kThreads);
     shape.shared_bytes = shared_bytes(g, dtype_bytes(qkv.dtype, 1));
     shape.cluster = dim3(1, unsigned(g.splits));
     dispatch_act(qkv.dtype, "attention_decode", [&](auto tag) {
@@ -362,8 +366,10 @@ void launch_decode_attention(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_ca
             launch_overlapped(kernel, shape, stream, out.as<T>(), qkv.as<T>(), k_cache.as<T>(), v_cache.as<T>(),
                               positions.as<int32_t>(), g);
         };
-        if (vec) launch(decode_attention_kernel<T, true>);
-        else launch(decode_attention_kernel<T, false>);
+        if (vec && small) launch(decode_attention_kernel<T, true, kSmallThreads>);
+        else if (vec) launch(decode_attention_kernel<T, true, kThreads>);
+        else if (small) launch(decode_attention_kernel<T, false, kSmallThreads>);
+        else launch(decode_attention_kernel<T, false, kThreads>);
     });
 }
 
