@@ -60,17 +60,6 @@ template <class F> void dispatch_any(DType dtype, F&& f)
     else dispatch_float(dtype, "convert", f);
 }
 
-// A decode step's inputs are a few words of page-locked host memory, which
-// the device reads straight across the bus: in a graph, one small kernel
-// costs less than a copy-engine transfer node.
-constexpr size_t kWordCopyLimit = 64 * 1024;
-
-__global__ void copy_words_kernel(uint32_t* __restrict__ dst, const uint32_t* __restrict__ src, int64_t n)
-{
-    const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-    if (i < n) dst[i] = src[i];
-}
-
 void launch_convert(void* dst, DType dst_t, const void* src, DType src_t, int64_t n, cudaStream_t stream)
 {
     if (n == 0) return;
@@ -129,16 +118,10 @@ void CudaBackend::download(void* host_dst, DType host_dtype, Tensor src)
 
 void CudaBackend::upload_queued(Tensor dst, const void* host_src)
 {
+    // From page-locked memory the copy is queued like a kernel (a copy node
+    // when captured in a graph).
     if (dst.numel() == 0) return;
-    const size_t bytes = dst.bytes();
-    if (bytes % 4 != 0 || bytes > kWordCopyLimit) {
-        CRUCIBLE_CUDA_CHECK(cudaMemcpyAsync(dst.data, host_src, bytes, cudaMemcpyHostToDevice, m_stream));
-        return;
-    }
-    const auto words = int64_t(bytes / 4);
-    copy_words_kernel<<<blocks_for(words, 256), 256, 0, m_stream>>>(
-        static_cast<uint32_t*>(dst.data), static_cast<const uint32_t*>(host_src), words);
-    CRUCIBLE_CUDA_LAUNCH_CHECK();
+    CRUCIBLE_CUDA_CHECK(cudaMemcpyAsync(dst.data, host_src, dst.bytes(), cudaMemcpyHostToDevice, m_stream));
 }
 
 void CudaBackend::convert(Tensor dst, Tensor src)
