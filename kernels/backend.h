@@ -107,19 +107,19 @@ public:
     virtual void synchronize() = 0;
 
     // Host <-> device transfers with dtype conversion (f32 <-> bf16/f16, i32).
+    // download waits for the data. A same-dtype upload from allocate_host
+    // memory is only queued (and a graph captures it): the host may overwrite
+    // its source only after synchronize(); from other memory the source may
+    // be reused at once.
     virtual void upload(Tensor dst, const void* host_src, DType host_dtype) = 0;
     virtual void download(void* host_dst, DType host_dtype, Tensor src) = 0;
     // Page-locked host memory, which this backend's ops may also read and
     // write directly (CUDA maps it into the device's address space): a
-    // decode step's greedy picks are written straight into it and its token
-    // upload is queued, so both ride in the step's graph. Ordinary memory on
-    // the CPU.
+    // decode step's token upload is queued from it and its greedy picks are
+    // written straight into it, so both ride in the step's graph. Ordinary
+    // memory on the CPU.
     virtual void* allocate_host(size_t bytes);   // throws Error when out of memory
     virtual void deallocate_host(void* ptr);
-    // A same-dtype copy from such host memory to the device, queued in order
-    // with the device work (a graph captures it); it does not wait. The host
-    // may overwrite the source only after synchronize().
-    virtual void upload_queued(Tensor dst, const void* host_src) { upload(dst, host_src, dst.dtype); }
     // Device-side copy; converts when dtypes differ (e.g. f32 master -> bf16).
     virtual void convert(Tensor dst, Tensor src) = 0;
     virtual void fill(Tensor dst, float value) = 0;

@@ -175,7 +175,7 @@ void CachedForward::set_speedups(const Speedups& s)
 void CachedForward::run_device_work(const Chunk& chunk)
 {
     auto work = [&] {
-        backend().upload_queued(chunk.inputs, m_host_inputs.as<int32_t>());
+        backend().upload(chunk.inputs, m_host_inputs.as<int32_t>(), DType::i32);   // queued: pinned
         run_layers(chunk);
         if (chunk.logit_rows == 0) return;
         compute_logits(chunk, may_fuse(chunk.from_empty_cache));

@@ -108,6 +108,9 @@ public:
     GenerationStats finish_stats();
 
 private:
+    // Counts sequence b's round and rolls both caches back to what it kept.
+    void end_round(size_t b, CachedModel& target, CachedModel& draft, size_t pending_at, int proposed, int accepted);
+
     const GenerationRequest& m_request;
     const std::function<bool(const TokenEvent&)>& m_on_token;
     const Tokenizer* m_tokenizer;

@@ -25,6 +25,49 @@
 
 namespace crucible {
 
+namespace {
+
+// What the draft has not run yet of each sequence that proposes (k[b] > 0):
+// the pending token, and the previous round's last token when the draft
+// never ran it.
+std::vector<std::vector<int32_t>> draft_catch_up(const std::vector<SequenceState>& seqs, const CachedModel& draft,
+                                                 const std::vector<int>& k)
+{
+    std::vector<std::vector<int32_t>> feed(seqs.size());
+    for (size_t b = 0; b < seqs.size(); ++b) {
+        if (k[b] == 0) continue;
+        const auto& tokens = seqs[b].tokens;
+        feed[b].assign(tokens.begin() + std::ptrdiff_t(draft.cached[b].size()), tokens.end());
+    }
+    return feed;
+}
+
+// The target's chunk: each running sequence's pending token, then its proposals.
+std::vector<std::vector<int32_t>> verification_chunk(const std::vector<SequenceState>& seqs,
+                                                     const std::vector<std::vector<int32_t>>& proposals)
+{
+    std::vector<std::vector<int32_t>> verify(seqs.size());
+    for (size_t b = 0; b < seqs.size(); ++b) {
+        if (seqs[b].done) continue;
+        verify[b].push_back(seqs[b].tokens.back());
+        verify[b].insert(verify[b].end(), proposals[b].begin(), proposals[b].end());
+    }
+    return verify;
+}
+
+} // namespace
+
+void GenerationRun::end_round(size_t b, CachedModel& target, CachedModel& draft, size_t pending_at, int proposed,
+                              int accepted)
+{
+    m_stats.draft_proposed += proposed;
+    m_stats.draft_accepted += accepted;
+    // The target keeps the pending token and the accepted proposals; the
+    // draft never holds more than that.
+    target.truncate(b, pending_at + 1 + size_t(accepted));
+    draft.truncate(b, std::min(draft.cached[b].size(), pending_at + 1 + size_t(accepted)));
+}
+
 void GenerationRun::speculative_round(CachedModel& target, CachedModel& draft, int lookahead)
 {
     const size_t batch = m_seqs.size();
@@ -46,14 +89,9 @@ void GenerationRun::speculative_round(CachedModel& target, CachedModel& draft, i
     if (picks_on_device()) return greedy_speculative_round(target, draft, k);
 
     // Draft: catch up, then propose.
-    std::vector<std::vector<int32_t>> proposals(batch), feed(batch);
+    std::vector<std::vector<int32_t>> proposals(batch), feed = draft_catch_up(m_seqs, draft, k);
     std::vector<std::vector<std::vector<float>>> q(batch);
     std::vector<std::vector<float>> draft_logits, target_logits;
-    for (size_t b = 0; b < batch; ++b) {
-        if (k[b] == 0) continue;
-        const auto& tokens = m_seqs[b].tokens;
-        feed[b].assign(tokens.begin() + std::ptrdiff_t(draft.cached[b].size()), tokens.end());
-    }
     std::vector<float> work;
     for (int i = 0; i < most; ++i) {
         draft.append(feed, CachedModel::Logits::last, draft_logits);
@@ -74,13 +112,7 @@ void GenerationRun::speculative_round(CachedModel& target, CachedModel& draft, i
     }
 
     // Target: score the pending token and every proposal in one chunk.
-    std::vector<std::vector<int32_t>> verify(batch);
-    for (size_t b = 0; b < batch; ++b) {
-        if (m_seqs[b].done) continue;
-        verify[b].push_back(m_seqs[b].tokens.back());
-        verify[b].insert(verify[b].end(), proposals[b].begin(), proposals[b].end());
-    }
-    target.append(verify, CachedModel::Logits::every, target_logits);
+    target.append(verification_chunk(m_seqs, proposals), CachedModel::Logits::every, target_logits);
 
     // Accept or reject, sequence by sequence.
     std::vector<float> p, residual;
@@ -115,13 +147,7 @@ void GenerationRun::speculative_round(CachedModel& target, CachedModel& draft, i
             s.sampler.distribution(work, s.tokens, p);
             take_token(b, s.sampler.draw(p), row(k[b]));
         }
-        m_stats.draft_proposed += k[b];
-        m_stats.draft_accepted += accepted;
-
-        // The target keeps the pending token and the accepted proposals; the
-        // draft never holds more than that.
-        target.truncate(b, pending_at + 1 + size_t(accepted));
-        draft.truncate(b, std::min(draft.cached[b].size(), pending_at + 1 + size_t(accepted)));
+        end_round(b, target, draft, pending_at, k[b], accepted);
     }
 }
 
@@ -131,13 +157,8 @@ void GenerationRun::greedy_speculative_round(CachedModel& target, CachedModel& d
     const int most = *std::max_element(k.begin(), k.end());
 
     // Draft: catch up, then propose its argmax one step at a time.
-    std::vector<std::vector<int32_t>> proposals(batch), feed(batch), ids;
+    std::vector<std::vector<int32_t>> proposals(batch), feed = draft_catch_up(m_seqs, draft, k), ids;
     std::vector<std::vector<float>> probs;
-    for (size_t b = 0; b < batch; ++b) {
-        if (k[b] == 0) continue;
-        const auto& tokens = m_seqs[b].tokens;
-        feed[b].assign(tokens.begin() + std::ptrdiff_t(draft.cached[b].size()), tokens.end());
-    }
     for (int i = 0; i < most; ++i) {
         draft.append_greedy(feed, CachedModel::Logits::last, ids, probs);
         for (size_t b = 0; b < batch; ++b) {
@@ -149,13 +170,7 @@ void GenerationRun::greedy_speculative_round(CachedModel& target, CachedModel& d
     }
 
     // Target: its pick after the pending token and after every proposal.
-    std::vector<std::vector<int32_t>> verify(batch);
-    for (size_t b = 0; b < batch; ++b) {
-        if (m_seqs[b].done) continue;
-        verify[b].push_back(m_seqs[b].tokens.back());
-        verify[b].insert(verify[b].end(), proposals[b].begin(), proposals[b].end());
-    }
-    target.append_greedy(verify, CachedModel::Logits::every, ids, probs);
+    target.append_greedy(verification_chunk(m_seqs, proposals), CachedModel::Logits::every, ids, probs);
 
     // Keep proposals while they are the target's picks; the first that is
     // not is replaced by the pick, and when all are kept the pick after the
@@ -173,10 +188,7 @@ void GenerationRun::greedy_speculative_round(CachedModel& target, CachedModel& d
             accepted += agrees ? 1 : 0;
             open = take_token(b, pick, probs[b][size_t(i)], {}) && agrees;
         }
-        m_stats.draft_proposed += k[b];
-        m_stats.draft_accepted += accepted;
-        target.truncate(b, pending_at + 1 + size_t(accepted));
-        draft.truncate(b, std::min(draft.cached[b].size(), pending_at + 1 + size_t(accepted)));
+        end_round(b, target, draft, pending_at, k[b], accepted);
     }
 }
 

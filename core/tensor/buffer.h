@@ -1,6 +1,7 @@
 // DeviceBuffer: one allocation on a backend's device, freed when it goes out of
-// scope. Arenas are DeviceBuffers carved into Tensor views up front, so nothing
-// is allocated inside a training step.
+// scope; HostBuffer the same in page-locked host memory. Arenas are
+// DeviceBuffers carved into Tensor views up front, so nothing is allocated
+// inside a training step.
 #pragma once
 
 #include "kernels/backend.h"
@@ -9,16 +10,22 @@
 
 namespace crucible {
 
-class DeviceBuffer {
+// Where a BackendBuffer lives: the backend's device (Backend::allocate) or
+// page-locked host memory the device reaches too (Backend::allocate_host),
+// for transfers that are queued instead of waited for.
+enum class BufferMemory { device, host };
+
+template <BufferMemory Memory>
+class BackendBuffer {
 public:
-    DeviceBuffer() = default;
-    DeviceBuffer(Backend& backend, size_t bytes) : m_backend(&backend), m_bytes(bytes)
+    BackendBuffer() = default;
+    BackendBuffer(Backend& backend, size_t bytes) : m_backend(&backend), m_bytes(bytes)
     {
-        if (bytes > 0) m_data = backend.allocate(bytes);
+        if (bytes > 0) m_data = Memory == BufferMemory::device ? backend.allocate(bytes) : backend.allocate_host(bytes);
     }
-    ~DeviceBuffer() { reset(); }
-    DeviceBuffer(DeviceBuffer&& o) noexcept { *this = std::move(o); }
-    DeviceBuffer& operator=(DeviceBuffer&& o) noexcept
+    ~BackendBuffer() { reset(); }
+    BackendBuffer(BackendBuffer&& o) noexcept { *this = std::move(o); }
+    BackendBuffer& operator=(BackendBuffer&& o) noexcept
     {
         if (this != &o) {
             reset();
@@ -28,17 +35,22 @@ public:
         }
         return *this;
     }
-    DeviceBuffer(const DeviceBuffer&) = delete;
-    DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+    BackendBuffer(const BackendBuffer&) = delete;
+    BackendBuffer& operator=(const BackendBuffer&) = delete;
 
     void reset()
     {
-        if (m_data && m_backend) m_backend->deallocate(m_data);
+        if (m_data && m_backend) {
+            if constexpr (Memory == BufferMemory::device) m_backend->deallocate(m_data);
+            else m_backend->deallocate_host(m_data);
+        }
         m_data = nullptr;
         m_bytes = 0;
     }
     void* data() const { return m_data; }
+    template <class T> T* as() const { return static_cast<T*>(m_data); }
     size_t bytes() const { return m_bytes; }
+    // A view for the backend's ops (host memory included: they reach it).
     Tensor tensor(DType dtype, Shape shape) const
     {
         CRUCIBLE_CHECK(dtype_bytes(dtype, shape.numel()) <= m_bytes, "tensor larger than its buffer");
@@ -51,44 +63,8 @@ private:
     size_t m_bytes = 0;
 };
 
-// HostBuffer: page-locked host memory from a backend (Backend::allocate_host),
-// for transfers that are queued instead of waited for.
-class HostBuffer {
-public:
-    HostBuffer() = default;
-    HostBuffer(Backend& backend, size_t bytes) : m_backend(&backend), m_bytes(bytes)
-    {
-        if (bytes > 0) m_data = backend.allocate_host(bytes);
-    }
-    ~HostBuffer() { reset(); }
-    HostBuffer(HostBuffer&& o) noexcept { *this = std::move(o); }
-    HostBuffer& operator=(HostBuffer&& o) noexcept
-    {
-        if (this != &o) {
-            reset();
-            std::swap(m_backend, o.m_backend);
-            std::swap(m_data, o.m_data);
-            std::swap(m_bytes, o.m_bytes);
-        }
-        return *this;
-    }
-    HostBuffer(const HostBuffer&) = delete;
-    HostBuffer& operator=(const HostBuffer&) = delete;
-
-    void reset()
-    {
-        if (m_data && m_backend) m_backend->deallocate_host(m_data);
-        m_data = nullptr;
-        m_bytes = 0;
-    }
-    template <class T> T* as() const { return static_cast<T*>(m_data); }
-    size_t bytes() const { return m_bytes; }
-
-private:
-    Backend* m_backend = nullptr;
-    void* m_data = nullptr;
-    size_t m_bytes = 0;
-};
+using DeviceBuffer = BackendBuffer<BufferMemory::device>;
+using HostBuffer = BackendBuffer<BufferMemory::host>;
 
 // Hands out aligned Tensor views from one DeviceBuffer. Plan with a counting
 // pass (no buffer) to learn the size, then carve for real with the same calls.

@@ -89,7 +89,8 @@ void CudaBackend::upload(Tensor dst, const void* host_src, DType host_dtype)
     if (n == 0) return;
     if (host_dtype == dst.dtype) {
         // From pageable memory the copy returns once the source is staged, so
-        // the caller may reuse its buffer at once; no sync needed.
+        // the caller may reuse its buffer at once; from page-locked memory it
+        // is queued (Backend::upload). No sync either way.
         CRUCIBLE_CUDA_CHECK(cudaMemcpyAsync(dst.data, host_src, dst.bytes(), cudaMemcpyHostToDevice, m_stream));
         return;
     }
@@ -114,14 +115,6 @@ void CudaBackend::download(void* host_dst, DType host_dtype, Tensor src)
     }
     CRUCIBLE_CUDA_CHECK(cudaMemcpyAsync(host_dst, from, dtype_bytes(host_dtype, n), cudaMemcpyDeviceToHost, m_stream));
     CRUCIBLE_CUDA_CHECK(cudaStreamSynchronize(m_stream));
-}
-
-void CudaBackend::upload_queued(Tensor dst, const void* host_src)
-{
-    // From page-locked memory the copy is queued like a kernel (a copy node
-    // when captured in a graph).
-    if (dst.numel() == 0) return;
-    CRUCIBLE_CUDA_CHECK(cudaMemcpyAsync(dst.data, host_src, dst.bytes(), cudaMemcpyHostToDevice, m_stream));
 }
 
 void CudaBackend::convert(Tensor dst, Tensor src)

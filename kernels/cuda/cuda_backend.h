@@ -84,7 +84,6 @@ public:
     void download(void* host_dst, DType host_dtype, Tensor src) override;
     void* allocate_host(size_t bytes) override;
     void deallocate_host(void* ptr) override;
-    void upload_queued(Tensor dst, const void* host_src) override;
     void convert(Tensor dst, Tensor src) override;
     void fill(Tensor dst, float value) override;
 
