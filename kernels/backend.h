@@ -240,8 +240,10 @@ public:
     // Greedy choice over rows of logits [R, V] (compute dtype): ids i32 [R]
     // gets each row's largest logit (the lowest id among equals), probs f32
     // [R] its softmax probability. Decoding greedily then moves R ids off the
-    // device instead of R·V logits.
-    virtual void argmax_rows(Tensor ids, Tensor probs, Tensor logits) = 0;
+    // device instead of R·V logits. next_tokens, unless empty (i32 [R], device
+    // memory), receives the ids too: in a decode burst each step's picks are
+    // the next step's input without a trip through the host.
+    virtual void argmax_rows(Tensor ids, Tensor probs, Tensor logits, Tensor next_tokens) = 0;
 
     // Fused decode ops (optional). A decode step takes one token of each of a
     // few sequences through every layer, and at that size each op costs a

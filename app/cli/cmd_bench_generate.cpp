@@ -28,7 +28,7 @@ struct GenerateBenchCommand {
     std::vector<std::string> presets{"nano"};
     std::string run, draft, device = "cpu", peer_script;
     std::vector<int> batches{1, 8}, lengths{64, 128, 256, 512};
-    int prompt_tokens = 32, new_tokens = 512, repeats = 3, lookahead = 4, threads = 0;
+    int prompt_tokens = 32, new_tokens = 512, repeats = 3, lookahead = 4, threads = 0, decode_burst = 0;
     bool no_recompute = false, no_graphs = false, no_fused = false, peer = false, json = false;
 };
 
@@ -153,6 +153,7 @@ int run_generate_bench_command(const GenerateBenchCommand& c)
             o.lookahead = c.lookahead;
             o.speedups.graphs = !c.no_graphs;
             o.speedups.fused_kernels = !c.no_fused;
+            o.speedups.decode_burst = c.decode_burst;
             o.prompt_text = prompt_text;
             const GenerateBenchResult r = run_generate_bench(params, c.draft.empty() ? nullptr : &draft.store(), o);
             table.device = r.device;
@@ -235,6 +236,10 @@ void add_bench_generate_command(CLI::App& bench, int& exit_code)
     cmd->add_flag("--no-graphs", c->no_graphs, "Launch decode steps op by op instead of replaying CUDA graphs");
     cmd->add_flag("--no-fused", c->no_fused,
                   "Run decode steps through the separate ops instead of the fused decode kernels");
+    cmd->add_option("--decode-burst", c->decode_burst,
+                    "Greedy decode steps per device submission (0: automatic, 8 on a GPU; 1: no bursts)")
+        ->check(CLI::Range(0, int(CachedForward::kMaxDecodeBurst)))
+        ->capture_default_str();
     cmd->add_option("--device", c->device, "cpu or cuda")->capture_default_str();
     cmd->add_option("--threads", c->threads, "CPU threads (0 = all cores)");
     cmd->add_flag("--peer", c->peer, "Also run the same shapes in PyTorch (static KV cache) and print the ratio");

@@ -35,6 +35,9 @@ CachedForward::CachedForward(ParamStore& params, KvCache& cache, int64_t max_tok
     // Plan with a counting arena, then carve the real one with the same calls.
     const DType dt = params.backend().compute_dtype();
     const int64_t n = m_max_tokens, r = m_max_logit_rows;
+    // Picks and inputs of the longest decode burst at the full batch.
+    const int64_t burst_rows = kMaxDecodeBurst * cache.max_batch();
+    const int64_t pick_rows = std::max(r, burst_rows);
     auto carve = [&](Arena& a) {
         m_x = a.take(dt, Shape{n, c.d_model});
         m_norm_out = a.take(dt, Shape{n, c.d_model});
@@ -52,7 +55,7 @@ CachedForward::CachedForward(ParamStore& params, KvCache& cache, int64_t max_tok
         m_logit_x = a.take(dt, Shape{r, c.d_model});
         m_logit_norm = a.take(dt, Shape{r, c.d_model});
         m_logits = a.take(dt, Shape{r, c.vocab_size});
-        m_inputs = a.take(DType::i32, Shape{2 * n + r});
+        m_inputs = a.take(DType::i32, Shape{std::max(2 * n + r, 2 * burst_rows)});
     };
     Arena counter;
     carve(counter);
@@ -60,7 +63,7 @@ CachedForward::CachedForward(ParamStore& params, KvCache& cache, int64_t max_tok
     Arena arena(m_buffer, params.backend().device());
     carve(arena);
     m_host_inputs = HostBuffer(params.backend(), m_inputs.bytes());
-    m_host_picks = HostBuffer(params.backend(), size_t(r) * (sizeof(int32_t) + sizeof(float)));
+    m_host_picks = HostBuffer(params.backend(), size_t(pick_rows) * (sizeof(int32_t) + sizeof(float)));
 }
 
 void CachedForward::norm_forward(Tensor out, Tensor x, const ParamEntry& weight, const ParamEntry* bias, int64_t n)
@@ -172,15 +175,27 @@ void CachedForward::set_speedups(const Speedups& s)
     m_speedups = s;
 }
 
-void CachedForward::run_device_work(const Chunk& chunk)
+int64_t CachedForward::decode_burst() const
 {
+    if (m_speedups.decode_burst > 0) return std::min<int64_t>(m_speedups.decode_burst, kMaxDecodeBurst);
+    return backend().device() == DeviceKind::cpu ? 1 : 8;
+}
+
+void CachedForward::run_chunk(const Chunk& chunk)
+{
+    run_layers(chunk);
+    if (chunk.logit_rows == 0) return;
+    compute_logits(chunk, may_fuse(chunk.from_empty_cache));
+    if (!chunk.pick) return;
+    backend().argmax_rows(chunk.pick_ids, chunk.pick_probs, m_logits.slice_rows(0, chunk.logit_rows), chunk.next_tokens);
+}
+
+void CachedForward::run_device_work(std::span<const Chunk> steps)
+{
+    const Chunk& first = steps.front();
     auto work = [&] {
-        backend().upload(chunk.inputs, m_host_inputs.as<int32_t>(), DType::i32);   // queued: pinned
-        run_layers(chunk);
-        if (chunk.logit_rows == 0) return;
-        compute_logits(chunk, may_fuse(chunk.from_empty_cache));
-        if (!chunk.pick) return;
-        backend().argmax_rows(chunk.pick_ids, chunk.pick_probs, m_logits.slice_rows(0, chunk.logit_rows));
+        backend().upload(first.inputs, m_host_inputs.as<int32_t>(), DType::i32);   // queued: pinned
+        for (const Chunk& chunk : steps) run_chunk(chunk);
     };
     m_inputs_in_flight = true;
     // Decode steps repeat one shape hundreds of times (and speculative
@@ -189,13 +204,14 @@ void CachedForward::run_device_work(const Chunk& chunk)
     // builds GEMM plans, which a capture must not do); the second captures.
     // When the backend moves memory a graph baked in, every graph is dropped
     // and relearned the same way.
-    const bool repeats = chunk.seq <= kGraphSeq && !chunk.from_empty_cache;
+    const bool repeats = first.seq <= kGraphSeq && !first.from_empty_cache;
     if (!repeats || !m_speedups.graphs) return work();
     if (backend().graph_epoch() != m_graph_epoch) {
         drop_graphs();
         m_graph_epoch = backend().graph_epoch();
     }
-    const GraphKey key{chunk.batch, chunk.seq, chunk.logit_rows, chunk.every_row ? 1 : 0, chunk.pick ? 1 : 0};
+    const GraphKey key{first.batch,          first.seq,          first.logit_rows,
+                       first.every_row ? 1 : 0, first.pick ? 1 : 0, int64_t(steps.size())};
     if (auto it = m_graphs.find(key); it != m_graphs.end()) return backend().replay_graph(it->second);
     if (m_warmed.insert(key).second) return work();
     const int64_t graph = backend().capture_graph(work);
@@ -207,11 +223,30 @@ void CachedForward::run_device_work(const Chunk& chunk)
     backend().replay_graph(graph);
 }
 
+void CachedForward::check_room(int64_t b, int64_t count) const
+{
+    if (m_cache->length(b) + count > m_cache->max_seq())
+        throw Error("sequence " + std::to_string(b) + " would grow past the context of " +
+                    std::to_string(m_cache->max_seq()) + " tokens");
+}
+
+void CachedForward::check_token(int32_t id) const
+{
+    if (id < 0 || id >= config().vocab_size)
+        throw Error("token id " + std::to_string(id) + " is outside the model's vocabulary of " +
+                    std::to_string(config().vocab_size));
+}
+
+void CachedForward::release_inputs()
+{
+    if (m_inputs_in_flight) backend().synchronize();
+    m_inputs_in_flight = false;
+}
+
 CachedForward::Chunk CachedForward::prepare_chunk(std::span<const int32_t> tokens, std::span<const int64_t> counts,
                                                   int64_t seq, std::span<const int64_t> logit_rows)
 {
     const int64_t batch = int64_t(counts.size()), n = batch * seq, r = int64_t(logit_rows.size());
-    const int32_t vocab = config().vocab_size;
     CRUCIBLE_CHECK(batch >= 1 && batch <= m_cache->max_batch(),
                    "a chunk of " + std::to_string(batch) + " sequences does not fit a KV cache for " +
                        std::to_string(m_cache->max_batch()));
@@ -221,9 +256,7 @@ CachedForward::Chunk CachedForward::prepare_chunk(std::span<const int32_t> token
     CRUCIBLE_CHECK(int64_t(tokens.size()) == n, "chunk tokens do not match its shape");
     CRUCIBLE_CHECK(r <= m_max_logit_rows, "too many rows of logits asked for in one chunk");
 
-    // The previous chunk's upload may still be reading the pinned block.
-    if (m_inputs_in_flight) backend().synchronize();
-    m_inputs_in_flight = false;
+    release_inputs();
     int32_t* host_tokens = m_host_inputs.as<int32_t>();
     int32_t* host_positions = host_tokens + n;
     int32_t* host_index = host_positions + n;
@@ -232,16 +265,12 @@ CachedForward::Chunk CachedForward::prepare_chunk(std::span<const int32_t> token
     for (int64_t b = 0; b < batch; ++b) {
         const int64_t count = counts[size_t(b)], length = m_cache->length(b);
         CRUCIBLE_CHECK(count >= 0 && count <= seq, "a sequence's token count must be between 0 and the chunk length");
-        if (length + count > m_cache->max_seq())
-            throw Error("sequence " + std::to_string(b) + " would grow past the context of " +
-                        std::to_string(m_cache->max_seq()) + " tokens");
+        check_room(b, count);
         if (count > 0 && length > 0) from_empty_cache = false;
         for (int64_t t = 0; t < seq; ++t) {
             const size_t row = size_t(b * seq + t);
             const bool real = t < count;
-            if (real && (tokens[row] < 0 || tokens[row] >= vocab))
-                throw Error("token id " + std::to_string(tokens[row]) + " is outside the model's vocabulary of " +
-                            std::to_string(vocab));
+            if (real) check_token(tokens[row]);
             host_tokens[row] = real ? tokens[row] : 0;
             host_positions[row] = real ? int32_t(length + t) : -1;
         }
@@ -284,7 +313,7 @@ void CachedForward::append(std::span<const int32_t> tokens, std::span<const int6
                            std::span<const int64_t> logit_rows, std::vector<float>& logits)
 {
     const Chunk chunk = prepare_chunk(tokens, counts, seq, logit_rows);
-    run_device_work(chunk);
+    run_device_work({&chunk, 1});
     finish_chunk(chunk, counts);
     const int64_t r = chunk.logit_rows;
     logits.resize(size_t(r * config().vocab_size));
@@ -299,16 +328,65 @@ void CachedForward::append_greedy(std::span<const int32_t> tokens, std::span<con
 {
     Chunk chunk = prepare_chunk(tokens, counts, seq, logit_rows);
     chunk.pick = true;
-    run_device_work(chunk);
+    run_device_work({&chunk, 1});
     finish_chunk(chunk, counts);
     const int64_t r = chunk.logit_rows;
     ids.resize(size_t(r));
     probs.resize(size_t(r));
     if (r == 0) return;
-    backend().synchronize();
-    m_inputs_in_flight = false;
+    release_inputs();   // and the picks are in
     std::memcpy(ids.data(), chunk.pick_ids.data, size_t(r) * sizeof(int32_t));
     std::memcpy(probs.data(), chunk.pick_probs.data, size_t(r) * sizeof(float));
+}
+
+void CachedForward::decode_greedy(std::span<const int32_t> tokens, int64_t steps, std::vector<int32_t>& ids,
+                                  std::vector<float>& probs)
+{
+    const int64_t batch = int64_t(tokens.size());
+    CRUCIBLE_CHECK(batch >= 1 && batch <= m_cache->max_batch(),
+                   "a decode burst of " + std::to_string(batch) + " sequences does not fit a KV cache for " +
+                       std::to_string(m_cache->max_batch()));
+    CRUCIBLE_CHECK(steps >= 1 && steps <= kMaxDecodeBurst,
+                   "a decode burst runs 1 to " + std::to_string(kMaxDecodeBurst) + " steps");
+    release_inputs();
+
+    // Per step: the batch's tokens (the first step's from the host, later
+    // ones written by the previous step's picks), then its positions.
+    int32_t* host = m_host_inputs.as<int32_t>();
+    for (int64_t b = 0; b < batch; ++b) {
+        const int64_t length = m_cache->length(b);
+        CRUCIBLE_CHECK(length > 0, "a decode burst continues a cache: run the prompt first");
+        check_room(b, steps);
+        check_token(tokens[size_t(b)]);
+        for (int64_t s = 0; s < steps; ++s) {
+            host[s * 2 * batch + b] = s == 0 ? tokens[size_t(b)] : 0;
+            host[s * 2 * batch + batch + b] = int32_t(length + s);
+        }
+    }
+
+    int32_t* pick_ids = m_host_picks.as<int32_t>();
+    float* pick_probs = reinterpret_cast<float*>(pick_ids + steps * batch);
+    const DeviceKind device = backend().device();
+    std::vector<Chunk> chunks(static_cast<size_t>(steps));
+    for (int64_t s = 0; s < steps; ++s) {
+        Chunk& c = chunks[size_t(s)];
+        c.batch = batch;
+        c.seq = 1;
+        c.logit_rows = batch;
+        c.from_empty_cache = false;
+        c.every_row = c.pick = true;
+        c.tokens = m_inputs.sub(s * 2 * batch, Shape{batch});
+        c.positions = m_inputs.sub(s * 2 * batch + batch, Shape{batch});
+        c.pick_ids = Tensor(pick_ids + s * batch, DType::i32, Shape{batch}, device);
+        c.pick_probs = Tensor(pick_probs + s * batch, DType::f32, Shape{batch}, device);
+        if (s + 1 < steps) c.next_tokens = m_inputs.sub((s + 1) * 2 * batch, Shape{batch});
+    }
+    chunks[0].inputs = m_inputs.sub(0, Shape{steps * 2 * batch});
+    run_device_work(chunks);
+    for (int64_t b = 0; b < batch; ++b) m_cache->set_length(b, m_cache->length(b) + steps);
+    release_inputs();   // and the picks are in
+    ids.assign(pick_ids, pick_ids + steps * batch);
+    probs.assign(pick_probs, pick_probs + steps * batch);
 }
 
 } // namespace crucible

@@ -40,6 +40,8 @@ public:
     // Chunks of up to this many tokens per sequence that continue a cache
     // (decode steps, speculative verification) are replayed as graphs.
     static constexpr int64_t kGraphSeq = 17;
+    // The most greedy decode steps one submission runs (decode_greedy).
+    static constexpr int64_t kMaxDecodeBurst = 16;
 
     // How decode steps (one token per sequence) and other short chunks run;
     // both on by default.
@@ -48,9 +50,16 @@ public:
         bool graphs = true;          // replay a captured graph where the backend can (CUDA)
         bool fused_kernels = true;   // the backend's fused decode ops (RMSNorm into the
                                      // projections, RoPE and the cache write, SwiGLU)
+        // Greedy decode steps per submission (decode_greedy): 0 picks 8 on a
+        // GPU, where it saves a launch and a wait per token, and 1 (no
+        // bursts) on the CPU, where the host is the device and bursts would
+        // only delay streaming.
+        int decode_burst = 0;
     };
     void set_speedups(const Speedups& s);
     const Speedups& speedups() const { return m_speedups; }
+    // decode_burst resolved for this backend: 1 to kMaxDecodeBurst.
+    int64_t decode_burst() const;
 
     const ModelConfig& config() const { return m_params->config(); }
     ParamStore& params() const { return *m_params; }
@@ -73,6 +82,14 @@ public:
     // probability, picked on the device (Backend::argmax_rows).
     void append_greedy(std::span<const int32_t> tokens, std::span<const int64_t> counts, int64_t seq,
                        std::span<const int64_t> logit_rows, std::vector<int32_t>& ids, std::vector<float>& probs);
+    // Greedy decoding of `steps` tokens for each of B = tokens.size()
+    // sequences in one submission (a decode burst): tokens[b] runs first,
+    // and each step's picks are the next step's tokens on the device, so
+    // the host launches once and waits once. ids and probs receive
+    // [steps × B], step-major. Every sequence grows by `steps`, so each must
+    // continue a non-empty cache with room for them.
+    void decode_greedy(std::span<const int32_t> tokens, int64_t steps, std::vector<int32_t>& ids,
+                       std::vector<float>& probs);
 
 private:
     struct LayerParams {
@@ -90,6 +107,9 @@ private:
         Tensor inputs, tokens, positions, logit_index;
         // In m_host_picks: the picks' ids [r] and probabilities [r].
         Tensor pick_ids, pick_probs;
+        // In a decode burst, the next step's token slots in m_inputs, which
+        // the picks fill on the device.
+        Tensor next_tokens;
     };
     void run_layers(const Chunk& chunk);
     void compute_logits(const Chunk& chunk, bool fused);
@@ -97,7 +117,15 @@ private:
     // pinned input block; the device work uploads them.
     Chunk prepare_chunk(std::span<const int32_t> tokens, std::span<const int64_t> counts, int64_t seq,
                         std::span<const int64_t> logit_rows);
-    void run_device_work(const Chunk& chunk);
+    // Throws unless sequence b's cache has room for `count` more tokens.
+    void check_room(int64_t b, int64_t count) const;
+    void check_token(int32_t id) const;
+    // Waits until the previous submission has read the pinned input block.
+    void release_inputs();
+    // Uploads the input block (steps[0].inputs spans it) and runs the chunks
+    // in order, replaying a graph where the shape repeats.
+    void run_device_work(std::span<const Chunk> steps);
+    void run_chunk(const Chunk& chunk);
     void finish_chunk(const Chunk& chunk, std::span<const int64_t> counts);
     void drop_graphs();
 
@@ -119,12 +147,14 @@ private:
     // A chunk's inputs travel in one queued copy from page-locked host
     // memory, and greedy picks are written straight into it, both inside the
     // decode graph: a decode step costs one graph launch and one wait.
-    Tensor m_inputs;                  // [2N + R] i32: tokens, positions, logit rows
+    Tensor m_inputs;                  // [2N + R] i32: tokens, positions, logit rows; a burst
+                                      // holds tokens and positions per step
     HostBuffer m_host_inputs;         // the same, on the host
-    HostBuffer m_host_picks;          // [R] i32 ids, then [R] f32 probabilities
+    HostBuffer m_host_picks;          // [R] i32 ids, then [R] f32 probabilities (R: every
+                                      // chunk's logit rows, or steps × batch of a burst)
     bool m_inputs_in_flight = false;  // a queued upload may still read m_host_inputs
 
-    using GraphKey = std::array<int64_t, 5>;   // batch, seq, logit rows, every row, pick
+    using GraphKey = std::array<int64_t, 6>;   // batch, seq, logit rows, every row, pick, steps
     Speedups m_speedups;
     uint64_t m_graph_epoch = 0;   // the backend's graph_epoch() the graphs were captured under
     std::set<GraphKey> m_warmed;

@@ -38,6 +38,11 @@ struct CachedModel {
     // rows, picked on the device (no logits cross to the host).
     void append_greedy(const std::vector<std::vector<int32_t>>& tokens, Logits wanted,
                        std::vector<std::vector<int32_t>>& ids, std::vector<std::vector<float>>& probs);
+    // Greedy decode burst (CachedForward::decode_greedy): sequence b runs
+    // last[b] and then its own picks, `steps` tokens in all; ids / probs
+    // receive the steps × batch picks, step-major.
+    void decode_greedy(const std::vector<int32_t>& last, int steps, std::vector<int32_t>& ids,
+                       std::vector<float>& probs);
     // Keeps the first `length` tokens of sequence b.
     void truncate(size_t b, size_t length);
     // Makes the cache of each sequence hold prompts[b] except, when logits
@@ -95,6 +100,10 @@ public:
     // Greedy, unpenalised, no alternatives: the device picks each token and
     // only ids and probabilities come back (plain_step's fast path).
     bool picks_on_device() const;
+    // How many greedy steps the next decode burst of `model` may run: up to
+    // its decode_burst(), no step past any running sequence's token limit or
+    // any sequence's context. Below 2 a burst buys nothing.
+    int burst_length(const CachedModel& model, int wanted) const;
     // Speculative decoding (speculative.cpp): the draft proposes up to
     // `lookahead` tokens per sequence, the target scores them in one chunk and
     // the exact accept/reject rule keeps a prefix plus one token of its own.
@@ -108,6 +117,10 @@ public:
     GenerationStats finish_stats();
 
 private:
+    // plain_step's burst: `steps` greedy tokens for every sequence in one
+    // submission; a sequence that has stopped rides along and its picks are
+    // dropped.
+    void greedy_burst(CachedModel& target, int steps);
     // Counts sequence b's round and rolls both caches back to what it kept.
     void end_round(size_t b, CachedModel& target, CachedModel& draft, size_t pending_at, int proposed, int accepted);
 

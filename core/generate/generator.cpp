@@ -126,6 +126,18 @@ void CachedModel::append_greedy(const std::vector<std::vector<int32_t>>& tokens,
         });
 }
 
+void CachedModel::decode_greedy(const std::vector<int32_t>& last, int steps, std::vector<int32_t>& ids,
+                                std::vector<float>& probs)
+{
+    forward->decode_greedy(last, steps, ids, probs);
+    // The cache took each sequence's input and every pick but the last.
+    const size_t batch = last.size();
+    for (size_t b = 0; b < batch; ++b) {
+        cached[b].push_back(last[b]);
+        for (int s = 0; s + 1 < steps; ++s) cached[b].push_back(ids[size_t(s) * batch + b]);
+    }
+}
+
 void CachedModel::truncate(size_t b, size_t length)
 {
     length = std::min(length, cached[b].size());
@@ -246,8 +258,40 @@ bool GenerationRun::picks_on_device() const
            m_request.top_alternatives == 0;
 }
 
+int GenerationRun::burst_length(const CachedModel& model, int wanted) const
+{
+    int steps = std::min<int>(wanted, int(model.forward->decode_burst()));
+    for (size_t b = 0; b < m_seqs.size(); ++b) {
+        const SequenceState& s = m_seqs[b];
+        // The cache holds every token but the last; each step adds one.
+        steps = std::min(steps, m_max_seq - int(model.cached[b].size()));
+        if (!s.done) steps = std::min(steps, m_request.max_new_tokens - int(s.generated.size()));
+    }
+    return steps;
+}
+
+void GenerationRun::greedy_burst(CachedModel& target, int steps)
+{
+    const size_t batch = m_seqs.size();
+    std::vector<int32_t> last(batch), ids;
+    std::vector<float> probs;
+    for (size_t b = 0; b < batch; ++b) last[b] = m_seqs[b].tokens.back();
+    const auto t0 = Clock::now();
+    target.decode_greedy(last, steps, ids, probs);
+    m_stats.decode_model_seconds += seconds_since(t0);
+    for (size_t s = 0; s < size_t(steps); ++s)
+        for (size_t b = 0; b < batch; ++b) {
+            if (check_cancel()) return;
+            if (!m_seqs[b].done) take_token(b, ids[s * batch + b], probs[s * batch + b], {});
+        }
+}
+
 void GenerationRun::plain_step(CachedModel& target)
 {
+    if (picks_on_device()) {
+        const int steps = burst_length(target, int(CachedForward::kMaxDecodeBurst));
+        if (steps >= 2) return greedy_burst(target, steps);
+    }
     std::vector<std::vector<int32_t>> next(m_seqs.size());
     for (size_t b = 0; b < m_seqs.size(); ++b)
         if (!m_seqs[b].done) next[b].push_back(m_seqs[b].tokens.back());

@@ -3,9 +3,10 @@
 // Every running sequence starts the round with one drawn token the target has
 // not run yet (the pending token). The draft catches up on the tokens it has
 // not seen (the pending one, sometimes the previous round's last), then
-// proposes d1..dk one decode step at a time, drawing each from its own
-// distribution q_i. The target runs [pending, d1..dk] as one chunk, which
-// gives its distributions p_1..p_{k+1}. Then, in order, d_i is accepted with
+// proposes d1..dk one decode step at a time (greedy: d2..dk in one decode
+// burst where it can), drawing each from its own distribution q_i. The target
+// runs [pending, d1..dk] as one chunk, which gives its distributions
+// p_1..p_{k+1}. Then, in order, d_i is accepted with
 // probability min(1, p_i(d_i) / q_i(d_i)); the first rejection draws a
 // replacement from norm(max(0, p_i − q_i)) and ends the round; when all k are
 // accepted a bonus token is drawn from p_{k+1}. The tokens kept are then
@@ -156,10 +157,21 @@ void GenerationRun::greedy_speculative_round(CachedModel& target, CachedModel& d
     const size_t batch = m_seqs.size();
     const int most = *std::max_element(k.begin(), k.end());
 
-    // Draft: catch up, then propose its argmax one step at a time.
+    // Draft: catch up, then propose its argmax one step at a time, or, when
+    // every sequence proposes as many, the rest in one decode burst.
     std::vector<std::vector<int32_t>> proposals(batch), feed = draft_catch_up(m_seqs, draft, k), ids;
     std::vector<std::vector<float>> probs;
+    const bool uniform = std::all_of(k.begin(), k.end(), [most](int kb) { return kb == most; });
     for (int i = 0; i < most; ++i) {
+        if (i == 1 && uniform && most - 1 >= 2 && burst_length(draft, most - 1) == most - 1) {
+            std::vector<int32_t> last(batch), picks;
+            std::vector<float> pick_probs;
+            for (size_t b = 0; b < batch; ++b) last[b] = proposals[b].back();
+            draft.decode_greedy(last, most - 1, picks, pick_probs);   // d_k never runs through the draft
+            for (size_t s = 0; s + 1 < size_t(most); ++s)
+                for (size_t b = 0; b < batch; ++b) proposals[b].push_back(picks[s * batch + b]);
+            break;
+        }
         draft.append_greedy(feed, CachedModel::Logits::last, ids, probs);
         for (size_t b = 0; b < batch; ++b) {
             feed[b].clear();

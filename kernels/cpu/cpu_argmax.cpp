@@ -9,7 +9,7 @@
 
 namespace crucible {
 
-void CpuBackend::argmax_rows(Tensor ids, Tensor probs, Tensor logits)
+void CpuBackend::argmax_rows(Tensor ids, Tensor probs, Tensor logits, Tensor next_tokens)
 {
     cpu::expect_f32(logits, "argmax_rows logits");
     CRUCIBLE_CHECK(logits.shape.rank == 2, "argmax_rows: logits must be [rows, vocab], got " + logits.shape.str());
@@ -18,6 +18,10 @@ void CpuBackend::argmax_rows(Tensor ids, Tensor probs, Tensor logits)
     expect_dtype(probs, DType::f32, "argmax_rows probs");
     expect_shape(ids, Shape{rows}, "argmax_rows ids");
     expect_shape(probs, Shape{rows}, "argmax_rows probs");
+    if (!next_tokens.empty()) {
+        expect_dtype(next_tokens, DType::i32, "argmax_rows next tokens");
+        expect_shape(next_tokens, Shape{rows}, "argmax_rows next tokens");
+    }
     CRUCIBLE_CHECK(vocab > 0, "argmax_rows: an empty vocabulary has no choice");
     const float* l = logits.as<float>();
     for (int64_t r = 0; r < rows; ++r) {
@@ -29,6 +33,7 @@ void CpuBackend::argmax_rows(Tensor ids, Tensor probs, Tensor logits)
         for (int64_t i = 0; i < vocab; ++i) sum += std::exp(double(row[i]) - double(row[best]));
         ids.as<int32_t>()[r] = int32_t(best);
         probs.as<float>()[r] = float(1.0 / sum);
+        if (!next_tokens.empty()) next_tokens.as<int32_t>()[r] = int32_t(best);
     }
 }
 

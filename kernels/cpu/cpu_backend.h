@@ -79,7 +79,7 @@ public:
                         const AttentionShape& s) override;
     void attention_decode(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_cache, Tensor positions,
                           const AttentionShape& s) override;
-    void argmax_rows(Tensor ids, Tensor probs, Tensor logits) override;
+    void argmax_rows(Tensor ids, Tensor probs, Tensor logits, Tensor next_tokens) override;
 
 private:
     // cos/sin table [positions, head_dim/2] ×2 for positions 0.., grown to

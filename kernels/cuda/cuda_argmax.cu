@@ -1,7 +1,8 @@
 // Greedy choice over rows of logits on CUDA (Backend::argmax_rows): the
 // largest logit of each row (lowest id among equals) and the row's softmax
 // normaliser, so a greedy decode step sends 8 bytes per sequence to the host
-// instead of its whole row of logits.
+// instead of its whole row of logits. In a decode burst the ids also go to
+// the next step's token slots on the device.
 //
 // A row is split into chunks of kChunk logits, one block each, so a 32K
 // vocabulary is read by 16 blocks at once, every thread with its kPerThread
@@ -73,8 +74,8 @@ struct ChunkResults {
 
 template <class T>
 __global__ void __launch_bounds__(kThreads)
-    argmax_rows_kernel(int32_t* __restrict__ ids, float* __restrict__ probs, const T* __restrict__ logits,
-                       int64_t vocab, ChunkResults chunks)
+    argmax_rows_kernel(int32_t* __restrict__ ids, float* __restrict__ probs, int32_t* __restrict__ next_tokens,
+                       const T* __restrict__ logits, int64_t vocab, ChunkResults chunks)
 {
     __shared__ float shared_sum[32];
     __shared__ bool last;
@@ -108,8 +109,10 @@ __global__ void __launch_bounds__(kThreads)
 
     if (count == 1) {
         if (threadIdx.x == 0) {
-            ids[row] = index == kNoIndex ? 0 : index;   // a row of NaNs: some id, probability NaN
+            const int id = index == kNoIndex ? 0 : index;   // a row of NaNs: some id, probability NaN
+            ids[row] = id;
             probs[row] = 1.0f / sum;
+            if (next_tokens) next_tokens[row] = id;
         }
         return;
     }
@@ -137,14 +140,16 @@ __global__ void __launch_bounds__(kThreads)
         sum += __ldcg(chunks.sum + row * count + c) * __expf(__ldcg(chunks.best + row * count + c) - best);
     sum = block_sum(sum, shared_sum);
     if (threadIdx.x == 0) {
-        ids[row] = index == kNoIndex ? 0 : index;
+        const int id = index == kNoIndex ? 0 : index;
+        ids[row] = id;
         probs[row] = 1.0f / sum;
+        if (next_tokens) next_tokens[row] = id;
     }
 }
 
 } // namespace
 
-void CudaBackend::argmax_rows(Tensor ids, Tensor probs, Tensor logits)
+void CudaBackend::argmax_rows(Tensor ids, Tensor probs, Tensor logits, Tensor next_tokens)
 {
     CRUCIBLE_CHECK(logits.shape.rank == 2, "argmax_rows: logits must be [rows, vocab], got " + logits.shape.str());
     const int64_t rows = logits.shape[0], vocab = logits.shape[1];
@@ -152,6 +157,10 @@ void CudaBackend::argmax_rows(Tensor ids, Tensor probs, Tensor logits)
     expect_dtype(probs, DType::f32, "argmax_rows probs");
     expect_shape(ids, Shape{rows}, "argmax_rows ids");
     expect_shape(probs, Shape{rows}, "argmax_rows probs");
+    if (!next_tokens.empty()) {
+        expect_dtype(next_tokens, DType::i32, "argmax_rows next tokens");
+        expect_shape(next_tokens, Shape{rows}, "argmax_rows next tokens");
+    }
     CRUCIBLE_CHECK(vocab > 0 && vocab < int64_t(1) << 31, "argmax_rows: the vocabulary must have 1 to 2^31 - 1 entries");
     if (rows == 0) return;
     const int64_t count = (vocab + kChunk - 1) / kChunk;
@@ -168,7 +177,8 @@ void CudaBackend::argmax_rows(Tensor ids, Tensor probs, Tensor logits)
     dispatch_act(logits.dtype, "argmax_rows", [&](auto tag) {
         using T = decltype(tag);
         launch_overlapped(argmax_rows_kernel<T>, LaunchShape{dim3(unsigned(count), unsigned(rows)), dim3(kThreads)},
-                          m_stream, ids.as<int32_t>(), probs.as<float>(), logits.as<T>(), vocab, chunks);
+                          m_stream, ids.as<int32_t>(), probs.as<float>(), next_tokens.as<int32_t>(), logits.as<T>(), vocab,
+                          chunks);
     });
 }
 

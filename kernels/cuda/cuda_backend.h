@@ -137,7 +137,7 @@ public:
                         const AttentionShape& s) override;
     void attention_decode(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_cache, Tensor positions,
                           const AttentionShape& s) override;
-    void argmax_rows(Tensor ids, Tensor probs, Tensor logits) override;
+    void argmax_rows(Tensor ids, Tensor probs, Tensor logits, Tensor next_tokens) override;
     bool decode_norm_qkv(Tensor qkv, Tensor k_cache, Tensor v_cache, Tensor x, Tensor norm_weight, float eps,
                          Tensor weight, Tensor positions, const AttentionShape& s, float theta) override;
     bool decode_norm_linear(Tensor out, Tensor x, Tensor norm_weight, float eps, Tensor weight,

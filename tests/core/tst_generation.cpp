@@ -11,7 +11,8 @@
 // Generator: greedy output equals generate_recompute's token for token (alone
 // and batched with prompts of different lengths, with and without cache
 // reuse); stop strings (matched across token boundaries, never shown), EOS,
-// the token limit and a full context end a sequence with the right reason;
+// the token limit and a full context end a sequence with the right reason,
+// also when greedy steps run in bursts (several per submission);
 // cancellation from another thread or from the callback ends generation
 // within one token.
 #include "core/generate/cached_forward.h"
@@ -101,6 +102,7 @@ private slots:
     void reusedCacheGivesTheSameTokens();
     void eventsCarryProbabilitiesAndAlternatives();
     void greedyPicksOnTheDeviceEqualTheHostPath();
+    void decodeBurstsChangeNothingVisible();
     void samplingIsReproducible();
 
     void stopStringAcrossTokenBoundaries();
@@ -129,7 +131,7 @@ void TestGeneration::initTestCase()
     QCOMPARE(m_tok->vocab_size(), kVocab);
     m_params = std::make_unique<ParamStore>(*m_be, tiny("gqa"), false);
     m_params->initialize(11);
-    test::perturb_vectors(*m_params, 100, 0.2f);
+    test::perturb_all(*m_params, 100, 0.3f);   // greedy text that varies
 }
 
 // ---- logits ------------------------------------------------------------------------------------
@@ -327,6 +329,84 @@ void TestGeneration::greedyPicksOnTheDeviceEqualTheHostPath()
         QVERIFY(std::abs(a[i].probability - b[i].probability) <= 1e-6f);
     }
     QVERIFY(st.decode_model_seconds > 0 && st.decode_model_seconds <= st.decode_seconds);
+}
+
+void TestGeneration::decodeBurstsChangeNothingVisible()
+{
+    // On a GPU greedy decoding runs several steps per submission, each
+    // step's picks feeding the next on the device (CPU: one step at a time
+    // unless asked, as here). Bursts must change nothing a user sees: tokens,
+    // events, stop reasons, the cache a later request reuses. The batch mixes
+    // a sequence that meets a stop string early (it rides along in later
+    // bursts), one that fills its context of 40, and a token limit that is
+    // no multiple of the burst.
+    CachedForward::Speedups one_step;
+    one_step.decode_burst = 1;
+    Generator single(*m_params, *m_tok, 3, 40);
+    single.set_speedups(one_step);
+    const std::vector<std::vector<int32_t>> prompts = {test::random_ids(7, kVocab, 61), test::random_ids(1, kVocab, 62),
+                                                       test::random_ids(19, kVocab, 63)};
+    const GenerationStats free_run = single.generate(greedy_request(prompts, 25), {});
+    // A stop string the first sequence meets at its tenth token or later,
+    // and the others never.
+    std::string stop;
+    size_t offset = 0;
+    for (size_t i = 0; i + 1 < free_run.tokens[0].size() && stop.empty(); ++i) {
+        const std::string here = m_tok->token_bytes(free_run.tokens[0][i]);
+        const std::string candidate = here + m_tok->token_bytes(free_run.tokens[0][i + 1]);
+        if (i >= 9 && free_run.texts[0].find(candidate) == offset &&
+            free_run.texts[1].find(candidate) == std::string::npos && free_run.texts[2].find(candidate) == std::string::npos)
+            stop = candidate;
+        offset += here.size();
+    }
+    QVERIFY2(!stop.empty(), "no stop string fits this test's greedy text");
+    GenerationRequest r = greedy_request(prompts, 25);
+    r.stop_strings = {stop};
+    auto record = [](std::vector<std::string>& log) {
+        return [&log](const TokenEvent& e) {
+            log.push_back(std::to_string(e.sequence) + ":" + std::to_string(e.token) + ":" + e.text);
+            return true;
+        };
+    };
+    std::vector<std::string> want_events;
+    const GenerationStats want = single.generate(r, record(want_events));
+    QCOMPARE(want.stop_reasons[0], std::string("stop string"));
+    QVERIFY(want.tokens[0].size() < want.tokens[1].size());
+    QCOMPARE(want.stop_reasons[2], std::string("context full"));
+
+    for (int burst : {3, 16}) {
+        CachedForward::Speedups bursts;
+        bursts.decode_burst = burst;
+        Generator gen(*m_params, *m_tok, 3, 40);
+        gen.set_speedups(bursts);
+        std::vector<std::string> events;
+        const GenerationStats got = gen.generate(r, record(events));
+        QCOMPARE(got.tokens, want.tokens);
+        QCOMPARE(got.stop_reasons, want.stop_reasons);
+        QCOMPARE(events, want_events);
+
+        // After the stop the first sequence rode along, so its cache holds
+        // tokens past the stop. A request that continues it reuses what
+        // matches: all but the new token, and perhaps the last generated one
+        // (when the stop came at the end of the last burst, it never ran).
+        std::vector<int32_t> next = prompts[0];
+        next.insert(next.end(), got.tokens[0].begin(), got.tokens[0].end());
+        next.push_back(5);
+        GenerationRequest more = greedy_request({next}, 12);
+        more.reuse_cache = true;
+        const GenerationStats reused = gen.generate(more, {});
+        QVERIFY2(reused.prompt_tokens <= 2, qPrintable(QString("%1 tokens ran again").arg(reused.prompt_tokens)));
+        QCOMPARE(reused.tokens[0], single.generate(greedy_request({next}, 12), {}).tokens[0]);
+
+        // A cancel still ends the stream within one token.
+        int seen = 0;
+        const GenerationStats cancelled = gen.generate(greedy_request({prompts[0]}, 30), [&](const TokenEvent&) {
+            if (++seen == 2) gen.request_cancel();
+            return true;
+        });
+        QCOMPARE(seen, 2);
+        QCOMPARE(cancelled.stop_reason, std::string("cancelled"));
+    }
 }
 
 void TestGeneration::samplingIsReproducible()

@@ -97,6 +97,7 @@ private slots:
 private:
     std::unique_ptr<Backend> m_be;
     std::unique_ptr<ParamStore> m_target, m_draft;
+    std::unique_ptr<ParamStore> m_varied;   // the target, perturbed
 };
 
 void TestSpeculative::initTestCase()
@@ -109,6 +110,12 @@ void TestSpeculative::initTestCase()
     m_target->initialize(1);
     m_draft = std::make_unique<ParamStore>(*m_be, draft_config(), false);
     m_draft->initialize(2);
+    // Greedy decoding of a freshly initialised model repeats one token;
+    // perturbed, its text varies, so greedy comparisons (and a draft fed the
+    // wrong token) show.
+    m_varied = std::make_unique<ParamStore>(*m_be, target_config(), false);
+    m_varied->upload_master(m_target->download_master());
+    test::perturb_all(*m_varied, 100, 0.1f);
 }
 
 void TestSpeculative::greedyEqualsGreedyTarget_data()
@@ -116,21 +123,30 @@ void TestSpeculative::greedyEqualsGreedyTarget_data()
     // Plain greedy decoding has the device pick the argmax; a repetition
     // penalty sends the logits to the host sampler instead. Speculative
     // rounds take the same two routes.
+    // Device picks may also run in decode bursts (the draft's proposals
+    // after the first, and plain decoding), as on a GPU.
     QTest::addColumn<int>("lookahead");
     QTest::addColumn<float>("penalty");
-    for (float penalty : {1.0f, 1.3f})
-        for (int k : {1, 2, 4, 7})
-            QTest::addRow("lookahead %d, %s", k, penalty == 1.0f ? "device picks" : "penalised, host picks") << k
-                                                                                                            << penalty;
+    QTest::addColumn<int>("burst");
+    for (int k : {1, 2, 4, 7}) {
+        QTest::addRow("lookahead %d, device picks", k) << k << 1.0f << 1;
+        QTest::addRow("lookahead %d, device picks in bursts", k) << k << 1.0f << 8;
+        QTest::addRow("lookahead %d, penalised, host picks", k) << k << 1.3f << 1;
+    }
 }
 
 void TestSpeculative::greedyEqualsGreedyTarget()
 {
     QFETCH(int, lookahead);
     QFETCH(float, penalty);
+    QFETCH(int, burst);
     std::vector<std::vector<int32_t>> prompts;
     for (size_t len : {5, 1, 12}) prompts.push_back(test::random_ids(len, kVocab, 30 + len));
-    Generator plain(*m_target, 3, 64), speculative(*m_target, 3, 64);
+    Generator plain(*m_varied, 3, 64), speculative(*m_varied, 3, 64);
+    CachedForward::Speedups speedups;
+    speedups.decode_burst = burst;
+    plain.set_speedups(speedups);
+    speculative.set_speedups(speedups);
     speculative.set_draft(m_draft.get(), lookahead);
     GenerationRequest r = request(prompts, 40, 0.0f, 0);
     r.sampling.repetition_penalty = penalty;
@@ -145,7 +161,7 @@ void TestSpeculative::greedyEqualsGreedyTarget()
         QCOMPARE(streamed[b], want.tokens[b]);
     }
     // And the plain generator is the recomputing reference's equal.
-    Transformer model(*m_target, 1, 64, false);
+    Transformer model(*m_varied, 1, 64, false);
     SamplingConfig greedy;
     greedy.temperature = 0.0f;
     greedy.repetition_penalty = penalty;
@@ -162,14 +178,19 @@ void TestSpeculative::greedyStopsLikeTheTarget()
 {
     // The token limit and a full context end speculative runs where they end
     // plain ones, even in the middle of a round.
-    Generator plain(*m_target, 2, 20), speculative(*m_target, 2, 20);
+    Generator plain(*m_varied, 2, 20), speculative(*m_varied, 2, 20);
     speculative.set_draft(m_draft.get(), 6);
     const std::vector<std::vector<int32_t>> prompts = {test::random_ids(4, kVocab, 1), test::random_ids(9, kVocab, 2)};
-    for (int limit : {1, 2, 9, 100}) {
-        const GenerationStats want = plain.generate(request(prompts, limit, 0.0f, 0), {});
-        const GenerationStats got = speculative.generate(request(prompts, limit, 0.0f, 0), {});
-        QCOMPARE(got.tokens, want.tokens);
-        QCOMPARE(got.stop_reasons, want.stop_reasons);
+    for (int burst : {1, 8}) {   // and with the draft proposing in decode bursts
+        CachedForward::Speedups speedups;
+        speedups.decode_burst = burst;
+        speculative.set_speedups(speedups);
+        for (int limit : {1, 2, 9, 100}) {
+            const GenerationStats want = plain.generate(request(prompts, limit, 0.0f, 0), {});
+            const GenerationStats got = speculative.generate(request(prompts, limit, 0.0f, 0), {});
+            QCOMPARE(got.tokens, want.tokens);
+            QCOMPARE(got.stop_reasons, want.stop_reasons);
+        }
     }
 }
 
@@ -177,13 +198,19 @@ void TestSpeculative::selfDraftAcceptsEverything()
 {
     // A draft identical to the target proposes what the target would draw:
     // p = q (up to rounding), so every proposal is accepted.
-    Generator gen(*m_target, 1, 64);
-    gen.set_draft(m_target.get(), 4);
-    for (float temperature : {0.0f, 1.0f}) {
-        const GenerationStats st = gen.generate(request({test::random_ids(6, kVocab, 3)}, 41, temperature, 5), {});
-        QCOMPARE(st.tokens[0].size(), size_t(41));
-        QVERIFY2(st.acceptance_rate() > 0.99, qPrintable(QString::number(st.acceptance_rate())));
-        QCOMPARE(st.draft_proposed, int64_t(32));   // 8 rounds of 4 proposals after the first token
+    // Greedy, the draft proposes d2..d4 in a decode burst when asked.
+    for (int burst : {1, 8}) {
+        Generator gen(*m_varied, 1, 64);
+        CachedForward::Speedups speedups;
+        speedups.decode_burst = burst;
+        gen.set_speedups(speedups);
+        gen.set_draft(m_varied.get(), 4);
+        for (float temperature : {0.0f, 1.0f}) {
+            const GenerationStats st = gen.generate(request({test::random_ids(6, kVocab, 3)}, 41, temperature, 5), {});
+            QCOMPARE(st.tokens[0].size(), size_t(41));
+            QVERIFY2(st.acceptance_rate() > 0.99, qPrintable(QString::number(st.acceptance_rate())));
+            QCOMPARE(st.draft_proposed, int64_t(32));   // 8 rounds of 4 proposals after the first token
+        }
     }
 }
 

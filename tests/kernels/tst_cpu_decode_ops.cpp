@@ -260,7 +260,8 @@ void TestCpuDecodeOps::argmaxRowsPicksTheLargestAndItsProbability()
         OwnedTensor in(m_be, DType::f32, Shape{rows, vocab}, logits);
         OwnedTensor ids(m_be, Shape{rows}, std::vector<int32_t>(size_t(rows), -1));
         OwnedTensor probs(m_be, DType::f32, Shape{rows});
-        m_be.argmax_rows(ids, probs, in);
+        OwnedTensor next(m_be, Shape{rows}, std::vector<int32_t>(size_t(rows), -1));
+        m_be.argmax_rows(ids, probs, in, next);
         const std::vector<float> got_probs = probs.to_host();
         for (int64_t r = 0; r < rows; ++r) {
             const float* row = logits.data() + r * vocab;
@@ -270,6 +271,7 @@ void TestCpuDecodeOps::argmaxRowsPicksTheLargestAndItsProbability()
             double sum = 0;
             for (int64_t i = 0; i < vocab; ++i) sum += std::exp(double(row[i]) - double(row[best]));
             QCOMPARE(ids.t.as<int32_t>()[r], int32_t(best));
+            QCOMPARE(next.t.as<int32_t>()[r], int32_t(best));   // a burst's next input
             QVERIFY(std::abs(got_probs[size_t(r)] - 1.0 / sum) <= 1e-6 * (1.0 / sum));
         }
         if (vocab > 9) QCOMPARE(ids.t.as<int32_t>()[1], 5);
@@ -295,9 +297,11 @@ void TestCpuDecodeOps::badInputThrows()
     OwnedTensor odd_qkv(m_be, DType::f32, Shape{odd_dim.tokens(), odd_dim.qkv_dim()});
     QVERIFY_THROWS_EXCEPTION(Error, m_be.rope_forward_at(odd_qkv, odd_dim, fine, 10000.0f));
     OwnedTensor logits(m_be, DType::f32, Shape{2, 16}), probs(m_be, DType::f32, Shape{2});
-    QVERIFY_THROWS_EXCEPTION(Error, m_be.argmax_rows(float_positions, probs, logits));   // ids must be i32
+    QVERIFY_THROWS_EXCEPTION(Error, m_be.argmax_rows(float_positions, probs, logits, Tensor()));   // ids must be i32
     OwnedTensor three_rows(m_be, DType::f32, Shape{3, 16});
-    QVERIFY_THROWS_EXCEPTION(Error, m_be.argmax_rows(fine, probs, three_rows));           // rows differ
+    QVERIFY_THROWS_EXCEPTION(Error, m_be.argmax_rows(fine, probs, three_rows, Tensor()));   // rows differ
+    OwnedTensor three_ids(m_be, Shape{3}, std::vector<int32_t>{0, 0, 0});
+    QVERIFY_THROWS_EXCEPTION(Error, m_be.argmax_rows(fine, probs, logits, three_ids));   // next tokens: rows differ
 }
 
 QTEST_APPLESS_MAIN(TestCpuDecodeOps)

@@ -36,6 +36,14 @@ void perturb_vectors(ParamStore& params, uint64_t seed, float scale)
     params.upload_master(host);
 }
 
+void perturb_all(ParamStore& params, uint64_t seed, float scale)
+{
+    std::vector<float> host = params.download_master();
+    const auto noise = random_vector(host.size(), seed, scale);
+    for (size_t i = 0; i < host.size(); ++i) host[i] += noise[i];
+    params.upload_master(host);
+}
+
 double relative_error(const std::vector<float>& a, const std::vector<double>& b)
 {
     if (a.size() != b.size()) return INFINITY;

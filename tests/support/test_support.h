@@ -20,6 +20,11 @@ std::vector<int32_t> random_ids(size_t n, int32_t limit, uint64_t seed);
 // Norm weights start at 1 and biases at 0: adds noise of this scale to every
 // vector parameter so that they, and their gradients, are generic too.
 void perturb_vectors(ParamStore& params, uint64_t seed, float scale);
+// A freshly initialised model mostly repeats its input (small residual
+// branches, tied embeddings), so its greedy text is one token over and over:
+// adds noise of this scale to every parameter, matrices too, for a model
+// whose greedy text varies.
+void perturb_all(ParamStore& params, uint64_t seed, float scale);
 
 // ‖a − b‖ / max(‖b‖, tiny): the relative error of a against reference b.
 double relative_error(const std::vector<float>& a, const std::vector<double>& b);
