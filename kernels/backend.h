@@ -255,12 +255,19 @@ public:
     // qkv = RMSNorm(x)·Wᵀ, with RoPE at `positions` (rope_forward_at) and
     // the new keys and values written into the cache (kv_cache_write).
     // x [B·T, C]: T = s.seq tokens per sequence, 1 in a decode step, a few
-    // in a speculative verification chunk.
+    // in a speculative verification chunk. In the first layer `lookup` may
+    // name the step's tokens and the embedding table: x is then first looked
+    // up (embedding_forward) and written, one launch fewer per step.
+    struct EmbeddingLookup {
+        Tensor tokens;   // i32 [B·T]; empty: x is given
+        Tensor table;    // [V, C]
+    };
     virtual bool decode_norm_qkv(Tensor qkv, Tensor k_cache, Tensor v_cache, Tensor x, Tensor norm_weight,
-                                 float eps, Tensor weight, Tensor positions, const AttentionShape& s, float theta)
+                                 float eps, Tensor weight, Tensor positions, const AttentionShape& s, float theta,
+                                 const EmbeddingLookup& lookup)
     {
         (void)qkv, (void)k_cache, (void)v_cache, (void)x, (void)norm_weight, (void)eps, (void)weight,
-            (void)positions, (void)s, (void)theta;
+            (void)positions, (void)s, (void)theta, (void)lookup;
         return false;
     }
     // out = RMSNorm(x)·Wᵀ; with swiglu, W stacks gate and up (as the MLP's

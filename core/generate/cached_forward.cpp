@@ -101,15 +101,20 @@ void CachedForward::run_layers(const Chunk& chunk)
 
     const bool fuse = may_fuse(from_empty_cache);
 
-    be.embedding_forward(x, chunk.tokens, m_params->compute(*m_embedding));
+    const Tensor embedding = m_params->compute(*m_embedding);
     for (int l = 0; l < c.n_layers; ++l) {
         const LayerParams& P = m_layer_params[size_t(l)];
 
         // Attention block: the new tokens' keys and values join the cache
         // before attention reads it, so each row sees itself and the rows
-        // before it in the chunk.
+        // before it in the chunk. The first layer's fused projection also
+        // looks the tokens up.
+        const Backend::EmbeddingLookup lookup = l == 0 ? Backend::EmbeddingLookup{chunk.tokens, embedding}
+                                                       : Backend::EmbeddingLookup{};
         if (!(fuse && be.decode_norm_qkv(qkv, m_cache->keys(l), m_cache->values(l), x, m_params->compute(*P.attn_norm),
-                                         c.norm_eps, qkv_weight_view(W, layout, l), positions, s, c.rope_theta))) {
+                                         c.norm_eps, qkv_weight_view(W, layout, l), positions, s, c.rope_theta,
+                                         lookup))) {
+            if (l == 0) be.embedding_forward(x, chunk.tokens, embedding);
             norm_forward(norm_out, x, *P.attn_norm, P.attn_norm_bias, n);
             if (c.qk_norm) {
                 be.linear_forward(rows(m_qkv_raw), norm_out, qkv_weight_view(W, layout, l));

@@ -139,7 +139,8 @@ public:
                           const AttentionShape& s) override;
     void argmax_rows(Tensor ids, Tensor probs, Tensor logits, Tensor next_tokens) override;
     bool decode_norm_qkv(Tensor qkv, Tensor k_cache, Tensor v_cache, Tensor x, Tensor norm_weight, float eps,
-                         Tensor weight, Tensor positions, const AttentionShape& s, float theta) override;
+                         Tensor weight, Tensor positions, const AttentionShape& s, float theta,
+                         const EmbeddingLookup& lookup) override;
     bool decode_norm_linear(Tensor out, Tensor x, Tensor norm_weight, float eps, Tensor weight,
                             bool swiglu) override;
 

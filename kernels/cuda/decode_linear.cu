@@ -23,6 +23,10 @@
 // first weights, the norm weights, positions, RoPE angles) is requested while
 // the kernel before still runs; after the wait one trip to memory brings x.
 //
+// The first layer's projection may start from the step's tokens: its rows of
+// x are then rows of the embedding table, and block 0 also writes them to x
+// for the residual stream (the lookup's own launch saved).
+//
 // Numerics follow the separate ops: f32 sums; the product rounded to bf16
 // before RoPE or SwiGLU read it (as they would read it from memory); the
 // RMSNorm statistics summed per lane in the same order as rmsnorm_forward
@@ -54,6 +58,10 @@ struct DecodeLinearParams {
     int pair;                    // P, a multiple of 8
     const bf16* norm_weight;     // [k]: RMSNorm x first when set
     float eps;
+    // First layer: x's rows are table[tokens[row]], written to x_out.
+    const int32_t* tokens;       // [rows]
+    const bf16* table;           // [vocab, k]
+    bf16* x_out;                 // [rows, k]
     // rope_cache: out is qkv [rows, (H + 2·KV)·D]; row n is token n % seq of
     // sequence n / seq (a decode step has seq 1, a verification chunk more).
     const int32_t* positions;    // [rows]; negative = padding
@@ -186,7 +194,6 @@ __global__ void __launch_bounds__(32 * kMaxWarps) decode_linear_kernel(const Dec
     const bf16* w_lo = p.w + (base + g) * p.k + t * 8;
     const bf16* w_hi = w_lo + int64_t(p.pair) * p.k;
     const bool real_row = g < p.rows;   // B columns past the last row stay zero
-    const bf16* x_row = p.x + int64_t(real_row ? g : 0) * p.k + t * 8;
     const bool norm = p.norm_weight != nullptr;
     const bf16* norm_weight = norm ? p.norm_weight + t * 8 : nullptr;
     const int64_t kblocks = p.k / 32;
@@ -217,9 +224,21 @@ __global__ void __launch_bounds__(32 * kMaxWarps) decode_linear_kernel(const Dec
     allow_next_kernel();
     if (warp == 0) read_late<E>(p, t, base + g, in);
 
+    // Row r of x: given, or looked up (the tokens come from the step's inputs
+    // or the previous step's picks, so only now).
+    auto x_source = [&](int r) { return p.tokens ? p.table + int64_t(p.tokens[r]) * p.k : p.x + int64_t(r) * p.k; };
+    if (p.tokens && blockIdx.x == 0) {
+        for (int r = 0; r < p.rows; ++r) {
+            const bf16* from = x_source(r);
+            for (int64_t c = int64_t(threadIdx.x) * 8; c < p.k; c += int64_t(blockDim.x) * 8)
+                *reinterpret_cast<uint4*>(p.x_out + int64_t(r) * p.k + c) = *reinterpret_cast<const uint4*>(from + c);
+        }
+    }
+    const bf16* x_row = x_source(real_row ? g : 0) + t * 8;
+
     if (norm) {
         for (int r = warp; r < p.rows; r += warps) {
-            const bf16* row = p.x + int64_t(r) * p.k;
+            const bf16* row = x_source(r);
             float ss = 0.0f;
             for (int64_t c = int64_t(lane) * 8; c < p.k; c += 32 * 8) {
                 float v[8];
@@ -340,12 +359,18 @@ bool CudaBackend::decode_norm_linear(Tensor out, Tensor x, Tensor norm_weight, f
 }
 
 bool CudaBackend::decode_norm_qkv(Tensor qkv, Tensor k_cache, Tensor v_cache, Tensor x, Tensor norm_weight, float eps,
-                                  Tensor weight, Tensor positions, const AttentionShape& s, float theta)
+                                  Tensor weight, Tensor positions, const AttentionShape& s, float theta,
+                                  const EmbeddingLookup& lookup)
 {
     const int64_t D = s.head_dim;
+    const bool look_up = !lookup.tokens.empty();
     if (D % 16 != 0 || !fits(x, weight, D / 2) || !is_bf16(qkv) || !is_bf16(norm_weight) ||
-        !is_bf16(k_cache) || !is_bf16(v_cache) || norm_weight.numel() != x.cols())
+        !is_bf16(k_cache) || !is_bf16(v_cache) || norm_weight.numel() != x.cols() ||
+        (look_up && (!is_bf16(lookup.table) || lookup.table.cols() != x.cols())))
         return false;
+    if (look_up)
+        CRUCIBLE_CHECK(lookup.tokens.dtype == DType::i32 && lookup.tokens.numel() == s.tokens(),
+                       "decode_norm_qkv: the lookup's tokens should hold one i32 per row");
     CRUCIBLE_CHECK(x.rows() == s.tokens() && qkv.rows() == s.tokens() && qkv.cols() == s.qkv_dim() &&
                        weight.rows() == s.qkv_dim(),
                    "decode_norm_qkv: qkv " + qkv.shape.str() + " or weight " + weight.shape.str() +
@@ -366,6 +391,11 @@ bool CudaBackend::decode_norm_qkv(Tensor qkv, Tensor k_cache, Tensor v_cache, Te
     p.kv_heads = int(s.n_kv_heads);
     p.head_dim = int(D);
     p.seq = int(s.seq);
+    if (look_up) {
+        p.tokens = lookup.tokens.as<int32_t>();
+        p.table = lookup.table.as<bf16>();
+        p.x_out = x.as<bf16>();
+    }
     launch<Epilogue::rope_cache>(p, weight.rows(), m_stream);
     return true;
 }

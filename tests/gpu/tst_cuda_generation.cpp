@@ -182,25 +182,36 @@ private slots:
                     if (&be == gpu) took = fused;
                 };
 
+                // decode_norm_qkv from a given x, and in the first layer's form,
+                // where x is looked up in the embedding table (and written).
                 const Shape cache{s.batch, s.n_kv_heads, f.capacity, s.head_dim};
-                const auto qkv = run_case(
-                    *m_cpu, *gpu,
-                    common({Buf("qkv", Role::act, Shape{B, s.qkv_dim()}, {}, {}, true),
-                            Buf("k_cache", Role::act, cache, random_vector(size_t(cache.numel()), 22), {}, true),
-                            Buf("v_cache", Role::act, cache, random_vector(size_t(cache.numel()), 23), {}, true),
-                            Buf("w", Role::act, Shape{s.qkv_dim(), f.C}, random_vector(size_t(s.qkv_dim() * f.C), 24, 0.05f)),
-                            Buf("positions", Role::i32, Shape{B}, {}, random_positions(s, f.capacity, 25))}),
-                    [&](Backend& be, std::vector<Tensor>& t) {
-                        const bool fused = be.decode_norm_qkv(t[0], t[1], t[2], t[5], t[6], eps, t[3], t[4], s, theta);
+                const int64_t vocab = 40;
+                for (bool look_up : {false, true}) {
+                    std::vector<Buf> bufs = common(
+                        {Buf("qkv", Role::act, Shape{B, s.qkv_dim()}, {}, {}, true),
+                         Buf("k_cache", Role::act, cache, random_vector(size_t(cache.numel()), 22), {}, true),
+                         Buf("v_cache", Role::act, cache, random_vector(size_t(cache.numel()), 23), {}, true),
+                         Buf("w", Role::act, Shape{s.qkv_dim(), f.C}, random_vector(size_t(s.qkv_dim() * f.C), 24, 0.05f)),
+                         Buf("positions", Role::i32, Shape{B}, {}, random_positions(s, f.capacity, 25))});
+                    bufs.push_back(Buf("table", Role::act, Shape{vocab, f.C}, random_vector(size_t(vocab * f.C), 27)));
+                    bufs.push_back(Buf("tokens", Role::i32, Shape{B}, {}, random_ids(size_t(B), int32_t(vocab), 28)));
+                    if (look_up) bufs[5].compare = true;   // x, which the lookup writes
+                    const auto qkv = run_case(*m_cpu, *gpu, bufs, [&](Backend& be, std::vector<Tensor>& t) {
+                        const Backend::EmbeddingLookup lookup = look_up ? Backend::EmbeddingLookup{t[10], t[9]}
+                                                                        : Backend::EmbeddingLookup{};
+                        const bool fused = be.decode_norm_qkv(t[0], t[1], t[2], t[5], t[6], eps, t[3], t[4], s, theta, lookup);
                         note(be, fused);
                         if (fused) return;
+                        if (look_up) be.embedding_forward(t[5], t[10], t[9]);
                         be.rmsnorm_forward(t[7], t[8], t[5], t[6], eps);
                         be.linear_forward(t[0], t[7], t[3]);
                         be.rope_forward_at(t[0], s, t[4], theta);
                         be.kv_cache_write(t[1], t[2], t[0], t[4], s);
                     });
-                QCOMPARE(took, want_fused);
-                expect(qkv, "decode_norm_qkv" + tag, *gpu, 1e-5, 1e-2);
+                    QCOMPARE(took, want_fused);
+                    expect(qkv, QString(look_up ? "decode_norm_qkv with lookup" : "decode_norm_qkv") + tag, *gpu, 1e-5,
+                           1e-2);
+                }
 
                 for (bool swiglu : {true, false}) {
                     const int64_t N = swiglu ? 2 * f.F : f.V, out_cols = swiglu ? f.F : f.V;
