@@ -7,7 +7,8 @@
 // continues where its cache ends (positions = cache length + t) and may use
 // fewer than T rows (the rest is padding) or none, so a single call serves a
 // batched prompt of ragged lengths, a decode step of one token per sequence
-// or a speculative verification chunk. A chunk that starts every sequence
+// or a speculative verification chunk; decode_greedy chains several greedy
+// decode steps in one submission. A chunk that starts every sequence
 // from an empty cache runs the training path's (flash) attention over its own
 // keys; every other chunk attends over the cache (Backend::attention_decode).
 //
@@ -44,8 +45,8 @@ public:
     static constexpr int64_t kMaxDecodeBurst = 16;
 
     // How decode steps (one token per sequence) and other short chunks run;
-    // both on by default.
-    // Turning one off is for measuring what it buys (bench generate).
+    // all on by default. Turning one off is for measuring what it buys
+    // (bench generate).
     struct Speedups {
         bool graphs = true;          // replay a captured graph where the backend can (CUDA)
         bool fused_kernels = true;   // the backend's fused decode ops (RMSNorm into the

@@ -41,13 +41,16 @@ part_generate() {
   # What the fused decode kernels buy: the same steps through the separate ops.
   log crucible-cli bench generate --device cuda --preset base --preset small --batch 1 --batch 8 \
     --no-recompute --lengths 512 --no-fused
+  # What decode bursts buy: one greedy step per graph launch and wait.
+  log crucible-cli bench generate --device cuda --preset base --preset small --batch 1 --batch 8 \
+    --no-recompute --lengths 512 --decode-burst 1
   # Speculative decoding: base and a micro-shaped draft on one 32K tokenizer.
   # At this vocabulary an epoch is ~33 steps of 8×1024 tokens, and base is
   # best after ~3 epochs (it overfits beyond): a 100-step WSD run each.
   local short="--steps 100 --warmup 10 --schedule wsd --eval-every 50 --sample-tokens 0 --device cuda --quiet"
   log crucible-cli train --preset base --batch 8 $short --out "$runs/base"
   log crucible-cli train --preset micro --vocab 32768 --context 1024 --batch 16 --seq 512 $short --out "$runs/draft"
-  for k in 2 3; do
+  for k in 2 3 4; do
     log crucible-cli bench generate --device cuda --run "$runs/base" --draft "$runs/draft" --lookahead $k \
       --batch 1 --batch 8 --no-recompute --lengths 512
   done
