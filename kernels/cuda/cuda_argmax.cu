@@ -4,12 +4,12 @@
 // instead of its whole row of logits. In a decode burst the ids also go to
 // the next step's token slots on the device.
 //
-// A row is split into chunks of kChunk logits, one block each, so a 32K
-// vocabulary is read by 16 blocks at once, every thread with its kPerThread
-// loads in flight (chunks of 2048 measured faster than 8192 for both 8K and
-// 32K vocabularies: more blocks share the read). A block keeps its best logit, its id and the sum of
-// exp(logit − best) over its chunk; the last block of a row to finish (a
-// counter per row, reset by that block) combines the chunks. Launched
+// A row is split into chunks of kChunk logits, one block each; a thread
+// reads kPerThread consecutive logits in one 16-byte load where the row
+// allows, so an 8K vocabulary is one block and one load per thread. A block
+// keeps its best logit, its id and the sum of exp(logit − best) over its
+// chunk; the last block of a row to finish (a counter per row, reset by that
+// block) combines the chunks. Launched
 // overlapped (overlap.cuh) behind the logits' projection. Launch
 // configuration depends on shapes only: the step stays capturable as a CUDA
 // graph.
@@ -24,8 +24,8 @@ namespace {
 
 using namespace cuda;
 
-constexpr int kThreads = 256;
-constexpr int kPerThread = 8;    // a vocabulary of 8192 is four blocks, 32768 sixteen
+constexpr int kThreads = 1024;
+constexpr int kPerThread = 8;    // a vocabulary of 8192 is one block, 32768 four
 constexpr int kChunk = kThreads * kPerThread;
 constexpr int kNoIndex = 0x7fffffff;
 
@@ -75,7 +75,7 @@ struct ChunkResults {
 template <class T>
 __global__ void __launch_bounds__(kThreads)
     argmax_rows_kernel(int32_t* __restrict__ ids, float* __restrict__ probs, int32_t* __restrict__ next_tokens,
-                       const T* __restrict__ logits, int64_t vocab, ChunkResults chunks)
+                       const T* __restrict__ logits, int64_t vocab, bool vectorised, ChunkResults chunks)
 {
     __shared__ float shared_sum[32];
     __shared__ bool last;
@@ -86,25 +86,28 @@ __global__ void __launch_bounds__(kThreads)
     const int64_t first = int64_t(chunk) * kChunk;
     const T* values = logits + row * vocab;
 
+    // This thread's kPerThread consecutive logits.
+    const int64_t start = first + int64_t(threadIdx.x) * kPerThread;
     float v[kPerThread];
+    if (vectorised && start + kPerThread <= vocab) {
+        load8(v, values + start);
+    } else {
 #pragma unroll
-    for (int k = 0; k < kPerThread; ++k) {
-        const int64_t i = first + threadIdx.x + int64_t(k) * kThreads;
-        v[k] = i < vocab ? to_f(values[i]) : -INFINITY;
+        for (int k = 0; k < kPerThread; ++k) v[k] = start + k < vocab ? to_f(values[start + k]) : -INFINITY;
     }
     float best = -INFINITY;
     int index = kNoIndex;
 #pragma unroll
     for (int k = 0; k < kPerThread; ++k)   // ascending ids: the first of equals wins
-        if (v[k] > best && first + threadIdx.x + int64_t(k) * kThreads < vocab) {
+        if (v[k] > best && start + k < vocab) {
             best = v[k];
-            index = int(first + threadIdx.x + int64_t(k) * kThreads);
+            index = int(start + k);
         }
     block_argmax(best, index);
     float sum = 0.0f;
 #pragma unroll
     for (int k = 0; k < kPerThread; ++k)
-        if (first + threadIdx.x + int64_t(k) * kThreads < vocab) sum += __expf(v[k] - best);
+        if (start + k < vocab) sum += __expf(v[k] - best);
     sum = block_sum(sum, shared_sum);
 
     if (count == 1) {
@@ -176,9 +179,11 @@ void CudaBackend::argmax_rows(Tensor ids, Tensor probs, Tensor logits, Tensor ne
     }
     dispatch_act(logits.dtype, "argmax_rows", [&](auto tag) {
         using T = decltype(tag);
+        // 16-byte loads need every row to start on a 16-byte boundary.
+        const bool vectorised = aligned16(logits.data) && (vocab * int64_t(sizeof(T))) % 16 == 0;
         launch_overlapped(argmax_rows_kernel<T>, LaunchShape{dim3(unsigned(count), unsigned(rows)), dim3(kThreads)},
                           m_stream, ids.as<int32_t>(), probs.as<float>(), next_tokens.as<int32_t>(), logits.as<T>(), vocab,
-                          chunks);
+                          vectorised, chunks);
     });
 }
 

@@ -366,7 +366,7 @@ private slots:
         // Against a reference over the values the GPU holds (bf16-rounded in
         // bf16 mode, which makes ties: the lowest id must win them).
         for (Backend* gpu : modes())
-            for (int64_t vocab : {int64_t(300), int64_t(32771)}) {
+            for (int64_t vocab : {int64_t(300), int64_t(8192), int64_t(32768), int64_t(32771)}) {   // 16-byte loads, and not
                 const int64_t rows = 5;
                 std::vector<float> host = random_vector(size_t(rows * vocab), uint64_t(vocab), 4.0f);
                 host[size_t(vocab + 7)] = host[size_t(vocab + 200)] = 50.0f;
