@@ -30,6 +30,7 @@ struct GenerateBenchCommand {
     std::vector<int> batches{1, 8}, lengths{64, 128, 256, 512};
     int prompt_tokens = 32, new_tokens = 512, repeats = 3, lookahead = 4, threads = 0, decode_burst = 0;
     bool no_recompute = false, no_graphs = false, no_fused = false, peer = false, json = false;
+    SamplingConfig sampling{.temperature = 0.0f};
 };
 
 // A model to measure: trained (from a run) or random (from a preset).
@@ -79,6 +80,10 @@ int run_generate_bench_command(const GenerateBenchCommand& c)
     BackendOptions bo;
     bo.device = cuda ? DeviceKind::cuda : DeviceKind::cpu;
     bo.threads = c.threads;
+    if (const auto problems = c.sampling.problems(); !problems.empty())
+        throw Error("invalid sampling settings: " + problems.front());
+    if (c.peer && c.sampling.temperature > 0.0f)
+        throw Error("the PyTorch peer decodes greedily: drop --temperature to compare with it");
     std::string script;
     if (c.peer) {
         script = find_peer_script(c.peer_script, "torch_generate_bench.py");
@@ -154,6 +159,7 @@ int run_generate_bench_command(const GenerateBenchCommand& c)
             o.speedups.graphs = !c.no_graphs;
             o.speedups.fused_kernels = !c.no_fused;
             o.speedups.decode_burst = c.decode_burst;
+            o.sampling = c.sampling;
             o.prompt_text = prompt_text;
             const GenerateBenchResult r = run_generate_bench(params, c.draft.empty() ? nullptr : &draft.store(), o);
             table.device = r.device;
@@ -207,9 +213,16 @@ int run_generate_bench_command(const GenerateBenchCommand& c)
             all.push_back(j);
         }
     }
-    notes.push_back(fmt::format("greedy; prompt {} tokens; decode tok/s at length L = (L-1)·batch / time from the first "
+    const SamplingConfig& sc = c.sampling;
+    const std::string decoding =
+        sc.temperature == 0.0f
+            ? std::string("greedy")
+            : fmt::format("sampled at temperature {:g} (top-k {}, top-p {:g}, min-p {:g}, repetition penalty {:g}; "
+                          "recompute greedy)",
+                          sc.temperature, sc.top_k, sc.top_p, sc.min_p, sc.repetition_penalty);
+    notes.push_back(fmt::format("{}; prompt {} tokens; decode tok/s at length L = (L-1)·batch / time from the first "
                                 "to the L-th token; KV: median of {} runs, recompute: one run",
-                                c.prompt_tokens, c.repeats));
+                                decoding, c.prompt_tokens, c.repeats));
     table.notes = notes;
     if (c.json) fmt::print("{}\n", all.dump(2));
     else fmt::print("{}", table.to_text());
@@ -236,6 +249,13 @@ void add_bench_generate_command(CLI::App& bench, int& exit_code)
     cmd->add_flag("--no-graphs", c->no_graphs, "Launch decode steps op by op instead of replaying CUDA graphs");
     cmd->add_flag("--no-fused", c->no_fused,
                   "Run decode steps through the separate ops instead of the fused decode kernels");
+    cmd->add_option("--temperature", c->sampling.temperature,
+                    "Sample at this temperature instead of greedy decoding (the rates then include sampling on the host)")
+        ->capture_default_str();
+    cmd->add_option("--top-k", c->sampling.top_k, "With --temperature: keep the k most likely tokens");
+    cmd->add_option("--top-p", c->sampling.top_p, "With --temperature: keep the smallest set with mass ≥ p");
+    cmd->add_option("--min-p", c->sampling.min_p, "With --temperature: drop tokens below min-p × the top probability");
+    cmd->add_option("--repetition-penalty", c->sampling.repetition_penalty, "Penalise tokens already seen (1 = off)");
     cmd->add_option("--decode-burst", c->decode_burst,
                     "Greedy decode steps per device submission (0: automatic, 8 on a GPU; 1: no bursts)")
         ->check(CLI::Range(0, int(CachedForward::kMaxDecodeBurst)))

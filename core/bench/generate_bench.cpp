@@ -41,12 +41,12 @@ struct TimedRun {
 };
 
 TimedRun run_cached(Generator& gen, const std::vector<std::vector<int32_t>>& prompts, const std::vector<int>& lengths,
-                    int batch)
+                    int batch, const SamplingConfig& sampling)
 {
     GenerationRequest r;
     r.prompts = prompts;
     r.max_new_tokens = lengths.back();
-    r.sampling.temperature = 0.0f;
+    r.sampling = sampling;
     r.stop_at_eos = false;
     std::vector<Clock::time_point> reached(size_t(lengths.back()) + 1);
     size_t count = 0;
@@ -138,11 +138,11 @@ GenerateBenchResult run_generate_bench(ParamStore& target, ParamStore* draft, co
     Generator gen(target, o.batch, context);
     gen.set_speedups(o.speedups);
     result.cache_bytes = gen.bytes();
-    run_cached(gen, prompts, {2, std::min(16, lengths.back())}, o.batch);
+    run_cached(gen, prompts, {2, std::min(16, lengths.back())}, o.batch, o.sampling);
     std::vector<std::vector<double>> kv(lengths.size());
     std::vector<double> prefill, model_share;
     for (int r = 0; r < std::max(o.repeats, 1); ++r) {
-        const TimedRun run = run_cached(gen, prompts, lengths, o.batch);
+        const TimedRun run = run_cached(gen, prompts, lengths, o.batch, o.sampling);
         for (size_t i = 0; i < lengths.size(); ++i) kv[i].push_back(run.rates[i]);
         prefill.push_back(run.prefill_tokens_per_s);
         model_share.push_back(run.model_share);
@@ -154,11 +154,11 @@ GenerateBenchResult run_generate_bench(ParamStore& target, ParamStore* draft, co
     if (draft) {
         gen.set_draft(draft, o.lookahead);
         result.cache_bytes = gen.bytes();
-        run_cached(gen, prompts, {2, std::min(16, lengths.back())}, o.batch);
+        run_cached(gen, prompts, {2, std::min(16, lengths.back())}, o.batch, o.sampling);
         std::vector<std::vector<double>> spec(lengths.size());
         std::vector<double> acceptance;
         for (int r = 0; r < std::max(o.repeats, 1); ++r) {
-            const TimedRun run = run_cached(gen, prompts, lengths, o.batch);
+            const TimedRun run = run_cached(gen, prompts, lengths, o.batch, o.sampling);
             for (size_t i = 0; i < lengths.size(); ++i) spec[i].push_back(run.rates[i]);
             acceptance.push_back(run.acceptance_rate);
         }

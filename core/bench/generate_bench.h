@@ -3,8 +3,8 @@
 // draft model, with speculative decoding, each measured at several generated
 // lengths so a dashboard can plot how the gap grows with the context.
 //
-// Greedy decoding of random prompts; no tokenizer, no EOS, so every run
-// reaches the full length. The decode rate at length L counts the tokens
+// Greedy decoding (or sampled, when asked) of random prompts; no tokenizer,
+// no EOS, so every run reaches the full length. The decode rate at length L counts the tokens
 // drawn after the first (which comes from the prefill, or from the first full
 // forward when recomputing) up to the L-th: (L − 1) · batch tokens over the
 // time between them.
@@ -12,6 +12,7 @@
 
 #include "core/bench/bench_table.h"
 #include "core/generate/cached_forward.h"
+#include "core/generate/sampler.h"
 #include "core/model/param_store.h"
 
 #include <nlohmann/json.hpp>
@@ -33,6 +34,9 @@ struct GenerateBenchOptions {
     // otherwise random ids.
     std::vector<int32_t> prompt_text;
     CachedForward::Speedups speedups;   // graphs and fused decode kernels, where the backend has them
+    // Greedy unless a temperature is set: then the decode rates include the
+    // host's sampling (logits cross to the host). Full recomputation stays greedy.
+    SamplingConfig sampling{.temperature = 0.0f};
 };
 
 struct GenerateBenchPoint {

@@ -28,14 +28,6 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-float probability_of(std::span<const float> logits, int32_t token)
-{
-    const float top = *std::max_element(logits.begin(), logits.end());
-    double sum = 0.0;
-    for (float l : logits) sum += std::exp(double(l - top));
-    return float(std::exp(double(logits[size_t(token)] - top)) / sum);
-}
-
 } // namespace
 
 // ---- CachedModel ---------------------------------------------------------------------------
@@ -205,7 +197,7 @@ bool GenerationRun::check_cancel()
 
 bool GenerationRun::take_token(size_t b, int32_t token, std::span<const float> raw_logits)
 {
-    return take_token(b, token, probability_of(raw_logits, token), raw_logits);
+    return take_token(b, token, token_probability(raw_logits, token), raw_logits);
 }
 
 bool GenerationRun::take_token(size_t b, int32_t token, float probability, std::span<const float> raw_logits)

@@ -66,74 +66,176 @@ void apply_penalties(const SamplingConfig& c, std::span<float> logits, std::span
     }
 }
 
+// The largest logit. Eight independent running maxima, which the compiler
+// keeps in one vector register: max_element's compare-and-branch per
+// element costs several times as much over a 32K vocabulary.
+float largest(std::span<const float> v)
+{
+    float lanes[8];
+    std::fill(std::begin(lanes), std::end(lanes), v[0]);
+    size_t i = 0;
+    for (; i + 8 <= v.size(); i += 8)
+        for (size_t j = 0; j < 8; ++j) lanes[j] = std::max(lanes[j], v[i + j]);
+    for (; i < v.size(); ++i) lanes[0] = std::max(lanes[0], v[i]);
+    return *std::max_element(std::begin(lanes), std::end(lanes));
+}
+
+// The first token with the largest logit (0 when the row holds NaNs).
 int32_t argmax(std::span<const float> v)
 {
-    return int32_t(std::max_element(v.begin(), v.end()) - v.begin());
+    const auto it = std::find(v.begin(), v.end(), largest(v));
+    return it == v.end() ? 0 : int32_t(it - v.begin());
+}
+
+// Σ exp((l − top)·inv_temperature) over the vocabulary: exponentials in
+// float (most of a draw's cost at 32K tokens), the sum in double.
+double exp_sum(std::span<const float> logits, float top, float inv_temperature)
+{
+    double sum = 0.0;
+    for (float l : logits) sum += double(std::exp((l - top) * inv_temperature));
+    return sum;
+}
+
+// Whether token a ranks before token b: the larger logit, the lower id
+// among equals (so draws are reproducible). Temperature keeps the order.
+struct RanksBefore {
+    std::span<const float> logits;
+    bool operator()(int32_t a, int32_t b) const
+    {
+        const float la = logits[size_t(a)], lb = logits[size_t(b)];
+        return la > lb || (la == lb && a < b);
+    }
+};
+
+// The `count` highest-ranked token ids, best first. One pass with a heap of
+// the best so far: nearly every logit loses its first comparison, so a 32K
+// vocabulary costs about one comparison per token instead of a sort.
+std::vector<int32_t> leading_ids(std::span<const float> logits, size_t count)
+{
+    const size_t n = logits.size();
+    const RanksBefore before{logits};
+    std::vector<int32_t> ids(std::min(count, n));
+    std::iota(ids.begin(), ids.end(), 0);
+    if (ids.size() < n) {
+        std::make_heap(ids.begin(), ids.end(), before);   // front: the worst of those kept
+        float floor = logits[size_t(ids.front())];
+        for (size_t i = ids.size(); i < n; ++i) {
+            if (logits[i] < floor || !before(int32_t(i), ids.front())) continue;
+            std::pop_heap(ids.begin(), ids.end(), before);
+            ids.back() = int32_t(i);
+            std::push_heap(ids.begin(), ids.end(), before);
+            floor = logits[size_t(ids.front())];
+        }
+    }
+    std::sort(ids.begin(), ids.end(), before);
+    return ids;
+}
+
+// What a draw may pick at temperature > 0, after top-k, top-p and min-p:
+// ids and their probabilities (summing to 1). Only the tokens that can
+// survive the cuts are ranked: top-k ranks k, and top-p or min-p alone rank
+// a prefix that grows until it decides the cut (usually a few dozen tokens).
+void truncated(const SamplingConfig& c, std::span<const float> logits, std::vector<int32_t>& ids,
+               std::vector<double>& probs)
+{
+    const size_t n = logits.size();
+    const float top = largest(logits);
+    const float inv_temperature = 1.0f / c.temperature;
+    // Proportional to the probability; 1 for the most likely token. In float:
+    // a vocabulary's worth of exponentials is most of a draw's cost (sums
+    // are in double).
+    auto weight = [logits, top, inv_temperature](int32_t i) {
+        return double(std::exp((logits[size_t(i)] - top) * inv_temperature));
+    };
+    auto normalise = [&](size_t keep) {
+        ids.resize(keep);
+        probs.resize(keep);
+        double kept = 0.0;
+        for (double p : probs) kept += p;
+        for (double& p : probs) p /= kept;
+    };
+
+    const bool top_k = c.top_k > 0 && size_t(c.top_k) < n;
+    if (!top_k && c.top_p >= 1.0f && c.min_p <= 0.0f) {   // no cut: every token
+        ids.resize(n);
+        std::iota(ids.begin(), ids.end(), 0);
+        probs.resize(n);
+        for (size_t i = 0; i < n; ++i) probs[i] = weight(int32_t(i));
+        return normalise(n);
+    }
+    // Top-p's mass is measured in what top-k left (renormalised), else in all.
+    double left = 0.0;
+    if (!top_k && c.top_p < 1.0f) left = exp_sum(logits, top, inv_temperature);
+    size_t count = top_k ? size_t(c.top_k) : std::min<size_t>(n, 64);
+    for (;;) {
+        ids = leading_ids(logits, count);
+        probs.resize(ids.size());
+        for (size_t i = 0; i < ids.size(); ++i) probs[i] = weight(ids[i]);
+        if (top_k) left = std::accumulate(probs.begin(), probs.end(), 0.0);
+        const bool complete = top_k || ids.size() == n;   // nothing below these could be kept
+        size_t keep = ids.size();
+        bool decided = true;
+        if (c.top_p < 1.0f) {   // the smallest prefix reaching top_p of `left`
+            double mass = 0.0;
+            size_t i = 0;
+            while (i < keep && mass < double(c.top_p) * left) mass += probs[i++];
+            decided = complete || mass >= double(c.top_p) * left;
+            keep = i;
+        }
+        if (decided && c.min_p > 0.0f) {   // those within min_p of the most likely
+            const double threshold = double(c.min_p) * probs[0];
+            size_t i = 1;
+            while (i < keep && probs[i] >= threshold) ++i;
+            decided = complete || i < ids.size();
+            keep = i;
+        }
+        if (decided) return normalise(keep);
+        count = std::min(n, count * 4);
+    }
 }
 
 } // namespace
 
 void Sampler::distribution(std::span<float> logits, std::span<const int32_t> history, std::vector<float>& probs) const
 {
-    const SamplingConfig& c = m_config;
-    const size_t n = logits.size();
-    probs.assign(n, 0.0f);
-    apply_penalties(c, logits, history);
-    if (c.temperature == 0.0f) {
+    probs.assign(logits.size(), 0.0f);
+    apply_penalties(m_config, logits, history);
+    if (m_config.temperature == 0.0f) {
         probs[size_t(argmax(logits))] = 1.0f;
         return;
     }
-    // Softmax at temperature, in double for a stable normalisation.
-    const float maxv = *std::max_element(logits.begin(), logits.end());
-    std::vector<double> p(n);
-    double sum = 0.0;
-    for (size_t i = 0; i < n; ++i) sum += p[i] = std::exp(double(logits[i] - maxv) / c.temperature);
-    for (auto& x : p) x /= sum;
-
-    // Candidates by decreasing probability (ties broken by id, so draws are reproducible).
-    std::vector<int32_t> order(n);
-    std::iota(order.begin(), order.end(), 0);
-    size_t keep = n;
-    if (c.top_k > 0) keep = std::min<size_t>(keep, size_t(c.top_k));
-    auto by_prob = [&](int32_t a, int32_t b) { return p[size_t(a)] > p[size_t(b)] || (p[size_t(a)] == p[size_t(b)] && a < b); };
-    if (keep < n || c.top_p < 1.0f || c.min_p > 0.0f) {
-        std::partial_sort(order.begin(), order.begin() + std::ptrdiff_t(keep), order.end(), by_prob);
-        if (c.top_p < 1.0f) {
-            // Smallest prefix whose mass reaches top_p of what top-k left
-            // (the distribution as renormalised after top-k).
-            double left = 0.0;
-            for (size_t i = 0; i < keep; ++i) left += p[size_t(order[i])];
-            double mass = 0.0;
-            size_t i = 0;
-            while (i < keep) {
-                mass += p[size_t(order[i])];
-                ++i;
-                if (mass >= double(c.top_p) * left) break;
-            }
-            keep = i;
-        }
-        if (c.min_p > 0.0f) {
-            const double threshold = double(c.min_p) * p[size_t(order[0])];
-            size_t i = 1;
-            while (i < keep && p[size_t(order[i])] >= threshold) ++i;
-            keep = i;
-        }
-    }
-    double kept = 0.0;
-    for (size_t i = 0; i < keep; ++i) kept += p[size_t(order[i])];
-    for (size_t i = 0; i < keep; ++i) probs[size_t(order[i])] = float(p[size_t(order[i])] / kept);
+    std::vector<int32_t> ids;
+    std::vector<double> p;
+    truncated(m_config, logits, ids, p);
+    for (size_t i = 0; i < ids.size(); ++i) probs[size_t(ids[i])] = float(p[i]);
 }
 
 int32_t Sampler::sample(std::span<float> logits, std::span<const int32_t> history)
 {
     CRUCIBLE_CHECK(!logits.empty(), "cannot sample from an empty vocabulary");
-    if (m_config.temperature == 0.0f) {
-        apply_penalties(m_config, logits, history);
-        return argmax(logits);
+    apply_penalties(m_config, logits, history);
+    if (m_config.temperature == 0.0f) return argmax(logits);
+    std::vector<int32_t> ids;
+    std::vector<double> p;
+    truncated(m_config, logits, ids, p);
+    // The draw draw(distribution(...)) would make, the same walk in id order
+    // over the same (float) probabilities, without a vocabulary-sized vector.
+    std::vector<std::pair<int32_t, float>> kept(ids.size());
+    for (size_t i = 0; i < ids.size(); ++i) kept[i] = {ids[i], float(p[i])};
+    if (!std::is_sorted(kept.begin(), kept.end())) std::sort(kept.begin(), kept.end());   // uncut: sorted already
+    double total = 0.0;
+    for (const auto& [id, prob] : kept) total += prob > 0.0f ? double(prob) : 0.0;
+    CRUCIBLE_CHECK(total > 0.0, "cannot sample from a distribution without mass");
+    const double u = m_rng.uniform() * total;
+    double acc = 0.0;
+    int32_t last = 0;
+    for (const auto& [id, prob] : kept) {
+        if (prob <= 0.0f) continue;
+        acc += prob;
+        last = id;
+        if (u < acc) return id;
     }
-    std::vector<float> probs;
-    distribution(logits, history, probs);
-    return draw(probs);
+    return last;
 }
 
 int32_t Sampler::draw(std::span<const float> probs)
@@ -156,20 +258,19 @@ int32_t Sampler::draw(std::span<const float> probs)
 
 std::vector<std::pair<int32_t, float>> top_probabilities(std::span<const float> logits, int k)
 {
-    const size_t n = logits.size();
-    if (n == 0 || k <= 0) return {};
-    const float maxv = *std::max_element(logits.begin(), logits.end());
-    double sum = 0.0;
-    for (float l : logits) sum += std::exp(double(l - maxv));
-    std::vector<int32_t> order(n);
-    std::iota(order.begin(), order.end(), 0);
-    const size_t kk = std::min<size_t>(n, size_t(k));
-    std::partial_sort(order.begin(), order.begin() + std::ptrdiff_t(kk), order.end(),
-                      [&](int32_t a, int32_t b) { return logits[size_t(a)] > logits[size_t(b)]; });
+    if (logits.empty() || k <= 0) return {};
+    const float top = largest(logits);
+    const double sum = exp_sum(logits, top, 1.0f);
     std::vector<std::pair<int32_t, float>> out;
-    for (size_t i = 0; i < kk; ++i)
-        out.emplace_back(order[i], float(std::exp(double(logits[size_t(order[i])] - maxv)) / sum));
+    for (int32_t id : leading_ids(logits, size_t(k)))
+        out.emplace_back(id, float(double(std::exp(logits[size_t(id)] - top)) / sum));
     return out;
+}
+
+float token_probability(std::span<const float> logits, int32_t token)
+{
+    const float top = largest(logits);
+    return float(double(std::exp(logits[size_t(token)] - top)) / exp_sum(logits, top, 1.0f));
 }
 
 } // namespace crucible

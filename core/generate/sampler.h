@@ -59,5 +59,7 @@ private:
 // The k most likely tokens under softmax(logits) with their probabilities,
 // most likely first (the Chat page's "alternatives" view).
 std::vector<std::pair<int32_t, float>> top_probabilities(std::span<const float> logits, int k);
+// softmax(logits)[token]: the probability a streamed token event reports.
+float token_probability(std::span<const float> logits, int32_t token);
 
 } // namespace crucible

@@ -93,6 +93,7 @@ private slots:
     void topPKeepsTheSmallestSetWithEnoughMass();
     void topPAppliesAfterTopK();
     void minPKeepsTokensNearTheTop();
+    void largeVocabularyCutsMatchTheDefinition();
     void repetitionAndPresencePenalties();
     void seedReproducesAnotherSeedDiffers();
     void drawsFollowTheDistribution();
@@ -199,6 +200,65 @@ void TestSampler::minPKeepsTokensNearTheTop()
             if (p[i] >= min_p * top) want.insert(int32_t(i));
         QCOMPARE(support(distribution(c, logits)), want);
     }
+}
+
+void TestSampler::largeVocabularyCutsMatchTheDefinition()
+{
+    // A 32K vocabulary, where the sampler ranks only what can survive the
+    // cuts (top-k ranks k; top-p or min-p alone rank a growing prefix):
+    // the kept set and its probabilities are the definition's, computed
+    // here by ranking everything, and sample() draws what
+    // draw(distribution()) draws from the same seed.
+    struct Cut {
+        float temperature;
+        int top_k;
+        float top_p, min_p;
+    };
+    const int64_t vocab = 32768;
+    for (float scale : {1.0f, 4.0f})   // flat (top-p keeps thousands) and peaked
+        for (const Cut& cut : {Cut{0.8f, 40, 0.95f, 0.0f}, Cut{1.0f, 0, 0.9f, 0.0f}, Cut{1.0f, 0, 1.0f, 0.05f},
+                               Cut{0.7f, 0, 0.5f, 0.2f}, Cut{1.3f, 1000, 1.0f, 0.01f}, Cut{1.0f, 0, 1.0f, 0.0f}}) {
+            SamplingConfig c;
+            c.temperature = cut.temperature;
+            c.top_k = cut.top_k;
+            c.top_p = cut.top_p;
+            c.min_p = cut.min_p;
+            c.seed = 9;
+            const auto logits = test::random_vector(size_t(vocab), 31, scale);
+            const auto p = softmax(logits, cut.temperature);
+            const auto order = ranked(p);
+            size_t keep = cut.top_k > 0 ? size_t(cut.top_k) : size_t(vocab);
+            double left = 0;
+            for (size_t i = 0; i < keep; ++i) left += p[size_t(order[i])];
+            if (cut.top_p < 1.0f) {
+                double mass = 0;
+                size_t i = 0;
+                while (i < keep && mass < double(cut.top_p) * left) mass += p[size_t(order[i++])];
+                keep = i;
+            }
+            if (cut.min_p > 0.0f) {
+                size_t i = 1;
+                while (i < keep && p[size_t(order[i])] >= double(cut.min_p) * p[size_t(order[0])]) ++i;
+                keep = i;
+            }
+            double kept = 0;
+            for (size_t i = 0; i < keep; ++i) kept += p[size_t(order[i])];
+
+            const auto probs = distribution(c, logits);
+            const QString what = QString("scale %1, T %2, top-k %3, top-p %4, min-p %5 (keeps %6)")
+                                     .arg(scale).arg(cut.temperature).arg(cut.top_k).arg(cut.top_p).arg(cut.min_p).arg(keep);
+            QVERIFY2(support(probs) == std::set<int32_t>(order.begin(), order.begin() + std::ptrdiff_t(keep)),
+                     qPrintable(what));
+            for (size_t i = 0; i < keep; ++i) {
+                const double want = p[size_t(order[i])] / kept;
+                QVERIFY2(std::abs(probs[size_t(order[i])] - want) <= 1e-5 * want + 1e-12, qPrintable(what));
+            }
+            Sampler sampled(c), drawn(c);
+            for (int i = 0; i < 200; ++i) {
+                auto work = logits;
+                QCOMPARE(sampled.sample(work, {}), drawn.draw(probs));
+            }
+        }
 }
 
 void TestSampler::repetitionAndPresencePenalties()
