@@ -104,6 +104,7 @@ private slots:
     void greedyPicksOnTheDeviceEqualTheHostPath();
     void decodeBurstsChangeNothingVisible();
     void samplingIsReproducible();
+    void nanLogitsThrowFromParallelDraws();
 
     void stopStringAcrossTokenBoundaries();
     void stopsAtEos();
@@ -429,6 +430,25 @@ void TestGeneration::samplingIsReproducible()
     r.prompts.pop_back();
     r.sampling.seed = 78;
     QVERIFY(gen.generate(r, {}).tokens[0] != a);
+}
+
+void TestGeneration::nanLogitsThrowFromParallelDraws()
+{
+    // A batch draws in parallel; a sequence whose logits are NaN (a diverged
+    // model) must come back as an Error from generate(), not end the process.
+    ParamStore broken(*m_be, m_params->config(), false);
+    std::vector<float> w = m_params->download_master();
+    const ParamEntry& norm = broken.layout().at(ParamRole::final_norm);
+    std::fill(w.begin() + std::ptrdiff_t(norm.offset), w.begin() + std::ptrdiff_t(norm.offset + norm.numel()), NAN);
+    broken.upload_master(w);
+    Generator gen(broken, *m_tok, 3, 64);
+    GenerationRequest r;
+    r.prompts = {test::random_ids(4, kVocab, 1), test::random_ids(6, kVocab, 2), test::random_ids(2, kVocab, 3)};
+    r.max_new_tokens = 5;
+    r.sampling.temperature = 0.9f;
+    r.sampling.top_k = 20;
+    r.stop_at_eos = false;
+    QVERIFY_THROWS_EXCEPTION(Error, gen.generate(r, {}));
 }
 
 // ---- stopping ------------------------------------------------------------------------------------------
