@@ -317,14 +317,31 @@ void CachedForward::finish_chunk(const Chunk& chunk, std::span<const int64_t> co
 void CachedForward::append(std::span<const int32_t> tokens, std::span<const int64_t> counts, int64_t seq,
                            std::span<const int64_t> logit_rows, std::vector<float>& logits)
 {
-    const Chunk chunk = prepare_chunk(tokens, counts, seq, logit_rows);
+    append_logits(tokens, counts, seq, logit_rows, logits, nullptr);
+}
+
+void CachedForward::append(std::span<const int32_t> tokens, std::span<const int64_t> counts, int64_t seq,
+                           std::span<const int64_t> logit_rows, std::vector<float>& logits,
+                           std::vector<float>& top_probs)
+{
+    append_logits(tokens, counts, seq, logit_rows, logits, &top_probs);
+}
+
+void CachedForward::append_logits(std::span<const int32_t> tokens, std::span<const int64_t> counts, int64_t seq,
+                                  std::span<const int64_t> logit_rows, std::vector<float>& logits,
+                                  std::vector<float>* top_probs)
+{
+    Chunk chunk = prepare_chunk(tokens, counts, seq, logit_rows);
+    chunk.pick = top_probs != nullptr;   // the argmax kernel's normaliser
     run_device_work({&chunk, 1});
     finish_chunk(chunk, counts);
     const int64_t r = chunk.logit_rows;
     logits.resize(size_t(r * config().vocab_size));
+    if (top_probs) top_probs->resize(size_t(r));
     if (r == 0) return;
-    backend().download(logits.data(), DType::f32, m_logits.slice_rows(0, r));   // waits, so the inputs are free
+    backend().download(logits.data(), DType::f32, m_logits.slice_rows(0, r));   // waits: inputs free, picks in
     m_inputs_in_flight = false;
+    if (top_probs) std::memcpy(top_probs->data(), chunk.pick_probs.data, size_t(r) * sizeof(float));
 }
 
 void CachedForward::append_greedy(std::span<const int32_t> tokens, std::span<const int64_t> counts, int64_t seq,

@@ -78,6 +78,12 @@ public:
     // when a sequence would outgrow the cache.
     void append(std::span<const int32_t> tokens, std::span<const int64_t> counts, int64_t seq,
                 std::span<const int64_t> logit_rows, std::vector<float>& logits);
+    // The same, and top_probs[i] receives the probability of row i's most
+    // likely token, 1 / Σ exp(l − max), which the device computes with the
+    // step (Backend::argmax_rows): a token's probability is then
+    // top_probs[i]·exp(l_token − max), without a pass over the vocabulary.
+    void append(std::span<const int32_t> tokens, std::span<const int64_t> counts, int64_t seq,
+                std::span<const int64_t> logit_rows, std::vector<float>& logits, std::vector<float>& top_probs);
     // The same, for greedy decoding: instead of logits, ids[i] receives the
     // most likely next token after row logit_rows[i] and probs[i] its
     // probability, picked on the device (Backend::argmax_rows).
@@ -126,6 +132,8 @@ private:
     // Uploads the input block (steps[0].inputs spans it) and runs the chunks
     // in order, replaying a graph where the shape repeats.
     void run_device_work(std::span<const Chunk> steps);
+    void append_logits(std::span<const int32_t> tokens, std::span<const int64_t> counts, int64_t seq,
+                       std::span<const int64_t> logit_rows, std::vector<float>& logits, std::vector<float>* top_probs);
     void run_chunk(const Chunk& chunk);
     void finish_chunk(const Chunk& chunk, std::span<const int64_t> counts);
     void drop_graphs();

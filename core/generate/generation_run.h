@@ -9,6 +9,7 @@
 #include "core/generate/text_stream.h"
 
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -31,8 +32,11 @@ struct CachedModel {
     // Appends tokens[b] to sequence b (empty: it sits out), in chunks that fit
     // the buffers. logits[b] receives [rows, vocab]: the logits after the last
     // appended token (Logits::last) or after each one (Logits::every).
+    // On a GPU, top_probs (when given) also receives, per logits row, the
+    // probability of its most likely token, computed on the device (see
+    // CachedForward::append); on the CPU its rows stay empty.
     void append(const std::vector<std::vector<int32_t>>& tokens, Logits wanted,
-                std::vector<std::vector<float>>& logits);
+                std::vector<std::vector<float>>& logits, std::vector<std::vector<float>>* top_probs = nullptr);
     // The same for greedy decoding: instead of logits, ids[b] / probs[b]
     // receive the most likely next token and its probability after the same
     // rows, picked on the device (no logits cross to the host).
@@ -57,6 +61,7 @@ struct SequenceState {
     std::vector<int32_t> tokens;       // prompt, then every generated token (EOS excluded)
     std::vector<int32_t> generated;
     std::vector<float> logits;         // target's next-token logits, when a plain step has them
+    float top_probability = NAN;       // of the most likely token under `logits`, when the device gave it
     Sampler sampler;
     TextStream text;
     bool done = false;
@@ -65,6 +70,13 @@ struct SequenceState {
     SequenceState(std::vector<int32_t> prompt, const SamplingConfig& sampling, std::vector<std::string> stops)
         : tokens(std::move(prompt)), sampler(sampling), text(std::move(stops))
     {
+    }
+    // The next-token logits of a step, with the device's probability of the
+    // most likely token when it came along (`top` then holds one value).
+    void take_logits(std::vector<float> row, const std::vector<float>& top)
+    {
+        logits = std::move(row);
+        top_probability = top.empty() ? NAN : top[0];
     }
 };
 

@@ -87,18 +87,26 @@ void append_in_chunks(CachedModel& model, const std::vector<std::vector<int32_t>
 } // namespace
 
 void CachedModel::append(const std::vector<std::vector<int32_t>>& tokens, Logits wanted,
-                         std::vector<std::vector<float>>& logits)
+                         std::vector<std::vector<float>>& logits, std::vector<std::vector<float>>* top_probs)
 {
     const size_t vocab = size_t(params->config().vocab_size);
     logits.assign(tokens.size(), {});
-    std::vector<float> chunk_logits;
+    if (top_probs) top_probs->assign(tokens.size(), {});
+    // On the CPU the host is the device: the normaliser would cost what the
+    // caller's own pass costs, so it is not asked for.
+    const bool tops = top_probs && params->backend().device() != DeviceKind::cpu;
+    std::vector<float> chunk_logits, chunk_tops;
     append_in_chunks(
         *this, tokens, wanted,
         [&](const std::vector<int32_t>& chunk, const std::vector<int64_t>& counts, int64_t seq,
-            const std::vector<int64_t>& rows) { forward->append(chunk, counts, seq, rows, chunk_logits); },
+            const std::vector<int64_t>& rows) {
+            if (tops) forward->append(chunk, counts, seq, rows, chunk_logits, chunk_tops);
+            else forward->append(chunk, counts, seq, rows, chunk_logits);
+        },
         [&](size_t b, size_t r) {
             logits[b].insert(logits[b].end(), chunk_logits.begin() + std::ptrdiff_t(r * vocab),
                              chunk_logits.begin() + std::ptrdiff_t((r + 1) * vocab));
+            if (tops) (*top_probs)[b].push_back(chunk_tops[r]);
         });
 }
 
@@ -248,8 +256,11 @@ void GenerationRun::sample_step()
         if (s.done) continue;
         try {   // nothing may leave a parallel region but by its end
             std::vector<float> work = s.logits;
-            drawn[size_t(b)] = s.sampler.sample(work, s.tokens);
-            probability[size_t(b)] = token_probability(s.logits, drawn[size_t(b)]);
+            const int32_t token = s.sampler.sample(work, s.tokens);
+            drawn[size_t(b)] = token;
+            probability[size_t(b)] = std::isnan(s.top_probability)
+                                         ? token_probability(s.logits, token)
+                                         : token_probability(s.logits, token, s.top_probability);
         } catch (...) {
             failed[size_t(b)] = std::current_exception();
         }
@@ -318,11 +329,11 @@ void GenerationRun::plain_step(CachedModel& target)
         }
         return;
     }
-    std::vector<std::vector<float>> logits;
-    target.append(next, CachedModel::Logits::last, logits);
+    std::vector<std::vector<float>> logits, tops;
+    target.append(next, CachedModel::Logits::last, logits, &tops);
     m_stats.decode_model_seconds += seconds_since(t0);
     for (size_t b = 0; b < m_seqs.size(); ++b)
-        if (!m_seqs[b].done) m_seqs[b].logits = std::move(logits[b]);
+        if (!m_seqs[b].done) m_seqs[b].take_logits(std::move(logits[b]), tops[b]);
     sample_step();
 }
 
@@ -442,8 +453,9 @@ GenerationStats Generator::generate(const GenerationRequest& request,
     std::vector<std::vector<float>> logits;
     const auto target_rest = I.target->plan_prefill(request.prompts, request.reuse_cache, true);
     for (const auto& r : target_rest) stats.prompt_tokens += int64_t(r.size());
-    I.target->append(target_rest, CachedModel::Logits::last, logits);
-    for (size_t b = 0; b < batch; ++b) seqs[b].logits = std::move(logits[b]);
+    std::vector<std::vector<float>> tops;
+    I.target->append(target_rest, CachedModel::Logits::last, logits, &tops);
+    for (size_t b = 0; b < batch; ++b) seqs[b].take_logits(std::move(logits[b]), tops[b]);
     if (I.draft) {
         const auto draft_rest = I.draft->plan_prefill(request.prompts, request.reuse_cache, false);
         I.draft->append(draft_rest, CachedModel::Logits::none, logits);

@@ -273,4 +273,9 @@ float token_probability(std::span<const float> logits, int32_t token)
     return float(double(std::exp(logits[size_t(token)] - top)) / exp_sum(logits, top, 1.0f));
 }
 
+float token_probability(std::span<const float> logits, int32_t token, float top_probability)
+{
+    return top_probability * std::exp(logits[size_t(token)] - largest(logits));
+}
+
 } // namespace crucible

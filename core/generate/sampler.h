@@ -61,5 +61,9 @@ private:
 std::vector<std::pair<int32_t, float>> top_probabilities(std::span<const float> logits, int k);
 // softmax(logits)[token]: the probability a streamed token event reports.
 float token_probability(std::span<const float> logits, int32_t token);
+// The same from the probability of the most likely token, 1 / Σ exp(l − max)
+// (a device computes it with the step): no pass over the vocabulary's
+// exponentials.
+float token_probability(std::span<const float> logits, int32_t token, float top_probability);
 
 } // namespace crucible

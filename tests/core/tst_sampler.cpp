@@ -253,6 +253,13 @@ void TestSampler::largeVocabularyCutsMatchTheDefinition()
                 const double want = p[size_t(order[i])] / kept;
                 QVERIFY2(std::abs(probs[size_t(order[i])] - want) <= 1e-5 * want + 1e-12, qPrintable(what));
             }
+            // An event's probability from the top token's (a device's normaliser) equals the full pass.
+            const auto raw = softmax(logits);
+            const int32_t best = order[0], other = order[std::min<size_t>(keep, 100)];
+            for (int32_t t : {best, other})
+                QVERIFY(std::abs(token_probability(logits, t, float(raw[size_t(best)])) - raw[size_t(t)]) <=
+                        1e-5 * raw[size_t(t)]);
+            QVERIFY(std::abs(token_probability(logits, other) - raw[size_t(other)]) <= 1e-5 * raw[size_t(other)]);
             Sampler sampled(c), drawn(c);
             for (int i = 0; i < 200; ++i) {
                 auto work = logits;

@@ -421,6 +421,35 @@ private slots:
         }
     }
 
+    void sampledProbabilitiesMatchTheCpu()
+    {
+        // Sampled decoding on a GPU reports each token's probability from the
+        // normaliser the device computes with the step (no pass over the
+        // vocabulary on the host). In f32 the same weights and seed give the
+        // CPU's tokens, whose probabilities the host computes in full.
+        ParamStore on_cpu(*m_cpu, tiny(2, 2, 64), false), on_gpu(*m_f32, tiny(2, 2, 64), false);
+        on_cpu.initialize(17);
+        perturb_all(on_cpu, 18, 0.3f);
+        on_gpu.upload_master(on_cpu.download_master());
+        GenerationRequest r;
+        r.prompts = {random_ids(7, 300, 8), random_ids(3, 300, 9)};
+        r.max_new_tokens = 40;
+        r.sampling.temperature = 0.9f;
+        r.sampling.top_k = 50;
+        r.sampling.seed = 3;
+        r.stop_at_eos = false;
+        std::vector<TokenEvent> want, got;
+        Generator(on_cpu, 2, 128).generate(r, [&](const TokenEvent& e) { want.push_back(e); return true; });
+        Generator(on_gpu, 2, 128).generate(r, [&](const TokenEvent& e) { got.push_back(e); return true; });
+        QCOMPARE(got.size(), want.size());
+        size_t same = 0;
+        while (same < got.size() && got[same].token == want[same].token) ++same;
+        QVERIFY2(same >= 40, qPrintable(QString("the GPU's sampled tokens left the CPU's after %1").arg(same)));
+        for (size_t i = 0; i < same; ++i)
+            QVERIFY2(std::abs(got[i].probability - want[i].probability) <= 1e-4f * want[i].probability + 1e-7f,
+                     qPrintable(QString("event %1: %2 against %3").arg(i).arg(got[i].probability).arg(want[i].probability)));
+    }
+
     void graphsSurviveMovedScratch()
     {
         // A decode graph bakes in the scratch address (the greedy pick's
