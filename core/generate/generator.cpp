@@ -15,6 +15,8 @@
 #include <cmath>
 #include <exception>
 
+#include <omp.h>
+
 namespace crucible {
 
 namespace {
@@ -250,7 +252,8 @@ void GenerationRun::sample_step()
     std::vector<float> probability(size_t(batch), 0.0f);
     std::vector<std::exception_ptr> failed(static_cast<size_t>(batch));
     const auto running = std::count_if(m_seqs.begin(), m_seqs.end(), [](const SequenceState& s) { return !s.done; });
-#pragma omp parallel for schedule(static, 1) if (running > 1)
+    const int threads = int(std::min<int64_t>(running, omp_get_max_threads()));
+#pragma omp parallel for schedule(static, 1) num_threads(threads) if (threads > 1)
     for (int64_t b = 0; b < batch; ++b) {
         SequenceState& s = m_seqs[size_t(b)];
         if (s.done) continue;
