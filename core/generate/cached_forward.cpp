@@ -309,56 +309,44 @@ CachedForward::Chunk CachedForward::prepare_chunk(std::span<const int32_t> token
     return chunk;
 }
 
-void CachedForward::finish_chunk(const Chunk& chunk, std::span<const int64_t> counts)
-{
-    for (int64_t b = 0; b < chunk.batch; ++b) m_cache->set_length(b, m_cache->length(b) + counts[size_t(b)]);
-}
-
 void CachedForward::append(std::span<const int32_t> tokens, std::span<const int64_t> counts, int64_t seq,
                            std::span<const int64_t> logit_rows, std::vector<float>& logits)
 {
-    append_logits(tokens, counts, seq, logit_rows, logits, nullptr);
+    run_append(tokens, counts, seq, logit_rows, &logits, nullptr, nullptr);
 }
 
 void CachedForward::append(std::span<const int32_t> tokens, std::span<const int64_t> counts, int64_t seq,
                            std::span<const int64_t> logit_rows, std::vector<float>& logits,
                            std::vector<float>& top_probs)
 {
-    append_logits(tokens, counts, seq, logit_rows, logits, &top_probs);
-}
-
-void CachedForward::append_logits(std::span<const int32_t> tokens, std::span<const int64_t> counts, int64_t seq,
-                                  std::span<const int64_t> logit_rows, std::vector<float>& logits,
-                                  std::vector<float>* top_probs)
-{
-    Chunk chunk = prepare_chunk(tokens, counts, seq, logit_rows);
-    chunk.pick = top_probs != nullptr;   // the argmax kernel's normaliser
-    run_device_work({&chunk, 1});
-    finish_chunk(chunk, counts);
-    const int64_t r = chunk.logit_rows;
-    logits.resize(size_t(r * config().vocab_size));
-    if (top_probs) top_probs->resize(size_t(r));
-    if (r == 0) return;
-    backend().download(logits.data(), DType::f32, m_logits.slice_rows(0, r));   // waits: inputs free, picks in
-    m_inputs_in_flight = false;
-    if (top_probs) std::memcpy(top_probs->data(), chunk.pick_probs.data, size_t(r) * sizeof(float));
+    run_append(tokens, counts, seq, logit_rows, &logits, nullptr, &top_probs);
 }
 
 void CachedForward::append_greedy(std::span<const int32_t> tokens, std::span<const int64_t> counts, int64_t seq,
                                   std::span<const int64_t> logit_rows, std::vector<int32_t>& ids,
                                   std::vector<float>& probs)
 {
+    run_append(tokens, counts, seq, logit_rows, nullptr, &ids, &probs);
+}
+
+void CachedForward::run_append(std::span<const int32_t> tokens, std::span<const int64_t> counts, int64_t seq,
+                               std::span<const int64_t> logit_rows, std::vector<float>* logits,
+                               std::vector<int32_t>* pick_ids, std::vector<float>* pick_probs)
+{
     Chunk chunk = prepare_chunk(tokens, counts, seq, logit_rows);
-    chunk.pick = true;
+    chunk.pick = pick_ids || pick_probs;
     run_device_work({&chunk, 1});
-    finish_chunk(chunk, counts);
-    const int64_t r = chunk.logit_rows;
-    ids.resize(size_t(r));
-    probs.resize(size_t(r));
+    for (int64_t b = 0; b < chunk.batch; ++b) m_cache->set_length(b, m_cache->length(b) + counts[size_t(b)]);
+    const size_t r = size_t(chunk.logit_rows);
+    if (logits) logits->resize(r * size_t(config().vocab_size));
+    if (pick_ids) pick_ids->resize(r);
+    if (pick_probs) pick_probs->resize(r);
     if (r == 0) return;
-    release_inputs();   // and the picks are in
-    std::memcpy(ids.data(), chunk.pick_ids.data, size_t(r) * sizeof(int32_t));
-    std::memcpy(probs.data(), chunk.pick_probs.data, size_t(r) * sizeof(float));
+    if (logits) backend().download(logits->data(), DType::f32, m_logits.slice_rows(0, int64_t(r)));   // waits
+    else release_inputs();
+    m_inputs_in_flight = false;   // the device is done: the pinned inputs are free and the picks are in
+    if (pick_ids) std::memcpy(pick_ids->data(), chunk.pick_ids.data, r * sizeof(int32_t));
+    if (pick_probs) std::memcpy(pick_probs->data(), chunk.pick_probs.data, r * sizeof(float));
 }
 
 void CachedForward::decode_greedy(std::span<const int32_t> tokens, int64_t steps, std::vector<int32_t>& ids,

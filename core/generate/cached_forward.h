@@ -132,10 +132,12 @@ private:
     // Uploads the input block (steps[0].inputs spans it) and runs the chunks
     // in order, replaying a graph where the shape repeats.
     void run_device_work(std::span<const Chunk> steps);
-    void append_logits(std::span<const int32_t> tokens, std::span<const int64_t> counts, int64_t seq,
-                       std::span<const int64_t> logit_rows, std::vector<float>& logits, std::vector<float>* top_probs);
+    // What append and append_greedy share: one chunk, then whichever of the
+    // logits and the device's picks are asked for.
+    void run_append(std::span<const int32_t> tokens, std::span<const int64_t> counts, int64_t seq,
+                    std::span<const int64_t> logit_rows, std::vector<float>* logits, std::vector<int32_t>* pick_ids,
+                    std::vector<float>* pick_probs);
     void run_chunk(const Chunk& chunk);
-    void finish_chunk(const Chunk& chunk, std::span<const int64_t> counts);
     void drop_graphs();
 
     ParamStore* m_params;

@@ -162,16 +162,8 @@ void GenerationRun::greedy_speculative_round(CachedModel& target, CachedModel& d
     std::vector<std::vector<int32_t>> proposals(batch), feed = draft_catch_up(m_seqs, draft, k), ids;
     std::vector<std::vector<float>> probs;
     const bool uniform = std::all_of(k.begin(), k.end(), [most](int kb) { return kb == most; });
-    for (int i = 0; i < most; ++i) {
-        if (i == 1 && uniform && most - 1 >= 2 && burst_length(draft, most - 1) == most - 1) {
-            std::vector<int32_t> last(batch), picks;
-            std::vector<float> pick_probs;
-            for (size_t b = 0; b < batch; ++b) last[b] = proposals[b].back();
-            draft.decode_greedy(last, most - 1, picks, pick_probs);   // d_k never runs through the draft
-            for (size_t s = 0; s + 1 < size_t(most); ++s)
-                for (size_t b = 0; b < batch; ++b) proposals[b].push_back(picks[s * batch + b]);
-            break;
-        }
+    const bool burst = uniform && most >= 3 && burst_length(draft, most - 1) == most - 1;
+    for (int i = 0; i < (burst ? 1 : most); ++i) {
         draft.append_greedy(feed, CachedModel::Logits::last, ids, probs);
         for (size_t b = 0; b < batch; ++b) {
             feed[b].clear();
@@ -179,6 +171,14 @@ void GenerationRun::greedy_speculative_round(CachedModel& target, CachedModel& d
             proposals[b].push_back(ids[b][0]);
             if (k[b] > i + 1) feed[b].push_back(ids[b][0]);   // d_k itself never runs through the draft
         }
+    }
+    if (burst) {   // d1 runs first and d_k never: most − 1 steps
+        std::vector<int32_t> last(batch), picks;
+        std::vector<float> pick_probs;
+        for (size_t b = 0; b < batch; ++b) last[b] = proposals[b].back();
+        draft.decode_greedy(last, most - 1, picks, pick_probs);
+        for (size_t s = 0; s + 1 < size_t(most); ++s)
+            for (size_t b = 0; b < batch; ++b) proposals[b].push_back(picks[s * batch + b]);
     }
 
     // Target: its pick after the pending token and after every proposal.

@@ -9,10 +9,9 @@
 // allows, so an 8K vocabulary is one block and one load per thread. A block
 // keeps its best logit, its id and the sum of exp(logit − best) over its
 // chunk; the last block of a row to finish (a counter per row, reset by that
-// block) combines the chunks. Launched
-// overlapped (overlap.cuh) behind the logits' projection. Launch
-// configuration depends on shapes only: the step stays capturable as a CUDA
-// graph.
+// block) combines the chunks. Launched overlapped (overlap.cuh) behind the
+// logits' projection. Launch configuration depends on shapes only: the step
+// stays capturable as a CUDA graph.
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/cuda_common.cuh"

@@ -72,6 +72,17 @@ ModelConfig tiny(int kv_heads, int layers, int d_model)
     return c;
 }
 
+// Greedy decoding of `prompts`, `new_tokens` each, past any EOS.
+GenerationRequest greedy_request(std::vector<std::vector<int32_t>> prompts, int new_tokens)
+{
+    GenerationRequest r;
+    r.prompts = std::move(prompts);
+    r.max_new_tokens = new_tokens;
+    r.sampling.temperature = 0.0f;
+    r.stop_at_eos = false;
+    return r;
+}
+
 } // namespace
 
 class TestCudaGeneration : public QObject {
@@ -285,11 +296,8 @@ private slots:
             ParamStore cpu_draft(*m_cpu, tiny(1, 1, 32), false), gpu_draft(*m_f32, tiny(1, 1, 32), false);
             for (ParamStore* p : {&cpu_target, &gpu_target}) p->initialize(5);
             for (ParamStore* p : {&cpu_draft, &gpu_draft}) p->initialize(6);
-            GenerationRequest r;
-            r.prompts = {random_ids(9, 300, 1), random_ids(40, 300, 2), random_ids(1, 300, 3)};
-            r.max_new_tokens = 80;
-            r.sampling.temperature = 0.0f;
-            r.stop_at_eos = false;
+            const GenerationRequest r =
+                greedy_request({random_ids(9, 300, 1), random_ids(40, 300, 2), random_ids(1, 300, 3)}, 80);
             Generator on_cpu(cpu_target, 3, 256), on_gpu(gpu_target, 3, 256);
             const GenerationStats want = on_cpu.generate(r, {});
             QCOMPARE(on_gpu.generate(r, {}).tokens, want.tokens);
@@ -313,11 +321,8 @@ private slots:
             ParamStore params(*gpu, tiny(2, 2, 64), false);
             params.initialize(31);
             perturb_all(params, 100, 0.3f);
-            GenerationRequest r;
-            r.prompts = {random_ids(9, 300, 4), random_ids(1, 300, 5), random_ids(30, 300, 6)};
-            r.max_new_tokens = 61;
-            r.sampling.temperature = 0.0f;
-            r.stop_at_eos = false;
+            const GenerationRequest r =
+                greedy_request({random_ids(9, 300, 4), random_ids(1, 300, 5), random_ids(30, 300, 6)}, 61);
             Generator bursts(params, 3, 256), single(params, 3, 256);
             CachedForward::Speedups one_step;
             one_step.decode_burst = 1;
@@ -343,11 +348,7 @@ private slots:
         ParamStore target(*m_bf16, c, false), draft(*m_bf16, small, false);
         target.initialize(21);
         draft.initialize(22);
-        GenerationRequest r;
-        r.prompts = {random_ids(17, 320, 9)};
-        r.max_new_tokens = 120;
-        r.sampling.temperature = 0.0f;
-        r.stop_at_eos = false;
+        const GenerationRequest r = greedy_request({random_ids(17, 320, 9)}, 120);
         Generator gen(target, 1, 256);
         const GenerationStats want = gen.generate(r, {});
         for (ParamStore* d : {&draft, &target})
@@ -403,11 +404,7 @@ private slots:
             ParamStore params(*gpu, tiny(2, 2, 64), false);
             params.initialize(11);
             Generator gen(params, 2, 256);
-            GenerationRequest fast;
-            fast.prompts = {random_ids(12, 300, 4), random_ids(5, 300, 5)};
-            fast.max_new_tokens = 60;
-            fast.sampling.temperature = 0.0f;
-            fast.stop_at_eos = false;
+            GenerationRequest fast = greedy_request({random_ids(12, 300, 4), random_ids(5, 300, 5)}, 60);
             GenerationRequest host = fast;
             host.top_alternatives = 1;
             std::vector<TokenEvent> a, b;
@@ -461,11 +458,7 @@ private slots:
         ParamStore params(*m_bf16, c, false);
         params.initialize(12);
         Generator gen(params, 1, 256);
-        GenerationRequest r;
-        r.prompts = {random_ids(30, 9000, 6)};
-        r.max_new_tokens = 120;
-        r.sampling.temperature = 0.0f;
-        r.stop_at_eos = false;
+        const GenerationRequest r = greedy_request({random_ids(30, 9000, 6)}, 120);
         const GenerationStats first = gen.generate(r, {});
         {
             // A large bf16 → f32 download stages through the scratch and grows it.
@@ -481,11 +474,7 @@ private slots:
         ParamStore params(*m_bf16, tiny(2, 2, 64), false);
         params.initialize(5);
         Generator gen(params, 2, 256);
-        GenerationRequest r;
-        r.prompts = {random_ids(20, 300, 1), random_ids(3, 300, 2)};
-        r.max_new_tokens = 200;
-        r.sampling.temperature = 0.0f;
-        r.stop_at_eos = false;
+        const GenerationRequest r = greedy_request({random_ids(20, 300, 1), random_ids(3, 300, 2)}, 200);
         const GenerationStats st = gen.generate(r, {});
         QCOMPARE(st.tokens[0].size(), size_t(200));
         qInfo("bf16: prefill %.0f tok/s, decode %.0f tok/s", st.prefill_tokens_per_s(), st.decode_tokens_per_s());
