@@ -17,9 +17,16 @@ public:
 
 } // namespace crucible
 
-// Internal invariant or argument check; the message is for the developer and
-// the user alike, so write it as a sentence.
+// Internal invariant check; the message is for the developer and the user
+// alike, so write it as a sentence. It ends with the source location.
 #define CRUCIBLE_CHECK(cond, message)                                          \
     do {                                                                       \
         if (!(cond)) ::crucible::throw_error(__FILE__, __LINE__, (message));   \
+    } while (0)
+
+// Check of what a caller passed (an op's arguments, the data they hold): the
+// message says what is wrong in the caller's terms, without a source location.
+#define CRUCIBLE_REQUIRE(cond, message)                                        \
+    do {                                                                       \
+        if (!(cond)) throw ::crucible::Error(message);                         \
     } while (0)

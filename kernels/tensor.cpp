@@ -97,16 +97,4 @@ std::string Tensor::str() const
     return std::string(dtype_name(dtype)) + shape.str() + "@" + device_name(device);
 }
 
-void expect_shape(const Tensor& t, const Shape& shape, const char* what)
-{
-    CRUCIBLE_CHECK(t.shape.numel() == shape.numel() && t.cols() == shape.cols(),
-                   std::string(what) + ": expected shape " + shape.str() + ", got " + t.shape.str());
-}
-
-void expect_dtype(const Tensor& t, DType dtype, const char* what)
-{
-    CRUCIBLE_CHECK(t.dtype == dtype, std::string(what) + ": expected dtype " + dtype_name(dtype) +
-                                         ", got " + dtype_name(t.dtype));
-}
-
 } // namespace crucible

@@ -77,8 +77,4 @@ struct Tensor {
     std::string str() const;
 };
 
-// Shape/dtype checks used at op boundaries.
-void expect_shape(const Tensor& t, const Shape& shape, const char* what);
-void expect_dtype(const Tensor& t, DType dtype, const char* what);
-
 } // namespace crucible

@@ -9,20 +9,9 @@
 
 namespace crucible {
 
-void CpuBackend::argmax_rows(Tensor ids, Tensor probs, Tensor logits, Tensor next_tokens)
+void CpuBackend::do_argmax_rows(Tensor ids, Tensor probs, Tensor logits, Tensor next_tokens)
 {
-    cpu::expect_f32(logits, "argmax_rows logits");
-    CRUCIBLE_CHECK(logits.shape.rank == 2, "argmax_rows: logits must be [rows, vocab], got " + logits.shape.str());
     const int64_t rows = logits.shape[0], vocab = logits.shape[1];
-    expect_dtype(ids, DType::i32, "argmax_rows ids");
-    expect_dtype(probs, DType::f32, "argmax_rows probs");
-    expect_shape(ids, Shape{rows}, "argmax_rows ids");
-    expect_shape(probs, Shape{rows}, "argmax_rows probs");
-    if (!next_tokens.empty()) {
-        expect_dtype(next_tokens, DType::i32, "argmax_rows next tokens");
-        expect_shape(next_tokens, Shape{rows}, "argmax_rows next tokens");
-    }
-    CRUCIBLE_CHECK(vocab > 0, "argmax_rows: an empty vocabulary has no choice");
     const float* l = logits.as<float>();
     for (int64_t r = 0; r < rows; ++r) {
         const float* row = l + r * vocab;

@@ -22,30 +22,16 @@
 
 namespace crucible {
 
-void CpuBackend::attention_decode(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_cache, Tensor positions,
-                                  const AttentionShape& s)
+void CpuBackend::do_attention_decode(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_cache, Tensor positions,
+                                     const AttentionShape& s)
 {
-    CRUCIBLE_CHECK(s.batch >= 1 && s.seq >= 1 && s.n_kv_heads >= 1 && s.n_heads % s.n_kv_heads == 0,
-                   "attention_decode: n_heads (" + std::to_string(s.n_heads) + ") must be a multiple of n_kv_heads (" +
-                       std::to_string(s.n_kv_heads) + ")");
-    for (const Tensor* t : {&out, &qkv, &k_cache, &v_cache}) cpu::expect_f32(*t, "attention_decode tensor");
-    expect_shape(qkv, Shape{s.tokens(), s.qkv_dim()}, "attention_decode qkv");
-    expect_shape(out, Shape{s.tokens(), s.q_dim()}, "attention_decode out");
-    expect_dtype(positions, DType::i32, "attention_decode positions");
-    expect_shape(positions, Shape{s.tokens()}, "attention_decode positions");
-    CRUCIBLE_CHECK(k_cache.shape.rank == 4 && k_cache.shape == v_cache.shape && k_cache.shape[0] >= s.batch &&
-                       k_cache.shape[1] == s.n_kv_heads && k_cache.shape[3] == s.head_dim,
-                   "attention_decode: cache " + k_cache.shape.str() + " does not hold " + std::to_string(s.batch) +
-                       " sequences of " + std::to_string(s.n_kv_heads) + " heads of size " +
-                       std::to_string(s.head_dim));
-
     const int64_t rows = s.tokens(), heads = s.n_heads, kv_heads = s.n_kv_heads, d = s.head_dim;
     const int64_t capacity = k_cache.shape[2], group = s.group(), ld = s.qkv_dim(), ld_out = s.q_dim();
     const int32_t* pos = positions.as<int32_t>();
     int64_t longest = 0;   // keys read by the furthest row
     for (int64_t r = 0; r < rows; ++r) {
-        CRUCIBLE_CHECK(pos[r] < capacity, "attention_decode: position " + std::to_string(pos[r]) +
-                                              " is past the cache's " + std::to_string(capacity) + " positions");
+        CRUCIBLE_REQUIRE(pos[r] < capacity, "attention_decode: position " + std::to_string(pos[r]) +
+                                                " is past the cache's " + std::to_string(capacity) + " positions");
         longest = std::max<int64_t>(longest, int64_t(pos[r]) + 1);
     }
 

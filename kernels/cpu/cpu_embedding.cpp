@@ -18,20 +18,15 @@ namespace {
 void check_token_ids(const int32_t* ids, int64_t n, int64_t vocab)
 {
     for (int64_t i = 0; i < n; ++i)
-        CRUCIBLE_CHECK(ids[i] >= 0 && ids[i] < vocab,
-                       "token id " + std::to_string(ids[i]) + " is outside the vocabulary of " +
-                           std::to_string(vocab));
+        CRUCIBLE_REQUIRE(ids[i] >= 0 && ids[i] < vocab, "token id " + std::to_string(ids[i]) +
+                                                            " is outside the vocabulary of " + std::to_string(vocab));
 }
 
 } // namespace
 
-void CpuBackend::embedding_forward(Tensor out, Tensor tokens, Tensor table)
+void CpuBackend::do_embedding_forward(Tensor out, Tensor tokens, Tensor table)
 {
-    cpu::expect_f32(out, "embedding out");
-    cpu::expect_f32(table, "embedding table");
-    expect_dtype(tokens, DType::i32, "embedding tokens");
     const int64_t n = tokens.numel(), vocab = table.rows(), dim = table.cols();
-    expect_shape(out, Shape{n, dim}, "embedding out");
     const int32_t* ids = tokens.as<int32_t>();
     check_token_ids(ids, n, vocab);
 
@@ -42,13 +37,9 @@ void CpuBackend::embedding_forward(Tensor out, Tensor tokens, Tensor table)
         std::memcpy(o + i * dim, t + int64_t(ids[i]) * dim, size_t(dim) * sizeof(float));
 }
 
-void CpuBackend::embedding_backward(Tensor dtable, Tensor tokens, Tensor dout)
+void CpuBackend::do_embedding_backward(Tensor dtable, Tensor tokens, Tensor dout)
 {
-    cpu::expect_f32(dtable, "embedding dtable");
-    cpu::expect_f32(dout, "embedding dout");
-    expect_dtype(tokens, DType::i32, "embedding tokens");
     const int64_t n = tokens.numel(), vocab = dtable.rows(), dim = dtable.cols();
-    expect_shape(dout, Shape{n, dim}, "embedding dout");
     const int32_t* ids = tokens.as<int32_t>();
     check_token_ids(ids, n, vocab);
 

@@ -173,9 +173,7 @@ inline void store_compute(void* dst, DType dtype, int64_t i, float value)
     }
 }
 
-// ---- checks and work splitting -----------------------------------------------------
-
-inline void expect_f32(const Tensor& t, const char* what) { expect_dtype(t, DType::f32, what); }
+// ---- work splitting ------------------------------------------------------------------
 
 // Contiguous range `part` of `parts` over [0, n): the static split used for
 // partial sums, fixed by the backend's thread count alone.

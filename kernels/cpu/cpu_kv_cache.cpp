@@ -20,11 +20,9 @@ namespace crucible {
 
 namespace {
 
-// Positions are i32 [B·T]; returns the largest (−1 when every row is padding).
-int64_t check_positions(const Tensor& positions, const AttentionShape& s, const char* op)
+// The largest of the positions i32 [B·T] (−1 when every row is padding).
+int64_t largest_position(const Tensor& positions, const AttentionShape& s)
 {
-    expect_dtype(positions, DType::i32, op);
-    expect_shape(positions, Shape{s.tokens()}, op);
     const int32_t* pos = positions.as<int32_t>();
     int64_t largest = -1;
     for (int64_t r = 0; r < s.tokens(); ++r) largest = std::max<int64_t>(largest, pos[r]);
@@ -55,12 +53,9 @@ const float* CpuBackend::rope_table_at(int64_t positions, int64_t head_dim, floa
     return m_rope_table_at.data();
 }
 
-void CpuBackend::rope_forward_at(Tensor qkv, const AttentionShape& s, Tensor positions, float theta)
+void CpuBackend::do_rope_forward_at(Tensor qkv, const AttentionShape& s, Tensor positions, float theta)
 {
-    cpu::expect_f32(qkv, "rope qkv");
-    expect_shape(qkv, Shape{s.tokens(), s.qkv_dim()}, "rope qkv");
-    CRUCIBLE_CHECK(s.head_dim % 2 == 0, "RoPE needs an even head_dim, got " + std::to_string(s.head_dim));
-    const int64_t largest = check_positions(positions, s, "rope positions");
+    const int64_t largest = largest_position(positions, s);
     if (largest < 0) return;
     const int64_t n = s.tokens(), d = s.head_dim, half = d / 2, ld = s.qkv_dim();
     const int64_t heads = s.n_heads + s.n_kv_heads;   // value heads are not rotated
@@ -86,22 +81,13 @@ void CpuBackend::rope_forward_at(Tensor qkv, const AttentionShape& s, Tensor pos
     }
 }
 
-void CpuBackend::kv_cache_write(Tensor k_cache, Tensor v_cache, Tensor qkv, Tensor positions,
-                                const AttentionShape& s)
+void CpuBackend::do_kv_cache_write(Tensor k_cache, Tensor v_cache, Tensor qkv, Tensor positions,
+                                   const AttentionShape& s)
 {
-    cpu::expect_f32(qkv, "kv_cache_write qkv");
-    cpu::expect_f32(k_cache, "kv_cache_write k_cache");
-    cpu::expect_f32(v_cache, "kv_cache_write v_cache");
-    expect_shape(qkv, Shape{s.tokens(), s.qkv_dim()}, "kv_cache_write qkv");
-    CRUCIBLE_CHECK(k_cache.shape.rank == 4 && k_cache.shape == v_cache.shape && k_cache.shape[0] >= s.batch &&
-                       k_cache.shape[1] == s.n_kv_heads && k_cache.shape[3] == s.head_dim,
-                   "kv_cache_write: cache " + k_cache.shape.str() + " does not hold " + std::to_string(s.batch) +
-                       " sequences of " + std::to_string(s.n_kv_heads) + " heads of size " +
-                       std::to_string(s.head_dim));
     const int64_t capacity = k_cache.shape[2];
-    const int64_t largest = check_positions(positions, s, "kv_cache_write positions");
-    CRUCIBLE_CHECK(largest < capacity, "kv_cache_write: position " + std::to_string(largest) +
-                                           " is past the cache's " + std::to_string(capacity) + " positions");
+    const int64_t largest = largest_position(positions, s);
+    CRUCIBLE_REQUIRE(largest < capacity, "kv_cache_write: position " + std::to_string(largest) +
+                                             " is past the cache's " + std::to_string(capacity) + " positions");
     const int64_t n = s.tokens(), d = s.head_dim, ld = s.qkv_dim(), kv_heads = s.n_kv_heads;
     const int32_t* pos = positions.as<int32_t>();
     const float* src = qkv.as<float>();

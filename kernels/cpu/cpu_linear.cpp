@@ -52,15 +52,9 @@ void parallel_sgemm(int threads, bool trans_a, bool trans_b, int64_t m, int64_t 
 
 } // namespace cpu
 
-void CpuBackend::linear_forward(Tensor out, Tensor in, Tensor weight, bool accumulate)
+void CpuBackend::do_linear_forward(Tensor out, Tensor in, Tensor weight, bool accumulate)
 {
-    cpu::expect_f32(out, "linear out");
-    cpu::expect_f32(in, "linear in");
-    cpu::expect_f32(weight, "linear weight");
     const int64_t m = in.rows(), k = in.cols(), n = weight.rows();
-    CRUCIBLE_CHECK(weight.cols() == k, "linear: input " + in.shape.str() + " does not match weight " +
-                                           weight.shape.str());
-    expect_shape(out, Shape{m, n}, "linear out");
     cpu::use_blas_threads(m_threads);
     if (m <= kGemvMaxRows) {
         // Decode steps multiply one row (or a few) by the weight: sgemm would
@@ -84,29 +78,18 @@ void CpuBackend::linear_forward(Tensor out, Tensor in, Tensor weight, bool accum
                         accumulate ? 1.0f : 0.0f, out.as<float>(), n);
 }
 
-void CpuBackend::linear_backward(Tensor din, Tensor dweight, Tensor dout, Tensor in, Tensor weight,
-                                 bool accumulate_din)
+void CpuBackend::do_linear_backward(Tensor din, Tensor dweight, Tensor dout, Tensor in, Tensor weight,
+                                    bool accumulate_din)
 {
-    cpu::expect_f32(dout, "linear dout");
     const int64_t m = dout.rows(), n = dout.cols();
     cpu::use_blas_threads(m_threads);
     if (!din.empty()) {
-        cpu::expect_f32(din, "linear din");
-        cpu::expect_f32(weight, "linear weight");
-        CRUCIBLE_CHECK(weight.rows() == n, "linear: dout " + dout.shape.str() + " does not match weight " +
-                                               weight.shape.str());
         const int64_t k = weight.cols();
-        expect_shape(din, Shape{m, k}, "linear din");
         cpu::parallel_sgemm(m_threads, false, false, m, k, n, 1.0f, dout.as<float>(), n, weight.as<float>(), k,
                             accumulate_din ? 1.0f : 0.0f, din.as<float>(), k);
     }
     if (!dweight.empty()) {
-        cpu::expect_f32(dweight, "linear dweight");
-        cpu::expect_f32(in, "linear in");
         const int64_t k = in.cols();
-        CRUCIBLE_CHECK(in.rows() == m, "linear: input " + in.shape.str() + " does not match dout " +
-                                           dout.shape.str());
-        expect_shape(dweight, Shape{n, k}, "linear dweight");
         cpu::parallel_sgemm(m_threads, true, false, n, k, m, 1.0f, dout.as<float>(), n, in.as<float>(), k, 1.0f,
                             dweight.as<float>(), k);
     }

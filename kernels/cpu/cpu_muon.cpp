@@ -73,14 +73,9 @@ float* newton_schulz_matrix(NewtonSchulzScratch s, int64_t rows, int64_t cols, i
 
 } // namespace
 
-void CpuBackend::newton_schulz(Tensor out, Tensor in, int steps)
+void CpuBackend::do_newton_schulz(Tensor out, Tensor in, int steps)
 {
-    cpu::expect_f32(out, "newton_schulz out");
-    cpu::expect_f32(in, "newton_schulz in");
-    CRUCIBLE_CHECK(in.shape.rank >= 2, "newton_schulz: expected [count, rows, cols] or [rows, cols]");
-    CRUCIBLE_CHECK(steps >= 0, "newton_schulz: steps must not be negative");
     const int64_t cols = in.shape[in.shape.rank - 1], rows = in.shape[in.shape.rank - 2];
-    expect_shape(out, in.shape, "newton_schulz out");
     const int64_t count = rows * cols == 0 ? 0 : in.numel() / (rows * cols);
     cpu::use_blas_threads(m_threads);
     NewtonSchulzScratch s(scratch(NewtonSchulzScratch::floats(rows, cols)), rows, cols);
@@ -91,25 +86,13 @@ void CpuBackend::newton_schulz(Tensor out, Tensor in, int steps)
     }
 }
 
-void CpuBackend::muon_step(Tensor param, Tensor param_compute, Tensor grad, Tensor momentum, int64_t count,
-                           int64_t stride, const MuonHyper& h)
+void CpuBackend::do_muon_step(Tensor param, Tensor param_compute, Tensor grad, Tensor momentum, int64_t count,
+                              int64_t stride, const MuonHyper& h)
 {
-    for (const Tensor* t : {&param, &grad, &momentum}) cpu::expect_f32(*t, "muon tensor");
     const int64_t rows = param.rows(), cols = param.cols(), n = rows * cols;
-    CRUCIBLE_CHECK(param.shape.rank == 2, "muon: param must be a [rows, cols] view of the first matrix");
-    expect_shape(grad, param.shape, "muon grad");
-    expect_shape(momentum, param.shape, "muon momentum");
-    CRUCIBLE_CHECK(count >= 1, "muon: count must be at least 1");
-    CRUCIBLE_CHECK(count == 1 || stride >= n, "muon: matrices " + std::to_string(stride) +
-                                                  " elements apart overlap their " + std::to_string(n) +
-                                                  " elements");
     void* compute = nullptr;
     DType compute_dtype = DType::f32;
     if (!param_compute.empty() && param_compute.data != param.data) {
-        CRUCIBLE_CHECK(param_compute.numel() == n, "muon: the compute copy must match the parameters");
-        CRUCIBLE_CHECK(param_compute.dtype == DType::f32 || param_compute.dtype == DType::bf16 ||
-                           param_compute.dtype == DType::f16,
-                       "muon: the compute copy must be f32, bf16 or f16");
         compute = param_compute.data;
         compute_dtype = param_compute.dtype;
     }

@@ -55,13 +55,9 @@ void rms_row_backward(float* dx, float* dw_partial, const float* dy, const float
 
 // ---- RMSNorm ---------------------------------------------------------------------------------
 
-void CpuBackend::rmsnorm_forward(Tensor out, Tensor rstd, Tensor x, Tensor weight, float eps)
+void CpuBackend::do_rmsnorm_forward(Tensor out, Tensor rstd, Tensor x, Tensor weight, float eps)
 {
-    for (const Tensor* t : {&out, &rstd, &x, &weight}) cpu::expect_f32(*t, "rmsnorm tensor");
     const int64_t rows = x.rows(), cols = x.cols();
-    expect_shape(out, x.shape, "rmsnorm out");
-    expect_shape(rstd, Shape{rows}, "rmsnorm rstd");
-    expect_shape(weight, Shape{cols}, "rmsnorm weight");
     float* o = out.as<float>();
     float* rs = rstd.as<float>();
     const float* xs = x.as<float>();
@@ -74,20 +70,11 @@ void CpuBackend::rmsnorm_forward(Tensor out, Tensor rstd, Tensor x, Tensor weigh
     }
 }
 
-void CpuBackend::rmsnorm_backward(Tensor dx, Tensor dweight, Tensor dout, Tensor x, Tensor weight, Tensor rstd,
-                                  bool accumulate_dx)
+void CpuBackend::do_rmsnorm_backward(Tensor dx, Tensor dweight, Tensor dout, Tensor x, Tensor weight, Tensor rstd,
+                                     bool accumulate_dx)
 {
-    for (const Tensor* t : {&dx, &dout, &x, &weight, &rstd}) cpu::expect_f32(*t, "rmsnorm tensor");
     const int64_t rows = x.rows(), cols = x.cols();
-    expect_shape(dx, x.shape, "rmsnorm dx");
-    expect_shape(dout, x.shape, "rmsnorm dout");
-    expect_shape(rstd, Shape{rows}, "rmsnorm rstd");
-    expect_shape(weight, Shape{cols}, "rmsnorm weight");
     const bool want_dw = !dweight.empty();
-    if (want_dw) {
-        cpu::expect_f32(dweight, "rmsnorm dweight");
-        expect_shape(dweight, Shape{cols}, "rmsnorm dweight");
-    }
     const int parts = m_threads;
     float* partials = want_dw ? scratch(size_t(parts * cols)) : nullptr;
     float* d = dx.as<float>();
@@ -108,25 +95,16 @@ void CpuBackend::rmsnorm_backward(Tensor dx, Tensor dweight, Tensor dout, Tensor
 
 // ---- LayerNorm ---------------------------------------------------------------------------------
 
-void CpuBackend::layernorm_forward(Tensor out, Tensor mean, Tensor rstd, Tensor x, Tensor weight, Tensor bias,
-                                   float eps)
+void CpuBackend::do_layernorm_forward(Tensor out, Tensor mean, Tensor rstd, Tensor x, Tensor weight, Tensor bias,
+                                      float eps)
 {
-    for (const Tensor* t : {&out, &mean, &rstd, &x, &weight}) cpu::expect_f32(*t, "layernorm tensor");
     const int64_t rows = x.rows(), cols = x.cols();
-    expect_shape(out, x.shape, "layernorm out");
-    expect_shape(mean, Shape{rows}, "layernorm mean");
-    expect_shape(rstd, Shape{rows}, "layernorm rstd");
-    expect_shape(weight, Shape{cols}, "layernorm weight");
-    if (!bias.empty()) {
-        cpu::expect_f32(bias, "layernorm bias");
-        expect_shape(bias, Shape{cols}, "layernorm bias");
-    }
     float* o = out.as<float>();
     float* mu = mean.as<float>();
     float* rs = rstd.as<float>();
     const float* xs = x.as<float>();
     const float* w = weight.as<float>();
-    const float* b = bias.empty() ? nullptr : bias.as<float>();
+    const float* b = bias.as<float>();
 #pragma omp parallel for num_threads(m_threads) schedule(static) if (rows * cols > cpu::kParallelMinWork)
     for (int64_t r = 0; r < rows; ++r) {
         const float* xr = xs + r * cols;
@@ -143,28 +121,14 @@ void CpuBackend::layernorm_forward(Tensor out, Tensor mean, Tensor rstd, Tensor 
         const float s = 1.0f / std::sqrt(var + eps);
         mu[r] = m;
         rs[r] = s;
-        if (b)
-            for (int64_t c = 0; c < cols; ++c) orow[c] = (xr[c] - m) * s * w[c] + b[c];
-        else
-            for (int64_t c = 0; c < cols; ++c) orow[c] = (xr[c] - m) * s * w[c];
+        for (int64_t c = 0; c < cols; ++c) orow[c] = (xr[c] - m) * s * w[c] + b[c];
     }
 }
 
-void CpuBackend::layernorm_backward(Tensor dx, Tensor dweight, Tensor dbias, Tensor dout, Tensor x, Tensor weight,
-                                    Tensor mean, Tensor rstd, bool accumulate_dx)
+void CpuBackend::do_layernorm_backward(Tensor dx, Tensor dweight, Tensor dbias, Tensor dout, Tensor x, Tensor weight,
+                                       Tensor mean, Tensor rstd, bool accumulate_dx)
 {
-    for (const Tensor* t : {&dx, &dout, &x, &weight, &mean, &rstd}) cpu::expect_f32(*t, "layernorm tensor");
     const int64_t rows = x.rows(), cols = x.cols();
-    expect_shape(dx, x.shape, "layernorm dx");
-    expect_shape(dout, x.shape, "layernorm dout");
-    expect_shape(mean, Shape{rows}, "layernorm mean");
-    expect_shape(rstd, Shape{rows}, "layernorm rstd");
-    expect_shape(weight, Shape{cols}, "layernorm weight");
-    for (const Tensor* t : {&dweight, &dbias}) {
-        if (t->empty()) continue;
-        cpu::expect_f32(*t, "layernorm parameter gradient");
-        expect_shape(*t, Shape{cols}, "layernorm parameter gradient");
-    }
     const bool want_dw = !dweight.empty(), want_db = !dbias.empty();
     const int parts = m_threads;
     // Each part's partials: dweight then dbias.
@@ -223,16 +187,10 @@ void CpuBackend::layernorm_backward(Tensor dx, Tensor dweight, Tensor dbias, Ten
 
 // ---- QK-norm -------------------------------------------------------------------------------------
 
-void CpuBackend::qk_norm_forward(Tensor qkv_out, Tensor rstd, Tensor qkv_in, Tensor q_weight, Tensor k_weight,
-                                 const AttentionShape& s, float eps)
+void CpuBackend::do_qk_norm_forward(Tensor qkv_out, Tensor rstd, Tensor qkv_in, Tensor q_weight, Tensor k_weight,
+                                    const AttentionShape& s, float eps)
 {
-    for (const Tensor* t : {&qkv_out, &rstd, &qkv_in, &q_weight, &k_weight}) cpu::expect_f32(*t, "qk_norm tensor");
     const int64_t n = s.tokens(), d = s.head_dim, ld = s.qkv_dim(), heads = s.n_heads + s.n_kv_heads;
-    expect_shape(qkv_in, Shape{n, ld}, "qk_norm qkv_in");
-    expect_shape(qkv_out, Shape{n, ld}, "qk_norm qkv_out");
-    expect_shape(rstd, Shape{n, heads}, "qk_norm rstd");
-    expect_shape(q_weight, Shape{d}, "qk_norm q_weight");
-    expect_shape(k_weight, Shape{d}, "qk_norm k_weight");
     float* out = qkv_out.as<float>();
     float* rs = rstd.as<float>();
     const float* in = qkv_in.as<float>();
@@ -252,24 +210,11 @@ void CpuBackend::qk_norm_forward(Tensor qkv_out, Tensor rstd, Tensor qkv_in, Ten
     }
 }
 
-void CpuBackend::qk_norm_backward(Tensor dqkv_in, Tensor dq_weight, Tensor dk_weight, Tensor dqkv_out,
-                                  Tensor qkv_in, Tensor q_weight, Tensor k_weight, Tensor rstd,
-                                  const AttentionShape& s)
+void CpuBackend::do_qk_norm_backward(Tensor dqkv_in, Tensor dq_weight, Tensor dk_weight, Tensor dqkv_out,
+                                     Tensor qkv_in, Tensor q_weight, Tensor k_weight, Tensor rstd,
+                                     const AttentionShape& s)
 {
-    for (const Tensor* t : {&dqkv_in, &dqkv_out, &qkv_in, &q_weight, &k_weight, &rstd})
-        cpu::expect_f32(*t, "qk_norm tensor");
     const int64_t n = s.tokens(), d = s.head_dim, ld = s.qkv_dim(), heads = s.n_heads + s.n_kv_heads;
-    expect_shape(dqkv_in, Shape{n, ld}, "qk_norm dqkv_in");
-    expect_shape(dqkv_out, Shape{n, ld}, "qk_norm dqkv_out");
-    expect_shape(qkv_in, Shape{n, ld}, "qk_norm qkv_in");
-    expect_shape(rstd, Shape{n, heads}, "qk_norm rstd");
-    expect_shape(q_weight, Shape{d}, "qk_norm q_weight");
-    expect_shape(k_weight, Shape{d}, "qk_norm k_weight");
-    for (const Tensor* t : {&dq_weight, &dk_weight}) {
-        if (t->empty()) continue;
-        cpu::expect_f32(*t, "qk_norm weight gradient");
-        expect_shape(*t, Shape{d}, "qk_norm weight gradient");
-    }
     const bool want_dw = !dq_weight.empty() || !dk_weight.empty();
     const int parts = m_threads;
     // Each part's partials: dq_weight then dk_weight.

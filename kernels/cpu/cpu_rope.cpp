@@ -38,14 +38,6 @@ void rope_apply(float* qkv, const float* table, const AttentionShape& s, bool in
     }
 }
 
-void check_rope(const Tensor& qkv, const AttentionShape& s, int64_t pos_offset)
-{
-    cpu::expect_f32(qkv, "rope qkv");
-    expect_shape(qkv, Shape{s.tokens(), s.qkv_dim()}, "rope qkv");
-    CRUCIBLE_CHECK(s.head_dim % 2 == 0, "RoPE needs an even head_dim, got " + std::to_string(s.head_dim));
-    CRUCIBLE_CHECK(pos_offset >= 0, "RoPE position offset must not be negative");
-}
-
 } // namespace
 
 const float* CpuBackend::rope_table(int64_t pos_offset, int64_t seq, int64_t head_dim, float theta)
@@ -70,15 +62,13 @@ const float* CpuBackend::rope_table(int64_t pos_offset, int64_t seq, int64_t hea
     return m_rope_table.data();
 }
 
-void CpuBackend::rope_forward(Tensor qkv, const AttentionShape& s, int64_t pos_offset, float theta)
+void CpuBackend::do_rope_forward(Tensor qkv, const AttentionShape& s, int64_t pos_offset, float theta)
 {
-    check_rope(qkv, s, pos_offset);
     rope_apply(qkv.as<float>(), rope_table(pos_offset, s.seq, s.head_dim, theta), s, false, m_threads);
 }
 
-void CpuBackend::rope_backward(Tensor dqkv, const AttentionShape& s, int64_t pos_offset, float theta)
+void CpuBackend::do_rope_backward(Tensor dqkv, const AttentionShape& s, int64_t pos_offset, float theta)
 {
-    check_rope(dqkv, s, pos_offset);
     rope_apply(dqkv.as<float>(), rope_table(pos_offset, s.seq, s.head_dim, theta), s, true, m_threads);
 }
 

@@ -1,4 +1,5 @@
-// Attention entry points: checks, then the implementation for the setting.
+// Attention entry points: this backend's limits, then the implementation for
+// the setting.
 //   naive kind              -> attention_naive.cu (scores in memory)
 //   bf16, head dim built in -> attention_flash_*.cu (tensor cores)
 //   otherwise (f32 parity mode, other head dims) -> attention_exact.cu
@@ -17,14 +18,10 @@ namespace {
 
 attn::AttnArgs make_args(const AttentionShape& s, const Tensor& qkv)
 {
-    CRUCIBLE_CHECK(s.n_heads >= 1 && s.n_kv_heads >= 1 && s.n_heads % s.n_kv_heads == 0,
-                   "attention: n_heads must be a multiple of n_kv_heads");
-    CRUCIBLE_CHECK(s.head_dim >= 1 && s.head_dim <= 512, "attention: head_dim must be between 1 and 512");
-    CRUCIBLE_CHECK(s.seq <= INT32_MAX && s.batch <= 65535 && s.n_heads <= 65535,
-                   "attention: shape too large for one launch");
-    CRUCIBLE_CHECK(qkv.numel() == s.tokens() * s.qkv_dim(),
-                   "attention: qkv " + qkv.shape.str() + " should hold [" + std::to_string(s.tokens()) + ", " +
-                       std::to_string(s.qkv_dim()) + "]");
+    CRUCIBLE_REQUIRE(s.head_dim <= 512, "attention on CUDA takes head_dim up to 512, got " +
+                                            std::to_string(s.head_dim));
+    CRUCIBLE_REQUIRE(s.seq <= INT32_MAX && s.batch <= 65535 && s.n_heads <= 65535,
+                     "attention on CUDA takes up to 65535 sequences of 65535 heads in one call");
     attn::AttnArgs a;
     a.qkv = qkv.data;
     a.B = int(s.batch);
@@ -46,13 +43,9 @@ bool use_flash(const attn::AttnArgs& a, DType dtype, std::initializer_list<const
 
 } // namespace
 
-void CudaBackend::attention_forward(Tensor out, Tensor lse, Tensor qkv, const AttentionShape& s)
+void CudaBackend::do_attention_forward(Tensor out, Tensor lse, Tensor qkv, const AttentionShape& s)
 {
     attn::AttnArgs a = make_args(s, qkv);
-    CRUCIBLE_CHECK(out.numel() == s.tokens() * s.q_dim(), "attention_forward: out has the wrong size " + out.shape.str());
-    CRUCIBLE_CHECK(lse.numel() == s.batch * s.n_heads * s.seq && lse.dtype == DType::f32,
-                   "attention_forward: lse must be f32 [B, H, T]");
-    CRUCIBLE_CHECK(out.dtype == qkv.dtype, "attention_forward: out and qkv dtypes differ");
     if (s.tokens() == 0) return;
     a.out = out.data;
     a.lse = lse.as<float>();
@@ -61,16 +54,10 @@ void CudaBackend::attention_forward(Tensor out, Tensor lse, Tensor qkv, const At
     else attn::exact_forward(a, qkv.dtype, m_stream);
 }
 
-void CudaBackend::attention_backward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor lse,
-                                     const AttentionShape& s)
+void CudaBackend::do_attention_backward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor lse,
+                                        const AttentionShape& s)
 {
     attn::AttnArgs a = make_args(s, qkv);
-    CRUCIBLE_CHECK(dqkv.numel() == qkv.numel() && dout.numel() == s.tokens() * s.q_dim() && out.numel() == dout.numel(),
-                   "attention_backward: shapes do not match");
-    CRUCIBLE_CHECK(lse.numel() == s.batch * s.n_heads * s.seq && lse.dtype == DType::f32,
-                   "attention_backward: lse must be f32 [B, H, T]");
-    CRUCIBLE_CHECK(dqkv.dtype == qkv.dtype && dout.dtype == qkv.dtype && out.dtype == qkv.dtype,
-                   "attention_backward: dtypes differ");
     if (s.tokens() == 0) return;
     a.out = nullptr;
     a.fwd_out = out.data;

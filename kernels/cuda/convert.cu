@@ -75,15 +75,9 @@ void launch_convert(void* dst, DType dst_t, const void* src, DType src_t, int64_
     });
 }
 
-void check_transfer_dtype(DType t, const char* what)
-{
-    CRUCIBLE_CHECK(t == DType::f32 || t == DType::bf16 || t == DType::f16 || t == DType::i32,
-                   std::string(what) + ": only f32, bf16, f16 and i32 tensors can be converted, got " + dtype_name(t));
-}
-
 } // namespace
 
-void CudaBackend::upload(Tensor dst, const void* host_src, DType host_dtype)
+void CudaBackend::do_upload(Tensor dst, const void* host_src, DType host_dtype)
 {
     const int64_t n = dst.numel();
     if (n == 0) return;
@@ -94,21 +88,17 @@ void CudaBackend::upload(Tensor dst, const void* host_src, DType host_dtype)
         CRUCIBLE_CUDA_CHECK(cudaMemcpyAsync(dst.data, host_src, dst.bytes(), cudaMemcpyHostToDevice, m_stream));
         return;
     }
-    check_transfer_dtype(host_dtype, "upload");
-    check_transfer_dtype(dst.dtype, "upload");
     void* staging = scratch(dtype_bytes(host_dtype, n));
     CRUCIBLE_CUDA_CHECK(cudaMemcpyAsync(staging, host_src, dtype_bytes(host_dtype, n), cudaMemcpyHostToDevice, m_stream));
     launch_convert(dst.data, dst.dtype, staging, host_dtype, n, m_stream);
 }
 
-void CudaBackend::download(void* host_dst, DType host_dtype, Tensor src)
+void CudaBackend::do_download(void* host_dst, DType host_dtype, Tensor src)
 {
     const int64_t n = src.numel();
     if (n == 0) return;
     const void* from = src.data;
     if (host_dtype != src.dtype) {
-        check_transfer_dtype(host_dtype, "download");
-        check_transfer_dtype(src.dtype, "download");
         void* staging = scratch(dtype_bytes(host_dtype, n));
         launch_convert(staging, host_dtype, src.data, src.dtype, n, m_stream);
         from = staging;
@@ -117,20 +107,17 @@ void CudaBackend::download(void* host_dst, DType host_dtype, Tensor src)
     CRUCIBLE_CUDA_CHECK(cudaStreamSynchronize(m_stream));
 }
 
-void CudaBackend::convert(Tensor dst, Tensor src)
+void CudaBackend::do_convert(Tensor dst, Tensor src)
 {
-    CRUCIBLE_CHECK(dst.numel() == src.numel(), "convert: " + dst.str() + " and " + src.str() + " differ in size");
     if (dst.numel() == 0 || dst.data == src.data) return;
     if (dst.dtype == src.dtype) {
         CRUCIBLE_CUDA_CHECK(cudaMemcpyAsync(dst.data, src.data, dst.bytes(), cudaMemcpyDeviceToDevice, m_stream));
         return;
     }
-    check_transfer_dtype(dst.dtype, "convert");
-    check_transfer_dtype(src.dtype, "convert");
     launch_convert(dst.data, dst.dtype, src.data, src.dtype, dst.numel(), m_stream);
 }
 
-void CudaBackend::fill(Tensor dst, float value)
+void CudaBackend::do_fill(Tensor dst, float value)
 {
     const int64_t n = dst.numel();
     if (n == 0) return;
@@ -138,7 +125,6 @@ void CudaBackend::fill(Tensor dst, float value)
         CRUCIBLE_CUDA_CHECK(cudaMemsetAsync(dst.data, 0, dst.bytes(), m_stream));
         return;
     }
-    check_transfer_dtype(dst.dtype, "fill");
     dispatch_any(dst.dtype, [&](auto tag) {
         using T = decltype(tag);
         T v;
@@ -150,10 +136,8 @@ void CudaBackend::fill(Tensor dst, float value)
     });
 }
 
-void CudaBackend::add(Tensor out, Tensor a, Tensor b)
+void CudaBackend::do_add(Tensor out, Tensor a, Tensor b)
 {
-    CRUCIBLE_CHECK(out.numel() == a.numel() && out.numel() == b.numel(), "add: operand sizes differ");
-    CRUCIBLE_CHECK(out.dtype == a.dtype && out.dtype == b.dtype, "add: operand dtypes differ");
     const int64_t n = out.numel();
     if (n == 0) return;
     const bool vec = aligned16(out.data) && aligned16(a.data) && aligned16(b.data);

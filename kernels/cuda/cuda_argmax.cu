@@ -151,22 +151,13 @@ __global__ void __launch_bounds__(kThreads)
 
 } // namespace
 
-void CudaBackend::argmax_rows(Tensor ids, Tensor probs, Tensor logits, Tensor next_tokens)
+void CudaBackend::do_argmax_rows(Tensor ids, Tensor probs, Tensor logits, Tensor next_tokens)
 {
-    CRUCIBLE_CHECK(logits.shape.rank == 2, "argmax_rows: logits must be [rows, vocab], got " + logits.shape.str());
     const int64_t rows = logits.shape[0], vocab = logits.shape[1];
-    expect_dtype(ids, DType::i32, "argmax_rows ids");
-    expect_dtype(probs, DType::f32, "argmax_rows probs");
-    expect_shape(ids, Shape{rows}, "argmax_rows ids");
-    expect_shape(probs, Shape{rows}, "argmax_rows probs");
-    if (!next_tokens.empty()) {
-        expect_dtype(next_tokens, DType::i32, "argmax_rows next tokens");
-        expect_shape(next_tokens, Shape{rows}, "argmax_rows next tokens");
-    }
-    CRUCIBLE_CHECK(vocab > 0 && vocab < int64_t(1) << 31, "argmax_rows: the vocabulary must have 1 to 2^31 - 1 entries");
+    CRUCIBLE_REQUIRE(vocab < int64_t(1) << 31, "argmax_rows on CUDA takes vocabularies of up to 2^31 - 1 entries");
     if (rows == 0) return;
     const int64_t count = (vocab + kChunk - 1) / kChunk;
-    CRUCIBLE_CHECK(rows < 65536, "argmax_rows: at most 65535 rows at once");
+    CRUCIBLE_REQUIRE(rows < 65536, "argmax_rows on CUDA takes up to 65535 rows at once");
     ChunkResults chunks{};
     if (count > 1) {
         const size_t slots = size_t(rows * count);

@@ -73,7 +73,9 @@ const PeakEntry* find_peak(const std::string& device_name)
 
 } // namespace
 
-CudaBackend::CudaBackend(const BackendOptions& options) : m_device(options.cuda_device), m_fp32(options.cuda_fp32)
+CudaBackend::CudaBackend(const BackendOptions& options)
+    : Backend(DeviceKind::cuda, options.cuda_fp32 ? DType::f32 : DType::bf16), m_device(options.cuda_device),
+      m_fp32(options.cuda_fp32)
 {
     int count = 0;
     CRUCIBLE_CUDA_CHECK(cudaGetDeviceCount(&count));
@@ -116,12 +118,12 @@ CudaBackend::~CudaBackend()
     cudaGetLastError();
 }
 
-std::string CudaBackend::name() const
+std::string CudaBackend::do_name() const
 {
     return std::string("CUDA ") + m_props.name + (m_fp32 ? " (f32)" : " (bf16)");
 }
 
-DeviceFacts CudaBackend::facts() const
+DeviceFacts CudaBackend::do_facts() const
 {
     DeviceFacts f;
     f.name = m_props.name;
@@ -156,14 +158,14 @@ DeviceFacts CudaBackend::facts() const
     return f;
 }
 
-MemoryInfo CudaBackend::memory_info() const
+MemoryInfo CudaBackend::do_memory_info() const
 {
     MemoryInfo m;
     CRUCIBLE_CUDA_CHECK(cudaMemGetInfo(&m.free_bytes, &m.total_bytes));
     return m;
 }
 
-void* CudaBackend::allocate(size_t bytes)
+void* CudaBackend::do_allocate(size_t bytes)
 {
     if (bytes == 0) return nullptr;
     void* p = nullptr;
@@ -180,7 +182,7 @@ void* CudaBackend::allocate(size_t bytes)
     return p;
 }
 
-void CudaBackend::deallocate(void* ptr)
+void CudaBackend::do_deallocate(void* ptr)
 {
     // Called from destructors: never throws. Pending work may still use the
     // memory, so finish it first.
@@ -190,7 +192,7 @@ void CudaBackend::deallocate(void* ptr)
     cudaGetLastError();
 }
 
-void* CudaBackend::allocate_host(size_t bytes)
+void* CudaBackend::do_allocate_host(size_t bytes)
 {
     if (bytes == 0) return nullptr;
     void* p = nullptr;
@@ -203,7 +205,7 @@ void* CudaBackend::allocate_host(size_t bytes)
     return p;
 }
 
-void CudaBackend::deallocate_host(void* ptr)
+void CudaBackend::do_deallocate_host(void* ptr)
 {
     if (!ptr) return;
     cudaStreamSynchronize(m_stream);   // a queued copy may still use it
@@ -211,7 +213,7 @@ void CudaBackend::deallocate_host(void* ptr)
     cudaGetLastError();
 }
 
-void CudaBackend::synchronize()
+void CudaBackend::do_synchronize()
 {
     CRUCIBLE_CUDA_CHECK(cudaStreamSynchronize(m_stream));
 }

@@ -8,8 +8,12 @@
 // on demand, so a training step performs no allocations and no host syncs
 // except where an op returns a value to the host.
 //
-// The ops live in one file per family (matmul.cu, norms.cu, rope.cu, mlp.cu,
-// embedding.cu, classifier.cu, optimizers.cu, attention*.cu, convert.cu);
+// The implementations of Backend's hooks arrive with checked arguments (they
+// check only this backend's own limits) and live one file per op family:
+// matmul.cpp, norms.cu, rope.cu, mlp.cu, embedding.cu, classifier.cu,
+// optimizers.cu, attention*.cu, convert.cu (transfers and add), and for
+// generation cuda_kv_cache.cu, cuda_decode_attention.cu, cuda_argmax.cu,
+// decode_linear.cu (the fused decode ops) and cuda_graphs_and_generation.cpp;
 // this header is the class they all implement.
 #pragma once
 
@@ -68,86 +72,6 @@ class CudaBackend final : public Backend {
 public:
     explicit CudaBackend(const BackendOptions& options);
     ~CudaBackend() override;
-    CudaBackend(const CudaBackend&) = delete;
-    CudaBackend& operator=(const CudaBackend&) = delete;
-
-    DeviceKind device() const override { return DeviceKind::cuda; }
-    DType compute_dtype() const override { return m_fp32 ? DType::f32 : DType::bf16; }
-    std::string name() const override;
-    DeviceFacts facts() const override;
-    MemoryInfo memory_info() const override;
-
-    void* allocate(size_t bytes) override;
-    void deallocate(void* ptr) override;
-    void synchronize() override;
-    void upload(Tensor dst, const void* host_src, DType host_dtype) override;
-    void download(void* host_dst, DType host_dtype, Tensor src) override;
-    void* allocate_host(size_t bytes) override;
-    void deallocate_host(void* ptr) override;
-    void convert(Tensor dst, Tensor src) override;
-    void fill(Tensor dst, float value) override;
-
-    void add(Tensor out, Tensor a, Tensor b) override;
-
-    void embedding_forward(Tensor out, Tensor tokens, Tensor table) override;
-    void embedding_backward(Tensor dtable, Tensor tokens, Tensor dout) override;
-
-    void linear_forward(Tensor out, Tensor in, Tensor weight, bool accumulate) override;
-    void linear_backward(Tensor din, Tensor dweight, Tensor dout, Tensor in, Tensor weight,
-                         bool accumulate_din) override;
-
-    void rmsnorm_forward(Tensor out, Tensor rstd, Tensor x, Tensor weight, float eps) override;
-    void rmsnorm_backward(Tensor dx, Tensor dweight, Tensor dout, Tensor x, Tensor weight, Tensor rstd,
-                          bool accumulate_dx) override;
-    void layernorm_forward(Tensor out, Tensor mean, Tensor rstd, Tensor x, Tensor weight, Tensor bias,
-                           float eps) override;
-    void layernorm_backward(Tensor dx, Tensor dweight, Tensor dbias, Tensor dout, Tensor x, Tensor weight,
-                            Tensor mean, Tensor rstd, bool accumulate_dx) override;
-
-    void qk_norm_forward(Tensor qkv_out, Tensor rstd, Tensor qkv_in, Tensor q_weight, Tensor k_weight,
-                         const AttentionShape& s, float eps) override;
-    void qk_norm_backward(Tensor dqkv_in, Tensor dq_weight, Tensor dk_weight, Tensor dqkv_out,
-                          Tensor qkv_in, Tensor q_weight, Tensor k_weight, Tensor rstd,
-                          const AttentionShape& s) override;
-    void rope_forward(Tensor qkv, const AttentionShape& s, int64_t pos_offset, float theta) override;
-    void rope_backward(Tensor dqkv, const AttentionShape& s, int64_t pos_offset, float theta) override;
-    void attention_forward(Tensor out, Tensor lse, Tensor qkv, const AttentionShape& s) override;
-    void attention_backward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor lse,
-                            const AttentionShape& s) override;
-
-    void swiglu_forward(Tensor out, Tensor gate_up) override;
-    void swiglu_backward(Tensor dgate_up, Tensor dout, Tensor gate_up) override;
-    void gelu_forward(Tensor out, Tensor in) override;
-    void gelu_backward(Tensor din, Tensor dout, Tensor in) override;
-
-    void softmax_cross_entropy(Tensor losses, Tensor correct, Tensor logits, Tensor targets,
-                               float grad_scale, bool compute_grad) override;
-    void classifier(Tensor losses, Tensor correct, Tensor dx, Tensor dweight, Tensor x, Tensor weight,
-                    Tensor targets, float grad_scale) override;
-
-    double sum_squares(Tensor x) override;
-    void adamw_step(Tensor param, Tensor param_compute, Tensor grad, Tensor m, Tensor v,
-                    const AdamWHyper& h) override;
-    void muon_step(Tensor param, Tensor param_compute, Tensor grad, Tensor momentum, int64_t count,
-                   int64_t stride, const MuonHyper& h) override;
-    void newton_schulz(Tensor out, Tensor in, int steps) override;
-
-    void rope_forward_at(Tensor qkv, const AttentionShape& s, Tensor positions, float theta) override;
-    void kv_cache_write(Tensor k_cache, Tensor v_cache, Tensor qkv, Tensor positions,
-                        const AttentionShape& s) override;
-    void attention_decode(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_cache, Tensor positions,
-                          const AttentionShape& s) override;
-    void argmax_rows(Tensor ids, Tensor probs, Tensor logits, Tensor next_tokens) override;
-    bool decode_norm_qkv(Tensor qkv, Tensor k_cache, Tensor v_cache, Tensor x, Tensor norm_weight, float eps,
-                         Tensor weight, Tensor positions, const AttentionShape& s, float theta,
-                         const EmbeddingLookup& lookup) override;
-    bool decode_norm_linear(Tensor out, Tensor x, Tensor norm_weight, float eps, Tensor weight,
-                            bool swiglu) override;
-
-    int64_t capture_graph(const std::function<void()>& ops) override;
-    uint64_t graph_epoch() const override { return m_graph_epoch; }
-    void replay_graph(int64_t graph) override;
-    void release_graph(int64_t graph) override;
 
     // ---- used by the op files ---------------------------------------------------------
     cudaStream_t stream() const { return m_stream; }
@@ -167,6 +91,12 @@ public:
     const float2* rope_table(int64_t positions, int64_t head_dim, float theta);
 
 private:
+    CRUCIBLE_BACKEND_REQUIRED_HOOKS(CRUCIBLE_BACKEND_OVERRIDE)
+    CRUCIBLE_BACKEND_HOST_MEMORY_HOOKS(CRUCIBLE_BACKEND_OVERRIDE)
+    CRUCIBLE_BACKEND_CLASSIFIER_HOOKS(CRUCIBLE_BACKEND_OVERRIDE)
+    CRUCIBLE_BACKEND_FUSED_DECODE_HOOKS(CRUCIBLE_BACKEND_OVERRIDE)
+    CRUCIBLE_BACKEND_GRAPH_HOOKS(CRUCIBLE_BACKEND_OVERRIDE)
+
     struct GemmPlan {
         cublasLtMatmulDesc_t desc = nullptr;
         cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;

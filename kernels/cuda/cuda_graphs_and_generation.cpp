@@ -7,24 +7,24 @@
 
 namespace crucible {
 
-void CudaBackend::rope_forward_at(Tensor qkv, const AttentionShape& s, Tensor positions, float theta)
+void CudaBackend::do_rope_forward_at(Tensor qkv, const AttentionShape& s, Tensor positions, float theta)
 {
     cuda::launch_rope_at(qkv, s, positions, theta, m_stream);
 }
 
-void CudaBackend::kv_cache_write(Tensor k_cache, Tensor v_cache, Tensor qkv, Tensor positions,
-                                 const AttentionShape& s)
+void CudaBackend::do_kv_cache_write(Tensor k_cache, Tensor v_cache, Tensor qkv, Tensor positions,
+                                    const AttentionShape& s)
 {
     cuda::launch_kv_cache_write(k_cache, v_cache, qkv, positions, s, m_stream);
 }
 
-void CudaBackend::attention_decode(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_cache, Tensor positions,
-                                   const AttentionShape& s)
+void CudaBackend::do_attention_decode(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_cache, Tensor positions,
+                                      const AttentionShape& s)
 {
     cuda::launch_decode_attention(out, qkv, k_cache, v_cache, positions, s, sm_count(), m_props.major >= 9, m_stream);
 }
 
-int64_t CudaBackend::capture_graph(const std::function<void()>& ops)
+int64_t CudaBackend::do_capture_graph(const std::function<void()>& ops)
 {
     CRUCIBLE_CUDA_CHECK(cudaStreamBeginCapture(m_stream, cudaStreamCaptureModeThreadLocal));
     cudaGraph_t graph = nullptr;
@@ -54,14 +54,15 @@ int64_t CudaBackend::capture_graph(const std::function<void()>& ops)
     return id;
 }
 
-void CudaBackend::replay_graph(int64_t graph)
+void CudaBackend::do_replay_graph(int64_t graph)
 {
     auto it = m_graphs.find(graph);
-    CRUCIBLE_CHECK(it != m_graphs.end(), "replay of an unknown CUDA graph");
+    CRUCIBLE_REQUIRE(it != m_graphs.end(), "replay_graph: there is no graph " + std::to_string(graph) +
+                                               " (it was released, or never captured)");
     CRUCIBLE_CUDA_CHECK(cudaGraphLaunch(it->second, m_stream));
 }
 
-void CudaBackend::release_graph(int64_t graph)
+void CudaBackend::do_release_graph(int64_t graph)
 {
     auto it = m_graphs.find(graph);
     if (it == m_graphs.end()) return;

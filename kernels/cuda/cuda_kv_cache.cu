@@ -71,23 +71,11 @@ __global__ void kv_cache_write_kernel(T* __restrict__ k_cache, T* __restrict__ v
     }
 }
 
-void check_positions(const Tensor& positions, const AttentionShape& s, const char* op)
-{
-    expect_dtype(positions, DType::i32, op);
-    CRUCIBLE_CHECK(positions.numel() == s.tokens(), std::string(op) + ": positions " + positions.shape.str() +
-                                                        " should hold one per token row (" +
-                                                        std::to_string(s.tokens()) + ")");
-}
-
 } // namespace
 
 void launch_rope_at(Tensor qkv, const AttentionShape& s, Tensor positions, float theta, cudaStream_t stream)
 {
     const int64_t rows = s.tokens(), D = s.head_dim;
-    CRUCIBLE_CHECK(qkv.numel() == rows * s.qkv_dim(), "rope_forward_at: qkv " + qkv.shape.str() +
-                                                          " does not match the shape");
-    CRUCIBLE_CHECK(D % 2 == 0, "RoPE needs an even head_dim, got " + std::to_string(D));
-    check_positions(positions, s, "rope_forward_at");
     if (rows == 0) return;
     const int half = int(D / 2);
     dispatch_act(qkv.dtype, "rope_forward_at", [&](auto tag) {
@@ -103,15 +91,6 @@ void launch_kv_cache_write(Tensor k_cache, Tensor v_cache, Tensor qkv, Tensor po
                            cudaStream_t stream)
 {
     const int64_t rows = s.tokens(), D = s.head_dim;
-    CRUCIBLE_CHECK(qkv.numel() == rows * s.qkv_dim(), "kv_cache_write: qkv " + qkv.shape.str() +
-                                                         " does not match the shape");
-    CRUCIBLE_CHECK(k_cache.shape.rank == 4 && k_cache.shape == v_cache.shape && k_cache.shape[0] >= s.batch &&
-                       k_cache.shape[1] == s.n_kv_heads && k_cache.shape[3] == D,
-                   "kv_cache_write: cache " + k_cache.shape.str() + " does not hold " + std::to_string(s.batch) +
-                       " sequences of " + std::to_string(s.n_kv_heads) + " heads of size " + std::to_string(D));
-    CRUCIBLE_CHECK(k_cache.dtype == qkv.dtype && v_cache.dtype == qkv.dtype,
-                   "kv_cache_write: the cache and qkv must share a dtype");
-    check_positions(positions, s, "kv_cache_write");
     if (rows == 0) return;
     const bool vec = D % 8 == 0 && aligned16(qkv.data) && aligned16(k_cache.data) && aligned16(v_cache.data) &&
                      s.qkv_dim() % 8 == 0;

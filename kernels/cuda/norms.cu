@@ -339,11 +339,9 @@ bool vec_ok(int64_t C, std::initializer_list<const void*> ptrs)
 
 // ---- RMSNorm --------------------------------------------------------------------------------------
 
-void CudaBackend::rmsnorm_forward(Tensor out, Tensor rstd, Tensor x, Tensor weight, float eps)
+void CudaBackend::do_rmsnorm_forward(Tensor out, Tensor rstd, Tensor x, Tensor weight, float eps)
 {
     const int64_t rows = x.rows(), C = x.cols();
-    CRUCIBLE_CHECK(out.numel() == x.numel() && weight.numel() == C && rstd.numel() == rows,
-                   "rmsnorm_forward: shapes do not match");
     if (rows == 0) return;
     const bool vec = vec_ok(C, {out.data, x.data, weight.data});
     dispatch_act(x.dtype, "rmsnorm_forward", [&](auto tag) {
@@ -356,24 +354,20 @@ void CudaBackend::rmsnorm_forward(Tensor out, Tensor rstd, Tensor x, Tensor weig
     });
 }
 
-void CudaBackend::rmsnorm_backward(Tensor dx, Tensor dweight, Tensor dout, Tensor x, Tensor weight, Tensor rstd,
-                                   bool accumulate_dx)
+void CudaBackend::do_rmsnorm_backward(Tensor dx, Tensor dweight, Tensor dout, Tensor x, Tensor weight, Tensor rstd,
+                                      bool accumulate_dx)
 {
     const int64_t rows = x.rows(), C = x.cols();
-    CRUCIBLE_CHECK(dout.numel() == x.numel() && weight.numel() == C && rstd.numel() == rows,
-                   "rmsnorm_backward: shapes do not match");
     if (rows == 0) return;
     dispatch_act(x.dtype, "rmsnorm_backward", [&](auto tag) {
         using T = decltype(tag);
         const RowMap m = plain_rows(C);
-        if (!dx.empty()) {
-            const bool vec = vec_ok(C, {dx.data, dout.data, x.data, weight.data});
-            auto k = vec ? rmsnorm_backward_kernel<T, true> : rmsnorm_backward_kernel<T, false>;
-            k<<<blocks_for(rows, kRowWarps), 32 * kRowWarps, 0, m_stream>>>(
-                dx.as<T>(), dout.as<T>(), x.as<T>(), weight.as<T>(), rstd.as<float>(), rows, int(C), accumulate_dx,
-                m, m, m);
-            CRUCIBLE_CUDA_LAUNCH_CHECK();
-        }
+        const bool vec = vec_ok(C, {dx.data, dout.data, x.data, weight.data});
+        auto k = vec ? rmsnorm_backward_kernel<T, true> : rmsnorm_backward_kernel<T, false>;
+        k<<<blocks_for(rows, kRowWarps), 32 * kRowWarps, 0, m_stream>>>(dx.as<T>(), dout.as<T>(), x.as<T>(),
+                                                                         weight.as<T>(), rstd.as<float>(), rows,
+                                                                         int(C), accumulate_dx, m, m, m);
+        CRUCIBLE_CUDA_LAUNCH_CHECK();
         if (!dweight.empty())
             norm_weight_grads<T>(*this, dweight.as<float>(), nullptr, false, dout.as<T>(), x.as<T>(), nullptr,
                                  rstd.as<float>(), rows, int(C), m, m);
@@ -382,13 +376,10 @@ void CudaBackend::rmsnorm_backward(Tensor dx, Tensor dweight, Tensor dout, Tenso
 
 // ---- LayerNorm ------------------------------------------------------------------------------------
 
-void CudaBackend::layernorm_forward(Tensor out, Tensor mean, Tensor rstd, Tensor x, Tensor weight, Tensor bias,
-                                    float eps)
+void CudaBackend::do_layernorm_forward(Tensor out, Tensor mean, Tensor rstd, Tensor x, Tensor weight, Tensor bias,
+                                       float eps)
 {
     const int64_t rows = x.rows(), C = x.cols();
-    CRUCIBLE_CHECK(out.numel() == x.numel() && weight.numel() == C && bias.numel() == C && rstd.numel() == rows &&
-                       mean.numel() == rows,
-                   "layernorm_forward: shapes do not match");
     if (rows == 0) return;
     const bool vec = vec_ok(C, {out.data, x.data, weight.data, bias.data});
     dispatch_act(x.dtype, "layernorm_forward", [&](auto tag) {
@@ -401,23 +392,19 @@ void CudaBackend::layernorm_forward(Tensor out, Tensor mean, Tensor rstd, Tensor
     });
 }
 
-void CudaBackend::layernorm_backward(Tensor dx, Tensor dweight, Tensor dbias, Tensor dout, Tensor x, Tensor weight,
-                                     Tensor mean, Tensor rstd, bool accumulate_dx)
+void CudaBackend::do_layernorm_backward(Tensor dx, Tensor dweight, Tensor dbias, Tensor dout, Tensor x, Tensor weight,
+                                        Tensor mean, Tensor rstd, bool accumulate_dx)
 {
     const int64_t rows = x.rows(), C = x.cols();
-    CRUCIBLE_CHECK(dout.numel() == x.numel() && weight.numel() == C && rstd.numel() == rows && mean.numel() == rows,
-                   "layernorm_backward: shapes do not match");
     if (rows == 0) return;
     dispatch_act(x.dtype, "layernorm_backward", [&](auto tag) {
         using T = decltype(tag);
-        if (!dx.empty()) {
-            const bool vec = vec_ok(C, {dx.data, dout.data, x.data, weight.data});
-            auto k = vec ? layernorm_backward_kernel<T, true> : layernorm_backward_kernel<T, false>;
-            k<<<blocks_for(rows, kRowWarps), 32 * kRowWarps, 0, m_stream>>>(
-                dx.as<T>(), dout.as<T>(), x.as<T>(), weight.as<T>(), mean.as<float>(), rstd.as<float>(), rows,
-                int(C), accumulate_dx);
-            CRUCIBLE_CUDA_LAUNCH_CHECK();
-        }
+        const bool vec = vec_ok(C, {dx.data, dout.data, x.data, weight.data});
+        auto k = vec ? layernorm_backward_kernel<T, true> : layernorm_backward_kernel<T, false>;
+        k<<<blocks_for(rows, kRowWarps), 32 * kRowWarps, 0, m_stream>>>(dx.as<T>(), dout.as<T>(), x.as<T>(),
+                                                                         weight.as<T>(), mean.as<float>(),
+                                                                         rstd.as<float>(), rows, int(C), accumulate_dx);
+        CRUCIBLE_CUDA_LAUNCH_CHECK();
         const RowMap m = plain_rows(C);
         norm_weight_grads<T>(*this, dweight.empty() ? nullptr : dweight.as<float>(),
                              dbias.empty() ? nullptr : dbias.as<float>(), true, dout.as<T>(), x.as<T>(),
@@ -427,13 +414,10 @@ void CudaBackend::layernorm_backward(Tensor dx, Tensor dweight, Tensor dbias, Te
 
 // ---- QK-norm ----------------------------------------------------------------------------------------
 
-void CudaBackend::qk_norm_forward(Tensor qkv_out, Tensor rstd, Tensor qkv_in, Tensor q_weight, Tensor k_weight,
-                                  const AttentionShape& s, float eps)
+void CudaBackend::do_qk_norm_forward(Tensor qkv_out, Tensor rstd, Tensor qkv_in, Tensor q_weight, Tensor k_weight,
+                                     const AttentionShape& s, float eps)
 {
     const int64_t N = s.tokens(), D = s.head_dim, H = s.n_heads, KV = s.n_kv_heads, QKV = s.qkv_dim();
-    CRUCIBLE_CHECK(qkv_in.numel() == N * QKV && qkv_out.numel() == N * QKV && rstd.numel() == N * (H + KV) &&
-                       q_weight.numel() == D && k_weight.numel() == D,
-                   "qk_norm_forward: shapes do not match");
     if (N == 0) return;
     dispatch_act(qkv_in.dtype, "qk_norm_forward", [&](auto tag) {
         using T = decltype(tag);
@@ -456,14 +440,11 @@ void CudaBackend::qk_norm_forward(Tensor qkv_out, Tensor rstd, Tensor qkv_in, Te
     });
 }
 
-void CudaBackend::qk_norm_backward(Tensor dqkv_in, Tensor dq_weight, Tensor dk_weight, Tensor dqkv_out,
-                                   Tensor qkv_in, Tensor q_weight, Tensor k_weight, Tensor rstd,
-                                   const AttentionShape& s)
+void CudaBackend::do_qk_norm_backward(Tensor dqkv_in, Tensor dq_weight, Tensor dk_weight, Tensor dqkv_out,
+                                      Tensor qkv_in, Tensor q_weight, Tensor k_weight, Tensor rstd,
+                                      const AttentionShape& s)
 {
     const int64_t N = s.tokens(), D = s.head_dim, H = s.n_heads, KV = s.n_kv_heads, QKV = s.qkv_dim();
-    CRUCIBLE_CHECK(qkv_in.numel() == N * QKV && dqkv_out.numel() == N * QKV && dqkv_in.numel() == N * QKV &&
-                       rstd.numel() == N * (H + KV),
-                   "qk_norm_backward: shapes do not match");
     if (N == 0) return;
     dispatch_act(qkv_in.dtype, "qk_norm_backward", [&](auto tag) {
         using T = decltype(tag);
