@@ -201,7 +201,9 @@ RunSummary Trainer::run_session(Session& s)
         if (!latest) throw Error("the run in " + m_options.run_dir.string() + " has no complete checkpoint to resume from");
         m_sink->on_status("loading " + latest->string());
         load_weights(*latest, *s.params);
-        load_optimizer(*latest, *s.optimizer, *s.params);
+        // An imported model's first checkpoint has weights only: its training
+        // starts with a fresh optimizer state.
+        if (fs::exists(*latest / "optimizer.safetensors")) load_optimizer(*latest, *s.optimizer, *s.params);
         s.state = load_trainer_state(*latest);
         s.batcher->set_state(s.state.batcher);
         s.last_checkpoint = latest->string();
