@@ -21,6 +21,8 @@ int main(int argc, char** argv)
     crucible::cli::add_chat_command(app, exit_code);
     crucible::cli::add_bench_command(app, exit_code);
     crucible::cli::add_import_command(app, exit_code);
+    crucible::cli::add_export_command(app, exit_code);
+    crucible::cli::add_tokenize_command(app, exit_code);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
