@@ -1,13 +1,17 @@
 // Trainer: owns one training run from set-up to the last checkpoint.
 //
-// run() prepares everything (corpus, tokenizer, dataset, backend, memory
-// check, model, optimizer), then loops: micro-batches with gradient
-// accumulation, clipping, the LR schedule, evaluation, text samples and
-// checkpoints, reporting through a TrainingSink. It runs on the caller's
-// thread (the GUI's worker thread, the CLI's main thread); pause, resume and
-// stop are atomic requests honoured between steps. run() never throws: a
-// failure ends the run with outcome `failed` and a message that says what to
-// change, and never leaves a half-written file behind.
+// It composes the stages, each its own unit that other ways of training reuse:
+//
+//   set-up            training_setup.h   configuration, device, data, model, resume
+//   the step          train_step.h       micro-batches, accumulation, optimizer update
+//   between steps     periodic_work.h    evaluation, text samples, checkpoints
+//   reporting         run_reporter.h     metrics.jsonl and the TrainingSink
+//
+// run() runs on the caller's thread (the GUI's worker thread, the CLI's main
+// thread); pause, resume and stop are atomic requests honoured between steps.
+// run() never throws: a failure ends the run with outcome `failed` and a
+// message that says what to change, and never leaves a half-written file
+// behind.
 #pragma once
 
 #include "core/train/run_config.h"
@@ -19,6 +23,8 @@
 #include <mutex>
 
 namespace crucible {
+
+class RunReporter;
 
 struct TrainerOptions {
     std::filesystem::path run_dir;
@@ -42,8 +48,12 @@ public:
 
 private:
     struct Session;
-    RunSummary run_session(Session& s);
-    void wait_while_paused();
+    void set_up(Session& s);
+    RunSummary train(Session& s);
+    void evaluate(Session& s);
+    void sample(Session& s);
+    void checkpoint(Session& s);
+    void wait_while_paused(RunReporter& reporter);
 
     RunConfig m_config;
     TrainerOptions m_options;

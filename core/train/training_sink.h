@@ -44,6 +44,10 @@ struct EvalMetrics {
 };
 
 enum class RunOutcome { finished, stopped, failed };
+inline const char* to_string(RunOutcome o)
+{
+    return o == RunOutcome::finished ? "finished" : o == RunOutcome::stopped ? "stopped" : "failed";
+}
 
 struct RunSummary {
     RunOutcome outcome = RunOutcome::finished;

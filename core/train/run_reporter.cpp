@@ -1,0 +1,92 @@
+#include "core/train/run_reporter.h"
+
+namespace crucible {
+
+namespace {
+
+nlohmann::json step_record(const StepMetrics& m)
+{
+    return {{"type", "step"},          {"step", m.step},           {"loss", m.loss},
+            {"lr", m.lr},              {"grad_norm", m.grad_norm}, {"tokens_per_s", m.tokens_per_s},
+            {"mfu", m.mfu},            {"memory_bytes", m.memory_bytes},
+            {"elapsed_s", m.elapsed_s}, {"tokens_seen", m.tokens_seen}};
+}
+
+nlohmann::json eval_record(const EvalMetrics& e)
+{
+    return {{"type", "eval"},          {"step", e.step},          {"loss", e.loss},
+            {"perplexity", e.perplexity}, {"accuracy", e.accuracy}, {"bits_per_byte", e.bits_per_byte},
+            {"tokens", e.tokens},      {"elapsed_s", e.elapsed_s}};
+}
+
+} // namespace
+
+void RunReporter::open_log(const std::filesystem::path& metrics_file)
+{
+    m_log = std::make_unique<MetricsLog>(metrics_file);
+}
+
+void RunReporter::status(const std::string& what) { m_sink->on_status(what); }
+
+void RunReporter::paused(bool paused) { m_sink->on_paused(paused); }
+
+void RunReporter::started(const RunInfo& info, bool resumed)
+{
+    m_sink->on_started(info);
+    m_log->append({{"type", "start"},
+                   {"step", info.start_step},
+                   {"device", info.device},
+                   {"parameters", info.parameters},
+                   {"tokens_per_step", info.tokens_per_step},
+                   {"resumed", resumed}});
+}
+
+void RunReporter::step(const StepMetrics& m)
+{
+    m_log->append(step_record(m));
+    m_sink->on_step(m);
+}
+
+void RunReporter::eval(const EvalMetrics& e)
+{
+    m_log->append(eval_record(e));
+    m_sink->on_eval(e);
+}
+
+void RunReporter::sample(int64_t step, const std::string& prompt, const std::string& text)
+{
+    m_log->append({{"type", "sample"}, {"step", step}, {"prompt", prompt}, {"text", text}});
+    m_sink->on_sample(step, prompt, text);
+}
+
+void RunReporter::checkpoint(int64_t step, const std::string& path)
+{
+    m_log->append({{"type", "checkpoint"}, {"step", step}, {"path", path}});
+    m_sink->on_checkpoint(step, path);
+}
+
+void RunReporter::skipped_update(int64_t step)
+{
+    m_sink->on_warning("non-finite loss or gradient at step " + std::to_string(step) + "; the update was skipped");
+    m_log->append({{"type", "warning"}, {"step", step}, {"message", "non-finite loss; update skipped"}});
+}
+
+void RunReporter::target_reached(int64_t step, double elapsed_s, double bits_per_byte)
+{
+    m_log->append({{"type", "target"}, {"step", step}, {"elapsed_s", elapsed_s}, {"bits_per_byte", bits_per_byte}});
+}
+
+void RunReporter::finished(const RunSummary& summary)
+{
+    if (m_log) {
+        nlohmann::json rec = {{"type", "finished"},
+                              {"outcome", to_string(summary.outcome)},
+                              {"step", summary.steps},
+                              {"elapsed_s", summary.elapsed_s}};
+        if (!summary.error.empty()) rec["error"] = summary.error;
+        try { m_log->append(rec); } catch (...) {}
+    }
+    m_sink->on_finished(summary);
+}
+
+} // namespace crucible

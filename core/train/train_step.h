@@ -1,0 +1,78 @@
+// The step: one optimizer update from a batch of micro-batches.
+//
+//   zero the gradients
+//   for each of grad_accum micro-batches: forward + backward, the gradients
+//       summing up, each token weighted 1 / (batch · seq_len · grad_accum)
+//   one optimizer update at the scheduled rate (clipping is folded into it;
+//       a non-finite gradient skips it)
+//
+// The halves are separate so that a caller can work between them: a
+// data-parallel replica all-reduces its gradients after accumulate() and
+// before update(); a fine-tune passes the adapters' store and optimizer.
+// run() is both halves, timed, for one device.
+#pragma once
+
+#include "core/data/dataset.h"
+#include "core/model/transformer.h"
+#include "core/optim/optimizer.h"
+#include "core/train/checkpoint.h"
+#include "core/train/training_sink.h"
+
+#include <cstdint>
+#include <vector>
+
+namespace crucible {
+
+struct StepResult {
+    LossSum loss;                  // summed over the micro-batches
+    OptimizerStepInfo update;
+    double lr_multiplier = 1.0;    // the schedule's, applied to every peak rate
+    double seconds = 0.0;          // wall time with the device synchronized
+    // A finite loss and an applied update; otherwise nothing changed.
+    bool applied() const;
+};
+
+class TrainStep {
+public:
+    TrainStep(int batch, int seq_len, int grad_accum);
+
+    int batch() const { return m_batch; }
+    int seq_len() const { return m_seq_len; }
+    int grad_accum() const { return m_grad_accum; }
+
+    // Zeroes `params`' gradients, then runs grad_accum micro-batches from
+    // `batcher` through `model`, whose backward fills them.
+    LossSum accumulate(ParamStore& params, Transformer& model, Batcher& batcher);
+    static OptimizerStepInfo update(Optimizer& optimizer, double lr_multiplier);
+
+    StepResult run(ParamStore& params, Transformer& model, Batcher& batcher, Optimizer& optimizer,
+                   double lr_multiplier);
+
+private:
+    int m_batch, m_seq_len, m_grad_accum;
+    float m_grad_scale;
+    std::vector<int32_t> m_tokens, m_targets;
+};
+
+// Consecutive steps that were not applied. Each is retried with the next
+// batch; a few in a row mean the run has diverged.
+class DivergenceGuard {
+public:
+    enum class Verdict { applied, skipped, diverged };
+    static constexpr int kMaxSkippedInARow = 3;
+
+    Verdict judge(const StepResult& r);
+
+private:
+    int m_skipped_in_a_row = 0;
+};
+
+// The error that ends a diverged run: where, and what to change.
+std::string divergence_message(int64_t failed_step, float peak_lr, const std::string& saved_checkpoint);
+
+// Counts an applied step into the trainer state and measures it.
+// `memory_bytes`: what the run holds on its device.
+StepMetrics record_step(TrainerState& state, const StepResult& r, float peak_lr, const RunInfo& info,
+                        int64_t memory_bytes);
+
+} // namespace crucible

@@ -1,0 +1,137 @@
+#include "core/train/training_setup.h"
+
+#include "kernels/error.h"
+
+namespace fs = std::filesystem;
+
+namespace crucible {
+
+RunConfig resolve_run_config(const RunConfig& requested, const RunDirectory& run, bool resume)
+{
+    RunConfig cfg = requested;
+    if (resume) {
+        if (!run.exists())
+            throw Error(run.root().string() + " is not a run to resume (no config.json); start a new run with --out");
+        cfg = run.read_config();
+        if (requested.train.steps > cfg.train.steps) cfg.train.steps = requested.train.steps;
+    } else {
+        std::error_code ec;
+        if (fs::exists(run.root(), ec) && !fs::is_empty(run.root(), ec))
+            throw Error(run.root().string() +
+                        " already exists and is not empty; choose another output folder or resume it");
+    }
+    cfg.validate();
+    return cfg;
+}
+
+BackendOptions backend_options(const TrainConfig& tc)
+{
+    BackendOptions bo;
+    bo.device = tc.device == "cuda" ? DeviceKind::cuda : DeviceKind::cpu;
+    bo.threads = tc.threads;
+    return bo;
+}
+
+TrainingDevice open_training_device(const BackendOptions& options, const ModelConfig& model, int batch, int seq_len)
+{
+    TrainingDevice d;
+    d.backend = make_backend(options);
+    d.estimate = estimate_training_memory(model, batch, seq_len, d.backend->compute_dtype());
+    check_fits(d.estimate, d.backend->memory_info().free_bytes, d.backend->name());
+    return d;
+}
+
+TrainingData load_training_data(const RunConfig& cfg, int seq_len, const std::optional<fs::path>& tokenizer_file,
+                                const fs::path& cache_dir, RunReporter& reporter)
+{
+    const ModelConfig& mc = cfg.model;
+    reporter.status("reading the corpus");
+    const Corpus corpus = cfg.data.paths.empty() ? Corpus::embedded_default() : Corpus::from_paths(
+        std::vector<fs::path>(cfg.data.paths.begin(), cfg.data.paths.end()));
+    Tokenizer tokenizer;
+    if (tokenizer_file) {
+        tokenizer = Tokenizer::load(*tokenizer_file);
+    } else {
+        reporter.status("training the tokenizer (vocabulary " + std::to_string(mc.vocab_size) + ")");
+        TokenizerOptions to;
+        to.vocab_size = mc.vocab_size;
+        to.threads = cfg.train.threads;
+        tokenizer = Tokenizer::train_cached(tokenizer_training_text(corpus, cfg.data.val_fraction), to,
+                                            cache_dir / "tokenizers");
+    }
+    if (tokenizer.vocab_size() != mc.vocab_size)
+        throw Error("the tokenizer has " + std::to_string(tokenizer.vocab_size()) +
+                    " tokens but the model expects " + std::to_string(mc.vocab_size));
+    reporter.status("tokenizing the corpus");
+    Dataset dataset = Dataset::build(corpus, tokenizer, cfg.data.val_fraction, cache_dir / "tokens", seq_len);
+    return {std::move(tokenizer), std::move(dataset)};
+}
+
+size_t TrainableModel::bytes() const
+{
+    return params->bytes() + optimizer->bytes() + model->activations().bytes();
+}
+
+TrainableModel allocate_model(Backend& backend, const ModelConfig& mc, const TrainConfig& tc, int seq_len)
+{
+    TrainableModel m;
+    m.params = std::make_unique<ParamStore>(backend, mc, true);
+    m.optimizer = std::make_unique<Optimizer>(*m.params, tc.optimizer);
+    m.model = std::make_unique<Transformer>(*m.params, tc.batch_size, seq_len, true);
+    return m;
+}
+
+void start_new_run(const RunDirectory& run, const RunConfig& cfg, TrainableModel& model, const Tokenizer& tokenizer)
+{
+    model.params->initialize(cfg.train.seed);
+    fs::create_directories(run.root());
+    run.write_config(cfg);
+    tokenizer.save(run.tokenizer_file());
+}
+
+fs::path checkpoint_to_resume(const RunDirectory& run)
+{
+    auto latest = run.latest_checkpoint();
+    if (!latest) throw Error("the run in " + run.root().string() + " has no complete checkpoint to resume from");
+    return *latest;
+}
+
+TrainerState resume_from_checkpoint(const fs::path& checkpoint, TrainableModel& model, Batcher& batcher)
+{
+    load_weights(checkpoint, *model.params);
+    // An imported model's first checkpoint has weights only: its training
+    // starts with a fresh optimizer state.
+    if (fs::exists(checkpoint / "optimizer.safetensors")) load_optimizer(checkpoint, *model.optimizer, *model.params);
+    TrainerState state = load_trainer_state(checkpoint);
+    batcher.set_state(state.batcher);
+    return state;
+}
+
+void check_steps_left(const TrainerState& state, const TrainConfig& tc)
+{
+    if (state.step >= tc.steps)
+        throw Error("the run already completed " + std::to_string(state.step) +
+                    " steps; resume with a larger --steps to train further");
+}
+
+RunInfo describe_run(const RunDirectory& run, const RunConfig& cfg, int seq_len, const TrainingDevice& device,
+                     const Dataset& dataset, int64_t start_step)
+{
+    const ModelConfig& mc = cfg.model;
+    const TrainConfig& tc = cfg.train;
+    RunInfo info;
+    info.run_dir = run.root().string();
+    info.device = device.backend->name();
+    info.parameters = count_params(mc).total();
+    info.train_tokens = dataset.train_tokens();
+    info.val_tokens = dataset.val_tokens();
+    info.tokens_per_step = tc.tokens_per_step(mc);
+    info.start_step = start_step;
+    info.total_steps = tc.steps;
+    info.flops_per_token = training_flops_per_token(mc, seq_len);
+    info.peak_tflops = device.backend->facts().peak_tflops;
+    info.estimated_memory_bytes = int64_t(device.estimate.total());
+    return info;
+}
+
+} // namespace crucible
