@@ -47,18 +47,25 @@ int run_chat(const ChatCommand& c)
     format.system = system;
     format.user_prefix = c.user_prefix;
     format.assistant_prefix = c.assistant_prefix;
+    ChatTranscript conversation(m.tokenizer, format);
+    // A chat model from Hugging Face talks in its own format.
+    std::string note;
+    if (m.tokenizer_config)
+        conversation.set_template(ChatTemplate::from_tokenizer_config(*m.tokenizer_config, m.tokenizer, &note));
+    if (!note.empty()) fmt::print(stderr, "note: {}\n", note);
     GenerationRequest request;
     request.max_new_tokens = o.max_tokens;
     request.sampling = o.sampling;
     request.stop_strings = o.stop_strings();
-    for (const auto& s : format.stop_strings()) request.stop_strings.push_back(s);
+    for (const auto& s : conversation.stop_strings()) request.stop_strings.push_back(s);
+    request.stop_tokens = conversation.stop_tokens();
     request.reuse_cache = true;
     const size_t budget = ChatTranscript::prompt_budget(m.config.seq_len, o.max_tokens);
 
-    fmt::print(stderr, "Chatting with {} (step {}, {} tokens of context). /reset clears, /quit leaves, "
+    fmt::print(stderr, "Chatting with {} (step {}, {} tokens of context{}). /reset clears, /quit leaves, "
                        "Ctrl-C stops a reply.\n",
-               m.checkpoint.string(), m.step, m.config.seq_len);
-    ChatTranscript conversation(m.tokenizer, format);
+               m.checkpoint.string(), m.step, m.config.seq_len,
+               conversation.chat_template() ? std::string(", ") + conversation.chat_template()->name() + " format" : "");
     std::string line;
     for (;;) {
         fmt::print("{}", c.user_prefix);

@@ -11,6 +11,7 @@
 // text is split into lines), so the cut changes nothing.
 #include "core/data/tokenizer.h"
 
+#include "core/data/sentencepiece_proto.h"
 #include "core/data/utf8.h"
 #include "core/io/file_util.h"
 #include "kernels/error.h"
@@ -50,8 +51,14 @@ Tokenizer Tokenizer::from_serialized(const std::string& model_proto)
 {
     Tokenizer t;
     t.m_sp = std::make_unique<sentencepiece::SentencePieceProcessor>();
-    const auto status = t.m_sp->LoadFromSerializedProto(model_proto);
+    auto status = t.m_sp->LoadFromSerializedProto(model_proto);
     if (!status.ok()) throw Error("not a valid SentencePiece tokenizer model: " + status.ToString());
+    // A dummy prefix is added by encode() instead, once per text (see the header).
+    t.m_space_prefix = sentencepiece_proto::adds_dummy_prefix(model_proto);
+    if (t.m_space_prefix) {
+        status = t.m_sp->LoadFromSerializedProto(sentencepiece_proto::with_dummy_prefix(model_proto, false));
+        if (!status.ok()) throw Error("not a valid SentencePiece tokenizer model: " + status.ToString());
+    }
     t.m_proto = model_proto;
     t.index_pieces();
     return t;
@@ -107,6 +114,7 @@ void Tokenizer::index_pieces()
             throw Error("the tokenizer model has no byte pieces (byte fallback), so it cannot represent every text; "
                         "train a new tokenizer in Crucible");
     m_unk_id = sp.unk_id();
+    if (m_space_prefix) summary += "space prefix\n";
     m_fingerprint = hash_hex(summary);
 }
 
@@ -149,6 +157,15 @@ void Tokenizer::encode_text_run(std::string_view run, std::vector<int32_t>& ids,
 }
 
 std::vector<int32_t> Tokenizer::encode(std::string_view text) const
+{
+    if (!m_space_prefix || text.empty()) return encode_continuation(text);
+    std::string prefixed;
+    prefixed.reserve(text.size() + 1);
+    prefixed.append(1, ' ').append(text);
+    return encode_continuation(prefixed);
+}
+
+std::vector<int32_t> Tokenizer::encode_continuation(std::string_view text) const
 {
     processor();
     std::vector<int32_t> ids;
@@ -211,6 +228,23 @@ bool Tokenizer::is_byte_piece(int32_t id) const
 {
     token_bytes(id);
     return processor().IsByte(id);
+}
+
+TokenKind Tokenizer::kind(int32_t id) const
+{
+    token_bytes(id);
+    const auto& sp = processor();
+    if (sp.IsByte(id)) return TokenKind::byte;
+    if (sp.IsUnknown(id)) return TokenKind::unknown;
+    if (sp.IsControl(id)) return TokenKind::control;
+    if (sp.IsUnused(id)) return TokenKind::unused;
+    return TokenKind::normal;
+}
+
+float Tokenizer::score(int32_t id) const
+{
+    token_bytes(id);
+    return processor().GetScore(id);
 }
 
 } // namespace crucible

@@ -8,6 +8,13 @@
 // straight to <0xNN> byte pieces, and decodes by concatenating each token's
 // bytes. So every byte string round-trips exactly, and streaming can emit a
 // token's bytes as soon as it is sampled.
+//
+// Models trained elsewhere (LLaMA's tokenizer.model) ask SentencePiece for a
+// "dummy prefix": a space added in front of the text, so "Hello" encodes as
+// "▁Hello" as it would mid-sentence. Such a model is loaded with the prefix
+// switched off inside SentencePiece and the space added here, once, in front of
+// the whole text — the same ids SentencePiece (and transformers, and llama.cpp
+// with add_space_prefix) produce, while the line-at-a-time encoding stays.
 #pragma once
 
 #include "core/data/corpus.h"
@@ -22,6 +29,9 @@
 namespace sentencepiece { class SentencePieceProcessor; }
 
 namespace crucible {
+
+// What a vocabulary entry is, as SentencePiece (and GGUF's token types) say.
+enum class TokenKind { normal, unknown, control, unused, byte };
 
 // Ids every vocabulary reserves: <unk>, <s>, </s> and the 256 byte pieces.
 constexpr int kTokenizerReservedIds = 3 + 256;
@@ -60,14 +70,21 @@ public:
     int bos_id() const;
     int eos_id() const;
     int unk_id() const;
+    // True for models that encode text as if it began with a space (see above).
+    bool adds_space_prefix() const { return m_space_prefix; }
 
     std::vector<int32_t> encode(std::string_view text) const;
+    // Text that continues one already begun (after a special token in a chat
+    // template): never a space prefix. The same as encode() for our own models.
+    std::vector<int32_t> encode_continuation(std::string_view text) const;
     std::string decode(const std::vector<int32_t>& ids) const;
     // The exact bytes token `id` stands for (a byte piece is one byte).
     const std::string& token_bytes(int32_t id) const;
     // The piece as SentencePiece writes it (for display: "▁the", "<0x0A>").
     std::string piece(int32_t id) const;
     bool is_byte_piece(int32_t id) const;
+    TokenKind kind(int32_t id) const;
+    float score(int32_t id) const;   // SentencePiece's score (merge priority)
 
 private:
     void index_pieces();
@@ -79,6 +96,7 @@ private:
     std::string m_proto;
     std::string m_fingerprint;
     int m_unk_id = 0;
+    bool m_space_prefix = false;
     std::vector<std::string> m_bytes;      // token id -> bytes
     std::vector<int32_t> m_byte_to_id;     // byte value -> byte piece id
 };

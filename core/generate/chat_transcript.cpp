@@ -57,6 +57,29 @@ void ChatTranscript::truncate(size_t turns)
     m_first = std::min(m_first, m_turns.size());
 }
 
+std::vector<std::string> ChatTranscript::stop_strings() const
+{
+    return m_template ? m_template->stop_strings() : m_format.stop_strings();
+}
+
+std::vector<int32_t> ChatTranscript::stop_tokens() const
+{
+    return m_template ? m_template->stop_tokens() : std::vector<int32_t>{};
+}
+
+// The conversation the model still sees, ending with `message`, through the template.
+std::vector<int32_t> ChatTranscript::rendered(const std::string& message) const
+{
+    std::vector<ChatMessage> messages;
+    if (!m_format.system.empty()) messages.push_back({"system", m_format.system});
+    for (size_t i = m_first; i < m_turns.size(); ++i) {
+        messages.push_back({"user", m_turns[i].message});
+        messages.push_back({"assistant", m_turns[i].reply});
+    }
+    messages.push_back({"user", message});
+    return m_template->encode(m_template->render(messages, true));
+}
+
 std::vector<int32_t> ChatTranscript::opening(const std::string& message) const
 {
     return m_tokenizer.encode(m_format.user_prefix + message + "\n" + m_format.assistant_prefix);
@@ -64,6 +87,10 @@ std::vector<int32_t> ChatTranscript::opening(const std::string& message) const
 
 void ChatTranscript::add_turn(const std::string& message, const std::string& reply)
 {
+    if (m_template) {
+        m_turns.push_back(Turn{message, reply, {}});
+        return;
+    }
     Turn t{message, reply, opening(message)};
     const auto tail = m_tokenizer.encode(trim_newlines(reply) + "\n");
     t.tokens.insert(t.tokens.end(), tail.begin(), tail.end());
@@ -72,9 +99,16 @@ void ChatTranscript::add_turn(const std::string& message, const std::string& rep
 
 int ChatTranscript::prompt(const std::string& message, size_t budget, std::vector<int32_t>& ids)
 {
-    m_pending = Turn{message, {}, opening(message)};
+    m_pending = Turn{message, {}, m_template ? std::vector<int32_t>{} : opening(message)};
     int forgotten = 0;
     for (;;) {
+        if (m_template) {
+            ids = rendered(message);
+            if (ids.size() <= budget || m_first == m_turns.size()) break;
+            ++m_first;
+            ++forgotten;
+            continue;
+        }
         ids = m_system;
         for (size_t i = m_first; i < m_turns.size(); ++i)
             ids.insert(ids.end(), m_turns[i].tokens.begin(), m_turns[i].tokens.end());
@@ -93,6 +127,10 @@ void ChatTranscript::reply(const std::vector<int32_t>& tokens, const std::string
     Turn turn = std::move(m_pending);
     m_pending = Turn{};
     turn.reply = text;
+    if (m_template) {
+        m_turns.push_back(std::move(turn));
+        return;
+    }
     size_t covered = 0;
     for (int32_t t : tokens) {
         const size_t n = m_tokenizer.token_bytes(t).size();

@@ -13,11 +13,17 @@
 // defeat GenerationRequest::reuse_cache). When the conversation outgrows the
 // context, the oldest turns are forgotten: they stay in the transcript but no
 // later prompt holds them.
+//
+// A chat model from Hugging Face brings its own format (a ChatTemplate from
+// its tokenizer_config.json); with one set, every prompt is the whole
+// conversation rendered through it, and its markers and end token stop a reply.
 #pragma once
 
 #include "core/data/tokenizer.h"
+#include "core/generate/chat_template.h"
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -39,6 +45,11 @@ public:
     ChatTranscript(const Tokenizer& tokenizer, ChatFormat format);
 
     const ChatFormat& format() const { return m_format; }
+    void set_template(std::optional<ChatTemplate> chat_template) { m_template = std::move(chat_template); }
+    const std::optional<ChatTemplate>& chat_template() const { return m_template; }
+    // Where a reply ends (besides EOS): the template's, else the format's.
+    std::vector<std::string> stop_strings() const;
+    std::vector<int32_t> stop_tokens() const;
     size_t turns() const { return m_turns.size(); }
     const std::string& message(size_t turn) const { return m_turns[turn].message; }
     const std::string& reply(size_t turn) const { return m_turns[turn].reply; }
@@ -69,9 +80,11 @@ private:
         std::vector<int32_t> tokens;
     };
     std::vector<int32_t> opening(const std::string& message) const;
+    std::vector<int32_t> rendered(const std::string& message) const;
 
     const Tokenizer& m_tokenizer;
     ChatFormat m_format;
+    std::optional<ChatTemplate> m_template;
     std::vector<int32_t> m_system;
     std::vector<Turn> m_turns;
     size_t m_first = 0;

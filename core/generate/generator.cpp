@@ -215,7 +215,8 @@ bool GenerationRun::take_token(size_t b, int32_t token, float probability, std::
 {
     SequenceState& s = m_seqs[b];
     if (s.done) return false;
-    if (m_request.stop_at_eos && m_tokenizer && token == m_tokenizer->eos_id()) {
+    if ((m_request.stop_at_eos && m_tokenizer && token == m_tokenizer->eos_id()) ||
+        std::find(m_request.stop_tokens.begin(), m_request.stop_tokens.end(), token) != m_request.stop_tokens.end()) {
         finish(b, "eos");
         return false;
     }

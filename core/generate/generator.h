@@ -28,6 +28,7 @@ struct GenerationRequest {
     SamplingConfig sampling;
     std::vector<std::string> stop_strings;       // generation of a sequence ends after one appears
     bool stop_at_eos = true;
+    std::vector<int32_t> stop_tokens;            // more tokens that end a sequence as EOS does (a chat template's <|im_end|>)
     int top_alternatives = 0;                    // > 0: report the k most likely tokens at each step
     // Keep the keys and values of the longest prefix each prompt shares with
     // the tokens the previous request left in the cache, and run only the

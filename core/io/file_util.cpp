@@ -46,39 +46,63 @@ void fsync_path(const fs::path& path, bool directory)
 
 } // namespace
 
-void write_file_atomic(const fs::path& path, std::string_view bytes)
+AtomicFile::AtomicFile(fs::path target) : m_target(std::move(target))
 {
-    const fs::path dir = path.has_parent_path() ? path.parent_path() : fs::path(".");
+    const fs::path dir = m_target.has_parent_path() ? m_target.parent_path() : fs::path(".");
     std::error_code ec;
     fs::create_directories(dir, ec);
-    const fs::path tmp = dir / (path.filename().string() + unique_suffix());
-    {
-        const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fd < 0) throw Error("cannot write " + path.string() + ": " + std::strerror(errno));
-        size_t done = 0;
-        while (done < bytes.size()) {
-            const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-            if (n < 0) {
-                if (errno == EINTR) continue;
-                const std::string why = std::strerror(errno);
-                ::close(fd);
-                fs::remove(tmp, ec);
-                throw Error("cannot write " + path.string() + ": " + why);
-            }
-            done += size_t(n);
-        }
-        if (::fsync(fd) != 0 || ::close(fd) != 0) {
-            const std::string why = std::strerror(errno);
-            fs::remove(tmp, ec);
-            throw Error("cannot write " + path.string() + ": " + why);
-        }
+    m_staging = dir / (m_target.filename().string() + unique_suffix());
+    m_fd = ::open(m_staging.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (m_fd < 0) throw Error("cannot write " + m_target.string() + ": " + std::strerror(errno));
+}
+
+AtomicFile::~AtomicFile()
+{
+    if (m_fd >= 0) ::close(m_fd);
+    if (!m_committed) {
+        std::error_code ec;
+        fs::remove(m_staging, ec);
     }
-    fs::rename(tmp, path, ec);
-    if (ec) {
-        fs::remove(tmp, ec);
-        throw Error("cannot replace " + path.string() + ": " + ec.message());
+}
+
+void AtomicFile::append(std::string_view bytes)
+{
+    CRUCIBLE_CHECK(m_fd >= 0, "append to an atomic file after commit");
+    size_t done = 0;
+    while (done < bytes.size()) {
+        const ssize_t n = ::write(m_fd, bytes.data() + done, bytes.size() - done);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            throw Error("cannot write " + m_target.string() + ": " + std::strerror(errno));
+        }
+        done += size_t(n);
     }
-    fsync_path(dir, true);
+    m_size += bytes.size();
+}
+
+void AtomicFile::commit()
+{
+    CRUCIBLE_CHECK(m_fd >= 0, "atomic file committed twice");
+    const int fd = m_fd;
+    m_fd = -1;
+    if (::fsync(fd) != 0) {
+        const std::string why = std::strerror(errno);
+        ::close(fd);
+        throw Error("cannot write " + m_target.string() + ": " + why);
+    }
+    if (::close(fd) != 0) throw Error("cannot write " + m_target.string() + ": " + std::strerror(errno));
+    std::error_code ec;
+    fs::rename(m_staging, m_target, ec);
+    if (ec) throw Error("cannot replace " + m_target.string() + ": " + ec.message());
+    m_committed = true;
+    fsync_path(m_target.has_parent_path() ? m_target.parent_path() : fs::path("."), true);
+}
+
+void write_file_atomic(const fs::path& path, std::string_view bytes)
+{
+    AtomicFile file(path);
+    file.append(bytes);
+    file.commit();
 }
 
 AtomicDirectory::AtomicDirectory(fs::path target) : m_target(std::move(target))

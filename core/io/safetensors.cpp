@@ -6,6 +6,7 @@
 
 #include "core/io/file_util.h"
 #include "kernels/error.h"
+#include "kernels/half.h"
 
 #include <nlohmann/json.hpp>
 
@@ -53,22 +54,6 @@ constexpr const char* kCorruptAdvice = "the file is corrupt or not a safetensors
 [[noreturn]] void corrupt(const fs::path& path, const std::string& problem)
 {
     throw Error(path.string() + " is not a valid safetensors file: " + problem + "; " + kCorruptAdvice);
-}
-
-float bf16_to_f32(uint16_t h) { return std::bit_cast<float>(uint32_t(h) << 16); }
-
-float f16_to_f32(uint16_t h)
-{
-    const uint32_t sign = uint32_t(h & 0x8000u) << 16;
-    const uint32_t exponent = (h >> 10) & 0x1fu;
-    const uint32_t mantissa = h & 0x3ffu;
-    if (exponent == 0) {
-        // Zero or subnormal: mantissa · 2^-24, exact in f32.
-        const float magnitude = std::ldexp(float(mantissa), -24);
-        return sign ? -magnitude : magnitude;
-    }
-    if (exponent == 31) return std::bit_cast<float>(sign | 0x7f800000u | (mantissa << 13));   // inf, NaN
-    return std::bit_cast<float>(sign | ((exponent + 127 - 15) << 23) | (mantissa << 13));
 }
 
 // Loads little-endian u16 values without assuming alignment.
@@ -161,7 +146,7 @@ int64_t SafetensorsEntry::numel() const
     return n;
 }
 
-SafetensorsReader::SafetensorsReader(const fs::path& path) : m_path(path)
+SafetensorsReader::SafetensorsReader(const fs::path& path, Contents contents) : m_path(path)
 {
     std::error_code ec;
     if (!fs::exists(path, ec)) throw Error("file not found: " + path.string());
@@ -236,7 +221,9 @@ SafetensorsReader::SafetensorsReader(const fs::path& path) : m_path(path)
                     " bytes of tensor data, found " + std::to_string(data_size) +
                     "; the file is incomplete or corrupt — restore it or train again");
 
+    if (contents == Contents::header_only) return;
     // Tensor data, read once straight into place.
+    m_has_data = true;
     m_bytes.resize(size_t(file_size));
     if (!read_exact(file.fd, m_bytes.data() + m_data_start, size_t(data_size), m_data_start, why))
         throw Error("cannot read " + path.string() + ": " + why +
@@ -252,6 +239,7 @@ const SafetensorsEntry* SafetensorsReader::find(const std::string& name) const
 
 const uint8_t* SafetensorsReader::raw(const SafetensorsEntry& e) const
 {
+    CRUCIBLE_CHECK(m_has_data, "tensor data requested from a safetensors file opened for its header only");
     return reinterpret_cast<const uint8_t*>(m_bytes.data()) + m_data_start + e.begin;
 }
 
@@ -271,9 +259,9 @@ void SafetensorsReader::read_f32(const std::string& name, const std::vector<int6
     if (e->dtype == "F32") {
         std::memcpy(dst, src, n * sizeof(float));
     } else if (e->dtype == "BF16") {
-        for (size_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(load_u16(src + 2 * i));
+        for (size_t i = 0; i < n; ++i) dst[i] = f32_from_bf16(load_u16(src + 2 * i));
     } else if (e->dtype == "F16") {
-        for (size_t i = 0; i < n; ++i) dst[i] = f16_to_f32(load_u16(src + 2 * i));
+        for (size_t i = 0; i < n; ++i) dst[i] = f32_from_f16(load_u16(src + 2 * i));
     } else {
         throw Error("tensor " + name + " in " + m_path.string() + " has dtype " + e->dtype +
                     "; model weights must be F32, BF16 or F16");

@@ -27,7 +27,13 @@ struct SafetensorsEntry {
 
 class SafetensorsReader {
 public:
-    explicit SafetensorsReader(const std::filesystem::path& path);   // reads and validates
+    // header_only: validate the header (names, dtypes, shapes, byte ranges
+    // against the file's size) without reading tensor data, so a directory of
+    // multi-gigabyte shards can be checked before any of it is loaded; raw()
+    // and read_f32() then throw.
+    enum class Contents { everything, header_only };
+    explicit SafetensorsReader(const std::filesystem::path& path,
+                               Contents contents = Contents::everything);   // reads and validates
 
     const std::filesystem::path& path() const { return m_path; }
     const std::vector<SafetensorsEntry>& entries() const { return m_entries; }
@@ -44,6 +50,7 @@ private:
     std::filesystem::path m_path;
     std::string m_bytes;
     size_t m_data_start = 0;
+    bool m_has_data = false;
     std::vector<SafetensorsEntry> m_entries;
     std::map<std::string, std::string> m_metadata;
 };

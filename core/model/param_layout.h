@@ -39,6 +39,8 @@ struct ParamEntry {
     int64_t offset = 0;    // in elements, from the start of the buffer
 
     int64_t numel() const { return shape.numel(); }
+    // The shape as a list of dimensions, as tensor files store it.
+    std::vector<int64_t> dims() const { return {shape.dims.begin(), shape.dims.begin() + shape.rank}; }
     bool is_matrix() const { return shape.rank == 2; }
     // Hidden 2-D matrices (attention and MLP projections): Muon's share.
     bool is_hidden_matrix() const;

@@ -12,8 +12,6 @@ namespace crucible {
 
 namespace {
 
-std::vector<int64_t> dims(const Shape& s) { return std::vector<int64_t>(s.dims.begin(), s.dims.begin() + s.rank); }
-
 nlohmann::json eval_to_json(const EvalMetrics& e)
 {
     return {{"step", e.step},         {"loss", e.loss},        {"perplexity", e.perplexity},
@@ -73,7 +71,7 @@ void save_checkpoint(const fs::path& dir, const ParamStore& params, const Tokeni
     const std::vector<float> weights = params.download_master();
     SafetensorsWriter model;
     model.set_metadata("format", "pt");
-    for (const ParamEntry& e : layout.entries()) model.add_f32(e.name, dims(e.shape), weights.data() + e.offset);
+    for (const ParamEntry& e : layout.entries()) model.add_f32(e.name, e.dims(), weights.data() + e.offset);
     model.write(out.staging() / "model.safetensors");
 
     const nlohmann::json hf = to_hf_config(params.config(), tokenizer.bos_id(), tokenizer.eos_id());
@@ -91,10 +89,10 @@ void save_checkpoint(const fs::path& dir, const ParamStore& params, const Tokeni
         const bool muon = optimizer->config().type == OptimizerType::muon;
         for (const ParamEntry& e : layout.entries()) {
             if (muon && e.is_hidden_matrix()) {
-                opt.add_f32("momentum." + e.name, dims(e.shape), m.data() + e.offset);
+                opt.add_f32("momentum." + e.name, e.dims(), m.data() + e.offset);
             } else {
-                opt.add_f32("exp_avg." + e.name, dims(e.shape), m.data() + e.offset);
-                opt.add_f32("exp_avg_sq." + e.name, dims(e.shape), v.data() + e.offset);
+                opt.add_f32("exp_avg." + e.name, e.dims(), m.data() + e.offset);
+                opt.add_f32("exp_avg_sq." + e.name, e.dims(), v.data() + e.offset);
             }
         }
         opt.write(out.staging() / "optimizer.safetensors");
@@ -115,7 +113,7 @@ void load_weights(const fs::path& dir, ParamStore& params)
         if (!reader.find(e.name))
             throw Error(file.string() + " has no tensor " + e.name +
                         ": it was written for a different model configuration");
-        reader.read_f32(e.name, dims(e.shape), host.data() + e.offset);
+        reader.read_f32(e.name, e.dims(), host.data() + e.offset);
     }
     params.upload_master(host);
 }
@@ -135,10 +133,10 @@ void load_optimizer(const fs::path& dir, Optimizer& optimizer, const ParamStore&
     const bool muon = optimizer.config().type == OptimizerType::muon;
     for (const ParamEntry& e : layout.entries()) {
         if (muon && e.is_hidden_matrix()) {
-            reader.read_f32("momentum." + e.name, dims(e.shape), m.data() + e.offset);
+            reader.read_f32("momentum." + e.name, e.dims(), m.data() + e.offset);
         } else {
-            reader.read_f32("exp_avg." + e.name, dims(e.shape), m.data() + e.offset);
-            reader.read_f32("exp_avg_sq." + e.name, dims(e.shape), v.data() + e.offset);
+            reader.read_f32("exp_avg." + e.name, e.dims(), m.data() + e.offset);
+            reader.read_f32("exp_avg_sq." + e.name, e.dims(), v.data() + e.offset);
         }
     }
     Backend& be = params.backend();

@@ -6,6 +6,8 @@
 #include "core/model/param_store.h"
 #include "kernels/backend_factory.h"
 
+#include <nlohmann/json.hpp>
+
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -20,6 +22,10 @@ struct LoadedModel {
     std::filesystem::path run_root;      // empty for a bare checkpoint folder
     std::filesystem::path checkpoint;
     int64_t step = 0;
+    // tokenizer_config.json of a model from Hugging Face (chat template,
+    // special tokens, whether prompts start with BOS); absent for models
+    // trained here.
+    std::optional<nlohmann::json> tokenizer_config;
 };
 
 // Throws Error naming what is missing or corrupt.

@@ -1,6 +1,7 @@
 #include "core/train/run_dir.h"
 
 #include "core/io/file_util.h"
+#include "core/io/hf_model_dir.h"
 #include "kernels/error.h"
 
 #include <algorithm>
@@ -97,8 +98,8 @@ ResolvedCheckpoint resolve_checkpoint(const fs::path& path)
 {
     std::error_code ec;
     if (!fs::exists(path, ec)) throw Error("not found: " + path.string());
-    if (fs::exists(path / "model.safetensors", ec)) {
-        // A checkpoint directory: run/checkpoints/step_N
+    if (is_hf_model_dir(path)) {
+        // A checkpoint directory (run/checkpoints/step_N), or any Hugging Face model folder
         const fs::path root = path.parent_path().parent_path();
         return {RunDirectory(root).exists() ? root : fs::path(), path};
     }

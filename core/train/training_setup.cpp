@@ -99,7 +99,9 @@ fs::path checkpoint_to_resume(const RunDirectory& run)
 TrainerState resume_from_checkpoint(const fs::path& checkpoint, TrainableModel& model, Batcher& batcher)
 {
     load_weights(checkpoint, *model.params);
-    load_optimizer(checkpoint, *model.optimizer, *model.params);
+    // An imported model's first checkpoint has weights only: its training
+    // starts with a fresh optimizer state.
+    if (fs::exists(checkpoint / "optimizer.safetensors")) load_optimizer(checkpoint, *model.optimizer, *model.params);
     TrainerState state = load_trainer_state(checkpoint);
     batcher.set_state(state.batcher);
     return state;

@@ -11,6 +11,7 @@
 #pragma once
 
 #include "kernels/error.h"
+#include "kernels/half.h"
 #include "kernels/tensor.h"
 
 #include <cblas.h>
@@ -148,20 +149,10 @@ inline float exp_shifted_sum(float* out, const float* in, float shift, int64_t n
 
 // ---- bf16 / f16 ----------------------------------------------------------------
 
-// Round to nearest even; NaN stays a (quiet) NaN instead of rounding to Inf.
-inline uint16_t bf16_from_f32(float f)
-{
-    const uint32_t u = std::bit_cast<uint32_t>(f);
-    const uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
-    const bool is_nan = (u & 0x7fffffffu) > 0x7f800000u;
-    return static_cast<uint16_t>(is_nan ? ((u >> 16) | 0x0040u) : rounded);
-}
-
-inline float f32_from_bf16(uint16_t h) { return std::bit_cast<float>(static_cast<uint32_t>(h) << 16); }
-
-// F16C does the rounding (to nearest even) in hardware.
-inline uint16_t f16_from_f32(float f) { return std::bit_cast<uint16_t>(static_cast<_Float16>(f)); }
-inline float f32_from_f16(uint16_t h) { return static_cast<float>(std::bit_cast<_Float16>(h)); }
+using crucible::bf16_from_f32;
+using crucible::f16_from_f32;
+using crucible::f32_from_bf16;
+using crucible::f32_from_f16;
 
 // Stores an updated weight into a compute copy of dtype f32, bf16 or f16.
 inline void store_compute(void* dst, DType dtype, int64_t i, float value)

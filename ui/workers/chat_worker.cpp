@@ -172,8 +172,12 @@ void ChatWorker::syncTranscript(const ChatGenerateRequest& request)
     format.assistant_prefix = request.assistantPrefix.toStdString();
     const ChatFormat* held = m_transcript ? &m_transcript->format() : nullptr;
     if (!held || held->system != format.system || held->user_prefix != format.user_prefix ||
-        held->assistant_prefix != format.assistant_prefix)
+        held->assistant_prefix != format.assistant_prefix) {
         m_transcript = std::make_unique<ChatTranscript>(m_model->tokenizer, format);
+        // A chat model from Hugging Face talks in its own format (its chat template).
+        if (m_model->tokenizer_config)
+            m_transcript->set_template(ChatTemplate::from_tokenizer_config(*m_model->tokenizer_config, m_model->tokenizer));
+    }
     // Keep the turns the page still shows unchanged (with the model's own
     // tokens, which the KV cache holds), and encode the rest from their text.
     size_t same = 0;
@@ -222,7 +226,8 @@ void ChatWorker::generate(const ChatGenerateRequest& request)
         GenerationRequest g;
         g.max_new_tokens = request.maxNewTokens;
         g.sampling = request.sampling;
-        g.stop_strings = m_transcript->format().stop_strings();
+        g.stop_strings = m_transcript->stop_strings();
+        g.stop_tokens = m_transcript->stop_tokens();
         g.top_alternatives = request.alternatives;
         g.reuse_cache = true;
         std::vector<int32_t> ids;

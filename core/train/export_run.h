@@ -1,0 +1,23 @@
+// Exporting a run (or checkpoint, or model folder) for other tools: the one
+// function behind `crucible-cli export` and the Runs page's Export.
+#pragma once
+
+#include <filesystem>
+#include <string>
+
+namespace crucible {
+
+struct ExportRequest {
+    std::string format;     // "gguf" (llama.cpp) or "hf" (transformers)
+    std::string type;       // gguf: f32, f16, bf16, q8_0; hf: f32, bf16, f16; empty: f16 / f32
+    std::filesystem::path out;
+};
+
+struct ExportResult {
+    std::string description;   // one line for the user: what was written
+};
+
+// Loads the model on the CPU and writes it; throws Error with what to change.
+ExportResult export_run(const std::filesystem::path& run, const ExportRequest& request);
+
+} // namespace crucible
