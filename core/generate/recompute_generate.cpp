@@ -10,7 +10,9 @@ void generate_recompute(Transformer& model, std::vector<int32_t>& tokens, int ma
                         const std::function<bool(int32_t)>& on_token)
 {
     CRUCIBLE_CHECK(!tokens.empty(), "generation needs at least one prompt token");
-    const int64_t window = model.config().seq_len;
+    // The model may have been allocated for less than its context (training
+    // on shorter windows): the window is what it can take.
+    const int64_t window = model.max_seq();
     std::vector<float> logits;
     for (int i = 0; i < max_new_tokens; ++i) {
         const int64_t len = std::min<int64_t>(int64_t(tokens.size()), window);

@@ -36,6 +36,8 @@ public:
     ParamStore& params() const { return *m_params; }
     Backend& backend() const { return m_params->backend(); }
     const Activations& activations() const { return *m_acts; }
+    // The longest sequence one call takes (≤ the model's context).
+    int64_t max_seq() const { return m_max_seq; }
 
     // Forward and backward of one micro-batch (tokens and targets are host
     // arrays [B·T]); weight gradients accumulate scaled by grad_scale.

@@ -54,6 +54,8 @@ int64_t CudaBackend::do_capture_graph(const std::function<void()>& ops)
     return id;
 }
 
+uint64_t CudaBackend::do_graph_epoch() const { return m_graph_epoch; }
+
 void CudaBackend::do_replay_graph(int64_t graph)
 {
     auto it = m_graphs.find(graph);
