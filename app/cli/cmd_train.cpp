@@ -81,9 +81,16 @@ int run_train(const TrainCommand& c)
         if (!c.out.empty()) throw Error("--out and --resume are exclusive: --resume continues a run in place");
         topts.run_dir = c.resume;
         topts.resume = true;
-        // Only --steps can extend a resumed run; everything else comes from its config.json.
+        // Only --steps can extend a resumed run; the model and training settings come from its config.json ...
         if (c.options.steps) config.train.steps = *c.options.steps;
         else config.train.steps = 0;
+        // ... and where it trains: a run resumes on any number of replicas.
+        if (c.options.placement_given()) {
+            TrainConfig placement;
+            placement.device = "";
+            c.options.apply_placement(placement);
+            topts.placement = placement;
+        }
     } else {
         config = c.options.resolve();
         topts.run_dir = c.out.empty() ? default_runs_dir() / (config.model.name + "-" + timestamp()) : std::filesystem::path(c.out);

@@ -24,6 +24,8 @@ void TrainOptions::add_to(CLI::App& cmd, bool with_data)
     cmd.add_option("--target-bpb", target_bpb, "Finish once validation reaches this many bits per byte");
     cmd.add_option("--device", device, "cpu or cuda");
     cmd.add_option("--threads", threads, "CPU threads (0 = all cores)");
+    cmd.add_option("--gpus", gpus, "GPUs to train on, data parallel, e.g. 0,1,2,3 (implies --device cuda)");
+    cmd.add_option("--cpu-replicas", cpu_replicas, "Data-parallel replicas on the CPU, sharing its cores");
     cmd.add_option("--seed", seed, "Random seed (initialisation and data order)");
     cmd.add_option("--eval-every", eval_every, "Evaluate every N steps (0 = at the end)");
     cmd.add_option("--eval-batches", eval_batches, "Validation batches per evaluation (0 = all)");
@@ -104,12 +106,37 @@ RunConfig TrainOptions::resolve() const
     if (min_lr_ratio) t.schedule.min_lr_ratio = *min_lr_ratio;
     if (target_bpb) t.target_bits_per_byte = *target_bpb;
     if (!device.empty()) t.device = device;
+    apply_placement(t);
     if (!data.empty()) c.data.paths = data;
     if (val_fraction) c.data.val_fraction = *val_fraction;
     // Keep warmup inside short runs unless the user set it explicitly.
     if (!warmup && t.schedule.warmup_steps > t.steps / 5) t.schedule.warmup_steps = t.steps / 5;
     c.validate();
     return c;
+}
+
+void TrainOptions::apply_placement(TrainConfig& t) const
+{
+    if (cpu_replicas) t.cpu_replicas = *cpu_replicas;
+    if (gpus.empty()) return;
+    t.device = "cuda";
+    t.gpus.clear();
+    size_t at = 0;
+    while (at <= gpus.size()) {
+        const size_t comma = std::min(gpus.find(',', at), gpus.size());
+        const std::string item = gpus.substr(at, comma - at);
+        size_t used = 0;
+        int index = -1;
+        try {
+            index = std::stoi(item, &used);
+        } catch (const std::exception&) {
+            used = 0;
+        }
+        if (item.empty() || used != item.size() || index < 0)
+            throw Error("--gpus takes GPU numbers separated by commas, e.g. 0,1; \"" + item + "\" is not one");
+        t.gpus.push_back(index);
+        at = comma + 1;
+    }
 }
 
 } // namespace crucible::cli

@@ -16,11 +16,11 @@ struct TrainOptions {
     std::string preset = "nano";
     std::string config_file;
     std::optional<int> steps, batch, accum, seq, threads, eval_every, eval_batches, checkpoint_every, sample_every,
-        sample_tokens, warmup, vocab, d_model, layers, heads, kv_heads, ff, context;
+        sample_tokens, warmup, vocab, d_model, layers, heads, kv_heads, ff, context, cpu_replicas;
     std::optional<float> lr, muon_lr, weight_decay, clip, min_lr_ratio, target_bpb;
     std::optional<uint64_t> seed;
     std::optional<double> val_fraction;
-    std::string optimizer, schedule, device, norm, mlp;
+    std::string optimizer, schedule, device, norm, mlp, gpus;
     bool qk_norm = false, untied = false;
     std::vector<std::string> data;
 
@@ -28,6 +28,9 @@ struct TrainOptions {
     void add_to(CLI::App& cmd, bool with_data = true);
     // The preset (or file) with every given override applied; validated.
     RunConfig resolve() const;
+    // --gpus / --cpu-replicas as given (a resumed run may change them).
+    bool placement_given() const { return !gpus.empty() || cpu_replicas.has_value(); }
+    void apply_placement(TrainConfig& t) const;
 };
 
 } // namespace crucible::cli

@@ -61,6 +61,23 @@ void Batcher::next(int batch, int32_t* tokens, int32_t* targets)
     }
 }
 
+void Batcher::skip(int64_t windows)
+{
+    if (windows < 0) throw Error("cannot skip back " + std::to_string(-windows) + " windows");
+    const int64_t per_epoch = windows_per_epoch();
+    if (per_epoch == 0) return;
+    // Finish this epoch, jump whole epochs, then land inside the last one.
+    int64_t left = windows;
+    const int64_t in_this_epoch = per_epoch - m_state.position;
+    if (left <= in_this_epoch) {
+        m_state.position += left;
+        return;
+    }
+    left -= in_this_epoch;
+    m_state.epoch += 1 + (left - 1) / per_epoch;
+    m_state.position = left - (left - 1) / per_epoch * per_epoch;
+}
+
 void Batcher::set_state(const State& s)
 {
     if (s.epoch < 0 || s.position < 0 || s.position > windows_per_epoch())

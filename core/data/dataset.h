@@ -76,6 +76,9 @@ public:
 
     // Fills batch × seq_len tokens and targets with the next windows.
     void next(int batch, int32_t* tokens, int32_t* targets);
+    // Moves past `windows` windows as next() would, without reading them: a
+    // data-parallel replica skips the other replicas' share of a step.
+    void skip(int64_t windows);
 
     struct State { int64_t epoch = 0; int64_t position = 0; };
     State state() const { return m_state; }

@@ -23,6 +23,13 @@ std::vector<std::string> RunConfig::problems() const
     need(t.target_bits_per_byte >= 0.0f, "target bits per byte must be 0 (off) or positive");
     need(t.device == "cpu" || t.device == "cuda", "device must be \"cpu\" or \"cuda\", got \"" + t.device + "\"");
     need(t.threads >= 0, "threads must be 0 (all cores) or positive");
+    need(t.cpu_replicas >= 1 && t.cpu_replicas <= 64, "CPU replicas must be between 1 and 64");
+    need(t.device == "cuda" || t.gpus.empty(), "GPUs are chosen only when training on \"cuda\"");
+    for (size_t i = 0; i < t.gpus.size(); ++i) {
+        need(t.gpus[i] >= 0, "GPU numbers start at 0, got " + std::to_string(t.gpus[i]));
+        for (size_t k = 0; k < i; ++k)
+            need(t.gpus[k] != t.gpus[i], "GPU " + std::to_string(t.gpus[i]) + " is listed twice");
+    }
     for (const auto& s : t.optimizer.problems()) p.push_back(s);
     if (auto s = t.schedule.problems(t.steps); !s.empty()) p.push_back(s);
     need(data.val_fraction > 0.0 && data.val_fraction < 0.9, "validation fraction must be in (0, 0.9)");
@@ -56,7 +63,9 @@ nlohmann::json to_json(const TrainConfig& c)
             {"sample_temperature", c.sample_temperature},
             {"target_bits_per_byte", c.target_bits_per_byte},
             {"device", c.device},
-            {"threads", c.threads}};
+            {"threads", c.threads},
+            {"gpus", c.gpus},
+            {"cpu_replicas", c.cpu_replicas}};
 }
 
 nlohmann::json to_json(const DataConfig& c)
@@ -74,7 +83,7 @@ TrainConfig train_config_from_json(const nlohmann::json& j)
     JsonReader r(j, "train",
                  {"batch_size", "grad_accum", "steps", "seq_len", "seed", "optimizer", "schedule", "eval_every",
                   "eval_batches", "checkpoint_every", "sample_every", "sample_tokens", "sample_prompt",
-                  "sample_temperature", "target_bits_per_byte", "device", "threads"});
+                  "sample_temperature", "target_bits_per_byte", "device", "threads", "gpus", "cpu_replicas"});
     TrainConfig c;
     r.read("batch_size", c.batch_size);
     r.read("grad_accum", c.grad_accum);
@@ -93,6 +102,8 @@ TrainConfig train_config_from_json(const nlohmann::json& j)
     r.read("target_bits_per_byte", c.target_bits_per_byte);
     r.read("device", c.device);
     r.read("threads", c.threads);
+    r.read("gpus", c.gpus);
+    r.read("cpu_replicas", c.cpu_replicas);
     return c;
 }
 

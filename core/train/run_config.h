@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -39,11 +40,18 @@ struct TrainConfig {
     float target_bits_per_byte = 0;   // > 0: finish once validation reaches it (speedruns)
     std::string device = "cpu";       // "cpu" or "cuda"
     int threads = 0;                  // CPU threads; 0 = all cores
+    // Data parallelism: the GPUs to train on, one replica each ("cuda"; empty
+    // = GPU 0 alone), or the number of CPU replicas ("cpu"), which share the
+    // cores. Each replica takes batch_size × grad_accum sequences of a step.
+    std::vector<int> gpus;
+    int cpu_replicas = 1;
+
+    int replicas() const { return device == "cuda" ? std::max<int>(1, int(gpus.size())) : cpu_replicas; }
 
     int resolved_seq_len(const ModelConfig& m) const { return seq_len > 0 ? seq_len : m.seq_len; }
     int64_t tokens_per_step(const ModelConfig& m) const
     {
-        return int64_t(batch_size) * grad_accum * resolved_seq_len(m);
+        return int64_t(batch_size) * grad_accum * replicas() * resolved_seq_len(m);
     }
 };
 

@@ -10,11 +10,12 @@ bool StepResult::applied() const
     return std::isfinite(loss.mean()) && !update.skipped;
 }
 
-TrainStep::TrainStep(int batch, int seq_len, int grad_accum)
+TrainStep::TrainStep(int batch, int seq_len, int grad_accum, ReplicaShare share)
     : m_batch(batch),
       m_seq_len(seq_len),
       m_grad_accum(grad_accum),
-      m_grad_scale(1.0f / float(int64_t(batch) * seq_len * grad_accum)),
+      m_share(share),
+      m_grad_scale(1.0f / float(int64_t(batch) * seq_len * grad_accum * share.world)),
       m_tokens(size_t(batch) * size_t(seq_len)),
       m_targets(m_tokens.size())
 {
@@ -24,12 +25,15 @@ LossSum TrainStep::accumulate(ParamStore& params, Transformer& model, Batcher& b
 {
     params.zero_grads();
     LossSum loss;
+    const int64_t share_windows = int64_t(m_batch) * m_grad_accum;
+    batcher.skip(share_windows * m_share.rank);
     for (int micro = 0; micro < m_grad_accum; ++micro) {
         batcher.next(m_batch, m_tokens.data(), m_targets.data());
         const LossSum l = model.train_micro_batch(m_tokens.data(), m_targets.data(), m_batch, m_seq_len, m_grad_scale);
         loss.loss += l.loss;
         loss.tokens += l.tokens;
     }
+    batcher.skip(share_windows * (m_share.world - 1 - m_share.rank));
     return loss;
 }
 

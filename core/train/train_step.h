@@ -32,16 +32,27 @@ struct StepResult {
     bool applied() const;
 };
 
+// The share of a step that one data-parallel replica computes: of the
+// world · grad_accum micro-batches a step draws, rank r takes
+// r·grad_accum … (r+1)·grad_accum − 1, so the world together computes what
+// one device computes with grad_accum · world micro-batches.
+struct ReplicaShare {
+    int rank = 0;
+    int world = 1;
+};
+
 class TrainStep {
 public:
-    TrainStep(int batch, int seq_len, int grad_accum);
+    TrainStep(int batch, int seq_len, int grad_accum, ReplicaShare share = {});
 
     int batch() const { return m_batch; }
     int seq_len() const { return m_seq_len; }
     int grad_accum() const { return m_grad_accum; }
 
-    // Zeroes `params`' gradients, then runs grad_accum micro-batches from
-    // `batcher` through `model`, whose backward fills them.
+    // Zeroes `params`' gradients, then runs this replica's grad_accum
+    // micro-batches from `batcher` through `model`, whose backward fills them
+    // (each token weighted for the whole world's step). The batcher ends
+    // where the step ends, on every replica.
     LossSum accumulate(ParamStore& params, Transformer& model, Batcher& batcher);
     static OptimizerStepInfo update(Optimizer& optimizer, double lr_multiplier);
 
@@ -50,6 +61,7 @@ public:
 
 private:
     int m_batch, m_seq_len, m_grad_accum;
+    ReplicaShare m_share;
     float m_grad_scale;
     std::vector<int32_t> m_tokens, m_targets;
 };

@@ -2,6 +2,7 @@
 
 #include "core/optim/lr_schedule.h"
 #include "core/train/periodic_work.h"
+#include "core/train/replica_group.h"
 #include "core/train/train_step.h"
 #include "core/train/training_setup.h"
 #include "core/util/paths.h"
@@ -27,6 +28,7 @@ struct Trainer::Session {
     std::optional<Batcher> batcher;
     std::vector<Window> val_windows;
     TrainableModel model;
+    std::unique_ptr<ReplicaGroup> replicas;   // data parallel: the other devices; after the model it copies
     TrainerState state;
     RunInfo info;
     CheckpointWriter checkpoints;
@@ -95,6 +97,13 @@ void Trainer::set_up(Session& s)
     if (m_options.run_dir.empty()) throw Error("no run directory given");
     s.run = RunDirectory(m_options.run_dir);
     s.config = resolve_run_config(m_config, s.run, m_options.resume);
+    if (m_options.resume && m_options.placement) {
+        TrainConfig& tc = s.config.train;
+        if (!m_options.placement->device.empty()) tc.device = m_options.placement->device;
+        tc.gpus = m_options.placement->gpus;
+        tc.cpu_replicas = m_options.placement->cpu_replicas;
+        s.config.validate();
+    }
     const ModelConfig& mc = s.config.model;
     const TrainConfig& tc = s.config.train;
     s.seq_len = tc.resolved_seq_len(mc);
@@ -118,6 +127,12 @@ void Trainer::set_up(Session& s)
     } else {
         start_new_run(s.run, s.config, s.model, s.data->tokenizer);
     }
+    if (tc.replicas() > 1) {
+        s.reporter.status("opening " + std::to_string(tc.replicas()) + " data-parallel replicas");
+        s.replicas = std::make_unique<ReplicaGroup>(s.config, s.seq_len, s.data->dataset, s.model,
+                                                    *s.device.backend, *s.batcher);
+        s.replicas->align_with_leader();
+    }
     s.reporter.open_log(s.run.metrics_file());
 
     s.info = describe_run(s.run, s.config, s.seq_len, s.device, s.data->dataset, s.state.step);
@@ -139,7 +154,8 @@ RunSummary Trainer::train(Session& s)
         if (m_stop.load()) break;
 
         const double lr_mult = lr_multiplier(tc.schedule, s.state.step, tc.steps);
-        const StepResult r = step.run(*m.params, *m.model, *s.batcher, *m.optimizer, lr_mult);
+        const StepResult r = s.replicas ? s.replicas->step(lr_mult)
+                                        : step.run(*m.params, *m.model, *s.batcher, *m.optimizer, lr_mult);
         const DivergenceGuard::Verdict verdict = guard.judge(r);
         if (verdict == DivergenceGuard::Verdict::diverged) {
             // The weights are still those of the last applied step: keep them.

@@ -21,6 +21,7 @@
 #include <condition_variable>
 #include <filesystem>
 #include <mutex>
+#include <optional>
 
 namespace crucible {
 
@@ -30,6 +31,10 @@ struct TrainerOptions {
     std::filesystem::path run_dir;
     bool resume = false;                 // continue the run in run_dir from its latest checkpoint
     std::filesystem::path cache_dir;     // tokenizer and token caches; empty = default_cache_dir()
+    // When resuming: train on these replicas (its gpus, cpu_replicas and, when
+    // not empty, device) instead of the run's own. The global batch changes
+    // with the number of replicas.
+    std::optional<TrainConfig> placement;
 };
 
 class Trainer {

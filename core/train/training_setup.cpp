@@ -2,6 +2,8 @@
 
 #include "kernels/error.h"
 
+#include <algorithm>
+
 namespace fs = std::filesystem;
 
 namespace crucible {
@@ -24,11 +26,15 @@ RunConfig resolve_run_config(const RunConfig& requested, const RunDirectory& run
     return cfg;
 }
 
-BackendOptions backend_options(const TrainConfig& tc)
+BackendOptions backend_options(const TrainConfig& tc, int replica)
 {
     BackendOptions bo;
     bo.device = tc.device == "cuda" ? DeviceKind::cuda : DeviceKind::cpu;
     bo.threads = tc.threads;
+    if (bo.device == DeviceKind::cuda && !tc.gpus.empty()) bo.cuda_device = tc.gpus[size_t(replica)];
+    // CPU replicas share the cores.
+    if (bo.device == DeviceKind::cpu && tc.cpu_replicas > 1)
+        bo.threads = std::max(1, (tc.threads > 0 ? tc.threads : default_cpu_threads()) / tc.cpu_replicas);
     return bo;
 }
 
@@ -121,7 +127,8 @@ RunInfo describe_run(const RunDirectory& run, const RunConfig& cfg, int seq_len,
     const TrainConfig& tc = cfg.train;
     RunInfo info;
     info.run_dir = run.root().string();
-    info.device = device.backend->name();
+    const int replicas = tc.replicas();
+    info.device = replicas > 1 ? std::to_string(replicas) + " × " + device.backend->name() : device.backend->name();
     info.parameters = count_params(mc).total();
     info.train_tokens = dataset.train_tokens();
     info.val_tokens = dataset.val_tokens();
@@ -129,7 +136,7 @@ RunInfo describe_run(const RunDirectory& run, const RunConfig& cfg, int seq_len,
     info.start_step = start_step;
     info.total_steps = tc.steps;
     info.flops_per_token = training_flops_per_token(mc, seq_len);
-    info.peak_tflops = device.backend->facts().peak_tflops;
+    info.peak_tflops = device.backend->facts().peak_tflops * replicas;   // MFU of the whole group
     info.estimated_memory_bytes = int64_t(device.estimate.total());
     return info;
 }

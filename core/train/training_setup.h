@@ -29,7 +29,8 @@ namespace crucible {
 // config.json, its step count extended when `requested` asks for more.
 RunConfig resolve_run_config(const RunConfig& requested, const RunDirectory& run, bool resume);
 
-BackendOptions backend_options(const TrainConfig& tc);
+// The backend of data-parallel replica `replica` (0 for a one-device run).
+BackendOptions backend_options(const TrainConfig& tc, int replica = 0);
 
 // A backend with room for the run: its peak memory, estimated before anything
 // is allocated, is checked against the device's free memory.

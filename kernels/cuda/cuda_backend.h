@@ -75,6 +75,7 @@ public:
 
     // ---- used by the op files ---------------------------------------------------------
     cudaStream_t stream() const { return m_stream; }
+    int device_ordinal() const { return m_device; }
     const cudaDeviceProp& props() const { return m_props; }
     int sm_count() const { return m_props.multiProcessorCount; }
     // Device scratch of at least `bytes`, valid until the next call (grown, never shrunk).

@@ -184,6 +184,31 @@ private slots:
             for (size_t i = 1; i < s.size(); ++i) QCOMPARE(s[i] - s[i - 1], int64_t(seq_len));
     }
 
+    void skipLandsWhereReadingWould()
+    {
+        // A data-parallel replica skips the others' windows: it must land
+        // where reading them would have, across epoch ends too.
+        const int seq_len = 16;
+        const Dataset ds = Dataset::build(*m_corpus, *m_tok, 0.1, {}, seq_len);
+        Batcher probe(ds, seq_len, 9);
+        const int64_t per_epoch = probe.windows_per_epoch();
+        std::vector<int32_t> tokens(size_t(seq_len) * size_t(3 * per_epoch + 10)), targets(tokens.size());
+        for (int64_t n : {int64_t(0), int64_t(1), int64_t(5), per_epoch - 3, per_epoch, per_epoch + 1,
+                          3 * per_epoch}) {
+            Batcher read(ds, seq_len, 9), skipped(ds, seq_len, 9);
+            read.next(3, tokens.data(), targets.data());
+            skipped.next(3, tokens.data(), targets.data());
+            if (n > 0) read.next(int(n), tokens.data(), targets.data());
+            skipped.skip(n);
+            QCOMPARE(skipped.state().epoch, read.state().epoch);
+            QCOMPARE(skipped.state().position, read.state().position);
+            std::vector<int32_t> a(static_cast<size_t>(seq_len)), b(a.size()), ta(a.size()), tb(a.size());
+            read.next(1, a.data(), ta.data());
+            skipped.next(1, b.data(), tb.data());
+            QVERIFY(a == b);
+        }
+    }
+
     void windowsHaveShiftedTargets()
     {
         const int seq_len = 24;

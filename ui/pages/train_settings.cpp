@@ -18,9 +18,12 @@
 #include <QLineEdit>
 #include <QLocale>
 #include <QRegularExpressionValidator>
+#include <QSignalBlocker>
 #include <QSpinBox>
 #include <QStandardItemModel>
 #include <QVBoxLayout>
+
+#include <algorithm>
 
 namespace crucible::ui {
 
@@ -271,6 +274,14 @@ QWidget* TrainSettings::buildDevice()
     m_device->addItem(tr("CUDA GPU"), QStringLiteral("cuda"));
     m_deviceNote = makeNote(QString(), box);
     m_deviceNote->setObjectName(QStringLiteral("deviceNote"));
+    m_gpuList = new QWidget(box);
+    m_gpuList->setObjectName(QStringLiteral("gpuList"));
+    auto* gpuLayout = new QVBoxLayout(m_gpuList);
+    gpuLayout->setContentsMargins(0, 0, 0, 0);
+    m_gpuLabel = new QLabel(tr("GPUs"), box);
+    m_cpuReplicas = makeSpin(box, "cpuReplicasSpin", 1, 64,
+                             tr("Data-parallel replicas on the CPU: each trains on its own share of every step "
+                                "and the cores are split between them"));
     m_threads = makeSpin(box, "threadsSpin", 0, 1024, tr("CPU threads for the CPU backend"),
                          tr("all cores (%1)").arg(default_cpu_threads()));
     m_seed = new QLineEdit(box);
@@ -279,6 +290,8 @@ QWidget* TrainSettings::buildDevice()
     m_seed->setToolTip(tr("Initialisation and data order; the same seed gives the same run"));
     f->addRow(tr("Device"), m_device);
     f->addRow(m_deviceNote);
+    f->addRow(m_gpuLabel, m_gpuList);
+    f->addRow(tr("CPU replicas"), m_cpuReplicas);
     f->addRow(tr("CPU threads"), m_threads);
     f->addRow(tr("Seed"), m_seed);
     connect(m_device, &QComboBox::currentIndexChanged, this, [this] {
@@ -286,6 +299,8 @@ QWidget* TrainSettings::buildDevice()
         edit([&](TrainConfig& t) { t.device = device; });
     });
     connect(m_threads, &QSpinBox::valueChanged, this, [this](int v) { edit([&](TrainConfig& t) { t.threads = v; }); });
+    connect(m_cpuReplicas, &QSpinBox::valueChanged, this,
+            [this](int v) { edit([&](TrainConfig& t) { t.cpu_replicas = v; }); });
     connect(m_seed, &QLineEdit::editingFinished, this, [this] {
         bool ok = false;
         const qulonglong seed = m_seed->text().toULongLong(&ok);
@@ -309,7 +324,41 @@ void TrainSettings::updateDevices()
         cuda->setToolTip(devices->cudaUnavailableReason());
     }
     model->item(0)->setText(tr("CPU — %1").arg(devices->cpu().name));
+    rebuildGpuBoxes();
     updateDerived();
+}
+
+void TrainSettings::rebuildGpuBoxes()
+{
+    qDeleteAll(m_gpuBoxes);
+    m_gpuBoxes.clear();
+    const QList<DeviceDescription> gpus = m_context.devices()->cudaDevices();
+    if (gpus.size() < 2) return;   // one GPU: nothing to choose
+    const std::vector<int>& chosen = m_context.config()->config().train.gpus;
+    for (int i = 0; i < gpus.size(); ++i) {
+        auto* tick = new QCheckBox(tr("GPU %1 — %2").arg(i).arg(gpus[i].name), m_gpuList);
+        tick->setObjectName(QStringLiteral("gpuCheck%1").arg(i));
+        tick->setChecked(chosen.empty() ? i == 0 : std::find(chosen.begin(), chosen.end(), i) != chosen.end());
+        connect(tick, &QCheckBox::toggled, this, &TrainSettings::applyGpuTicks);
+        m_gpuList->layout()->addWidget(tick);
+        m_gpuBoxes.append(tick);
+    }
+}
+
+void TrainSettings::applyGpuTicks()
+{
+    std::vector<int> ticked;
+    for (int i = 0; i < m_gpuBoxes.size(); ++i)
+        if (m_gpuBoxes[i]->isChecked()) ticked.push_back(i);
+    if (ticked.empty()) {   // training needs a GPU: keep the one just unticked
+        auto* last = qobject_cast<QCheckBox*>(sender());
+        if (last) {
+            const QSignalBlocker block(last);
+            last->setChecked(true);
+        }
+        return;
+    }
+    edit([&](TrainConfig& t) { t.gpus = ticked.size() == 1 && ticked[0] == 0 ? std::vector<int>{} : ticked; });
 }
 
 void TrainSettings::edit(const std::function<void(TrainConfig&)>& change)
@@ -357,6 +406,11 @@ void TrainSettings::loadFromConfig()
     m_temperature->setValue(t.sample_temperature);
     selectData(m_device, qs(t.device));
     m_threads->setValue(t.threads);
+    m_cpuReplicas->setValue(t.cpu_replicas);
+    for (int i = 0; i < m_gpuBoxes.size(); ++i) {
+        const QSignalBlocker block(m_gpuBoxes[i]);
+        m_gpuBoxes[i]->setChecked(t.gpus.empty() ? i == 0 : std::find(t.gpus.begin(), t.gpus.end(), i) != t.gpus.end());
+    }
     m_seed->setText(QString::number(qulonglong(t.seed)));
     m_loading = false;
 }
@@ -374,11 +428,19 @@ void TrainSettings::updateDerived()
     m_minLr->setEnabled(t.schedule.kind != ScheduleKind::constant);
 
     const int seq = t.resolved_seq_len(c.model);
-    m_tokensPerStep->setText(tr("%1 tokens per optimizer step (%2 × %3 × %4)")
-                                 .arg(QLocale().toString(qlonglong(t.tokens_per_step(c.model))))
-                                 .arg(t.batch_size)
-                                 .arg(t.grad_accum)
-                                 .arg(seq));
+    const int replicas = t.replicas();
+    m_tokensPerStep->setText(
+        replicas > 1 ? tr("%1 tokens per optimizer step (%2 replicas × %3 × %4 × %5)")
+                           .arg(QLocale().toString(qlonglong(t.tokens_per_step(c.model))))
+                           .arg(replicas)
+                           .arg(t.batch_size)
+                           .arg(t.grad_accum)
+                           .arg(seq)
+                     : tr("%1 tokens per optimizer step (%2 × %3 × %4)")
+                           .arg(QLocale().toString(qlonglong(t.tokens_per_step(c.model))))
+                           .arg(t.batch_size)
+                           .arg(t.grad_accum)
+                           .arg(seq));
 
     if (t.device == "cuda" && !m_context.devices()->cudaAvailable())
         m_deviceNote->setText(QStringLiteral("<span style='color:%1'>%2</span>")
@@ -389,6 +451,10 @@ void TrainSettings::updateDerived()
         m_deviceNote->setText(t.device == "cuda" ? tr("bf16 compute with fp32 master weights")
                                                  : tr("fp32 compute with OpenBLAS and OpenMP"));
     m_threads->setEnabled(t.device == "cpu");
+    m_cpuReplicas->setEnabled(t.device == "cpu");
+    const bool chooseGpus = t.device == "cuda" && !m_gpuBoxes.isEmpty();
+    m_gpuList->setVisible(chooseGpus);
+    m_gpuLabel->setVisible(chooseGpus);
 
     // The schedule as the trainer will apply it: peak rate × multiplier.
     m_preview->clearData();

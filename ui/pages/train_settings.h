@@ -40,6 +40,8 @@ private:
     void edit(const std::function<void(TrainConfig&)>& change);
     void updateDerived();
     void updateDevices();
+    void rebuildGpuBoxes();
+    void applyGpuTicks();
 
     AppContext& m_context;
     bool m_loading = false;
@@ -82,6 +84,12 @@ private:
 
     QComboBox* m_device;
     QLabel* m_deviceNote;
+    // Data parallelism: one box per GPU (shown with two or more), or the
+    // number of CPU replicas.
+    QWidget* m_gpuList;
+    QLabel* m_gpuLabel;
+    QList<QCheckBox*> m_gpuBoxes;
+    QSpinBox* m_cpuReplicas;
     QSpinBox* m_threads;
     QLineEdit* m_seed;
 };

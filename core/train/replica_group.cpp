@@ -1,0 +1,203 @@
+#include "core/train/replica_group.h"
+
+#include "kernels/error.h"
+
+#include <chrono>
+#include <cmath>
+#include <optional>
+
+namespace crucible {
+
+using Clock = std::chrono::steady_clock;
+
+struct ReplicaGroup::Replica {
+    int rank = 0;
+    // What a follower owns (rank 0's belong to the trainer). The device is
+    // declared first so that it outlives the model allocated on it.
+    TrainingDevice own_device;
+    TrainableModel own_model;
+    std::optional<Batcher> own_batcher;
+
+    Backend* backend = nullptr;
+    TrainableModel* model = nullptr;
+    Batcher* batcher = nullptr;
+    Communicator* comm = nullptr;
+    std::optional<TrainStep> step;
+    std::thread thread;
+    StepResult result;
+
+    void release()
+    {
+        own_batcher.reset();
+        own_model.model.reset();
+        own_model.optimizer.reset();
+        own_model.params.reset();
+        own_device.backend.reset();
+    }
+};
+
+ReplicaGroup::ReplicaGroup(const RunConfig& cfg, int seq_len, const Dataset& dataset, TrainableModel& leader,
+                           Backend& leader_device, Batcher& leader_batcher)
+{
+    const TrainConfig& tc = cfg.train;
+    const int world = tc.replicas();
+    for (int rank = 0; rank < world; ++rank) {
+        auto r = std::make_unique<Replica>();
+        r->rank = rank;
+        r->step.emplace(tc.batch_size, seq_len, tc.grad_accum, ReplicaShare{rank, world});
+        m_replicas.push_back(std::move(r));
+    }
+    Replica& lead = *m_replicas.front();
+    lead.backend = &leader_device;
+    lead.model = &leader;
+    lead.batcher = &leader_batcher;
+
+    try {
+        for (int rank = 1; rank < world; ++rank) {
+            Replica* r = m_replicas[size_t(rank)].get();
+            r->thread = std::thread([this, r] { follower_loop(*r); });
+        }
+        // Each follower opens its device and allocates its model on its own thread.
+        on_every_replica([&](Replica& r) {
+            if (r.rank == 0) return;
+            r.own_device = open_training_device(backend_options(tc, r.rank), cfg.model, tc.batch_size, seq_len);
+            r.own_model = allocate_model(*r.own_device.backend, cfg.model, tc, seq_len);
+            r.own_batcher.emplace(dataset, seq_len, tc.seed);
+            r.backend = r.own_device.backend.get();
+            r.model = &r.own_model;
+            r.batcher = &*r.own_batcher;
+        });
+        std::vector<Backend*> backends;
+        for (auto& r : m_replicas) backends.push_back(r->backend);
+        m_communicators = make_communicator_group(backends);
+        for (size_t i = 0; i < m_replicas.size(); ++i) m_replicas[i]->comm = m_communicators[i].get();
+    } catch (...) {
+        shut_down();
+        throw;
+    }
+}
+
+ReplicaGroup::~ReplicaGroup()
+{
+    shut_down();
+}
+
+void ReplicaGroup::shut_down()
+{
+    // Communicators go first (they refer to the backends); the followers then
+    // release their devices on their own threads.
+    m_communicators.clear();
+    {
+        std::lock_guard lock(m_mutex);
+        m_quit = true;
+    }
+    m_wake.notify_all();
+    for (auto& r : m_replicas)
+        if (r->thread.joinable()) r->thread.join();
+}
+
+void ReplicaGroup::record_failure(int rank, const std::string& message)
+{
+    {
+        std::lock_guard lock(m_mutex);
+        if (!m_error.empty()) return;   // the first failure is the cause; the rest follow from the abort
+        m_error = rank == 0 ? message : "replica " + std::to_string(rank) + ": " + message;
+    }
+    for (auto& c : m_communicators) c->abort();
+}
+
+void ReplicaGroup::run_guarded(Replica& r, const std::function<void(Replica&)>& work)
+{
+    try {
+        work(r);
+    } catch (const std::bad_alloc&) {
+        record_failure(r.rank, "out of host memory: lower the batch size or sequence length, or use fewer replicas");
+    } catch (const std::exception& e) {
+        record_failure(r.rank, e.what());
+    }
+}
+
+void ReplicaGroup::follower_loop(Replica& r)
+{
+    uint64_t seen = 0;
+    for (;;) {
+        std::function<void(Replica&)> task;
+        {
+            std::unique_lock lock(m_mutex);
+            m_wake.wait(lock, [&] { return m_quit || m_generation != seen; });
+            if (m_quit) break;
+            seen = m_generation;
+            task = m_task;
+        }
+        run_guarded(r, task);
+        std::lock_guard lock(m_mutex);
+        if (--m_pending == 0) m_done.notify_all();
+    }
+    r.release();
+}
+
+void ReplicaGroup::on_every_replica(const std::function<void(Replica&)>& work)
+{
+    {
+        std::lock_guard lock(m_mutex);
+        if (!m_error.empty()) throw Error(m_error);   // the group is broken for good
+        m_task = work;
+        m_pending = world() - 1;
+        ++m_generation;
+    }
+    m_wake.notify_all();
+    run_guarded(*m_replicas.front(), work);
+    std::unique_lock lock(m_mutex);
+    m_done.wait(lock, [&] { return m_pending == 0; });
+    if (!m_error.empty()) throw Error(m_error);
+}
+
+void ReplicaGroup::align_with_leader()
+{
+    const Replica& lead = *m_replicas.front();
+    const int64_t steps_taken = lead.model->optimizer->steps_taken();
+    const Batcher::State position = lead.batcher->state();
+    on_every_replica([&](Replica& r) {
+        ParamStore& params = *r.model->params;
+        Optimizer& optimizer = *r.model->optimizer;
+        r.comm->broadcast(params.master(), 0);
+        if (!optimizer.first_moment().empty()) r.comm->broadcast(optimizer.first_moment(), 0);
+        if (!optimizer.second_moment().empty()) r.comm->broadcast(optimizer.second_moment(), 0);
+        if (r.rank != 0) {
+            params.sync_compute();
+            optimizer.set_steps_taken(steps_taken);
+            r.batcher->set_state(position);
+        }
+        r.backend->synchronize();
+    });
+}
+
+StepResult ReplicaGroup::step_share(Replica& r, double lr_multiplier)
+{
+    StepResult res;
+    res.lr_multiplier = lr_multiplier;
+    ParamStore& params = *r.model->params;
+    res.loss = r.step->accumulate(params, *r.model->model, *r.batcher);
+    r.backend->synchronize();
+
+    const auto comm_start = Clock::now();
+    r.comm->all_reduce_sum(params.grads());
+    res.loss.loss = r.comm->all_reduce_sum(res.loss.loss);
+    res.loss.tokens = std::llround(r.comm->all_reduce_sum(double(res.loss.tokens)));
+    if (r.rank == 0) m_last_comm_seconds = std::chrono::duration<double>(Clock::now() - comm_start).count();
+
+    res.update = r.model->optimizer->step(lr_multiplier);
+    r.backend->synchronize();
+    return res;
+}
+
+StepResult ReplicaGroup::step(double lr_multiplier)
+{
+    const auto t0 = Clock::now();
+    on_every_replica([&](Replica& r) { r.result = step_share(r, lr_multiplier); });
+    StepResult res = m_replicas.front()->result;
+    res.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    return res;
+}
+
+} // namespace crucible
