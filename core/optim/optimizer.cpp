@@ -74,17 +74,91 @@ OptimizerConfig optimizer_config_from_json(const nlohmann::json& j)
 
 size_t optimizer_state_bytes(int64_t param_elements) { return 2 * dtype_bytes(DType::f32, param_elements); }
 
-Optimizer::Optimizer(ParamStore& params, const OptimizerConfig& config) : m_params(&params), m_config(config)
+std::vector<ParamRange> shard_ranges(const ParamLayout& layout, int world)
+{
+    CRUCIBLE_REQUIRE(world >= 1, "the optimizer state needs at least one replica to live on");
+    std::vector<ParamRange> ranges;
+    const auto& entries = layout.entries();
+    size_t next = 0;
+    int64_t begin = 0;
+    for (int r = 0; r < world; ++r) {
+        // Take tensors until this range reaches its share of what is left.
+        const int64_t target = (layout.total() - begin) / (world - r);
+        int64_t end = begin;
+        while (next < entries.size() && (end - begin < target || r == world - 1)) {
+            const ParamEntry& e = entries[next];
+            // Stop before a tensor that overshoots the share by more than it undershoots.
+            const int64_t with = e.offset + e.numel() - begin;
+            if (end > begin && r < world - 1 && with - target > target - (end - begin)) break;
+            end = e.offset + e.numel();
+            ++next;
+        }
+        if (r == world - 1) end = layout.total();
+        ranges.push_back({begin, end});
+        begin = end;
+    }
+    return ranges;
+}
+
+Optimizer::Optimizer(ParamStore& params, const OptimizerConfig& config, std::optional<ParamRange> owned)
+    : m_params(&params), m_config(config), m_owned(owned.value_or(ParamRange{0, params.layout().total()}))
 {
     const auto p = config.problems();
     if (!p.empty()) throw Error("invalid optimizer settings: " + p.front());
-    const int64_t n = params.layout().total();
+    CRUCIBLE_CHECK(m_owned.begin >= 0 && m_owned.begin <= m_owned.end && m_owned.end <= params.layout().total(),
+                   "the optimizer's range lies outside the parameters");
+    for (const ParamEntry& e : params.layout().entries()) {
+        const bool overlaps = e.offset < m_owned.end && e.offset + e.numel() > m_owned.begin;
+        CRUCIBLE_CHECK(!overlaps || m_owned.contains(e), "an optimizer range must hold whole tensors: " + e.name);
+    }
+    const int64_t n = m_owned.size();
     Backend& be = params.backend();
     m_state = DeviceBuffer(be, optimizer_state_bytes(n));
     m_m = m_state.tensor(DType::f32, Shape{n});
     m_v = Tensor(static_cast<char*>(m_state.data()) + dtype_bytes(DType::f32, n), DType::f32, Shape{n}, be.device());
+    if (n == 0) return;   // a replica that owns nothing (more replicas than tensors)
     be.fill(m_m, 0.0f);
     be.fill(m_v, 0.0f);
+}
+
+Tensor Optimizer::state_view(const Tensor& state, const ParamEntry& e) const
+{
+    return state.sub(e.offset - m_owned.begin, e.shape);
+}
+
+OptimizerSnapshot Optimizer::snapshot() const
+{
+    OptimizerSnapshot s;
+    s.config = m_config;
+    s.steps = m_steps;
+    s.m.assign(size_t(m_params->layout().total()), 0.0f);
+    s.v.assign(s.m.size(), 0.0f);
+    download_state(s.m.data(), s.v.data());
+    return s;
+}
+
+void Optimizer::restore(const OptimizerSnapshot& s)
+{
+    const size_t total = size_t(m_params->layout().total());
+    CRUCIBLE_CHECK(s.m.size() == total && s.v.size() == total, "an optimizer snapshot of another model");
+    upload_state(s.m.data(), s.v.data());
+    m_steps = s.steps;
+}
+
+void Optimizer::download_state(float* m, float* v) const
+{
+    if (m_owned.size() == 0) return;
+    Backend& be = m_params->backend();
+    be.download(m + m_owned.begin, DType::f32, m_m);
+    be.download(v + m_owned.begin, DType::f32, m_v);
+}
+
+void Optimizer::upload_state(const float* m, const float* v)
+{
+    if (m_owned.size() == 0) return;
+    Backend& be = m_params->backend();
+    be.upload(m_m, m + m_owned.begin, DType::f32);
+    be.upload(m_v, v + m_owned.begin, DType::f32);
 }
 
 bool Optimizer::uses_muon(const ParamEntry& e) const
@@ -122,10 +196,10 @@ OptimizerStepInfo Optimizer::step(double lr_multiplier)
     adam.grad_scale = grad_scale;
     adam.step = m_steps;
     for (const ParamEntry& e : layout.entries()) {
-        if (uses_muon(e)) continue;
+        if (uses_muon(e) || !m_owned.contains(e)) continue;
         adam.weight_decay = e.decays() ? m_config.weight_decay : 0.0f;
         be.adamw_step(m_params->master(e), mirror ? m_params->compute(e) : Tensor(), m_params->grad(e),
-                      param_view(m_m, e), param_view(m_v, e), adam);
+                      state_view(m_m, e), state_view(m_v, e), adam);
     }
     if (m_config.type == OptimizerType::muon) {
         // One batched call per kind of hidden matrix: layer l's copy sits
@@ -134,7 +208,15 @@ OptimizerStepInfo Optimizer::step(double lr_multiplier)
         for (ParamRole role : {ParamRole::q_proj, ParamRole::k_proj, ParamRole::v_proj, ParamRole::o_proj,
                                ParamRole::gate_proj, ParamRole::up_proj, ParamRole::down_proj}) {
             if (role == ParamRole::gate_proj && c.mlp != MlpType::swiglu) continue;
-            const ParamEntry& first = layout.at(role, 0);
+            // The owned layers of this kind are consecutive (the range is).
+            int first_layer = -1, layers = 0;
+            for (int l = 0; l < c.n_layers; ++l) {
+                if (!m_owned.contains(layout.at(role, l))) continue;
+                if (first_layer < 0) first_layer = l;
+                ++layers;
+            }
+            if (layers == 0) continue;
+            const ParamEntry& first = layout.at(role, first_layer);
             MuonHyper h;
             h.lr = float((m_config.muon_match_adamw_rms ? m_config.lr : m_config.muon_lr) * lr_multiplier);
             h.momentum = m_config.muon_momentum;
@@ -144,7 +226,7 @@ OptimizerStepInfo Optimizer::step(double lr_multiplier)
             h.grad_scale = grad_scale;
             h.update_scale = muon_update_scale(first.shape[0], first.shape[1]);
             be.muon_step(m_params->master(first), mirror ? m_params->compute(first) : Tensor(),
-                         m_params->grad(first), param_view(m_m, first), c.n_layers, layout.layer_stride(), h);
+                         m_params->grad(first), state_view(m_m, first), layers, layout.layer_stride(), h);
         }
     }
     return info;

@@ -64,9 +64,19 @@ TrainerState trainer_state_from_json(const nlohmann::json& j)
 void save_checkpoint(const fs::path& dir, const ParamStore& params, const Tokenizer& tokenizer,
                      const Optimizer* optimizer, const TrainerState* state)
 {
+    if (!optimizer) {
+        save_checkpoint_snapshot(dir, params, tokenizer, nullptr, state);
+        return;
+    }
+    const OptimizerSnapshot snapshot = optimizer->snapshot();
+    save_checkpoint_snapshot(dir, params, tokenizer, &snapshot, state);
+}
+
+void save_checkpoint_snapshot(const fs::path& dir, const ParamStore& params, const Tokenizer& tokenizer,
+                              const OptimizerSnapshot* optimizer, const TrainerState* state)
+{
     AtomicDirectory out(dir);
     const ParamLayout& layout = params.layout();
-    Backend& be = params.backend();
 
     const std::vector<float> weights = params.download_master();
     SafetensorsWriter model;
@@ -79,20 +89,20 @@ void save_checkpoint(const fs::path& dir, const ParamStore& params, const Tokeni
     tokenizer.save(out.staging() / "tokenizer.model");
 
     if (optimizer) {
-        const int64_t n = layout.total();
-        std::vector<float> m(static_cast<size_t>(n)), v(static_cast<size_t>(n));
-        be.download(m.data(), DType::f32, optimizer->first_moment());
-        be.download(v.data(), DType::f32, optimizer->second_moment());
+        CRUCIBLE_CHECK(optimizer->m.size() == size_t(layout.total()) && optimizer->v.size() == size_t(layout.total()),
+                       "the optimizer state is not this model's");
+        const float* m = optimizer->m.data();
+        const float* v = optimizer->v.data();
         SafetensorsWriter opt;
-        opt.set_metadata("optimizer", to_string(optimizer->config().type));
-        opt.set_metadata("steps", std::to_string(optimizer->steps_taken()));
-        const bool muon = optimizer->config().type == OptimizerType::muon;
+        opt.set_metadata("optimizer", to_string(optimizer->config.type));
+        opt.set_metadata("steps", std::to_string(optimizer->steps));
+        const bool muon = optimizer->config.type == OptimizerType::muon;
         for (const ParamEntry& e : layout.entries()) {
             if (muon && e.is_hidden_matrix()) {
-                opt.add_f32("momentum." + e.name, e.dims(), m.data() + e.offset);
+                opt.add_f32("momentum." + e.name, e.dims(), m + e.offset);
             } else {
-                opt.add_f32("exp_avg." + e.name, e.dims(), m.data() + e.offset);
-                opt.add_f32("exp_avg_sq." + e.name, e.dims(), v.data() + e.offset);
+                opt.add_f32("exp_avg." + e.name, e.dims(), m + e.offset);
+                opt.add_f32("exp_avg_sq." + e.name, e.dims(), v + e.offset);
             }
         }
         opt.write(out.staging() / "optimizer.safetensors");
@@ -120,29 +130,34 @@ void load_weights(const fs::path& dir, ParamStore& params)
 
 void load_optimizer(const fs::path& dir, Optimizer& optimizer, const ParamStore& params)
 {
+    optimizer.restore(read_optimizer_state(dir, params.layout(), optimizer.config()));
+}
+
+OptimizerSnapshot read_optimizer_state(const fs::path& dir, const ParamLayout& layout, const OptimizerConfig& config)
+{
     const fs::path file = dir / "optimizer.safetensors";
     SafetensorsReader reader(file);
     const auto& meta = reader.metadata();
-    const std::string type = to_string(optimizer.config().type);
+    const std::string type = to_string(config.type);
     if (auto it = meta.find("optimizer"); it != meta.end() && it->second != type)
         throw Error("the checkpoint in " + dir.string() + " was trained with " + it->second +
                     ", not " + type + "; resume with --optimizer " + it->second);
-    const ParamLayout& layout = params.layout();
     const int64_t n = layout.total();
-    std::vector<float> m(size_t(n), 0.0f), v(size_t(n), 0.0f);
-    const bool muon = optimizer.config().type == OptimizerType::muon;
+    OptimizerSnapshot s;
+    s.config = config;
+    s.m.assign(size_t(n), 0.0f);
+    s.v.assign(size_t(n), 0.0f);
+    const bool muon = config.type == OptimizerType::muon;
     for (const ParamEntry& e : layout.entries()) {
         if (muon && e.is_hidden_matrix()) {
-            reader.read_f32("momentum." + e.name, e.dims(), m.data() + e.offset);
+            reader.read_f32("momentum." + e.name, e.dims(), s.m.data() + e.offset);
         } else {
-            reader.read_f32("exp_avg." + e.name, e.dims(), m.data() + e.offset);
-            reader.read_f32("exp_avg_sq." + e.name, e.dims(), v.data() + e.offset);
+            reader.read_f32("exp_avg." + e.name, e.dims(), s.m.data() + e.offset);
+            reader.read_f32("exp_avg_sq." + e.name, e.dims(), s.v.data() + e.offset);
         }
     }
-    Backend& be = params.backend();
-    be.upload(optimizer.first_moment(), m.data(), DType::f32);
-    be.upload(optimizer.second_moment(), v.data(), DType::f32);
-    if (auto it = meta.find("steps"); it != meta.end()) optimizer.set_steps_taken(std::stoll(it->second));
+    if (auto it = meta.find("steps"); it != meta.end()) s.steps = std::stoll(it->second);
+    return s;
 }
 
 TrainerState load_trainer_state(const fs::path& dir)

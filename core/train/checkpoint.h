@@ -39,12 +39,19 @@ TrainerState trainer_state_from_json(const nlohmann::json& j);
 // null for a weights-only export.
 void save_checkpoint(const std::filesystem::path& dir, const ParamStore& params, const Tokenizer& tokenizer,
                      const Optimizer* optimizer, const TrainerState* state);
+// The same with the optimizer state already on the host (gathered from the
+// replicas that each hold a share of it).
+void save_checkpoint_snapshot(const std::filesystem::path& dir, const ParamStore& params, const Tokenizer& tokenizer,
+                              const OptimizerSnapshot* optimizer, const TrainerState* state);
 
 // Reads model.safetensors into params (master weights, then the compute copy).
 // Throws Error naming the file when it is missing, corrupt or shaped for a
 // different model.
 void load_weights(const std::filesystem::path& dir, ParamStore& params);
 void load_optimizer(const std::filesystem::path& dir, Optimizer& optimizer, const ParamStore& params);
+// optimizer.safetensors as a whole-layout snapshot, checked against `config`'s optimizer type.
+OptimizerSnapshot read_optimizer_state(const std::filesystem::path& dir, const ParamLayout& layout,
+                                       const OptimizerConfig& config);
 TrainerState load_trainer_state(const std::filesystem::path& dir);
 
 } // namespace crucible

@@ -67,11 +67,12 @@ void CheckpointWriter::resumed_from(const fs::path& dir, int64_t step)
 
 std::optional<fs::path> CheckpointWriter::write(const RunDirectory& run, const TrainerState& state,
                                                 const ParamStore& params, const Tokenizer& tokenizer,
-                                                const Optimizer* optimizer)
+                                                const std::function<OptimizerSnapshot()>& optimizer_state)
 {
     if (m_latest_step == state.step) return std::nullopt;
     const fs::path dir = run.checkpoint_dir(state.step);
-    save_checkpoint(dir, params, tokenizer, optimizer, &state);
+    const OptimizerSnapshot optimizer = optimizer_state();
+    save_checkpoint_snapshot(dir, params, tokenizer, &optimizer, &state);
     m_latest = dir.string();
     m_latest_step = state.step;
     return dir;

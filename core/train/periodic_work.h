@@ -53,9 +53,11 @@ public:
 
     // Writes checkpoints/step_<state.step> of `run` (see save_checkpoint) and
     // returns it, or nothing when that step's checkpoint was already written.
+    // `optimizer_state` gathers the optimizer's state (from every replica
+    // holding a share of it) only when a checkpoint is written.
     std::optional<std::filesystem::path> write(const RunDirectory& run, const TrainerState& state,
                                                const ParamStore& params, const Tokenizer& tokenizer,
-                                               const Optimizer* optimizer);
+                                               const std::function<OptimizerSnapshot()>& optimizer_state);
 
     const std::string& latest() const { return m_latest; }   // empty until one exists
 

@@ -41,6 +41,9 @@ ReplicaGroup::ReplicaGroup(const RunConfig& cfg, int seq_len, const Dataset& dat
 {
     const TrainConfig& tc = cfg.train;
     const int world = tc.replicas();
+    m_ranges = shard_ranges(leader.params->layout(), world);
+    CRUCIBLE_CHECK(leader.optimizer->owned() == m_ranges.front(),
+                   "rank 0's optimizer must hold the first share of the state");
     for (int rank = 0; rank < world; ++rank) {
         auto r = std::make_unique<Replica>();
         r->rank = rank;
@@ -61,7 +64,7 @@ ReplicaGroup::ReplicaGroup(const RunConfig& cfg, int seq_len, const Dataset& dat
         on_every_replica([&](Replica& r) {
             if (r.rank == 0) return;
             r.own_device = open_training_device(backend_options(tc, r.rank), cfg.model, tc.batch_size, seq_len);
-            r.own_model = allocate_model(*r.own_device.backend, cfg.model, tc, seq_len);
+            r.own_model = allocate_model(*r.own_device.backend, cfg.model, tc, seq_len, m_ranges[size_t(r.rank)]);
             r.own_batcher.emplace(dataset, seq_len, tc.seed);
             r.backend = r.own_device.backend.get();
             r.model = &r.own_model;
@@ -152,24 +155,39 @@ void ReplicaGroup::on_every_replica(const std::function<void(Replica&)>& work)
     if (!m_error.empty()) throw Error(m_error);
 }
 
-void ReplicaGroup::align_with_leader()
+void ReplicaGroup::align_with_leader(const std::optional<std::filesystem::path>& checkpoint)
 {
     const Replica& lead = *m_replicas.front();
     const int64_t steps_taken = lead.model->optimizer->steps_taken();
     const Batcher::State position = lead.batcher->state();
+    // Rank 0 already holds its share; the others take theirs from the same file.
+    std::optional<OptimizerSnapshot> resumed;
+    if (checkpoint && std::filesystem::exists(*checkpoint / "optimizer.safetensors"))
+        resumed = read_optimizer_state(*checkpoint, lead.model->params->layout(), lead.model->optimizer->config());
     on_every_replica([&](Replica& r) {
         ParamStore& params = *r.model->params;
-        Optimizer& optimizer = *r.model->optimizer;
         r.comm->broadcast(params.master(), 0);
-        if (!optimizer.first_moment().empty()) r.comm->broadcast(optimizer.first_moment(), 0);
-        if (!optimizer.second_moment().empty()) r.comm->broadcast(optimizer.second_moment(), 0);
         if (r.rank != 0) {
             params.sync_compute();
-            optimizer.set_steps_taken(steps_taken);
+            if (resumed) r.model->optimizer->restore(*resumed);
+            r.model->optimizer->set_steps_taken(steps_taken);
             r.batcher->set_state(position);
         }
         r.backend->synchronize();
     });
+}
+
+OptimizerSnapshot ReplicaGroup::gather_optimizer_state()
+{
+    const Optimizer& lead = *m_replicas.front()->model->optimizer;
+    OptimizerSnapshot s;
+    s.config = lead.config();
+    s.steps = lead.steps_taken();
+    s.m.assign(size_t(m_replicas.front()->model->params->layout().total()), 0.0f);
+    s.v.assign(s.m.size(), 0.0f);
+    // Disjoint ranges of the same arrays: each replica writes its own.
+    on_every_replica([&](Replica& r) { r.model->optimizer->download_state(s.m.data(), s.v.data()); });
+    return s;
 }
 
 StepResult ReplicaGroup::step_share(Replica& r, double lr_multiplier)
@@ -187,6 +205,17 @@ StepResult ReplicaGroup::step_share(Replica& r, double lr_multiplier)
     if (r.rank == 0) m_last_comm_seconds = std::chrono::duration<double>(Clock::now() - comm_start).count();
 
     res.update = r.model->optimizer->step(lr_multiplier);
+    if (!res.update.skipped) {
+        // Every range's owner sends its updated weights (and their compute
+        // copy) to the others: the all-gather of ZeRO stage 1.
+        const bool mirror = params.compute().data != params.master().data;
+        for (int owner = 0; owner < world(); ++owner) {
+            const ParamRange& range = m_ranges[size_t(owner)];
+            if (range.size() == 0) continue;
+            r.comm->broadcast(params.master().sub(range.begin, Shape{range.size()}), owner);
+            if (mirror) r.comm->broadcast(params.compute().sub(range.begin, Shape{range.size()}), owner);
+        }
+    }
     r.backend->synchronize();
     return res;
 }

@@ -6,11 +6,13 @@
 //
 //   forward + backward of its share of the step's micro-batches
 //   all-reduce of the gradients (one buffer, summed in rank order)
-//   the optimizer update, identical everywhere (same gradients, same state)
+//   the optimizer update of its own range of the parameters (ZeRO stage 1:
+//       each replica holds the optimizer state of its range only)
+//   each range's new weights sent from its owner to every other replica
 //
 // so the replicas' weights never drift apart, and N replicas of batch B take
 // the step one device takes with batch B and N times the accumulation. The
-// gradient norm and clipping see the reduced gradients.
+// gradient norm and clipping see all the reduced gradients, on every replica.
 //
 // Rank 0 is the trainer's own model, run on the calling thread; it alone
 // evaluates, samples and writes checkpoints. The other ranks live on threads
@@ -26,6 +28,8 @@
 #include "kernels/communicator.h"
 
 #include <condition_variable>
+#include <filesystem>
+#include <optional>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -47,9 +51,16 @@ public:
 
     int world() const { return int(m_replicas.size()); }
 
-    // Gives every replica rank 0's weights, optimizer state and data
-    // position: after a fresh initialisation or a resume.
-    void align_with_leader();
+    // Gives every replica rank 0's weights, step count and data position, and
+    // its share of the optimizer state from `checkpoint` when resuming: after
+    // a fresh initialisation or a resume of rank 0.
+    void align_with_leader(const std::optional<std::filesystem::path>& checkpoint);
+
+    // The whole optimizer state, each replica's share downloaded: for a checkpoint.
+    OptimizerSnapshot gather_optimizer_state();
+
+    // The range of the parameters replica `rank` owns the optimizer state of.
+    const ParamRange& owned_range(int rank) const { return m_ranges[size_t(rank)]; }
 
     // One optimizer step of the whole group: loss and tokens summed over the
     // replicas; `seconds` is the group's wall time.
@@ -70,6 +81,7 @@ private:
     void shut_down();
     StepResult step_share(Replica& r, double lr_multiplier);
 
+    std::vector<ParamRange> m_ranges;
     std::vector<std::unique_ptr<Replica>> m_replicas;
     std::vector<std::unique_ptr<Communicator>> m_communicators;
 

@@ -117,9 +117,15 @@ void Trainer::set_up(Session& s)
     s.val_windows = s.data->dataset.val_windows(s.seq_len);
 
     s.reporter.status("allocating the model");
-    s.model = allocate_model(*s.device.backend, mc, tc, s.seq_len);
+    // With several replicas each holds the optimizer state of its own share
+    // of the parameters (ZeRO stage 1); rank 0's is the first.
+    const std::optional<ParamRange> owned =
+        tc.replicas() > 1 ? std::optional(shard_ranges(ParamLayout(mc), tc.replicas()).front()) : std::nullopt;
+    s.model = allocate_model(*s.device.backend, mc, tc, s.seq_len, owned);
+    std::optional<fs::path> resumed;
     if (m_options.resume) {
         const fs::path checkpoint = checkpoint_to_resume(s.run);
+        resumed = checkpoint;
         s.reporter.status("loading " + checkpoint.string());
         s.state = resume_from_checkpoint(checkpoint, s.model, *s.batcher);
         s.checkpoints.resumed_from(checkpoint, s.state.step);
@@ -131,7 +137,7 @@ void Trainer::set_up(Session& s)
         s.reporter.status("opening " + std::to_string(tc.replicas()) + " data-parallel replicas");
         s.replicas = std::make_unique<ReplicaGroup>(s.config, s.seq_len, s.data->dataset, s.model,
                                                     *s.device.backend, *s.batcher);
-        s.replicas->align_with_leader();
+        s.replicas->align_with_leader(resumed);
     }
     s.reporter.open_log(s.run.metrics_file());
 
@@ -208,8 +214,10 @@ void Trainer::sample(Session& s)
 void Trainer::checkpoint(Session& s)
 {
     s.state.batcher = s.batcher->state();
-    if (const auto dir = s.checkpoints.write(s.run, s.state, *s.model.params, s.data->tokenizer,
-                                             s.model.optimizer.get()))
+    const auto optimizer_state = [&] {
+        return s.replicas ? s.replicas->gather_optimizer_state() : s.model.optimizer->snapshot();
+    };
+    if (const auto dir = s.checkpoints.write(s.run, s.state, *s.model.params, s.data->tokenizer, optimizer_state))
         s.reporter.checkpoint(s.state.step, dir->string());
 }
 

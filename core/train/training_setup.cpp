@@ -78,11 +78,12 @@ size_t TrainableModel::bytes() const
     return params->bytes() + optimizer->bytes() + model->activations().bytes();
 }
 
-TrainableModel allocate_model(Backend& backend, const ModelConfig& mc, const TrainConfig& tc, int seq_len)
+TrainableModel allocate_model(Backend& backend, const ModelConfig& mc, const TrainConfig& tc, int seq_len,
+                              std::optional<ParamRange> owned)
 {
     TrainableModel m;
     m.params = std::make_unique<ParamStore>(backend, mc, true);
-    m.optimizer = std::make_unique<Optimizer>(*m.params, tc.optimizer);
+    m.optimizer = std::make_unique<Optimizer>(*m.params, tc.optimizer, owned);
     m.model = std::make_unique<Transformer>(*m.params, tc.batch_size, seq_len, true);
     return m;
 }

@@ -52,15 +52,17 @@ TrainingData load_training_data(const RunConfig& cfg, int seq_len,
                                 const std::optional<std::filesystem::path>& tokenizer_file,
                                 const std::filesystem::path& cache_dir, RunReporter& reporter);
 
-// The weights (with gradients), their optimizer and the model with
-// activations for batch × seq_len; not yet initialised.
+// The weights (with gradients), their optimizer (holding the state of
+// `owned`, default all) and the model with activations for batch × seq_len;
+// not yet initialised.
 struct TrainableModel {
     std::unique_ptr<ParamStore> params;
     std::unique_ptr<Optimizer> optimizer;
     std::unique_ptr<Transformer> model;
     size_t bytes() const;   // what it holds on the device
 };
-TrainableModel allocate_model(Backend& backend, const ModelConfig& mc, const TrainConfig& tc, int seq_len);
+TrainableModel allocate_model(Backend& backend, const ModelConfig& mc, const TrainConfig& tc, int seq_len,
+                              std::optional<ParamRange> owned = std::nullopt);
 
 // A new run: seeded weights; config.json and tokenizer.model written.
 void start_new_run(const RunDirectory& run, const RunConfig& cfg, TrainableModel& model, const Tokenizer& tokenizer);

@@ -227,6 +227,22 @@ private slots:
         QVERIFY(snapshot(path("run")) == before);
     }
 
+    void dataParallelFlags()
+    {
+        Result r = cli(std::string("train ") + kTinyModel + " --steps 2 --eval-batches 1 --sample-tokens 0 "
+                       "--cpu-replicas 2 --out " + quoted("replicas"));
+        QVERIFY2(r.code == 0, r.output.c_str());
+        QVERIFY2(r.output.find("2 × ") != std::string::npos, r.output.c_str());   // the device line names both
+        // The run goes on with one replica.
+        r = cli("train --resume " + quoted("replicas") + " --steps 3 --cpu-replicas 1");
+        QVERIFY2(r.code == 0, r.output.c_str());
+        QCOMPARE(RunDirectory(path("replicas")).checkpoint_steps().back(), int64_t(3));
+        expectFailure("train --gpus 0,x --out " + quoted("bad10"), "--gpus takes GPU numbers");
+        expectFailure("train --gpus 1,1 --out " + quoted("bad11"), "listed twice");
+        expectFailure("train --cpu-replicas 0 --out " + quoted("bad12"), "replicas");
+        QVERIFY(!fs::exists(path("bad10")) && !fs::exists(path("bad11")) && !fs::exists(path("bad12")));
+    }
+
     void resumeOfNonRunIsRefused()
     {
         fs::create_directories(path("not_a_run"));

@@ -3,6 +3,7 @@
 // their weights never drift apart, a run resumes on another number of
 // replicas.
 #include "core/io/file_util.h"
+#include "core/train/checkpoint.h"
 #include "core/train/load_model.h"
 #include "core/train/run_dir.h"
 #include "core/train/trainer.h"
@@ -77,21 +78,56 @@ private:
     fs::path dir(const char* name) const { return fs::path(m_tmp.path().toStdString()) / name; }
 
 private slots:
+    void shardsCoverTheLayoutInWholeTensors()
+    {
+        const ParamLayout layout(tiny_run(1).model);
+        for (int world : {1, 2, 3, 4, 7, 64}) {
+            const auto ranges = shard_ranges(layout, world);
+            QCOMPARE(int(ranges.size()), world);
+            QCOMPARE(ranges.front().begin, int64_t(0));
+            QCOMPARE(ranges.back().end, layout.total());
+            int64_t largest = 0;
+            for (const ParamEntry& e : layout.entries()) {
+                largest = std::max(largest, e.numel());
+                int owners = 0;
+                for (const ParamRange& r : ranges) owners += r.contains(e);
+                QCOMPARE(owners, 1);   // every tensor whole, on exactly one replica
+            }
+            for (size_t i = 1; i < ranges.size(); ++i) QCOMPARE(ranges[i].begin, ranges[i - 1].end);
+            // About equal shares: none further from the mean than one tensor.
+            if (world <= 4)
+                for (const ParamRange& r : ranges) QVERIFY(std::abs(r.size() - layout.total() / world) <= largest);
+        }
+    }
+
+    void replicasTakeTheAccumulatedStep_data()
+    {
+        QTest::addColumn<int>("optimizer");
+        QTest::newRow("adamw") << int(OptimizerType::adamw);
+        QTest::newRow("muon") << int(OptimizerType::muon);
+    }
+
     void replicasTakeTheAccumulatedStep()
     {
         // One device: batch 2 × accumulation 4. Two replicas: batch 2 ×
-        // accumulation 2 each. Four replicas: accumulation 1 each.
+        // accumulation 2 each. Four replicas: accumulation 1 each. Each
+        // replica updates and keeps the optimizer state of its own share.
+        QFETCH(int, optimizer);
+        const std::string tag = optimizer == int(OptimizerType::muon) ? "muon-" : "adamw-";
+        const auto d = [&](const char* name) { return dir((tag + name).c_str()); };
         RunConfig one = tiny_run(4);
+        one.train.optimizer.type = OptimizerType(optimizer);
         one.train.grad_accum = 4;
-        RunConfig two = tiny_run(4);
+        RunConfig two = one;
+        two.train.grad_accum = 2;
         two.train.cpu_replicas = 2;
-        RunConfig four = tiny_run(4);
+        RunConfig four = one;
         four.train.grad_accum = 1;
         four.train.cpu_replicas = 4;
         StepRecorder s1, s2, s4;
-        QCOMPARE(int(train(one, dir("one"), &s1).outcome), int(RunOutcome::finished));
-        QCOMPARE(int(train(two, dir("two"), &s2).outcome), int(RunOutcome::finished));
-        QCOMPARE(int(train(four, dir("four"), &s4).outcome), int(RunOutcome::finished));
+        QCOMPARE(int(train(one, d("one"), &s1).outcome), int(RunOutcome::finished));
+        QCOMPARE(int(train(two, d("two"), &s2).outcome), int(RunOutcome::finished));
+        QCOMPARE(int(train(four, d("four"), &s4).outcome), int(RunOutcome::finished));
         QCOMPARE(s2.steps.size(), size_t(4));
         for (size_t i = 0; i < 4; ++i) {
             // Same tokens, same loss: only the order of the float sums differs.
@@ -102,9 +138,40 @@ private slots:
             QVERIFY(std::abs(s4.steps[i].loss - s1.steps[i].loss) < 1e-5 * s1.steps[i].loss);
             QVERIFY(std::abs(s2.steps[i].grad_norm - s1.steps[i].grad_norm) < 1e-4 * s1.steps[i].grad_norm);
         }
-        const auto w1 = final_weights(dir("one"));
-        QVERIFY(test::relative_error(final_weights(dir("two")), w1) < 1e-5);
-        QVERIFY(test::relative_error(final_weights(dir("four")), w1) < 1e-5);
+        const auto w1 = final_weights(d("one"));
+        QVERIFY(test::relative_error(final_weights(d("two")), w1) < 1e-5);
+        QVERIFY(test::relative_error(final_weights(d("four")), w1) < 1e-5);
+        // The checkpoint holds the whole optimizer state, gathered from the shares.
+        const auto state = [&](const fs::path& run) {
+            LoadedModel m = load_model(run, BackendOptions{});
+            return read_optimizer_state(m.checkpoint, m.params->layout(), one.train.optimizer);
+        };
+        const OptimizerSnapshot o1 = state(d("one")), o4 = state(d("four"));
+        QCOMPARE(o4.steps, o1.steps);
+        QVERIFY(test::relative_error(o4.m, o1.m) < 1e-4);
+        if (optimizer == int(OptimizerType::adamw)) QVERIFY(test::relative_error(o4.v, o1.v) < 1e-4);
+    }
+
+    void shardedResumeIsBitExact()
+    {
+        // Two replicas straight for 6 steps == two replicas stopped at 3 and
+        // resumed: every share of the optimizer state went through the checkpoint.
+        RunConfig two = tiny_run(6);
+        two.train.cpu_replicas = 2;
+        StepRecorder straight, first, second;
+        train(two, dir("zero-straight"), &straight);
+        TrainerOptions o;
+        o.run_dir = dir("zero-halves");
+        Trainer t(two, o, &first);
+        first.hook = [&](const StepMetrics& m) { if (m.step == 3) t.request_stop(); };
+        QCOMPARE(int(t.run().outcome), int(RunOutcome::stopped));
+        QCOMPARE(int(train(two, dir("zero-halves"), &second, true).outcome), int(RunOutcome::finished));
+        QCOMPARE(second.steps.size(), size_t(3));
+        for (size_t i = 0; i < 3; ++i) QCOMPARE(second.steps[i].loss, straight.steps[i + 3].loss);
+        const auto ck = [&](const char* d) { return RunDirectory(dir(d)).checkpoint_dir(6); };
+        QVERIFY(read_file(ck("zero-straight") / "model.safetensors") == read_file(ck("zero-halves") / "model.safetensors"));
+        QVERIFY(read_file(ck("zero-straight") / "optimizer.safetensors") ==
+                read_file(ck("zero-halves") / "optimizer.safetensors"));
     }
 
     void replicasAreDeterministic()
