@@ -15,7 +15,8 @@ namespace crucible::ui {
 namespace {
 
 // The speculative lookahead: four draft tokens per step suit the small draft
-// models a playground trains (DESIGN §6).
+// models a playground trains: they agree with their target too rarely for
+// longer proposals to pay off.
 constexpr int kLookahead = 4;
 
 QString fromUtf8(const std::string& s) { return QString::fromUtf8(s.data(), qsizetype(s.size())); }
