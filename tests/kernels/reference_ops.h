@@ -391,6 +391,15 @@ inline Vec gelu_backward(const Vec& dout, const Vec& x)
 
 // ---- cross-entropy ------------------------------------------------------------------------------
 
+// The largest of a row's values, the lowest index among equals.
+inline int64_t row_argmax(const double* x, int64_t n)
+{
+    int64_t best = 0;
+    for (int64_t v = 1; v < n; ++v)
+        if (x[v] > x[best]) best = v;
+    return best;
+}
+
 struct CrossEntropyOut {
     Vec losses;
     std::vector<int32_t> correct;
@@ -405,9 +414,7 @@ inline CrossEntropyOut cross_entropy(const Vec& logits, const std::vector<int32_
         const int32_t target = targets[size_t(r)];
         if (target < 0) continue;
         const double* x = logits.data() + r * vocab;
-        int64_t argmax = 0;
-        for (int64_t v = 1; v < vocab; ++v)
-            if (x[v] > x[argmax]) argmax = v;
+        const int64_t argmax = row_argmax(x, vocab);
         double sum = 0;
         for (int64_t v = 0; v < vocab; ++v) sum += std::exp(x[v] - x[argmax]);
         const double lse = x[argmax] + std::log(sum);
@@ -506,9 +513,7 @@ inline ArgmaxOut argmax_rows(const Vec& logits, int64_t rows, int64_t vocab)
     ArgmaxOut o{std::vector<int32_t>(size_t(rows)), Vec(size_t(rows))};
     for (int64_t r = 0; r < rows; ++r) {
         const double* x = logits.data() + r * vocab;
-        int64_t best = 0;
-        for (int64_t v = 1; v < vocab; ++v)
-            if (x[v] > x[best]) best = v;
+        const int64_t best = row_argmax(x, vocab);
         double sum = 0;
         for (int64_t v = 0; v < vocab; ++v) sum += std::exp(x[v] - x[best]);
         o.ids[size_t(r)] = int32_t(best);

@@ -469,6 +469,9 @@ void classifier_rows(std::vector<Row>& rows)
             auto targets = random_ids(size_t(N), int32_t(V), 80);
             targets[5] = -1;
             const auto x = act(N * C, 83), w = act(V * C, 84, 0.2f), prior_dw = f32v(V * C, 82);
+            // A third of the rows predicted right, so that `correct` says something.
+            const auto best = ref::argmax_rows(ref::linear(wide(x), wide(w), N, C, V), N, V).ids;
+            for (int64_t r = 0; r < N; r += 3) targets[size_t(r)] = best[size_t(r)];
             const float scale = 1.0f / float(N);
             rows.push_back({{"classifier"}, dims({N, C, V}) + (train ? " backward" : " evaluation"),
                             {out("losses", Shape{N}, Role::f32), ids_out("correct", Shape{N}),
@@ -492,7 +495,8 @@ void classifier_rows(std::vector<Row>& rows)
                                 }
                                 return o;
                             },
-                            {{"losses", {1e-5, 1e-5, 5e-3}}, {"correct", kExact}, {"dx", {1e-5, 1e-5, 1e-2}}, {"dw", {1e-5, 1e-5, 1e-2}}}});
+                            // bf16 logits may flip a near-tie of the argmax: a few rows in a hundred.
+                            {{"losses", {1e-5, 1e-5, 5e-3}}, {"correct", {0.0, 0.0, 0.2}}, {"dx", {1e-5, 1e-5, 1e-2}}, {"dw", {1e-5, 1e-5, 1e-2}}}});
         }
 }
 
