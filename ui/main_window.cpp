@@ -33,8 +33,8 @@ namespace crucible::ui {
 
 const std::vector<PageSpec>& pageSpecs()
 {
-    // One row per page. The Chat and Benchmarks pages slot in the same way, e.g.
-    // {"Chat", "chat", "Talk to a trained model", [](AppContext&, QWidget* p) -> QWidget* { return new ChatPage(p); }},
+    // One row per page, in sidebar order: its name, icon, tooltip and a
+    // factory that receives the shared AppContext. A new page is one more row.
     static const std::vector<PageSpec> specs = {
         {QStringLiteral("Model"), QStringLiteral("model"), QObject::tr("Architecture, size, compute and memory"),
          [](AppContext& c, QWidget* p) -> QWidget* { return new ModelPage(c, p); }},

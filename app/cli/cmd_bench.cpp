@@ -43,8 +43,11 @@ int run_train_bench_command(const TrainBenchCommand& c)
     }
     BenchTable table;
     table.name = "bench train";
-    table.columns = {{"tokens_per_s", "tok/s", 0}, {"ms_per_step", "ms/step", 2}, {"ms_min", "min", 2},
-                     {"ms_max", "max", 2},         {"memory_mb", "memory MB", 0},  {"mfu_pct", "MFU %", 1},
+    const MetricInfo& speed = metric_info(Metric::tokens_per_s);
+    const MetricInfo& mfu = metric_info(Metric::mfu);
+    const MetricInfo& memory = metric_info(Metric::memory_bytes);
+    table.columns = {metric_column(speed),    {"ms_per_step", "ms/step", 2}, {"ms_min", "min", 2},
+                     {"ms_max", "max", 2},    metric_column(memory),         metric_column(mfu),
                      {"speedup", "vs peer", 2}};
     nlohmann::json all = nlohmann::json::array();
     for (const std::string& name : c.presets) {
@@ -60,7 +63,7 @@ int run_train_bench_command(const TrainBenchCommand& c)
         const TrainBenchResult r = run_train_bench(o);
         table.device = r.device;
         const std::string shape = fmt::format("{} B{}×T{}", name, o.batch, o.seq);
-        const double memory = double(cuda ? r.device_bytes : r.peak_rss_bytes) / 1e6;
+        const double memory_shown = memory.shown(double(cuda ? r.device_bytes : r.peak_rss_bytes));
 
         double best_peer = 0.0;
         std::vector<BenchRow> peer_rows;
@@ -77,12 +80,12 @@ int run_train_bench_command(const TrainBenchCommand& c)
                 std::string label = "  " + p.value("peer", std::string("pytorch"));
                 if (!p["threads"].is_null()) label += fmt::format(" ({} thr)", p["threads"].get<int>());
                 peer_rows.push_back({label, {tps, p.value("ms_per_step", NAN), p.value("ms_min", NAN),
-                                             p.value("ms_max", NAN), p.value("peak_bytes", 0.0) / 1e6, NAN, NAN}});
+                                             p.value("ms_max", NAN), memory.shown(p.value("peak_bytes", 0.0)), NAN, NAN}});
                 all.push_back(p);
             }
         }
         table.rows.push_back({shape + " crucible", {r.tokens_per_s, r.step.median_ms, r.step.min_ms, r.step.max_ms,
-                                                    memory, r.mfu > 0 ? 100.0 * r.mfu : NAN,
+                                                    memory_shown, r.mfu > 0 ? mfu.shown(r.mfu) : NAN,
                                                     best_peer > 0 ? r.tokens_per_s / best_peer : NAN}});
         for (auto& row : peer_rows) table.rows.push_back(row);
         all.push_back({{"preset", name}, {"batch", o.batch}, {"seq", o.seq}, {"device", r.device},

@@ -1,6 +1,7 @@
 #include "app/cli/progress_sink.h"
 
 #include "core/train/memory_estimate.h"
+#include "core/train/metrics.h"
 
 #include <fmt/core.h>
 #include <nlohmann/json.hpp>
@@ -75,9 +76,9 @@ void ProgressSink::on_status(const std::string& what)
 void ProgressSink::on_step(const StepMetrics& m)
 {
     if (m_json) {
-        emit({{"event", "step"}, {"step", m.step}, {"loss", m.loss}, {"lr", m.lr}, {"grad_norm", m.grad_norm},
-              {"tokens_per_s", m.tokens_per_s}, {"mfu", m.mfu}, {"memory_bytes", m.memory_bytes},
-              {"elapsed_s", m.elapsed_s}});
+        nlohmann::json j = metric_fields(m);
+        j.update({{"event", "step"}, {"step", m.step}, {"elapsed_s", m.elapsed_s}});
+        emit(j);
         return;
     }
     if (m_quiet) return;
@@ -93,7 +94,8 @@ void ProgressSink::on_step(const StepMetrics& m)
     std::string line = fmt::format("step {:>{}}/{} | loss {:.4f} | {} tok/s | lr {:.2e} | grad {:.2f}", m.step,
                                    std::to_string(m_info.total_steps).size(), m_info.total_steps, m.loss,
                                    format_rate(m.tokens_per_s), m.lr, m.grad_norm);
-    if (m.mfu > 0) line += fmt::format(" | MFU {:.1f}%", 100.0 * m.mfu);
+    const MetricInfo& mfu = metric_info(Metric::mfu);
+    if (m.mfu > 0) line += fmt::format(" | MFU {:.{}f}{}", mfu.shown(m.mfu), mfu.precision, mfu.unit);
     line += " | ETA " + format_duration(eta);
     if (m_tty) {
         fmt::print("\r\033[K{}", line);
@@ -107,13 +109,15 @@ void ProgressSink::on_step(const StepMetrics& m)
 void ProgressSink::on_eval(const EvalMetrics& e)
 {
     if (m_json) {
-        emit({{"event", "eval"}, {"step", e.step}, {"loss", e.loss}, {"perplexity", e.perplexity},
-              {"accuracy", e.accuracy}, {"bits_per_byte", e.bits_per_byte}, {"tokens", e.tokens}});
+        nlohmann::json j = metric_fields(e);
+        j.update({{"event", "eval"}, {"step", e.step}, {"tokens", e.tokens}});
+        emit(j);
         return;
     }
     end_line();
-    fmt::print("eval {:>6} | val loss {:.4f} | ppl {:.2f} | acc {:.1f}% | {:.3f} bits/byte\n", e.step, e.loss,
-               e.perplexity, 100.0 * e.accuracy, e.bits_per_byte);
+    const MetricInfo& acc = metric_info(Metric::val_accuracy);
+    fmt::print("eval {:>6} | val loss {:.4f} | ppl {:.2f} | acc {:.{}f}{} | {:.3f} bits/byte\n", e.step, e.loss,
+               e.perplexity, acc.shown(e.accuracy), acc.precision, acc.unit, e.bits_per_byte);
     std::fflush(stdout);
 }
 

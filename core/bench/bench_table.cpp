@@ -76,6 +76,8 @@ std::string BenchTable::to_text() const
     return out;
 }
 
+BenchColumn metric_column(const MetricInfo& m) { return {std::string(m.key), m.header(), m.precision}; }
+
 nlohmann::json BenchTable::to_json() const
 {
     nlohmann::json j;

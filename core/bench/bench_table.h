@@ -3,6 +3,8 @@
 // repeats with its min and max.
 #pragma once
 
+#include "core/train/metrics.h"
+
 #include <nlohmann/json.hpp>
 
 #include <functional>
@@ -28,6 +30,10 @@ struct BenchColumn {
     std::string title;    // table header, e.g. "tok/s"
     int precision = 1;
 };
+
+// A column of a training metric: the registry's key, header and precision;
+// its values are in the metric's shown unit (MFU in percent, memory in MB).
+BenchColumn metric_column(const MetricInfo& m);
 
 struct BenchRow {
     std::string label;

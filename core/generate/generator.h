@@ -5,7 +5,7 @@
 // runs one new token per sequence against the cache. Tokens stream out through
 // a callback as they are sampled; cancellation is honoured between tokens.
 // Several prompts can be generated at once (batched), and a smaller draft
-// model can propose tokens for speculative decoding (DESIGN §6).
+// model can propose tokens for speculative decoding (speculative.cpp).
 #pragma once
 
 #include "core/data/tokenizer.h"

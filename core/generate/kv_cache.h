@@ -5,7 +5,8 @@
 // whole memory saving (n_heads / n_kv_heads). One allocation on the model's
 // backend, in compute dtype, made once for max_batch sequences × max_seq
 // positions. Each layer's keys and values are [max_batch, n_kv_heads,
-// max_seq, head_dim], so the keys a query reads are contiguous (DESIGN §6).
+// max_seq, head_dim], so the keys a query reads are contiguous (the layout
+// Backend's decode ops take, kernels/backend.h).
 //
 // The lengths (tokens held per sequence) live on the host: they decide the
 // positions of the next chunk. Rolling back (speculative decoding's rejected

@@ -1,7 +1,9 @@
 // Sampler: turns a row of logits into the next token.
 //
-// Order (DESIGN §6): repetition and presence penalties, temperature, top-k,
-// top-p, min-p, then a draw from a seeded generator. Temperature 0 is greedy.
+// Order: repetition and presence penalties, temperature, top-k, top-p, min-p,
+// then a draw from a seeded generator. The penalties act on the raw logits and
+// the cuts see the tempered distribution, as in Hugging Face's generate().
+// Temperature 0 is greedy.
 #pragma once
 
 #include "core/util/rng.h"

@@ -1,8 +1,10 @@
 // ParamLayout: where every parameter lives in the one contiguous buffer.
 //
 // All parameters share one f32 buffer (and gradients and optimizer state
-// mirror it), so the optimizer is one fused pass, data-parallel training is one
-// all-reduce and a checkpoint is one write. Each tensor keeps its Hugging Face
+// mirror it), so a global gradient norm is one reduction over one span,
+// data-parallel training would be one all-reduce and a checkpoint is one
+// write. (The optimizers still launch one update per tensor: AdamW's weight
+// decay and Muon's matrices differ from tensor to tensor.) Each tensor keeps its Hugging Face
 // Llama name and [out, in] shape.
 //
 // Order: embedding, then one block per layer, then the final norm and (when

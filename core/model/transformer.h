@@ -7,7 +7,8 @@
 //   loss = cross_entropy(head(norm(x)), targets)
 //
 // No autograd: each step of the backward is written out in reverse, reading
-// what the forward saved in Activations. See DESIGN.md §3.
+// what the forward saved in Activations. The conventions (packed qkv, GQA
+// grouping, half-split RoPE, [out, in] weights) are Backend's, kernels/backend.h.
 #pragma once
 
 #include "core/model/activations.h"

@@ -1,5 +1,6 @@
 // Optimizer: AdamW over the whole ParamStore, or Muon for the hidden 2-D
-// matrices with AdamW for the rest (embeddings, head, norms). See DESIGN §5.
+// matrices with AdamW for the rest (embeddings, head, norms), as Muon's
+// authors prescribe: orthogonalised updates suit only hidden matrices.
 //
 // State mirrors the ParamStore layout: `m` holds AdamW's first moment or
 // Muon's momentum, `v` AdamW's second moment (unused for Muon's matrices).

@@ -1,9 +1,11 @@
 #include "core/train/run_catalog.h"
 
+#include "core/train/metrics.h"
 #include "core/train/run_dir.h"
 #include "kernels/error.h"
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <fstream>
 #include <set>
@@ -199,35 +201,34 @@ std::vector<RunRecord> list_runs(const fs::path& folder)
     return runs;
 }
 
+namespace {
+
+// RunMetrics' member of each metric, in the order of enum Metric.
+using SeriesMember = MetricSeries RunMetrics::*;
+constexpr std::array<SeriesMember, kMetricCount> kSeriesOf = {
+    &RunMetrics::loss,          &RunMetrics::val_loss, &RunMetrics::val_perplexity, &RunMetrics::val_accuracy,
+    &RunMetrics::val_bits_per_byte, &RunMetrics::lr,   &RunMetrics::grad_norm,      &RunMetrics::tokens_per_s,
+    &RunMetrics::mfu,           &RunMetrics::memory_bytes,
+};
+
+} // namespace
+
+const MetricSeries& RunMetrics::operator[](Metric m) const { return this->*kSeriesOf[size_t(m)]; }
+MetricSeries& RunMetrics::operator[](Metric m) { return this->*kSeriesOf[size_t(m)]; }
+
 const MetricSeries* RunMetrics::find(const std::string& key) const
 {
-    if (key == "loss") return &loss;
-    if (key == "lr") return &lr;
-    if (key == "grad_norm") return &grad_norm;
-    if (key == "tokens_per_s") return &tokens_per_s;
-    if (key == "mfu") return &mfu;
-    if (key == "memory_bytes") return &memory_bytes;
-    if (key == "val_loss") return &val_loss;
-    if (key == "val_perplexity") return &val_perplexity;
-    if (key == "val_accuracy") return &val_accuracy;
-    if (key == "val_bits_per_byte") return &val_bits_per_byte;
-    return nullptr;
+    const MetricInfo* m = find_metric(key);
+    return m ? &(*this)[m->id] : nullptr;
 }
 
 const std::vector<MetricKey>& run_metric_keys()
 {
-    static const std::vector<MetricKey> keys = {
-        {"loss", "Train loss"},
-        {"val_loss", "Validation loss"},
-        {"val_perplexity", "Validation perplexity"},
-        {"val_accuracy", "Validation accuracy"},
-        {"val_bits_per_byte", "Bits per byte"},
-        {"lr", "Learning rate"},
-        {"grad_norm", "Gradient norm"},
-        {"tokens_per_s", "Tokens per second"},
-        {"mfu", "MFU"},
-        {"memory_bytes", "Memory (bytes)"},
-    };
+    static const std::vector<MetricKey> keys = [] {
+        std::vector<MetricKey> k;
+        for (const MetricInfo& m : metrics()) k.push_back({m.key.data(), m.label.data()});
+        return k;
+    }();
     return keys;
 }
 
@@ -257,10 +258,9 @@ RunMetrics read_run_metrics(const fs::path& root)
     RunMetrics m;
     const RunDirectory run(root);
     const std::string text = read_text(run.metrics_file());
-    MetricSeries* per_step[] = {&m.loss, &m.lr, &m.grad_norm, &m.tokens_per_s, &m.mfu, &m.memory_bytes};
-    const char* step_keys[] = {"loss", "lr", "grad_norm", "tokens_per_s", "mfu", "memory_bytes"};
-    MetricSeries* per_eval[] = {&m.val_loss, &m.val_perplexity, &m.val_accuracy, &m.val_bits_per_byte};
-    const char* eval_keys[] = {"loss", "perplexity", "accuracy", "bits_per_byte"};
+    std::vector<std::pair<MetricSeries*, std::string>> per_step, per_eval;   // series and its record's field
+    for (const MetricInfo& info : metrics())
+        (info.record == MetricRecord::step ? per_step : per_eval).emplace_back(&m[info.id], std::string(info.field));
 
     // Evaluations are placed on the time axis at the training time of their step.
     auto time_at_step = [&](double step) {
@@ -278,19 +278,17 @@ RunMetrics read_run_metrics(const fs::path& root)
         const double step = double(value_or<int64_t>(j, "step", 0));
         if (type == "step") {
             if (!m.loss.step.empty() && step <= m.loss.step.back()) {
-                for (MetricSeries* s : per_step) truncate_from(*s, step);
-                for (MetricSeries* s : per_eval) truncate_from(*s, step);
+                for (auto& [s, field] : per_step) truncate_from(*s, step);
+                for (auto& [s, field] : per_eval) truncate_from(*s, step);
                 std::erase_if(m.samples, [&](const RunSample& s) { return double(s.step) >= step; });
             }
             const double t = value_or<double>(j, "elapsed_s", 0.0);
-            for (size_t i = 0; i < std::size(per_step); ++i)
-                push(*per_step[i], step, t, value_or<double>(j, step_keys[i], 0.0));
+            for (auto& [s, field] : per_step) push(*s, step, t, value_or<double>(j, field.c_str(), 0.0));
         } else if (type == "eval") {
-            for (MetricSeries* s : per_eval)
+            for (auto& [s, field] : per_eval)
                 if (!s->step.empty() && step <= s->step.back()) truncate_from(*s, step);
             const double t = time_at_step(step);
-            for (size_t i = 0; i < std::size(per_eval); ++i)
-                push(*per_eval[i], step, t, value_or<double>(j, eval_keys[i], 0.0));
+            for (auto& [s, field] : per_eval) push(*s, step, t, value_or<double>(j, field.c_str(), 0.0));
         } else {
             m.samples.push_back({int64_t(step), value_or<std::string>(j, "prompt", ""),
                                  value_or<std::string>(j, "text", "")});

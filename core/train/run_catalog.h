@@ -8,6 +8,7 @@
 // own files.
 #pragma once
 
+#include "core/train/metrics.h"
 #include "core/train/run_config.h"
 #include "core/train/training_sink.h"
 
@@ -72,11 +73,14 @@ struct RunSample {
     std::string prompt, text;
 };
 
+// One series per metric of the registry (core/train/metrics.h).
 struct RunMetrics {
     MetricSeries loss, lr, grad_norm, tokens_per_s, mfu, memory_bytes;   // every step
     MetricSeries val_loss, val_perplexity, val_accuracy, val_bits_per_byte;   // every evaluation
     std::vector<RunSample> samples;
-    // Looks a series up by its metrics.jsonl key: "loss", "val_loss", "lr", ...
+    const MetricSeries& operator[](Metric m) const;
+    MetricSeries& operator[](Metric m);
+    // Looks a series up by its registry key: "loss", "val_loss", "lr", ...
     const MetricSeries* find(const std::string& key) const;
 };
 
@@ -85,7 +89,7 @@ struct RunMetrics {
 // them, so every series is ordered by step.
 RunMetrics read_run_metrics(const std::filesystem::path& root);
 
-// The metric keys read_run_metrics knows, with a label for each.
+// The registry's keys and labels, in its order (metrics() has the rest).
 struct MetricKey {
     const char* key;
     const char* label;

@@ -1,22 +1,25 @@
 #include "core/train/run_reporter.h"
 
+#include "core/train/metrics.h"
+
 namespace crucible {
 
 namespace {
 
+// The metric fields come from the registry; the axes (step, time, tokens)
+// are the record's own.
 nlohmann::json step_record(const StepMetrics& m)
 {
-    return {{"type", "step"},          {"step", m.step},           {"loss", m.loss},
-            {"lr", m.lr},              {"grad_norm", m.grad_norm}, {"tokens_per_s", m.tokens_per_s},
-            {"mfu", m.mfu},            {"memory_bytes", m.memory_bytes},
-            {"elapsed_s", m.elapsed_s}, {"tokens_seen", m.tokens_seen}};
+    nlohmann::json j = metric_fields(m);
+    j.update({{"type", "step"}, {"step", m.step}, {"elapsed_s", m.elapsed_s}, {"tokens_seen", m.tokens_seen}});
+    return j;
 }
 
 nlohmann::json eval_record(const EvalMetrics& e)
 {
-    return {{"type", "eval"},          {"step", e.step},          {"loss", e.loss},
-            {"perplexity", e.perplexity}, {"accuracy", e.accuracy}, {"bits_per_byte", e.bits_per_byte},
-            {"tokens", e.tokens},      {"elapsed_s", e.elapsed_s}};
+    nlohmann::json j = metric_fields(e);
+    j.update({{"type", "eval"}, {"step", e.step}, {"tokens", e.tokens}, {"elapsed_s", e.elapsed_s}});
+    return j;
 }
 
 } // namespace
@@ -27,6 +30,12 @@ void RunReporter::open_log(const std::filesystem::path& metrics_file)
 }
 
 void RunReporter::status(const std::string& what) { m_sink->on_status(what); }
+
+void RunReporter::phase(TrainerPhase phase)
+{
+    m_sink->on_status(to_string(phase));
+    m_sink->on_phase(phase);
+}
 
 void RunReporter::paused(bool paused) { m_sink->on_paused(paused); }
 

@@ -23,6 +23,9 @@ public:
     bool has_log() const { return m_log != nullptr; }
 
     void status(const std::string& what);   // set-up progress; the sink only
+    // The run enters a phase: on_status with its name (for people), then
+    // on_phase (for views); the sink only.
+    void phase(TrainerPhase phase);
     void paused(bool paused);               // the sink only
     void started(const RunInfo& info, bool resumed);
     void step(const StepMetrics& m);

@@ -154,7 +154,7 @@ RunSummary Trainer::train(Session& s)
     DivergenceGuard guard;
     RunSummary summary;
 
-    s.reporter.status("training");
+    s.reporter.phase(TrainerPhase::training);
     while (s.state.step < tc.steps) {
         wait_while_paused(s.reporter);
         if (m_stop.load()) break;
@@ -196,7 +196,7 @@ RunSummary Trainer::train(Session& s)
 
 void Trainer::evaluate(Session& s)
 {
-    s.reporter.status("evaluating");
+    s.reporter.phase(TrainerPhase::evaluating);
     const EvalMetrics e = evaluate_step(*s.model.model, s.data->dataset, s.val_windows, s.config.train, s.seq_len,
                                         s.state.step, [&] { return m_stop.load(); });
     s.state.last_eval = e;

@@ -43,6 +43,17 @@ struct EvalMetrics {
     double elapsed_s = 0.0;
 };
 
+// What a run is doing. Views switch on this, never on the status text.
+enum class TrainerPhase {
+    setting_up,   // from the start until the first step (on_status says what)
+    training,     // optimizer steps
+    evaluating,   // a validation pass between steps
+};
+inline const char* to_string(TrainerPhase p)
+{
+    return p == TrainerPhase::setting_up ? "setting up" : p == TrainerPhase::training ? "training" : "evaluating";
+}
+
 enum class RunOutcome { finished, stopped, failed };
 inline const char* to_string(RunOutcome o)
 {
@@ -66,6 +77,7 @@ public:
     virtual ~TrainingSink() = default;
     virtual void on_started(const RunInfo&) {}
     virtual void on_status(const std::string& /*what*/) {}   // "training tokenizer...", setup progress
+    virtual void on_phase(TrainerPhase) {}                   // after the on_status that names it
     virtual void on_step(const StepMetrics&) {}
     virtual void on_eval(const EvalMetrics&) {}
     virtual void on_sample(int64_t /*step*/, const std::string& /*prompt*/, const std::string& /*text*/) {}

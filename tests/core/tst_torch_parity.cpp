@@ -1,8 +1,8 @@
 // Parity with PyTorch: for several tiny configurations the CPU model's loss and
 // every weight gradient match tests/python/torch_reference.py, an independent
 // float64 implementation that reads the same model.safetensors and config.json
-// this engine writes. A disagreement means one of the two misreads DESIGN.md §3
-// (RoPE pairing, GQA grouping, QK-norm order, norm placement, tied head...).
+// this engine writes. A disagreement means one of the two misreads the model
+// of core/model/transformer.h (RoPE pairing, GQA grouping, QK-norm order, norm placement, tied head...).
 #include "core/io/file_util.h"
 #include "core/io/hf_config.h"
 #include "core/io/safetensors.h"

@@ -3,7 +3,7 @@
 //  - nano, 300 steps: CPU, CUDA f32 and CUDA bf16 side by side.
 //  - small, its first 24 steps: CPU, CUDA f32 and bf16 step by step.
 //  - small, 300 steps: bf16 (flash and naive attention) against f32, whose
-//    every op matches the CPU within 1e-5 (tst_cuda_ops, tst_cuda_training);
+//    every op matches the CPU within 1e-5 (tst_op_parity, tst_cuda_training);
 //    300 steps of small on the CPU would take this test past its budget.
 //
 // Tolerance: bf16 rounds every activation to 8 mantissa bits, so single

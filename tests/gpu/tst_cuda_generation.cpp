@@ -6,7 +6,7 @@
 // steps; then whole greedy generations (batched, speculative) token for
 // token in f32 mode.
 //
-// Tolerances (relative error of each output, as in tst_cuda_ops): the cache
+// Tolerances (relative error of each output, as in tst_op_parity): the cache
 // write is a copy (exact); RoPE one rounding (f32 1e-5, bf16 5e-3);
 // attention rounds P to nothing but its output once, with exp and the order
 // of the f32 sums differing (f32 1e-5, bf16 1e-2).

@@ -1,8 +1,8 @@
 // Naive fp64 references for the backend ops, forward and backward, written to
 // be read rather than to be fast: plain loops straight from the definitions in
-// kernels/backend.h. The kernel suites compare the backends against these, and
-// tst_cpu_gradcheck checks every backward here against central finite
-// differences of the matching forward.
+// kernels/backend.h. tst_op_parity compares every backend against these and
+// checks every backward here against central finite differences of the
+// matching forward.
 #pragma once
 
 #include "kernels/backend.h"
@@ -391,6 +391,15 @@ inline Vec gelu_backward(const Vec& dout, const Vec& x)
 
 // ---- cross-entropy ------------------------------------------------------------------------------
 
+// The largest of a row's values, the lowest index among equals.
+inline int64_t row_argmax(const double* x, int64_t n)
+{
+    int64_t best = 0;
+    for (int64_t v = 1; v < n; ++v)
+        if (x[v] > x[best]) best = v;
+    return best;
+}
+
 struct CrossEntropyOut {
     Vec losses;
     std::vector<int32_t> correct;
@@ -405,9 +414,7 @@ inline CrossEntropyOut cross_entropy(const Vec& logits, const std::vector<int32_
         const int32_t target = targets[size_t(r)];
         if (target < 0) continue;
         const double* x = logits.data() + r * vocab;
-        int64_t argmax = 0;
-        for (int64_t v = 1; v < vocab; ++v)
-            if (x[v] > x[argmax]) argmax = v;
+        const int64_t argmax = row_argmax(x, vocab);
         double sum = 0;
         for (int64_t v = 0; v < vocab; ++v) sum += std::exp(x[v] - x[argmax]);
         const double lse = x[argmax] + std::log(sum);
@@ -417,6 +424,191 @@ inline CrossEntropyOut cross_entropy(const Vec& logits, const std::vector<int32_
             o.grad[r * vocab + v] = (std::exp(x[v] - lse) - (v == target ? 1.0 : 0.0)) * grad_scale;
     }
     return o;
+}
+
+// ---- KV cache and decode ---------------------------------------------------------------------------
+
+// Index of cache[b, kv, p, d] in a [slots, KV, capacity, D] cache.
+inline size_t cache_at(const AttentionShape& s, int64_t capacity, int64_t b, int64_t kv, int64_t p, int64_t d)
+{
+    return size_t(((b * s.n_kv_heads + kv) * capacity + p) * s.head_dim + d);
+}
+
+// RoPE of each row at its own position (padding rows, position < 0, untouched).
+inline Vec rope_at(const Vec& qkv, const AttentionShape& s, const std::vector<int32_t>& pos, double theta)
+{
+    Vec out = qkv;
+    const AttentionShape one{1, 1, s.n_heads, s.n_kv_heads, s.head_dim};
+    const size_t ld = size_t(s.qkv_dim());
+    for (size_t r = 0; r < pos.size(); ++r) {
+        if (pos[r] < 0) continue;
+        const Vec row(qkv.begin() + std::ptrdiff_t(r * ld), qkv.begin() + std::ptrdiff_t((r + 1) * ld));
+        const Vec rotated = rope(row, one, pos[r], theta);
+        std::copy(rotated.begin(), rotated.end(), out.begin() + std::ptrdiff_t(r * ld));
+    }
+    return out;
+}
+
+struct KvCacheOut {
+    Vec keys, values;
+};
+
+// The key and value heads of every non-padding row r copied to slot r / T at positions[r].
+inline KvCacheOut kv_cache_write(Vec keys, Vec values, const Vec& qkv, const std::vector<int32_t>& pos,
+                                 const AttentionShape& s, int64_t capacity)
+{
+    for (int64_t r = 0; r < s.tokens(); ++r) {
+        if (pos[size_t(r)] < 0) continue;
+        for (int64_t kv = 0; kv < s.n_kv_heads; ++kv)
+            for (int64_t d = 0; d < s.head_dim; ++d) {
+                const size_t at = cache_at(s, capacity, r / s.seq, kv, pos[size_t(r)], d);
+                keys[at] = qkv[packed(s, r, s.n_heads + kv, d)];
+                values[at] = qkv[packed(s, r, s.n_heads + s.n_kv_heads + kv, d)];
+            }
+    }
+    return {std::move(keys), std::move(values)};
+}
+
+// softmax(q·kᵀ/√D)·v over positions [0, pos] of the row's slot, per query head;
+// padding rows give zeros.
+inline Vec attention_over_cache(const Vec& qkv, const Vec& keys, const Vec& values, const std::vector<int32_t>& pos,
+                                const AttentionShape& s, int64_t capacity)
+{
+    const int64_t D = s.head_dim;
+    Vec out(size_t(s.tokens() * s.q_dim()), 0.0);
+    const double scale = 1.0 / std::sqrt(double(D));
+    for (int64_t r = 0; r < s.tokens(); ++r) {
+        if (pos[size_t(r)] < 0) continue;
+        const int64_t b = r / s.seq;
+        for (int64_t h = 0; h < s.n_heads; ++h) {
+            const int64_t kv = h / s.group();
+            std::vector<double> w(size_t(pos[size_t(r)] + 1));
+            double top = -INFINITY;
+            for (size_t j = 0; j < w.size(); ++j) {
+                double dot = 0;
+                for (int64_t d = 0; d < D; ++d) dot += qkv[packed(s, r, h, d)] * keys[cache_at(s, capacity, b, kv, int64_t(j), d)];
+                w[j] = dot * scale;
+                top = std::max(top, w[j]);
+            }
+            double sum = 0;
+            for (auto& x : w) sum += x = std::exp(x - top);
+            for (int64_t d = 0; d < D; ++d) {
+                double acc = 0;
+                for (size_t j = 0; j < w.size(); ++j) acc += w[j] * values[cache_at(s, capacity, b, kv, int64_t(j), d)];
+                out[size_t(r * s.q_dim() + h * D + d)] = acc / sum;
+            }
+        }
+    }
+    return out;
+}
+
+struct ArgmaxOut {
+    std::vector<int32_t> ids;
+    Vec probs;
+};
+
+// Each row's largest logit (the lowest id among equals) and its softmax probability.
+inline ArgmaxOut argmax_rows(const Vec& logits, int64_t rows, int64_t vocab)
+{
+    ArgmaxOut o{std::vector<int32_t>(size_t(rows)), Vec(size_t(rows))};
+    for (int64_t r = 0; r < rows; ++r) {
+        const double* x = logits.data() + r * vocab;
+        const int64_t best = row_argmax(x, vocab);
+        double sum = 0;
+        for (int64_t v = 0; v < vocab; ++v) sum += std::exp(x[v] - x[best]);
+        o.ids[size_t(r)] = int32_t(best);
+        o.probs[size_t(r)] = 1.0 / sum;
+    }
+    return o;
+}
+
+// ---- optimizers ------------------------------------------------------------------------------------
+
+struct AdamWOut {
+    Vec param, m, v;
+};
+
+// One AdamW step with decoupled weight decay and bias correction.
+inline AdamWOut adamw(Vec p, Vec m, Vec v, const Vec& grad, const AdamWHyper& h)
+{
+    const double b1 = h.beta1, b2 = h.beta2, lr = h.lr;
+    const double bc1 = 1 - std::pow(b1, double(h.step)), bc2 = 1 - std::pow(b2, double(h.step));
+    for (size_t i = 0; i < p.size(); ++i) {
+        const double g = grad[i] * double(h.grad_scale);
+        m[i] = b1 * m[i] + (1 - b1) * g;
+        v[i] = b2 * v[i] + (1 - b2) * g * g;
+        p[i] = p[i] * (1 - lr * double(h.weight_decay)) - lr / bc1 * m[i] / (std::sqrt(v[i] / bc2) + double(h.eps));
+    }
+    return {std::move(p), std::move(m), std::move(v)};
+}
+
+// The quintic of kernels/backend.h in double on a [rows, cols] matrix,
+// transposing tall matrices so the iteration runs on the wide orientation.
+inline Vec newton_schulz(const Vec& in, int64_t rows, int64_t cols, int steps)
+{
+    const bool tall = rows > cols;
+    const int64_t r = tall ? cols : rows, c = tall ? rows : cols;   // the wide shape
+    Vec x(size_t(r * c));
+    double norm = 0;
+    for (double v : in) norm += v * v;
+    norm = std::sqrt(norm) + 1e-7;
+    for (int64_t i = 0; i < rows; ++i)
+        for (int64_t j = 0; j < cols; ++j) {
+            const double v = in[size_t(i * cols + j)] / norm;
+            if (tall) x[size_t(j * c + i)] = v;
+            else x[size_t(i * c + j)] = v;
+        }
+    const double a = kMuonA, b = kMuonB, cc = kMuonC;
+    for (int s = 0; s < steps; ++s) {
+        Vec gram(size_t(r * r), 0.0), poly(size_t(r * r), 0.0), next(size_t(r * c), 0.0);
+        for (int64_t i = 0; i < r; ++i)
+            for (int64_t j = 0; j < r; ++j)
+                for (int64_t k = 0; k < c; ++k) gram[size_t(i * r + j)] += x[size_t(i * c + k)] * x[size_t(j * c + k)];
+        for (int64_t i = 0; i < r; ++i)
+            for (int64_t j = 0; j < r; ++j) {
+                double aa = 0;
+                for (int64_t k = 0; k < r; ++k) aa += gram[size_t(i * r + k)] * gram[size_t(k * r + j)];
+                poly[size_t(i * r + j)] = b * gram[size_t(i * r + j)] + cc * aa;
+            }
+        for (int64_t i = 0; i < r; ++i)
+            for (int64_t j = 0; j < c; ++j) {
+                double acc = a * x[size_t(i * c + j)];
+                for (int64_t k = 0; k < r; ++k) acc += poly[size_t(i * r + k)] * x[size_t(k * c + j)];
+                next[size_t(i * c + j)] = acc;
+            }
+        x = next;
+    }
+    Vec out(size_t(rows * cols));
+    for (int64_t i = 0; i < rows; ++i)
+        for (int64_t j = 0; j < cols; ++j) out[size_t(i * cols + j)] = tall ? x[size_t(j * c + i)] : x[size_t(i * c + j)];
+    return out;
+}
+
+struct MuonOut {
+    Vec param, momentum;
+};
+
+// One Muon step over `count` [rows, cols] matrices `stride` elements apart;
+// elements outside them are left alone.
+inline MuonOut muon(Vec p, Vec mom, const Vec& grad, int64_t rows, int64_t cols, int64_t count, int64_t stride,
+                    const MuonHyper& h)
+{
+    const int64_t n = rows * cols;
+    for (int64_t c = 0; c < count; ++c) {
+        Vec u(static_cast<size_t>(n));
+        for (int64_t i = 0; i < n; ++i) {
+            const size_t at = size_t(c * stride + i);
+            const double g = grad[at] * double(h.grad_scale);
+            mom[at] = double(h.momentum) * mom[at] + g;
+            u[size_t(i)] = h.nesterov ? g + double(h.momentum) * mom[at] : mom[at];
+        }
+        const Vec o = newton_schulz(u, rows, cols, h.ns_steps);
+        for (int64_t i = 0; i < n; ++i) {
+            const size_t at = size_t(c * stride + i);
+            p[at] = p[at] * (1 - double(h.lr) * double(h.weight_decay)) - double(h.lr) * double(h.update_scale) * o[size_t(i)];
+        }
+    }
+    return {std::move(p), std::move(mom)};
 }
 
 } // namespace crucible::test::ref

@@ -4,6 +4,7 @@
 // the singular values of its output land in the band the quintic
 // coefficients are designed for.
 #include "kernels/cpu/cpu_backend.h"
+#include "tests/kernels/reference_ops.h"
 #include "tests/support/test_support.h"
 
 #include <QtTest>
@@ -19,46 +20,10 @@ using Vec = std::vector<double>;
 
 // ---- fp64 references ----------------------------------------------------------------------
 
-// The quintic of kernels/backend.h in double on a [rows, cols] matrix,
-// transposing tall matrices so the iteration runs on the wide orientation.
+// The fp64 Newton–Schulz (reference_ops.h).
 Vec newton_schulz_reference(const Vec& in, int64_t rows, int64_t cols, int steps)
 {
-    const bool tall = rows > cols;
-    const int64_t r = tall ? cols : rows, c = tall ? rows : cols;   // the wide shape
-    Vec x(size_t(r * c));
-    double norm = 0;
-    for (double v : in) norm += v * v;
-    norm = std::sqrt(norm) + 1e-7;
-    for (int64_t i = 0; i < rows; ++i)
-        for (int64_t j = 0; j < cols; ++j) {
-            const double v = in[size_t(i * cols + j)] / norm;
-            if (tall) x[size_t(j * c + i)] = v;
-            else x[size_t(i * c + j)] = v;
-        }
-    const double a = kMuonA, b = kMuonB, cc = kMuonC;
-    for (int s = 0; s < steps; ++s) {
-        Vec gram(size_t(r * r), 0.0), poly(size_t(r * r), 0.0), next(size_t(r * c), 0.0);
-        for (int64_t i = 0; i < r; ++i)
-            for (int64_t j = 0; j < r; ++j)
-                for (int64_t k = 0; k < c; ++k) gram[size_t(i * r + j)] += x[size_t(i * c + k)] * x[size_t(j * c + k)];
-        for (int64_t i = 0; i < r; ++i)
-            for (int64_t j = 0; j < r; ++j) {
-                double aa = 0;
-                for (int64_t k = 0; k < r; ++k) aa += gram[size_t(i * r + k)] * gram[size_t(k * r + j)];
-                poly[size_t(i * r + j)] = b * gram[size_t(i * r + j)] + cc * aa;
-            }
-        for (int64_t i = 0; i < r; ++i)
-            for (int64_t j = 0; j < c; ++j) {
-                double acc = a * x[size_t(i * c + j)];
-                for (int64_t k = 0; k < r; ++k) acc += poly[size_t(i * r + k)] * x[size_t(k * c + j)];
-                next[size_t(i * c + j)] = acc;
-            }
-        x = next;
-    }
-    Vec out(size_t(rows * cols));
-    for (int64_t i = 0; i < rows; ++i)
-        for (int64_t j = 0; j < cols; ++j) out[size_t(i * cols + j)] = tall ? x[size_t(j * c + i)] : x[size_t(i * c + j)];
-    return out;
+    return ref::newton_schulz(in, rows, cols, steps);
 }
 
 // Eigenvalues of a symmetric n×n matrix by cyclic Jacobi rotations: each

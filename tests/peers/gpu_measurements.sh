@@ -14,7 +14,7 @@ runs=$out/runs
 log() { echo "== $*" | tee -a "$out/log.txt"; "$@" 2>&1 | tee -a "$out/log.txt"; }
 
 part_tests() {
-  for t in tst_cuda_ops tst_flash_attention tst_cuda_training tst_cuda_generation tst_cuda_curve; do
+  for t in tst_op_parity tst_flash_attention tst_cuda_training tst_cuda_generation tst_cuda_curve; do
     log "$t" -o "$out/$t.txt,txt" -o -,txt
   done
 }

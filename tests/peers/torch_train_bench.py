@@ -120,7 +120,7 @@ def newton_schulz(g, steps=5):
 
 
 class Muon(torch.optim.Optimizer):
-    """Muon for hidden matrices (eager PyTorch), as DESIGN §5 describes."""
+    """Muon for hidden matrices (eager PyTorch), as core/optim/optimizer.h describes."""
 
     def __init__(self, params, lr=0.02, momentum=0.95):
         super().__init__(params, dict(lr=lr, momentum=momentum))

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""PyTorch reference for Crucible's decoder (DESIGN.md section 3).
+"""PyTorch reference for Crucible's decoder (core/model/transformer.h).
 
 Reads, from each folder named on the command line (one interpreter start
 serves many test cases):

@@ -152,6 +152,7 @@ private slots:
         m_page->resize(1280, 800);
         m_page->show();
         QVERIFY(QTest::qWaitForWindowExposed(m_page.get()));
+        QTRY_VERIFY_WITH_TIMEOUT(!m_page->scanningRuns(), 30000);   // runs are scanned on a worker thread
         // Every update reaches the page: the transcript grows token by token.
         m_page->worker()->setUpdateInterval(std::chrono::milliseconds(0));
     }
@@ -395,6 +396,7 @@ private slots:
 
         // A new page on the same run shows the same conversation.
         ChatPage again(*m_context);
+        QTRY_VERIFY_WITH_TIMEOUT(!again.scanningRuns(), 30000);   // runs are scanned on a worker thread
         QCOMPARE(again.selectedPath(), m_run);
         const ChatConversation& a = m_page->conversation();
         const ChatConversation& b = again.conversation();
@@ -424,6 +426,7 @@ private slots:
     void draftWithAnotherTokenizerIsRefused()
     {
         QVERIFY(m_page->openPath(m_otherTokenizer));   // becomes the selected run: choose the real one again
+        QTRY_VERIFY_WITH_TIMEOUT(!m_page->scanningRuns(), 30000);
         QVERIFY(waitFor(m_page.get(), ChatPage::State::Ready));
         QVERIFY(pick(m_page->runCombo(), m_run));
         QVERIFY(waitFor(m_page.get(), ChatPage::State::Ready));
@@ -463,6 +466,7 @@ private slots:
         QVERIFY(checkpoint.has_value());
         std::ofstream(*checkpoint / "model.safetensors", std::ios::trunc) << "not a model";
         m_context->notifyRunsChanged();
+        QTRY_VERIFY_WITH_TIMEOUT(!m_page->scanningRuns(), 30000);
         const QString root = QString::fromStdString(broken.string());
         QVERIFY(m_page->runCombo()->findData(root) >= 0);
         QVERIFY(pick(m_page->runCombo(), root));

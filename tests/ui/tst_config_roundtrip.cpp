@@ -212,6 +212,7 @@ private slots:
         m_app->window->showPage(QStringLiteral("Runs"));
         auto* runs = m_app->window->page<RunsPage>();
         runs->refresh();
+        QTRY_VERIFY_WITH_TIMEOUT(!runs->scanning(), 30000);   // runs are scanned on a worker thread
         QTreeWidgetItem* item = runs->itemFor(QString::fromStdString(root.string()));
         QVERIFY(item);
         runs->table()->setCurrentItem(item);

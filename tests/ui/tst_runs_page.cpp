@@ -23,27 +23,9 @@
 using namespace crucible;
 using namespace crucible::ui;
 namespace fs = std::filesystem;
+using test::makeRun;
 
 namespace {
-
-QString makeRun(const QString& parent, const QString& name, int steps)
-{
-    const fs::path root = fs::path(parent.toStdString()) / name.toStdString();
-    fs::create_directories(root);
-    RunConfig c;
-    c.model = preset("nano");
-    c.train.steps = steps;
-    RunDirectory(root).write_config(c);
-    std::ofstream out(root / "metrics.jsonl");
-    out << R"({"type":"start","step":0,"device":"CPU","parameters":1049728})" "\n";
-    for (int s = 1; s <= steps; ++s)
-        out << nlohmann::json{{"type", "step"}, {"step", s}, {"loss", 8.0 - 0.1 * s}, {"lr", 0.001}, {"grad_norm", 1.0},
-                              {"tokens_per_s", 1000.0}, {"mfu", 0.1}, {"memory_bytes", 1000}, {"elapsed_s", 0.1 * s},
-                              {"tokens_seen", 100 * s}}.dump()
-            << "\n";
-    out << nlohmann::json{{"type", "finished"}, {"outcome", "finished"}, {"step", steps}}.dump() << "\n";
-    return QString::fromStdString(root.string());
-}
 
 void answerNextMessageBox(QObject* context, QMessageBox::StandardButton button)
 {
@@ -61,6 +43,12 @@ class TestRunsPage : public QObject {
     RunsPage* page() { return m_app->window->page<RunsPage>(); }
     MessageBanner* banner() { return m_app->window->findChild<MessageBanner*>(QStringLiteral("runsBanner")); }
     QPushButton* button(const char* name) { return m_app->window->findChild<QPushButton*>(QString::fromLatin1(name)); }
+    // Runs are scanned on a worker thread: refresh, then wait for the table.
+    void refreshAndWait()
+    {
+        page()->refresh();
+        QTRY_VERIFY_WITH_TIMEOUT(!page()->scanning(), 30000);
+    }
     void select(const QString& root)
     {
         QTreeWidgetItem* item = page()->itemFor(root);
@@ -81,9 +69,10 @@ private slots:
         makeRun(m_app->env.runsDir(), QStringLiteral("alpha"), 5);
         const QString elsewhere = m_app->env.path(QStringLiteral("elsewhere"));
         const QString beta = makeRun(elsewhere, QStringLiteral("beta"), 7);
-        page()->refresh();
+        refreshAndWait();
         QCOMPARE(page()->table()->topLevelItemCount(), 1);
         page()->addFolder(elsewhere);
+        QTRY_VERIFY_WITH_TIMEOUT(!page()->scanning(), 30000);
         QCOMPARE(page()->table()->topLevelItemCount(), 2);
         QTreeWidgetItem* item = page()->itemFor(beta);
         QVERIFY(item);
@@ -95,7 +84,7 @@ private slots:
     void renamesInPlace()
     {
         const QString root = makeRun(m_app->env.runsDir(), QStringLiteral("to-rename"), 3);
-        page()->refresh();
+        refreshAndWait();
         select(root);
         QTest::mouseClick(button("renameRunButton"), Qt::LeftButton);
         auto* editor = qobject_cast<QLineEdit*>(QApplication::focusWidget());
@@ -113,7 +102,7 @@ private slots:
     {
         const QString a = makeRun(m_app->env.runsDir(), QStringLiteral("taken-a"), 3);
         makeRun(m_app->env.runsDir(), QStringLiteral("taken-b"), 3);
-        page()->refresh();
+        refreshAndWait();
         QTreeWidgetItem* item = page()->itemFor(a);
         QVERIFY(item);
         item->setText(0, QStringLiteral("taken-b"));   // what the editor commits
@@ -127,7 +116,7 @@ private slots:
     void deleteAsksFirst()
     {
         const QString root = makeRun(m_app->env.runsDir(), QStringLiteral("to-delete"), 3);
-        page()->refresh();
+        refreshAndWait();
         select(root);
         answerNextMessageBox(this, QMessageBox::Cancel);
         QTest::mouseClick(button("deleteRunButton"), Qt::LeftButton);
@@ -146,7 +135,7 @@ private slots:
         QVERIFY(notes.open(QIODevice::WriteOnly));
         notes.write("mine");
         notes.close();
-        page()->refresh();
+        refreshAndWait();
         select(root);
         answerNextMessageBox(this, QMessageBox::Yes);
         QTest::mouseClick(button("deleteRunButton"), Qt::LeftButton);
@@ -159,7 +148,7 @@ private slots:
     {
         const QString a = makeRun(m_app->env.runsDir(), QStringLiteral("csv-a"), 4);
         const QString b = makeRun(m_app->env.runsDir(), QStringLiteral("csv-b"), 6);
-        page()->refresh();
+        refreshAndWait();
         page()->itemFor(a)->setCheckState(0, Qt::Checked);
         page()->itemFor(b)->setCheckState(0, Qt::Checked);
         LiveChart* chart = page()->compareChart();

@@ -133,6 +133,7 @@ private slots:
     void finishedRunAppearsOnRunsWithItsMetrics()
     {
         m_app->window->showPage(QStringLiteral("Runs"));
+        QTRY_VERIFY_WITH_TIMEOUT(!runsPage()->scanning(), 30000);   // runs are scanned on a worker thread
         QTreeWidgetItem* item = runsPage()->itemFor(m_adamwRun);
         QVERIFY(item);
         QCOMPARE(item->text(7), QStringLiteral("finished"));
@@ -177,6 +178,7 @@ private slots:
         QCOMPARE(RunDirectory(run.toStdString()).checkpoint_steps().back(), s.steps);
 
         m_app->window->showPage(QStringLiteral("Runs"));
+        QTRY_VERIFY_WITH_TIMEOUT(!runsPage()->scanning(), 30000);
         QTreeWidgetItem* item = runsPage()->itemFor(run);
         QVERIFY(item);
         QCOMPARE(item->text(7), QStringLiteral("stopped"));
@@ -216,6 +218,7 @@ private slots:
 
         m_app->window->showPage(QStringLiteral("Runs"));
         runsPage()->refresh();
+        QTRY_VERIFY_WITH_TIMEOUT(!runsPage()->scanning(), 30000);
         QTreeWidgetItem* a = runsPage()->itemFor(m_adamwRun);
         QTreeWidgetItem* b = runsPage()->itemFor(muonRun);
         QVERIFY(a && b);

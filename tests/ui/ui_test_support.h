@@ -3,7 +3,9 @@
 // the way a person would, with the keyboard and the mouse.
 #pragma once
 
+#include "core/model/model_config.h"
 #include "core/train/run_config.h"
+#include "core/train/run_dir.h"
 #include "ui/app_context.h"
 #include "ui/main_window.h"
 #include "ui/models/run_config_model.h"
@@ -18,9 +20,35 @@
 #include <QTemporaryDir>
 #include <QTest>
 
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <fstream>
 #include <memory>
 
 namespace crucible::test {
+
+// A finished nano run in parent/name with `steps` step records in its
+// metrics.jsonl and no checkpoint: what the run lists read, without training.
+inline QString makeRun(const QString& parent, const QString& name, int steps)
+{
+    namespace fs = std::filesystem;
+    const fs::path root = fs::path(parent.toStdString()) / name.toStdString();
+    fs::create_directories(root);
+    RunConfig c;
+    c.model = preset("nano");
+    c.train.steps = steps;
+    RunDirectory(root).write_config(c);
+    std::ofstream out(root / "metrics.jsonl");
+    out << R"({"type":"start","step":0,"device":"CPU","parameters":1049728})" "\n";
+    for (int s = 1; s <= steps; ++s)
+        out << nlohmann::json{{"type", "step"}, {"step", s}, {"loss", 8.0 - 0.1 * s}, {"lr", 0.001}, {"grad_norm", 1.0},
+                              {"tokens_per_s", 1000.0}, {"mfu", 0.1}, {"memory_bytes", 1000}, {"elapsed_s", 0.1 * s},
+                              {"tokens_seen", 100 * s}}.dump()
+            << "\n";
+    out << nlohmann::json{{"type", "finished"}, {"outcome", "finished"}, {"step", steps}}.dump() << "\n";
+    return QString::fromStdString(root.string());
+}
 
 class IsolatedEnvironment {
 public:

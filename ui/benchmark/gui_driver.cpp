@@ -20,6 +20,7 @@
 #include <QPushButton>
 #include <QSlider>
 #include <QTextStream>
+#include <QElapsedTimer>
 #include <QTimer>
 #include <QTreeWidget>
 
@@ -196,6 +197,10 @@ void GuiDriver::takeScreenshots()
                 auto* runs = m_window.page<RunsPage>();
                 m_window.showPage(QStringLiteral("Runs"));
                 runs->refresh();
+                // The runs are scanned on a worker thread: wait for the table.
+                QElapsedTimer waited;
+                waited.start();
+                while (runs->scanning() && waited.elapsed() < 30000) QCoreApplication::processEvents(QEventLoop::AllEvents, 50);
                 // Overlay the two newest finished runs, if the folder has them.
                 QTreeWidget* table = runs->table();
                 int ticked = 0;
@@ -241,6 +246,10 @@ void GuiDriver::takeChatScreenshot()
     };
     auto* chat = m_window.page<ChatPage>();
     m_window.showPage(QStringLiteral("Chat"));
+    if (chat->scanningRuns()) {   // its run list is on its way from the worker thread
+        QTimer::singleShot(50, this, &GuiDriver::takeChatScreenshot);
+        return;
+    }
     if (chat->state() == ChatPage::State::NoModel && chat->selectedPath().isEmpty()) {
         printLine("error: no run with a checkpoint in the runs folder");
         QTimer::singleShot(0, qApp, [] { QCoreApplication::exit(2); });

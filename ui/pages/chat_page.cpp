@@ -64,12 +64,10 @@ QString samePath(const QString& path)
 
 } // namespace
 
-ChatPage::ChatPage(AppContext& context, QWidget* parent) : QWidget(parent), m_context(context), m_worker(new ChatWorker)
+ChatPage::ChatPage(AppContext& context, QWidget* parent)
+    : QWidget(parent), m_context(context), m_worker(new ChatWorker), m_thread(m_worker, QStringLiteral("chat"))
 {
     registerChatMetaTypes();
-    m_thread.setObjectName(QStringLiteral("chat"));
-    m_worker->moveToThread(&m_thread);
-    connect(&m_thread, &QThread::finished, m_worker, &QObject::deleteLater);
     connect(this, &ChatPage::loadRequested, m_worker, &ChatWorker::loadModel, Qt::QueuedConnection);
     connect(this, &ChatPage::unloadRequested, m_worker, &ChatWorker::unloadModel, Qt::QueuedConnection);
     connect(this, &ChatPage::generateRequested, m_worker, &ChatWorker::generate, Qt::QueuedConnection);
@@ -78,7 +76,6 @@ ChatPage::ChatPage(AppContext& context, QWidget* parent) : QWidget(parent), m_co
     connect(m_worker, &ChatWorker::tokensReady, this, &ChatPage::onTokens, Qt::QueuedConnection);
     connect(m_worker, &ChatWorker::replyFinished, this, &ChatPage::onReplyFinished, Qt::QueuedConnection);
     connect(m_worker, &ChatWorker::replyFailed, this, &ChatPage::onReplyFailed, Qt::QueuedConnection);
-    m_thread.start();
 
     auto* outer = new QVBoxLayout(this);
     outer->setContentsMargins(20, 16, 20, 16);
@@ -119,6 +116,7 @@ ChatPage::ChatPage(AppContext& context, QWidget* parent) : QWidget(parent), m_co
     m_saveTimer.setInterval(800);
     connect(&m_saveTimer, &QTimer::timeout, this, &ChatPage::saveConversation);
 
+    connect(&m_scanner, &RunScanner::finished, this, &ChatPage::showRuns);
     connect(&context, &AppContext::runsChanged, this, &ChatPage::refreshRuns);
     connect(&context, &AppContext::runsDirChanged, this, &ChatPage::refreshRuns);
     connect(&context, &AppContext::currentRunChanged, this, [this](const QString& dir) {
@@ -137,9 +135,7 @@ ChatPage::ChatPage(AppContext& context, QWidget* parent) : QWidget(parent), m_co
 ChatPage::~ChatPage()
 {
     if (m_conversationDirty) saveConversation();
-    m_worker->requestStop();
-    m_thread.quit();
-    m_thread.wait();
+    m_worker->requestStop();   // then m_thread quits and waits
 }
 
 // ---- building --------------------------------------------------------------------------------
@@ -358,9 +354,11 @@ int ChatPage::maxNewTokens() const { return m_settings->maxNewTokens(); }
 
 bool ChatPage::showsEmptyState() const { return m_stack->currentIndex() == 0; }
 
-void ChatPage::refreshRuns()
+void ChatPage::refreshRuns() { m_scanner.scan({m_context.runsDir()}); }
+
+void ChatPage::showRuns()
 {
-    m_records = list_runs(m_context.runsDir().toStdString());
+    m_records = m_scanner.runs();
     const QString selected = m_selected;
     {
         const QSignalBlocker b1(m_runCombo), b2(m_draftCombo);

@@ -16,9 +16,10 @@
 #include "core/train/run_catalog.h"
 #include "ui/pages/chat_conversation.h"
 #include "ui/workers/chat_worker.h"
+#include "ui/workers/run_scanner.h"
+#include "ui/workers/worker_thread.h"
 
 #include <QStringList>
-#include <QThread>
 #include <QTimer>
 #include <QWidget>
 
@@ -73,6 +74,8 @@ public:
     TokenInspector* inspector() const { return m_inspector; }
     MessageBanner* banner() const { return m_banner; }
     bool showsEmptyState() const;
+    // True from a refresh until the run list shows the scan it asked for.
+    bool scanningRuns() const { return m_scanner.busy(); }
 
     ChatSettings* settings() const { return m_settings; }
     // The sampling settings as the next reply will use them (before its seed offset).
@@ -80,7 +83,8 @@ public:
     int maxNewTokens() const;
 
 public slots:
-    void refreshRuns();
+    void refreshRuns();   // scans on a worker thread; showRuns() follows
+    void showRuns();
     // Chooses a run or checkpoint folder, as Browse does after its dialog.
     bool openPath(const QString& path);
     void browse();
@@ -128,8 +132,9 @@ private:
     void onReplyFailed(quint64 id, const QString& message);
 
     AppContext& m_context;
-    QThread m_thread;
     ChatWorker* m_worker;
+    WorkerThread m_thread;   // after m_worker: it takes the worker onto the thread
+    RunScanner m_scanner;
     State m_state = State::NoModel;
 
     std::vector<RunRecord> m_records;

@@ -54,12 +54,10 @@ QLabel* statValue(QWidget* parent, const char* name)
 
 } // namespace
 
-DataPage::DataPage(AppContext& context, QWidget* parent) : QWidget(parent), m_context(context), m_worker(new CorpusWorker)
+DataPage::DataPage(AppContext& context, QWidget* parent)
+    : QWidget(parent), m_context(context), m_worker(new CorpusWorker), m_thread(m_worker, QStringLiteral("corpus"))
 {
     setAcceptDrops(true);
-    m_thread.setObjectName(QStringLiteral("corpus"));
-    m_worker->moveToThread(&m_thread);
-    connect(&m_thread, &QThread::finished, m_worker, &QObject::deleteLater);
     connect(this, &DataPage::analyzeRequested, m_worker, &CorpusWorker::analyze, Qt::QueuedConnection);
     connect(m_worker, &CorpusWorker::progress, this, [this](quint64 id, const QString& stage) {
         if (id == m_activeRequest) setBusy(true, stage);
@@ -87,7 +85,6 @@ DataPage::DataPage(AppContext& context, QWidget* parent) : QWidget(parent), m_co
             setBusy(false);
         }
     }, Qt::QueuedConnection);
-    m_thread.start();
 
     auto* outer = new QVBoxLayout(this);
     outer->setContentsMargins(20, 16, 20, 16);
@@ -117,9 +114,7 @@ DataPage::~DataPage()
 {
     // A tokenizer being trained finishes its current stage first: SentencePiece
     // cannot be interrupted, and the thread must not be killed.
-    m_worker->cancel();
-    m_thread.quit();
-    m_thread.wait();
+    m_worker->cancel();   // then m_thread quits and waits
 }
 
 QWidget* DataPage::buildCorpus()

@@ -6,8 +6,8 @@
 #pragma once
 
 #include "ui/workers/corpus_worker.h"
+#include "ui/workers/worker_thread.h"
 
-#include <QThread>
 #include <QTimer>
 #include <QWidget>
 
@@ -63,8 +63,8 @@ private:
 
     AppContext& m_context;
     bool m_loading = false;
-    QThread m_thread;
     CorpusWorker* m_worker;
+    WorkerThread m_thread;   // after m_worker: it takes the worker onto the thread
     quint64 m_nextRequest = 1;
     quint64 m_activeRequest = 0;
     QString m_analyzedKey;   // the corpus and vocabulary the statistics describe

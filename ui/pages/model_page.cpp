@@ -370,8 +370,11 @@ void ModelPage::updateFacts()
     const QString attention = m.n_kv_heads == m.n_heads ? tr("multi-head attention")
                               : m.n_kv_heads == 1       ? tr("multi-query attention")
                                                         : tr("grouped-query attention, %1 query heads per KV head").arg(group);
-    // K and V per token per layer, in bf16 as generation keeps them.
-    const double kvBytesPerToken = 2.0 * m.n_layers * m.kv_dim() * 2.0;
+    // K and V per token per layer, in the compute dtype of the device set on
+    // the Train page: generation keeps the cache in it (bf16 on CUDA, f32 on
+    // the CPU).
+    const DType kvDtype = m_context.devices()->computeFor(rc.train.device);
+    const double kvBytesPerToken = 2.0 * m.n_layers * double(dtype_bytes(kvDtype, m.kv_dim()));
     m_shapeFacts->setText(tr("%1 heads × %2 dims, %3.<br>KV cache: %4 per token, %5 for the full %6-token context.")
                               .arg(m.n_heads)
                               .arg(hd)

@@ -4,6 +4,7 @@
 #include "ui/app_context.h"
 #include "ui/charts/chart_controls.h"
 #include "ui/charts/live_chart.h"
+#include "ui/charts/metric_samples.h"
 #include "ui/format.h"
 #include "ui/icons.h"
 #include "ui/models/run_config_model.h"
@@ -79,13 +80,6 @@ QColor statusColor(const RunRecord& r, bool training)
     return theme::mutedText();
 }
 
-double metricScale(const QString& key)
-{
-    if (key == QLatin1String("mfu") || key == QLatin1String("val_accuracy")) return 100.0;
-    if (key == QLatin1String("memory_bytes")) return 1e-6;
-    return 1.0;
-}
-
 QString canonical(const QString& path)
 {
     const QString c = QFileInfo(path).canonicalFilePath();
@@ -148,7 +142,11 @@ RunsPage::RunsPage(AppContext& context, QWidget* parent)
     auto* compareBar = new QHBoxLayout;
     m_metric = new QComboBox(compare);
     m_metric->setObjectName(QStringLiteral("compareMetric"));
-    for (const MetricKey& k : run_metric_keys()) m_metric->addItem(tr(k.label), QString::fromLatin1(k.key));
+    for (const MetricInfo& m : metrics()) {
+        const QString label = tr(m.label.data());
+        m_metric->addItem(m.unit.empty() ? label : tr("%1 (%2)").arg(label, QLatin1String(m.unit.data())),
+                          QLatin1String(m.key.data()));
+    }
     m_controls = new ChartControls(compare);
     auto* exportPng = new QPushButton(tr("Export PNG…"), compare);
     auto* exportCsv = new QPushButton(tr("Export CSV…"), compare);
@@ -201,6 +199,7 @@ RunsPage::RunsPage(AppContext& context, QWidget* parent)
     connect(&context, &AppContext::runsChanged, this, [this] { m_refreshTimer.start(); });
     connect(&context, &AppContext::runsDirChanged, this, [this] { m_refreshTimer.start(); });
     connect(context.training(), &TrainingController::stateChanged, this, [this] { m_refreshTimer.start(); });
+    connect(&m_scanner, &RunScanner::finished, this, &RunsPage::populate);
     refresh();
 }
 
@@ -306,6 +305,16 @@ bool RunsPage::isTraining(const QString& root) const
 void RunsPage::refresh()
 {
     m_refreshTimer.stop();
+    QStringList watched;
+    for (const QString& folder : folders())
+        if (QFileInfo(folder).isDir()) watched << folder;
+    if (!m_watcher->directories().isEmpty()) m_watcher->removePaths(m_watcher->directories());
+    if (!watched.isEmpty()) m_watcher->addPaths(watched);
+    m_scanner.scan(folders());
+}
+
+void RunsPage::populate()
+{
     // Keep what the user ticked and selected across the rebuild.
     QStringList checked;
     for (int i = 0; i < m_table->topLevelItemCount(); ++i) {
@@ -315,20 +324,7 @@ void RunsPage::refresh()
     const QTreeWidgetItem* current = m_table->currentItem();
     const QString selected = current ? current->data(ColName, kRootRole).toString() : QString();
 
-    m_records.clear();
-    QSet<QString> seen;
-    QStringList watched;
-    for (const QString& folder : folders()) {
-        if (QFileInfo(folder).isDir()) watched << folder;
-        for (RunRecord& r : list_runs(folder.toStdString())) {
-            const QString key = canonical(qs(r.root.string()));
-            if (seen.contains(key)) continue;
-            seen.insert(key);
-            m_records.push_back(std::move(r));
-        }
-    }
-    if (!m_watcher->directories().isEmpty()) m_watcher->removePaths(m_watcher->directories());
-    if (!watched.isEmpty()) m_watcher->addPaths(watched);
+    m_records = m_scanner.runs();
 
     m_populating = true;
     m_table->setSortingEnabled(false);
@@ -493,9 +489,10 @@ void RunsPage::updateDetails()
 void RunsPage::updateComparison()
 {
     const QString key = m_metric->currentData().toString();
+    const MetricInfo* metric = find_metric(key.toStdString());
+    if (!metric) return;
     m_chart->removeAllSeries();
     m_chart->setTitle(m_metric->currentText());
-    const double scale = metricScale(key);
     int index = 0, shown = 0;
     QStringList empty;
     for (int i = 0; i < m_table->topLevelItemCount(); ++i) {
@@ -507,25 +504,21 @@ void RunsPage::updateComparison()
         auto it = m_metricsCache.find(root);
         if (it == m_metricsCache.end() || it->stamp != stamp)
             it = m_metricsCache.insert(root, CachedMetrics{stamp, read_run_metrics(root.toStdString())});
-        const MetricSeries* s = it->metrics.find(key.toStdString());
-        const int series = m_chart->addSeries(item->text(ColName), theme::series(index++), key.startsWith(QLatin1String("val_")));
-        if (!s || s->empty()) {
+        const MetricSeries& s = it->metrics[metric->id];
+        const int series = m_chart->addSeries(item->text(ColName), theme::series(index++),
+                                              metric->record == MetricRecord::eval);
+        if (s.empty()) {
             empty << item->text(ColName);
             continue;
         }
-        std::vector<ChartSample> samples(s->size());
-        for (size_t j = 0; j < s->size(); ++j) samples[j] = {s->step[j], s->time_s[j], s->value[j] * scale};
-        m_chart->append(series, samples);
+        m_chart->append(series, metricSamples(*metric, s));
         ++shown;
     }
-    m_chart->setValueFormatter(key == QLatin1String("tokens_per_s") ? std::function<QString(double)>(formatRate)
-                                                                    : std::function<QString(double)>([](double v) {
-                                                                          return formatNumber(v, 4);
-                                                                      }));
+    m_chart->setValueFormatter([metric](double v) { return formatMetric(*metric, v); });
     QString hint = shown == 0 ? tr("Tick two or more runs to compare them.")
                    : shown == 1 ? tr("1 run shown; tick another to compare. Drag across the chart to zoom, double-click to zoom out.")
                                 : tr("%1 runs overlaid. Drag across the chart to zoom; double-click to zoom out.").arg(shown);
-    if (!empty.isEmpty()) hint += QLatin1Char(' ') + tr("No %1 recorded for %2.").arg(m_metric->currentText().toLower(), empty.join(QStringLiteral(", ")));
+    if (!empty.isEmpty()) hint += QLatin1Char(' ') + tr("No %1 recorded for %2.").arg(tr(metric->label.data()).toLower(), empty.join(QStringLiteral(", ")));
     m_compareHint->setText(hint);
 }
 
@@ -621,7 +614,11 @@ void RunsPage::deleteSelected()
     try {
         delete_run(root.toStdString());
         m_metricsCache.remove(root);
-        m_banner->showMessage(MessageBanner::Kind::Info, tr("Deleted %1").arg(qs(r->name)));
+        // The row goes now; the scan that follows confirms it.
+        const QString name = qs(r->name);
+        std::erase_if(m_records, [&](const RunRecord& x) { return qs(x.root.string()) == root; });
+        delete itemFor(root);
+        m_banner->showMessage(MessageBanner::Kind::Info, tr("Deleted %1").arg(name));
         if (m_context.currentRun() == root) m_context.setCurrentRun(QString());
     } catch (const Error& e) {
         m_banner->showMessage(MessageBanner::Kind::Error, tr("The run was not deleted"), QString::fromUtf8(e.what()));

@@ -7,6 +7,7 @@
 #pragma once
 
 #include "core/train/run_catalog.h"
+#include "ui/workers/run_scanner.h"
 
 #include <QHash>
 #include <QStringList>
@@ -42,8 +43,11 @@ public:
     QTreeWidgetItem* itemFor(const QString& root) const;
     QStringList folders() const;
     void addFolder(const QString& folder);
+    // True from refresh() until the table shows the scan it asked for.
+    bool scanning() const { return m_scanner.busy(); }
 
 public slots:
+    // Scans the folders on a worker thread; the table follows when it is done.
     void refresh();
     void openSelected();
     void resumeSelected();
@@ -51,7 +55,7 @@ public slots:
     void deleteSelected();
 
 signals:
-    void refreshed();
+    void refreshed();   // the table shows a new scan
 
 protected:
     void showEvent(QShowEvent* event) override;
@@ -65,6 +69,7 @@ private:
     void updateComparison();
     void onItemChanged(QTreeWidgetItem* item, int column);
     void rebuildFolderMenu();
+    void populate();
     bool isTraining(const QString& root) const;
 
     AppContext& m_context;
@@ -78,6 +83,7 @@ private:
     bool m_populating = false;
     QFileSystemWatcher* m_watcher;
     QTimer m_refreshTimer;
+    RunScanner m_scanner;
 
     MessageBanner* m_banner;
     QToolButton* m_folderButton;

@@ -5,6 +5,7 @@
 #include "ui/app_context.h"
 #include "ui/charts/chart_controls.h"
 #include "ui/charts/live_chart.h"
+#include "ui/charts/metric_samples.h"
 #include "ui/format.h"
 #include "ui/models/device_inventory.h"
 #include "ui/models/run_config_model.h"
@@ -36,6 +37,39 @@
 namespace crucible::ui {
 
 namespace {
+
+// The charts and the metric of each series: one table for the live steps,
+// the evaluations and a run's history.
+struct SeriesSpec {
+    Metric metric;
+    const char* legend;
+    int color;   // theme::series index
+};
+struct ChartSpec {
+    const char* objectName;
+    const char* title;
+    std::vector<SeriesSpec> series;   // the first one decides the value format
+};
+
+const std::vector<ChartSpec>& chartSpecs()
+{
+    static const std::vector<ChartSpec> specs = {
+        {"lossChart", QT_TRANSLATE_NOOP("crucible::ui::TrainPage", "Loss"),
+         {{Metric::loss, QT_TRANSLATE_NOOP("crucible::ui::TrainPage", "train"), 0},
+          {Metric::val_loss, QT_TRANSLATE_NOOP("crucible::ui::TrainPage", "validation"), 1}}},
+        {"lrChart", QT_TRANSLATE_NOOP("crucible::ui::TrainPage", "Learning rate"),
+         {{Metric::lr, QT_TRANSLATE_NOOP("crucible::ui::TrainPage", "learning rate"), 3}}},
+        {"gradChart", QT_TRANSLATE_NOOP("crucible::ui::TrainPage", "Gradient norm (before clipping)"),
+         {{Metric::grad_norm, QT_TRANSLATE_NOOP("crucible::ui::TrainPage", "grad norm"), 4}}},
+        {"speedChart", QT_TRANSLATE_NOOP("crucible::ui::TrainPage", "Tokens per second"),
+         {{Metric::tokens_per_s, QT_TRANSLATE_NOOP("crucible::ui::TrainPage", "tokens/s"), 2}}},
+        {"mfuChart", QT_TRANSLATE_NOOP("crucible::ui::TrainPage", "MFU (% of the device's peak)"),
+         {{Metric::mfu, QT_TRANSLATE_NOOP("crucible::ui::TrainPage", "MFU %"), 5}}},
+        {"memoryChart", QT_TRANSLATE_NOOP("crucible::ui::TrainPage", "Device memory in use (MB)"),
+         {{Metric::memory_bytes, QT_TRANSLATE_NOOP("crucible::ui::TrainPage", "memory"), 7}}},
+    };
+    return specs;
+}
 
 enum Tile { TileStep, TileLoss, TileValLoss, TileSpeed, TileMfu, TileElapsed, TileCount };
 
@@ -84,11 +118,12 @@ TrainPage::TrainPage(AppContext& context, QWidget* parent) : QWidget(parent), m_
     connect(training, &TrainingController::runStarting, this, &TrainPage::onRunStarting);
     connect(training, &TrainingController::started, this, &TrainPage::onStarted);
     connect(training, &TrainingController::statusChanged, this, [this](const QString& s) {
-        if (s == QLatin1String("training"))
-            m_status->setText(trainingStatus());
-        else
-            m_status->setText(s.left(1).toUpper() + s.mid(1) + QStringLiteral("…"));
+        m_status->setText(s.left(1).toUpper() + s.mid(1) + QStringLiteral("…"));
         log(s);
+    });
+    // Each phase's status text comes first: training replaces it with the run's own line.
+    connect(training, &TrainingController::phaseChanged, this, [this](TrainerPhase phase) {
+        if (phase == TrainerPhase::training) m_status->setText(trainingStatus());
     });
     connect(training, &TrainingController::stepsReceived, this, &TrainPage::onSteps);
     connect(training, &TrainingController::evalReceived, this, &TrainPage::onEval);
@@ -217,28 +252,20 @@ QWidget* TrainPage::buildMonitor()
     chartsLayout->addWidget(m_controls);
     auto* grid = new QGridLayout;
     grid->setSpacing(8);
-    m_lossChart = new LiveChart(tr("Loss"), chartsTab);
-    m_lossChart->setObjectName(QStringLiteral("lossChart"));
-    m_lossChart->addSeries(tr("train"), theme::series(0));
-    m_lossChart->addSeries(tr("validation"), theme::series(1), true);
-    m_lrChart = new LiveChart(tr("Learning rate"), chartsTab);
-    m_lrChart->setObjectName(QStringLiteral("lrChart"));
-    m_lrChart->addSeries(tr("learning rate"), theme::series(3));
-    m_gradChart = new LiveChart(tr("Gradient norm (before clipping)"), chartsTab);
-    m_gradChart->setObjectName(QStringLiteral("gradChart"));
-    m_gradChart->addSeries(tr("grad norm"), theme::series(4));
-    m_speedChart = new LiveChart(tr("Tokens per second"), chartsTab);
-    m_speedChart->setObjectName(QStringLiteral("speedChart"));
-    m_speedChart->addSeries(tr("tokens/s"), theme::series(2));
-    m_speedChart->setValueFormatter([](double v) { return formatRate(v); });
-    m_mfuChart = new LiveChart(tr("MFU (% of the device's peak)"), chartsTab);
-    m_mfuChart->setObjectName(QStringLiteral("mfuChart"));
-    m_mfuChart->addSeries(tr("MFU %"), theme::series(5));
-    m_mfuChart->setValueFormatter([](double v) { return QString::number(v, 'f', 1) + QLatin1Char('%'); });
-    m_memoryChart = new LiveChart(tr("Device memory in use (MB)"), chartsTab);
-    m_memoryChart->setObjectName(QStringLiteral("memoryChart"));
-    m_memoryChart->addSeries(tr("memory"), theme::series(7));
-    m_memoryChart->setValueFormatter([](double v) { return formatBytes(v * 1e6); });
+    for (const ChartSpec& spec : chartSpecs()) {
+        auto* chart = new LiveChart(tr(spec.title), chartsTab);
+        chart->setObjectName(QLatin1String(spec.objectName));
+        Plot plot{chart, {}};
+        for (const SeriesSpec& s : spec.series) {
+            const MetricInfo& info = metric_info(s.metric);
+            chart->addSeries(tr(s.legend), theme::series(s.color), info.record == MetricRecord::eval);
+            plot.series.push_back(s.metric);
+        }
+        const MetricInfo& first = metric_info(spec.series.front().metric);
+        if (first.style != MetricStyle::number)
+            chart->setValueFormatter([&first](double v) { return formatMetric(first, v); });
+        m_plots.push_back(std::move(plot));
+    }
     const QList<LiveChart*> all = charts();
     for (int i = 0; i < all.size(); ++i) {
         all[i]->setPlaceholderText(tr("Press Start to train"));
@@ -273,7 +300,9 @@ QWidget* TrainPage::buildMonitor()
 
 QList<LiveChart*> TrainPage::charts() const
 {
-    return {m_lossChart, m_lrChart, m_gradChart, m_speedChart, m_mfuChart, m_memoryChart};
+    QList<LiveChart*> all;
+    for (const Plot& p : m_plots) all.push_back(p.chart);
+    return all;
 }
 
 QStringList TrainPage::blockingReasons() const
@@ -376,18 +405,9 @@ void TrainPage::setTile(int tile, const QString& value) { m_tiles[tile]->setText
 void TrainPage::loadHistory(const QString& runDir)
 {
     const RunMetrics m = read_run_metrics(runDir.toStdString());
-    auto load = [](LiveChart* chart, int series, const MetricSeries& s, double scale) {
-        std::vector<ChartSample> samples(s.size());
-        for (size_t i = 0; i < s.size(); ++i) samples[i] = {s.step[i], s.time_s[i], s.value[i] * scale};
-        chart->append(series, samples);
-    };
-    load(m_lossChart, 0, m.loss, 1.0);
-    load(m_lossChart, 1, m.val_loss, 1.0);
-    load(m_lrChart, 0, m.lr, 1.0);
-    load(m_gradChart, 0, m.grad_norm, 1.0);
-    load(m_speedChart, 0, m.tokens_per_s, 1.0);
-    load(m_mfuChart, 0, m.mfu, 100.0);
-    load(m_memoryChart, 0, m.memory_bytes, 1e-6);
+    for (const Plot& p : m_plots)
+        for (size_t i = 0; i < p.series.size(); ++i)
+            p.chart->append(int(i), metricSamples(metric_info(p.series[i]), m[p.series[i]]));
     for (const RunSample& s : m.samples) onSample(s.step, qs(s.prompt), QString::fromUtf8(s.text.data(), qsizetype(s.text.size())));
     if (!m.loss.empty()) {
         m_lastStep = int64_t(m.loss.step.back());
@@ -395,7 +415,8 @@ void TrainPage::loadHistory(const QString& runDir)
         setTile(TileStep, QLocale().toString(qlonglong(m_lastStep)));
         setTile(TileLoss, QString::number(m.loss.value.back(), 'f', 3));
         setTile(TileSpeed, formatRate(m.tokens_per_s.value.back()));
-        setTile(TileMfu, QString::number(100.0 * m.mfu.value.back(), 'f', 1) + QLatin1Char('%'));
+        const MetricInfo& mfu = metric_info(Metric::mfu);
+        setTile(TileMfu, formatMetric(mfu, mfu.shown(m.mfu.value.back())));
         setTile(TileElapsed, formatDuration(m_lastElapsed));
     }
     if (!m.val_loss.empty()) setTile(TileValLoss, QString::number(m.val_loss.value.back(), 'f', 3));
@@ -430,24 +451,18 @@ void TrainPage::onStarted(const RunInfo& info)
 void TrainPage::onSteps(const QVector<StepMetrics>& steps)
 {
     if (steps.isEmpty()) return;
-    // One append per chart per batch: the charts redraw on their own timer.
-    std::vector<ChartSample> loss, lr, grad, speed, mfu, memory;
-    for (auto* v : {&loss, &lr, &grad, &speed, &mfu, &memory}) v->reserve(size_t(steps.size()));
-    for (const StepMetrics& m : steps) {
-        const double x = double(m.step), t = m.elapsed_s;
-        loss.push_back({x, t, m.loss});
-        lr.push_back({x, t, m.lr});
-        grad.push_back({x, t, m.grad_norm});
-        speed.push_back({x, t, m.tokens_per_s});
-        mfu.push_back({x, t, 100.0 * m.mfu});
-        memory.push_back({x, t, double(m.memory_bytes) / 1e6});
+    // One append per series per batch: the charts redraw on their own timer.
+    std::vector<ChartSample> samples;
+    samples.reserve(size_t(steps.size()));
+    for (const Plot& p : m_plots) {
+        for (size_t i = 0; i < p.series.size(); ++i) {
+            const MetricInfo& info = metric_info(p.series[i]);
+            if (info.record != MetricRecord::step) continue;
+            samples.clear();
+            for (const StepMetrics& m : steps) samples.push_back(metricSample(info, m));
+            p.chart->append(int(i), samples);
+        }
     }
-    m_lossChart->append(0, loss);
-    m_lrChart->append(0, lr);
-    m_gradChart->append(0, grad);
-    m_speedChart->append(0, speed);
-    m_mfuChart->append(0, mfu);
-    m_memoryChart->append(0, memory);
 
     if (m_firstElapsed < 0) {
         m_firstElapsed = steps.front().elapsed_s;
@@ -470,7 +485,8 @@ void TrainPage::showLatestNumbers()
     setTile(TileStep, QLocale().toString(qlonglong(last.step)));
     setTile(TileLoss, QString::number(last.loss, 'f', 3));
     setTile(TileSpeed, formatRate(last.tokens_per_s));
-    setTile(TileMfu, last.mfu > 0 ? QString::number(100.0 * last.mfu, 'f', 1) + QLatin1Char('%') : QStringLiteral("–"));
+    const MetricInfo& mfu = metric_info(Metric::mfu);
+    setTile(TileMfu, last.mfu > 0 ? formatMetric(mfu, mfu.shown(last.mfu)) : QStringLiteral("–"));
     setTile(TileElapsed, formatDuration(last.elapsed_s));
     m_progress->setValue(int(std::min<int64_t>(last.step, INT32_MAX)));
 
@@ -487,7 +503,12 @@ void TrainPage::showLatestNumbers()
 void TrainPage::onEval(const EvalMetrics& e)
 {
     // Evaluations sit at the training time of their step on a time axis.
-    m_lossChart->append(1, double(e.step), m_lastElapsed, e.loss);
+    for (const Plot& p : m_plots)
+        for (size_t i = 0; i < p.series.size(); ++i) {
+            const MetricInfo& info = metric_info(p.series[i]);
+            if (info.record == MetricRecord::eval)
+                p.chart->append(int(i), double(e.step), m_lastElapsed, info.shown(metric_value(info.id, e)));
+        }
     setTile(TileValLoss, QString::number(e.loss, 'f', 3));
     log(tr("step %1 · validation loss %2 · perplexity %3 · accuracy %4% · %5 bits/byte")
             .arg(e.step)

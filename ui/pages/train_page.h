@@ -5,6 +5,7 @@
 // with the reasons written under it, while the configuration cannot run.
 #pragma once
 
+#include "core/train/metrics.h"
 #include "core/train/training_sink.h"
 
 #include <QElapsedTimer>
@@ -40,7 +41,7 @@ public:
     QPushButton* startButton() const { return m_start; }
     QPushButton* pauseButton() const { return m_pause; }
     QPushButton* stopButton() const { return m_stop; }
-    LiveChart* lossChart() const { return m_lossChart; }
+    LiveChart* lossChart() const { return m_plots.front().chart; }
     QList<LiveChart*> charts() const;
 
 public slots:
@@ -77,12 +78,12 @@ private:
     QLabel* m_blocked;
     QVector<ValueLabel*> m_tiles;
     ChartControls* m_controls;
-    LiveChart* m_lossChart;
-    LiveChart* m_lrChart;
-    LiveChart* m_gradChart;
-    LiveChart* m_speedChart;
-    LiveChart* m_mfuChart;
-    LiveChart* m_memoryChart;
+    // Each chart with the metric of each of its series (the table in train_page.cpp).
+    struct Plot {
+        LiveChart* chart;
+        std::vector<Metric> series;
+    };
+    std::vector<Plot> m_plots;
     QTabWidget* m_tabs;
     QTextBrowser* m_samples;
     QPlainTextEdit* m_log;

@@ -15,7 +15,8 @@ namespace crucible::ui {
 namespace {
 
 // The speculative lookahead: four draft tokens per step suit the small draft
-// models a playground trains (DESIGN §6).
+// models a playground trains: they agree with their target too rarely for
+// longer proposals to pay off.
 constexpr int kLookahead = 4;
 
 QString fromUtf8(const std::string& s) { return QString::fromUtf8(s.data(), qsizetype(s.size())); }
@@ -80,7 +81,11 @@ QString readableToken(const std::string& bytes)
     return out;
 }
 
-ChatWorker::ChatWorker(QObject* parent) : QObject(parent) { registerChatMetaTypes(); }
+ChatWorker::ChatWorker(QObject* parent)
+    : QObject(parent), m_tokens([this](const QVector<ChatToken>& batch) { emit tokensReady(m_replyId, batch); })
+{
+    registerChatMetaTypes();
+}
 
 ChatWorker::~ChatWorker() { releaseModel(); }
 
@@ -203,23 +208,14 @@ ChatToken ChatWorker::toChatToken(const TokenEvent& e) const
     return t;
 }
 
-void ChatWorker::flushTokens(quint64 id)
-{
-    if (m_pending.isEmpty()) return;
-    QVector<ChatToken> batch;
-    batch.swap(m_pending);
-    m_lastEmit = std::chrono::steady_clock::now();
-    emit tokensReady(id, batch);
-}
-
 void ChatWorker::generate(const ChatGenerateRequest& request)
 {
     if (!m_generator) {
         emit replyFailed(request.id, tr("No model is loaded: choose a run with a checkpoint first."));
         return;
     }
-    m_pending.clear();
-    m_lastEmit.reset();
+    m_tokens.reset();
+    m_replyId = request.id;
     try {
         syncTranscript(request);
         const int context = m_model->config.seq_len;
@@ -241,14 +237,12 @@ void ChatWorker::generate(const ChatGenerateRequest& request)
             stats.tokens = {{}};
             stats.texts = {{}};
         } else {
-            const auto interval = std::chrono::milliseconds(m_intervalMs.load());
             stats = m_generator->generate(g, [&](const TokenEvent& e) {
-                m_pending.push_back(toChatToken(e));
-                if (!m_lastEmit || std::chrono::steady_clock::now() - *m_lastEmit >= interval) flushTokens(request.id);
+                m_tokens.add(toChatToken(e));
                 return !m_stop.load();
             });
         }
-        flushTokens(request.id);
+        m_tokens.flush();
         m_transcript->reply(stats.tokens[0], stats.texts[0]);
 
         ChatReply reply;
@@ -265,7 +259,7 @@ void ChatWorker::generate(const ChatGenerateRequest& request)
         reply.context = context;
         emit replyFinished(reply);
     } catch (const std::exception& e) {
-        flushTokens(request.id);
+        m_tokens.flush();
         m_transcript.reset();   // its open turn is unknown now; the next request rebuilds it
         emit replyFailed(request.id, describe(e, tr("generating the reply")));
     }

@@ -14,6 +14,7 @@
 #pragma once
 
 #include "core/generate/sampler.h"
+#include "ui/workers/batch_throttle.h"
 
 #include <QMetaType>
 #include <QObject>
@@ -112,7 +113,7 @@ public:
     void prepare();
     void requestStop();
     // Shortest gap between two token batches (default 33 ms: ≤ 30 per second).
-    void setUpdateInterval(std::chrono::milliseconds interval) { m_intervalMs.store(int(interval.count())); }
+    void setUpdateInterval(std::chrono::milliseconds interval) { m_tokens.setInterval(interval); }
 
 public slots:
     void loadModel(const crucible::ui::ChatModelRequest& request);
@@ -130,7 +131,6 @@ private:
     void releaseModel();
     void syncTranscript(const ChatGenerateRequest& request);
     ChatToken toChatToken(const TokenEvent& e) const;
-    void flushTokens(quint64 id);
 
     std::unique_ptr<LoadedModel> m_model;
     std::unique_ptr<LoadedModel> m_draft;
@@ -141,9 +141,8 @@ private:
 
     std::mutex m_mutex;
     std::atomic<bool> m_stop{false};
-    std::atomic<int> m_intervalMs{33};
-    QVector<ChatToken> m_pending;
-    std::optional<std::chrono::steady_clock::time_point> m_lastEmit;   // none yet: the next one goes at once
+    quint64 m_replyId = 0;                           // the request the tokens belong to
+    BatchThrottle<ChatToken> m_tokens;
 };
 
 } // namespace crucible::ui

@@ -5,12 +5,10 @@
 
 namespace crucible::ui {
 
-TrainingController::TrainingController(QObject* parent) : QObject(parent), m_worker(new TrainingWorker)
+TrainingController::TrainingController(QObject* parent)
+    : QObject(parent), m_worker(new TrainingWorker), m_thread(m_worker, QStringLiteral("training"))
 {
     registerTrainingMetaTypes();
-    m_thread.setObjectName(QStringLiteral("training"));
-    m_worker->moveToThread(&m_thread);
-    connect(&m_thread, &QThread::finished, m_worker, &QObject::deleteLater);
     connect(this, &TrainingController::runRequested, m_worker, &TrainingWorker::run, Qt::QueuedConnection);
 
     // Everything from the sink is emitted on the training thread: queue it.
@@ -21,6 +19,7 @@ TrainingController::TrainingController(QObject* parent) : QObject(parent), m_wor
         emit started(info);
     }, Qt::QueuedConnection);
     connect(sink, &TrainingSinkAdapter::statusChanged, this, &TrainingController::statusChanged, Qt::QueuedConnection);
+    connect(sink, &TrainingSinkAdapter::phaseChanged, this, &TrainingController::phaseChanged, Qt::QueuedConnection);
     connect(sink, &TrainingSinkAdapter::stepsReady, this, &TrainingController::stepsReceived, Qt::QueuedConnection);
     connect(sink, &TrainingSinkAdapter::evalReady, this, &TrainingController::evalReceived, Qt::QueuedConnection);
     connect(sink, &TrainingSinkAdapter::sampleReady, this, &TrainingController::sampleReceived, Qt::QueuedConnection);
@@ -35,14 +34,11 @@ TrainingController::TrainingController(QObject* parent) : QObject(parent), m_wor
         setState(State::Idle);
         emit finished(summary);
     }, Qt::QueuedConnection);
-    m_thread.start();
 }
 
 TrainingController::~TrainingController()
 {
-    m_worker->requestStop();
-    m_thread.quit();
-    m_thread.wait();
+    m_worker->requestStop();   // then m_thread quits and waits
 }
 
 void TrainingController::setState(State s)

@@ -6,6 +6,7 @@
 #pragma once
 
 #include "ui/workers/training_events.h"
+#include "ui/workers/worker_thread.h"
 
 #include <QObject>
 #include <QThread>
@@ -46,7 +47,8 @@ signals:
     // Emitted on start(), before any engine event: pages clear their charts.
     void runStarting(const QString& runDir, bool resume);
     void started(const crucible::RunInfo& info);
-    void statusChanged(const QString& status);
+    void statusChanged(const QString& status);   // what the run is doing, for people
+    void phaseChanged(crucible::TrainerPhase phase);   // the same, for views to switch on
     void stepsReceived(const QVector<crucible::StepMetrics>& steps);
     void evalReceived(const crucible::EvalMetrics& eval);
     void sampleReceived(qint64 step, const QString& prompt, const QString& text);
@@ -60,8 +62,8 @@ signals:
 private:
     void setState(State s);
 
-    QThread m_thread;
     TrainingWorker* m_worker;
+    WorkerThread m_thread;   // after m_worker: it takes the worker onto the thread
     State m_state = State::Idle;
     QString m_runDir;
     RunConfig m_config;

@@ -25,6 +25,7 @@ void registerTrainingMetaTypes();
 } // namespace crucible::ui
 
 Q_DECLARE_METATYPE(crucible::RunInfo)
+Q_DECLARE_METATYPE(crucible::TrainerPhase)
 Q_DECLARE_METATYPE(crucible::StepMetrics)
 Q_DECLARE_METATYPE(crucible::EvalMetrics)
 Q_DECLARE_METATYPE(crucible::RunSummary)

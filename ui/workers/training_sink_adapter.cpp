@@ -12,6 +12,7 @@ QString fromUtf8(const std::string& s) { return QString::fromUtf8(s.data(), qsiz
 void registerTrainingMetaTypes()
 {
     qRegisterMetaType<crucible::RunInfo>();
+    qRegisterMetaType<crucible::TrainerPhase>();
     qRegisterMetaType<crucible::StepMetrics>();
     qRegisterMetaType<crucible::EvalMetrics>();
     qRegisterMetaType<crucible::RunSummary>();
@@ -19,30 +20,15 @@ void registerTrainingMetaTypes()
     qRegisterMetaType<QVector<crucible::StepMetrics>>();
 }
 
-TrainingSinkAdapter::TrainingSinkAdapter(QObject* parent) : QObject(parent) { registerTrainingMetaTypes(); }
-
-void TrainingSinkAdapter::flush()
+TrainingSinkAdapter::TrainingSinkAdapter(QObject* parent)
+    : QObject(parent), m_steps([this](const QVector<StepMetrics>& batch) { emit stepsReady(batch); })
 {
-    QVector<StepMetrics> batch;
-    {
-        std::lock_guard lock(m_mutex);
-        if (m_pending.isEmpty()) return;
-        batch.swap(m_pending);
-        m_lastEmit = std::chrono::steady_clock::now();
-    }
-    emit stepsReady(batch);
+    registerTrainingMetaTypes();
 }
 
-void TrainingSinkAdapter::on_step(const StepMetrics& m)
-{
-    bool due = false;
-    {
-        std::lock_guard lock(m_mutex);
-        m_pending.push_back(m);
-        due = !m_lastEmit || std::chrono::steady_clock::now() - *m_lastEmit >= m_interval;
-    }
-    if (due) flush();
-}
+void TrainingSinkAdapter::flush() { m_steps.flush(); }
+
+void TrainingSinkAdapter::on_step(const StepMetrics& m) { m_steps.add(m); }
 
 void TrainingSinkAdapter::on_started(const RunInfo& info)
 {
@@ -54,6 +40,12 @@ void TrainingSinkAdapter::on_status(const std::string& what)
 {
     flush();
     emit statusChanged(fromUtf8(what));
+}
+
+void TrainingSinkAdapter::on_phase(TrainerPhase phase)
+{
+    flush();
+    emit phaseChanged(phase);
 }
 
 void TrainingSinkAdapter::on_eval(const EvalMetrics& e)

@@ -3,18 +3,17 @@
 // It is called on the training thread and emits there; receivers in the GUI
 // thread get the events through queued connections. Step metrics arrive as
 // fast as the model trains (hundreds per second for a tiny model), so they
-// are collected and emitted in batches, at most ~30 batches a second, which
-// keeps the GUI's event loop from drowning. Any other event first flushes
-// the pending steps, so the GUI always sees events in the trainer's order.
+// are emitted in batches through a BatchThrottle (≤ 30 a second). Any other
+// event first flushes the pending steps, so the GUI always sees events in the
+// trainer's order.
 #pragma once
 
+#include "ui/workers/batch_throttle.h"
 #include "ui/workers/training_events.h"
 
 #include <QObject>
 
 #include <chrono>
-#include <mutex>
-#include <optional>
 
 namespace crucible::ui {
 
@@ -24,10 +23,11 @@ public:
     explicit TrainingSinkAdapter(QObject* parent = nullptr);
 
     // Shortest gap between two step batches (default 33 ms: ≤ 30 per second).
-    void setMinimumInterval(std::chrono::milliseconds interval) { m_interval = interval; }
+    void setMinimumInterval(std::chrono::milliseconds interval) { m_steps.setInterval(interval); }
 
     void on_started(const RunInfo& info) override;
     void on_status(const std::string& what) override;
+    void on_phase(TrainerPhase phase) override;
     void on_step(const StepMetrics& m) override;
     void on_eval(const EvalMetrics& e) override;
     void on_sample(int64_t step, const std::string& prompt, const std::string& text) override;
@@ -39,6 +39,7 @@ public:
 signals:
     void started(const crucible::RunInfo& info);
     void statusChanged(const QString& status);
+    void phaseChanged(crucible::TrainerPhase phase);
     void stepsReady(const QVector<crucible::StepMetrics>& steps);
     void evalReady(const crucible::EvalMetrics& eval);
     void sampleReady(qint64 step, const QString& prompt, const QString& text);
@@ -50,10 +51,7 @@ signals:
 private:
     void flush();
 
-    std::mutex m_mutex;
-    QVector<StepMetrics> m_pending;
-    std::optional<std::chrono::steady_clock::time_point> m_lastEmit;   // none yet: the next one goes at once
-    std::chrono::milliseconds m_interval{33};
+    BatchThrottle<StepMetrics> m_steps;
 };
 
 } // namespace crucible::ui
