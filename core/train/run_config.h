@@ -39,6 +39,11 @@ struct TrainConfig {
     float target_bits_per_byte = 0;   // > 0: finish once validation reaches it (speedruns)
     std::string device = "cpu";       // "cpu" or "cuda"
     int threads = 0;                  // CPU threads; 0 = all cores
+    // A step whose loss or gradient norm is not finite: "skip" drops its
+    // update and goes on with the next batch (counted; a few in a row end
+    // the run as diverged), "stop" ends the run there with a checkpoint of
+    // the last good state.
+    std::string on_nonfinite = "skip";
 
     int resolved_seq_len(const ModelConfig& m) const { return seq_len > 0 ? seq_len : m.seq_len; }
     int64_t tokens_per_step(const ModelConfig& m) const
