@@ -40,8 +40,17 @@ int default_cpu_threads()
     return n == 0 ? 1 : static_cast<int>(n);
 }
 
+std::string cpu_threads_problem(int threads)
+{
+    const int cores = default_cpu_threads();
+    if (threads >= 0 && threads <= cores) return {};
+    return "threads must be between 0 (all cores) and " + std::to_string(cores) + ", the CPU cores of this machine; got " +
+           std::to_string(threads);
+}
+
 std::unique_ptr<Backend> make_backend(const BackendOptions& options)
 {
+    if (auto p = cpu_threads_problem(options.threads); !p.empty()) throw Error(p);
     if (options.device == DeviceKind::cpu) return std::make_unique<CpuBackend>(options.threads);
     std::string why;
     if (!cuda_available(&why)) throw Error("CUDA is not available: " + why + ". Use --device cpu.");

@@ -26,6 +26,10 @@ int cuda_device_count();
 
 // Number of hardware threads the CPU backend would use by default.
 int default_cpu_threads();
+// Empty when `threads` is 0 (all cores) or at most the machine's cores;
+// otherwise the sentence that says so. More threads than cores never helps,
+// and OpenMP and OpenBLAS fail on very large counts.
+std::string cpu_threads_problem(int threads);
 
 #ifdef CRUCIBLE_HAS_CUDA
 // Implemented in kernels/cuda.

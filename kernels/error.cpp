@@ -6,10 +6,9 @@ namespace crucible {
 
 void throw_error(const char* file, int line, const std::string& message)
 {
-    // Keep only the file name: the message may reach a user's screen.
     const char* base = std::strrchr(file, '/');
     base = base ? base + 1 : file;
-    throw Error(message + " [" + base + ":" + std::to_string(line) + "]");
+    throw Error(message, std::string(base) + ":" + std::to_string(line));
 }
 
 } // namespace crucible

@@ -10,7 +10,14 @@ namespace crucible {
 
 class Error : public std::runtime_error {
 public:
-    explicit Error(const std::string& message) : std::runtime_error(message) {}
+    explicit Error(const std::string& message, std::string where = {})
+        : std::runtime_error(message), m_where(std::move(where)) {}
+    // "file.cpp:123" for a failed internal check, empty otherwise. Kept out
+    // of what(): a user is told what failed, a developer can ask where.
+    const std::string& where() const { return m_where; }
+
+private:
+    std::string m_where;
 };
 
 [[noreturn]] void throw_error(const char* file, int line, const std::string& message);
@@ -18,7 +25,7 @@ public:
 } // namespace crucible
 
 // Internal invariant check; the message is for the developer and the user
-// alike, so write it as a sentence. It ends with the source location.
+// alike, so write it as a sentence. The source location goes to where().
 #define CRUCIBLE_CHECK(cond, message)                                          \
     do {                                                                       \
         if (!(cond)) ::crucible::throw_error(__FILE__, __LINE__, (message));   \

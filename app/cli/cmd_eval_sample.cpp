@@ -8,6 +8,7 @@
 #include "core/model/transformer.h"
 #include "core/train/evaluate.h"
 #include "core/train/load_model.h"
+#include "core/train/memory_estimate.h"
 #include "core/train/run_dir.h"
 #include "core/util/paths.h"
 #include "kernels/error.h"
@@ -41,6 +42,12 @@ int run_eval(const EvalCommand& c)
 {
     LoadedModel m = load_model(c.run, backend_options(c.device, c.threads));
     const int seq = m.config.seq_len;
+    // The activations of batch × the model's context, checked before they are
+    // allocated (an edited config.json can ask for terabytes). The weights are
+    // loaded already and so counted in the free memory.
+    MemoryEstimate need = estimate_inference_memory(m.config, c.batch, seq, m.backend->compute_dtype());
+    need.parameters = need.compute_copy = 0;
+    check_fits(need, m.backend->memory_info().free_bytes, m.backend->name());
     Transformer model(*m.params, c.batch, seq, false);
     EvalMetrics e;
     std::string source;
@@ -137,8 +144,9 @@ void add_eval_command(CLI::App& app, int& exit_code)
     cmd->add_option("--text", c->text, "Evaluate on this text file instead of the run's validation split");
     cmd->add_option("--device", c->device, "cpu or cuda")->capture_default_str();
     cmd->add_option("--threads", c->threads, "CPU threads (0 = all cores)");
-    cmd->add_option("--batch", c->batch, "Sequences per batch")->capture_default_str();
-    cmd->add_option("--max-batches", c->max_batches, "Evaluate at most this many batches (0 = all)");
+    cmd->add_option("--batch", c->batch, "Sequences per batch")->capture_default_str()->check(CLI::Range(1, 4096));
+    cmd->add_option("--max-batches", c->max_batches, "Evaluate at most this many batches (0 = all)")
+        ->check(CLI::NonNegativeNumber);
     cmd->add_flag("--json", c->json, "Print the metrics as JSON");
     cmd->callback([c, &exit_code] {
         try {
@@ -155,14 +163,14 @@ void add_sample_command(CLI::App& app, int& exit_code)
     auto* cmd = app.add_subcommand("sample", "Generate text from a trained model (KV cache, streamed)");
     cmd->add_option("--run", c->run, "Run directory or checkpoint folder")->required();
     cmd->add_option("--prompt", c->prompt, "Text to continue");
-    cmd->add_option("--max-tokens", c->max_tokens, "Tokens to generate")->capture_default_str();
+    cmd->add_option("--max-tokens", c->max_tokens, "Tokens to generate")->capture_default_str()->check(CLI::PositiveNumber);
     cmd->add_option("--temperature", c->sampling.temperature, "Sampling temperature (0 = greedy)")->capture_default_str();
     cmd->add_option("--top-k", c->sampling.top_k, "Keep the k most likely tokens (0 = off)")->capture_default_str();
     cmd->add_option("--top-p", c->sampling.top_p, "Keep the smallest set with probability mass ≥ p")->capture_default_str();
     cmd->add_option("--min-p", c->sampling.min_p, "Drop tokens below min-p × the top probability")->capture_default_str();
     cmd->add_option("--repetition-penalty", c->sampling.repetition_penalty, "Penalise tokens already seen (1 = off)");
     cmd->add_option("--presence-penalty", c->sampling.presence_penalty, "Subtract from seen tokens' logits");
-    cmd->add_option("--seed", c->sampling.seed, "Random seed")->capture_default_str();
+    cmd->add_option("--seed", c->sampling.seed, "Random seed")->capture_default_str()->check(CLI::NonNegativeNumber);
     cmd->add_option("--device", c->device, "cpu or cuda")->capture_default_str();
     cmd->add_option("--threads", c->threads, "CPU threads (0 = all cores)");
     cmd->callback([c, &exit_code] {

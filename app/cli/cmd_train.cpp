@@ -20,10 +20,14 @@ namespace {
 
 volatile std::sig_atomic_t g_interrupted = 0;
 
+// Ctrl-C, `kill` (SIGTERM, what service managers and schedulers send) and a
+// closed terminal (SIGHUP) all stop after the current step with a checkpoint.
+constexpr int kStopSignals[] = {SIGINT, SIGTERM, SIGHUP};
+
 void on_interrupt(int)
 {
     g_interrupted = 1;
-    std::signal(SIGINT, SIG_DFL);   // a second Ctrl-C ends the process at once
+    for (int sig : kStopSignals) std::signal(sig, SIG_DFL);   // a second signal ends the process at once
 }
 
 std::string timestamp()
@@ -40,14 +44,14 @@ struct TrainCommand {
     bool json = false, quiet = false;
 };
 
-// Runs the trainer; Ctrl-C asks it to stop after the current step, which
-// writes a checkpoint.
+// Runs the trainer; a stop signal asks it to stop after the current step,
+// which writes a checkpoint.
 int run_training(const RunConfig& config, const TrainerOptions& topts, bool json, bool quiet)
 {
     ProgressSink sink(json, quiet);
     Trainer trainer(config, topts, &sink);
     g_interrupted = 0;
-    std::signal(SIGINT, on_interrupt);
+    for (int sig : kStopSignals) std::signal(sig, on_interrupt);
     std::atomic<bool> done{false};
     std::thread watcher([&] {
         while (!done.load()) {
@@ -61,7 +65,7 @@ int run_training(const RunConfig& config, const TrainerOptions& topts, bool json
     const RunSummary summary = trainer.run();
     done = true;
     watcher.join();
-    std::signal(SIGINT, SIG_DFL);
+    for (int sig : kStopSignals) std::signal(sig, SIG_DFL);
     if (summary.outcome == RunOutcome::failed) {
         fmt::print(stderr, "error: {}\n", summary.error);
         return kExitFailure;

@@ -26,14 +26,14 @@ void on_interrupt(int)
 void GenerationOptions::add_model_and_sampling(CLI::App& cmd)
 {
     cmd.add_option("--run", run, "Run directory or checkpoint folder")->required();
-    cmd.add_option("--max-tokens", max_tokens, "Tokens to generate")->capture_default_str();
+    cmd.add_option("--max-tokens", max_tokens, "Tokens to generate")->capture_default_str()->check(CLI::PositiveNumber);
     cmd.add_option("--temperature", sampling.temperature, "Sampling temperature (0 = greedy)")->capture_default_str();
     cmd.add_option("--top-k", sampling.top_k, "Keep the k most likely tokens (0 = off)")->capture_default_str();
     cmd.add_option("--top-p", sampling.top_p, "Keep the smallest set with probability mass ≥ p")->capture_default_str();
     cmd.add_option("--min-p", sampling.min_p, "Drop tokens below min-p × the top probability")->capture_default_str();
     cmd.add_option("--repetition-penalty", sampling.repetition_penalty, "Penalise tokens already seen (1 = off)");
     cmd.add_option("--presence-penalty", sampling.presence_penalty, "Subtract from seen tokens' logits");
-    cmd.add_option("--seed", sampling.seed, "Random seed")->capture_default_str();
+    cmd.add_option("--seed", sampling.seed, "Random seed")->capture_default_str()->check(CLI::NonNegativeNumber);
     cmd.add_option("--device", device, "cpu or cuda")->capture_default_str();
     cmd.add_option("--threads", threads, "CPU threads (0 = all cores)");
 }

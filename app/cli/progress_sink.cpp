@@ -149,7 +149,8 @@ void ProgressSink::on_finished(const RunSummary& s)
 {
     if (m_json) {
         nlohmann::json j = {{"event", "finished"}, {"steps", s.steps}, {"elapsed_s", s.elapsed_s},
-                            {"checkpoint", s.checkpoint}, {"reached_target", s.reached_target}};
+                            {"checkpoint", s.checkpoint}, {"reached_target", s.reached_target},
+                            {"skipped_steps", s.skipped_steps}};
         j["outcome"] = s.outcome == RunOutcome::finished ? "finished" : s.outcome == RunOutcome::stopped ? "stopped" : "failed";
         if (!s.error.empty()) j["error"] = s.error;
         emit(j);
@@ -161,6 +162,7 @@ void ProgressSink::on_finished(const RunSummary& s)
                format_duration(s.elapsed_s));
     if (s.has_eval) fmt::print(" — val loss {:.4f}, {:.3f} bits/byte", s.last_eval.loss, s.last_eval.bits_per_byte);
     if (s.reached_target) fmt::print(" (target reached after {:.2f} s of training)", s.elapsed_s);
+    if (s.skipped_steps > 0) fmt::print("; {} updates skipped for a non-finite loss or gradient", s.skipped_steps);
     fmt::print("\n");
 }
 

@@ -26,7 +26,10 @@ void TrainOptions::add_to(CLI::App& cmd, bool with_data)
     cmd.add_option("--threads", threads, "CPU threads (0 = all cores)");
     cmd.add_option("--gpus", gpus, "GPUs to train on, data parallel, e.g. 0,1,2,3 (implies --device cuda)");
     cmd.add_option("--cpu-replicas", cpu_replicas, "Data-parallel replicas on the CPU, sharing its cores");
-    cmd.add_option("--seed", seed, "Random seed (initialisation and data order)");
+    cmd.add_option("--on-nonfinite", on_nonfinite,
+                   "A NaN or infinite loss or gradient: skip (the update, counted) or stop (with a checkpoint)")
+        ->check(CLI::IsMember({"skip", "stop"}));
+    cmd.add_option("--seed", seed, "Random seed (initialisation and data order)")->check(CLI::NonNegativeNumber);
     cmd.add_option("--eval-every", eval_every, "Evaluate every N steps (0 = at the end)");
     cmd.add_option("--eval-batches", eval_batches, "Validation batches per evaluation (0 = all)");
     cmd.add_option("--checkpoint-every", checkpoint_every, "Checkpoint every N steps (0 = at the end)");
@@ -107,6 +110,7 @@ RunConfig TrainOptions::resolve() const
     if (target_bpb) t.target_bits_per_byte = *target_bpb;
     if (!device.empty()) t.device = device;
     apply_placement(t);
+    if (!on_nonfinite.empty()) t.on_nonfinite = on_nonfinite;
     if (!data.empty()) c.data.paths = data;
     if (val_fraction) c.data.val_fraction = *val_fraction;
     // Keep warmup inside short runs unless the user set it explicitly.

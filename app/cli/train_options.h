@@ -20,7 +20,7 @@ struct TrainOptions {
     std::optional<float> lr, muon_lr, weight_decay, clip, min_lr_ratio, target_bpb;
     std::optional<uint64_t> seed;
     std::optional<double> val_fraction;
-    std::string optimizer, schedule, device, norm, mlp, gpus;
+    std::string optimizer, schedule, device, norm, mlp, gpus, on_nonfinite;
     bool qk_norm = false, untied = false;
     std::vector<std::string> data;
 

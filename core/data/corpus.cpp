@@ -153,8 +153,12 @@ Corpus Corpus::from_paths(const std::vector<fs::path>& paths)
             if (docs.size() == before)
                 throw Error("the folder " + path.string() + " contains no non-empty text files "
                             "(hidden files and folders are skipped)");
-        } else {
+        } else if (fs::is_regular_file(status)) {
             add(path, path.filename().string());
+        } else {
+            // A FIFO, socket or device would block the read or never end.
+            throw Error(path.string() + " is not a regular file (a pipe, socket or device); "
+                        "save the text to a file and pass that");
         }
     }
     if (docs.empty()) throw Error("the corpus is empty: add at least one non-empty text file");

@@ -19,6 +19,8 @@ std::string read_file(const fs::path& path)
     std::error_code ec;
     if (!fs::exists(path, ec)) throw Error("file not found: " + path.string());
     if (fs::is_directory(path, ec)) throw Error("expected a file but found a folder: " + path.string());
+    if (!fs::is_regular_file(path, ec))
+        throw Error(path.string() + " is not a regular file (a pipe, socket or device); save it to a file and pass that");
     std::ifstream in(path, std::ios::binary);
     if (!in) throw Error("cannot open " + path.string() + ": " + std::strerror(errno));
     std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -27,6 +29,14 @@ std::string read_file(const fs::path& path)
 }
 
 namespace {
+
+// "cannot write X: <reason>", with what to do when the reason is a full disk.
+[[noreturn]] void throw_write_error(const fs::path& path, int err)
+{
+    std::string msg = "cannot write " + path.string() + ": " + std::strerror(err);
+    if (err == ENOSPC || err == EDQUOT) msg += " (the disk is full: free some space or choose another folder)";
+    throw Error(msg);
+}
 
 std::string unique_suffix()
 {
@@ -53,7 +63,7 @@ AtomicFile::AtomicFile(fs::path target) : m_target(std::move(target))
     fs::create_directories(dir, ec);
     m_staging = dir / (m_target.filename().string() + unique_suffix());
     m_fd = ::open(m_staging.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (m_fd < 0) throw Error("cannot write " + m_target.string() + ": " + std::strerror(errno));
+    if (m_fd < 0) throw_write_error(m_target, errno);
 }
 
 AtomicFile::~AtomicFile()
@@ -73,7 +83,7 @@ void AtomicFile::append(std::string_view bytes)
         const ssize_t n = ::write(m_fd, bytes.data() + done, bytes.size() - done);
         if (n < 0) {
             if (errno == EINTR) continue;
-            throw Error("cannot write " + m_target.string() + ": " + std::strerror(errno));
+            throw_write_error(m_target, errno);
         }
         done += size_t(n);
     }
@@ -86,11 +96,11 @@ void AtomicFile::commit()
     const int fd = m_fd;
     m_fd = -1;
     if (::fsync(fd) != 0) {
-        const std::string why = std::strerror(errno);
+        const int err = errno;
         ::close(fd);
-        throw Error("cannot write " + m_target.string() + ": " + why);
+        throw_write_error(m_target, err);
     }
-    if (::close(fd) != 0) throw Error("cannot write " + m_target.string() + ": " + std::strerror(errno));
+    if (::close(fd) != 0) throw_write_error(m_target, errno);
     std::error_code ec;
     fs::rename(m_staging, m_target, ec);
     if (ec) throw Error("cannot replace " + m_target.string() + ": " + ec.message());

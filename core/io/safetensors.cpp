@@ -4,6 +4,7 @@
 // header and always ends in an Error that names the file and what to do.
 #include "core/io/safetensors.h"
 
+#include "core/io/crc32.h"
 #include "core/io/file_util.h"
 #include "kernels/error.h"
 #include "kernels/half.h"
@@ -198,7 +199,8 @@ SafetensorsReader::SafetensorsReader(const fs::path& path, Contents contents) : 
             for (const auto& [mkey, mvalue] : value.items()) {
                 if (!mvalue.is_string())
                     corrupt(path, "metadata \"" + mkey + "\" is not a string (" + mvalue.dump() + ")");
-                m_metadata[mkey] = mvalue.get<std::string>();
+                if (mkey.rfind(kCrc32Prefix, 0) == 0) m_checksums[mkey.substr(kCrc32Prefix.size())] = mvalue.get<std::string>();
+                else m_metadata[mkey] = mvalue.get<std::string>();
             }
             continue;
         }
@@ -228,6 +230,17 @@ SafetensorsReader::SafetensorsReader(const fs::path& path, Contents contents) : 
     if (!read_exact(file.fd, m_bytes.data() + m_data_start, size_t(data_size), m_data_start, why))
         throw Error("cannot read " + path.string() + ": " + why +
                     " (was the file changed while it was being read?)");
+
+    // Checksums, where the writer left them (files from elsewhere have none).
+    for (const SafetensorsEntry& e : m_entries) {
+        const auto it = m_checksums.find(e.name);
+        if (it == m_checksums.end()) continue;
+        const std::string actual = crc32_hex(crc32(raw(e), size_t(e.end - e.begin)));
+        if (actual != it->second)
+            throw Error(path.string() + ": the data of tensor \"" + e.name + "\" does not match its checksum (" +
+                        it->second + " stored, " + actual +
+                        " read); the file was damaged on disk or in a copy — restore it or use an earlier checkpoint");
+    }
 }
 
 const SafetensorsEntry* SafetensorsReader::find(const std::string& name) const
@@ -301,7 +314,12 @@ std::string SafetensorsWriter::serialize() const
 {
     // ordered_json keeps the tensors in the order they were added.
     nlohmann::ordered_json header = nlohmann::ordered_json::object();
-    if (!m_metadata.empty()) header["__metadata__"] = m_metadata;
+    // Each tensor's CRC-32 goes into the metadata, which every reader of the
+    // format carries along or ignores, so that a reader here can tell a
+    // damaged file from a good one.
+    std::map<std::string, std::string> metadata = m_metadata;
+    for (const auto& item : m_items) metadata[kCrc32Prefix + item.name] = crc32_hex(crc32(item.data.data(), item.data.size()));
+    if (!metadata.empty()) header["__metadata__"] = metadata;
     uint64_t offset = 0;
     for (const auto& item : m_items) {
         const uint64_t end = offset + item.data.size();

@@ -7,6 +7,10 @@
 // The reader validates everything before trusting it (header size, JSON,
 // dtypes, shapes against offsets, offsets inside the file, no overlaps), so a
 // truncated or corrupt file is an Error naming the file and the problem.
+//
+// The writer stores each tensor's CRC-32 in the metadata as
+// "crc32.<tensor name>": "<8 hex digits>"; the reader checks those it finds
+// when it reads the data (files written elsewhere, without them, still load).
 #pragma once
 
 #include <cstdint>
@@ -16,6 +20,8 @@
 #include <vector>
 
 namespace crucible {
+
+inline const std::string kCrc32Prefix = "crc32.";
 
 struct SafetensorsEntry {
     std::string name;
@@ -37,7 +43,9 @@ public:
 
     const std::filesystem::path& path() const { return m_path; }
     const std::vector<SafetensorsEntry>& entries() const { return m_entries; }
+    // The metadata without the checksums, which are checked on reading.
     const std::map<std::string, std::string>& metadata() const { return m_metadata; }
+    bool has_checksums() const { return !m_checksums.empty(); }
     const SafetensorsEntry* find(const std::string& name) const;
 
     // Copies the named tensor into dst as f32 (converting BF16/F16/F32); throws
@@ -53,6 +61,7 @@ private:
     bool m_has_data = false;
     std::vector<SafetensorsEntry> m_entries;
     std::map<std::string, std::string> m_metadata;
+    std::map<std::string, std::string> m_checksums;   // tensor name → CRC-32 hex
 };
 
 class SafetensorsWriter {

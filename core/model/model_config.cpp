@@ -1,5 +1,6 @@
 #include "core/model/model_config.h"
 
+#include "core/util/json_read.h"
 #include "kernels/error.h"
 #include "resources/embedded_resources.h"
 
@@ -97,49 +98,30 @@ nlohmann::json to_json(const ModelConfig& c)
     };
 }
 
-namespace {
-
-template <class T>
-void read(const nlohmann::json& j, const char* key, T& out)
-{
-    auto it = j.find(key);
-    if (it == j.end()) return;
-    try {
-        out = it->get<T>();
-    } catch (const nlohmann::json::exception&) {
-        throw Error(std::string("model config: \"") + key + "\" has the wrong type (" + it->dump() + ")");
-    }
-}
-
-} // namespace
 
 ModelConfig model_config_from_json(const nlohmann::json& j)
 {
-    if (!j.is_object()) throw Error("model config must be a JSON object");
-    static const std::set<std::string> known = {
-        "name", "vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads", "head_dim", "ff_dim", "seq_len",
-        "rope_theta", "norm_eps", "norm", "mlp", "qk_norm", "tied_embeddings", "init_std"};
-    for (const auto& [key, value] : j.items())
-        if (!known.count(key)) throw Error("model config: unknown key \"" + key + "\"");
-
+    const JsonReader r(j, "model config",
+                       {"name", "vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads", "head_dim", "ff_dim",
+                        "seq_len", "rope_theta", "norm_eps", "norm", "mlp", "qk_norm", "tied_embeddings", "init_std"});
     ModelConfig c;
-    read(j, "name", c.name);
-    read(j, "vocab_size", c.vocab_size);
-    read(j, "d_model", c.d_model);
-    read(j, "n_layers", c.n_layers);
-    read(j, "n_heads", c.n_heads);
-    read(j, "n_kv_heads", c.n_kv_heads);
-    read(j, "head_dim", c.head_dim);
-    read(j, "ff_dim", c.ff_dim);
-    read(j, "seq_len", c.seq_len);
-    read(j, "rope_theta", c.rope_theta);
-    read(j, "norm_eps", c.norm_eps);
-    read(j, "qk_norm", c.qk_norm);
-    read(j, "tied_embeddings", c.tied_embeddings);
-    read(j, "init_std", c.init_std);
+    r.read("name", c.name);
+    r.read("vocab_size", c.vocab_size);
+    r.read("d_model", c.d_model);
+    r.read("n_layers", c.n_layers);
+    r.read("n_heads", c.n_heads);
+    r.read("n_kv_heads", c.n_kv_heads);
+    r.read("head_dim", c.head_dim);
+    r.read("ff_dim", c.ff_dim);
+    r.read("seq_len", c.seq_len);
+    r.read("rope_theta", c.rope_theta);
+    r.read("norm_eps", c.norm_eps);
+    r.read("qk_norm", c.qk_norm);
+    r.read("tied_embeddings", c.tied_embeddings);
+    r.read("init_std", c.init_std);
     std::string norm = to_string(c.norm), mlp = to_string(c.mlp);
-    read(j, "norm", norm);
-    read(j, "mlp", mlp);
+    r.read("norm", norm);
+    r.read("mlp", mlp);
     if (norm == "rmsnorm") c.norm = NormType::rmsnorm;
     else if (norm == "layernorm") c.norm = NormType::layernorm;
     else throw Error("model config: norm must be \"rmsnorm\" or \"layernorm\", got \"" + norm + "\"");

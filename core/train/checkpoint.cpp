@@ -6,11 +6,33 @@
 #include "core/io/safetensors.h"
 #include "kernels/error.h"
 
+#include <charconv>
+#include <cmath>
+
 namespace fs = std::filesystem;
 
 namespace crucible {
 
 namespace {
+
+// The first tensor of `layout` with a value that is not a finite number, and
+// how many such values the buffer holds.
+struct NonFinite {
+    int64_t count = 0;
+    std::string first_tensor;
+};
+NonFinite find_non_finite(const ParamLayout& layout, const std::vector<float>& values)
+{
+    NonFinite nf;
+    for (const ParamEntry& e : layout.entries()) {
+        const float* p = values.data() + e.offset;
+        int64_t bad = 0;
+        for (int64_t i = 0; i < e.numel(); ++i) bad += !std::isfinite(p[i]);
+        if (bad > 0 && nf.count == 0) nf.first_tensor = e.name;
+        nf.count += bad;
+    }
+    return nf;
+}
 
 nlohmann::json eval_to_json(const EvalMetrics& e)
 {
@@ -40,6 +62,7 @@ nlohmann::json to_json(const TrainerState& s)
                         {"step", s.step},
                         {"tokens_seen", s.tokens_seen},
                         {"elapsed_s", s.elapsed_s},
+                        {"skipped_steps", s.skipped_steps},
                         {"batcher", {{"epoch", s.batcher.epoch}, {"position", s.batcher.position}}}};
     if (s.last_eval) j["last_eval"] = eval_to_json(*s.last_eval);
     return j;
@@ -52,12 +75,15 @@ TrainerState trainer_state_from_json(const nlohmann::json& j)
         s.step = j.at("step").get<int64_t>();
         s.tokens_seen = j.value("tokens_seen", int64_t(0));
         s.elapsed_s = j.value("elapsed_s", 0.0);
+        s.skipped_steps = j.value("skipped_steps", int64_t(0));
         s.batcher.epoch = j.at("batcher").at("epoch").get<int64_t>();
         s.batcher.position = j.at("batcher").at("position").get<int64_t>();
         if (j.contains("last_eval")) s.last_eval = eval_from_json(j["last_eval"]);
     } catch (const nlohmann::json::exception& e) {
         throw Error(std::string("trainer state is incomplete or invalid: ") + e.what());
     }
+    if (s.step < 0 || s.tokens_seen < 0 || s.batcher.epoch < 0 || s.batcher.position < 0)
+        throw Error("trainer state has a negative step, token count or data position");
     return s;
 }
 
@@ -79,6 +105,11 @@ void save_checkpoint_snapshot(const fs::path& dir, const ParamStore& params, con
     const ParamLayout& layout = params.layout();
 
     const std::vector<float> weights = params.download_master();
+    // A checkpoint is the state a user goes back to: never one that holds NaNs.
+    if (const NonFinite nf = find_non_finite(layout, weights); nf.count > 0)
+        throw Error("no checkpoint written at step " + std::to_string(state ? state->step : 0) + ": " +
+                    std::to_string(nf.count) + " weights are not finite numbers (first in " + nf.first_tensor +
+                    "); the training diverged");
     SafetensorsWriter model;
     model.set_metadata("format", "pt");
     for (const ParamEntry& e : layout.entries()) model.add_f32(e.name, e.dims(), weights.data() + e.offset);
@@ -91,6 +122,11 @@ void save_checkpoint_snapshot(const fs::path& dir, const ParamStore& params, con
     if (optimizer) {
         CRUCIBLE_CHECK(optimizer->m.size() == size_t(layout.total()) && optimizer->v.size() == size_t(layout.total()),
                        "the optimizer state is not this model's");
+        for (const std::vector<float>* moment : {&optimizer->m, &optimizer->v})
+            if (const NonFinite nf = find_non_finite(layout, *moment); nf.count > 0)
+                throw Error("no checkpoint written at step " + std::to_string(state ? state->step : 0) + ": " +
+                            std::to_string(nf.count) + " optimizer moments are not finite numbers (first in " +
+                            nf.first_tensor + "); the training diverged");
         const float* m = optimizer->m.data();
         const float* v = optimizer->v.data();
         SafetensorsWriter opt;
@@ -125,6 +161,10 @@ void load_weights(const fs::path& dir, ParamStore& params)
                         ": it was written for a different model configuration");
         reader.read_f32(e.name, e.dims(), host.data() + e.offset);
     }
+    if (const NonFinite nf = find_non_finite(layout, host); nf.count > 0)
+        throw Error(file.string() + " holds " + std::to_string(nf.count) +
+                    " weights that are not finite numbers (NaN or infinity, first in " + nf.first_tensor +
+                    "); the checkpoint is damaged or was saved after the training diverged: use an earlier one");
     params.upload_master(host);
 }
 
@@ -156,7 +196,21 @@ OptimizerSnapshot read_optimizer_state(const fs::path& dir, const ParamLayout& l
             reader.read_f32("exp_avg_sq." + e.name, e.dims(), s.v.data() + e.offset);
         }
     }
-    if (auto it = meta.find("steps"); it != meta.end()) s.steps = std::stoll(it->second);
+    for (const std::vector<float>* moment : {&s.m, &s.v})
+        if (const NonFinite nf = find_non_finite(layout, *moment); nf.count > 0)
+            throw Error(file.string() + " holds " + std::to_string(nf.count) +
+                        " optimizer moments that are not finite numbers (first in " + nf.first_tensor +
+                        "); resuming would spread them into the weights: resume from an earlier checkpoint");
+    if (auto it = meta.find("steps"); it != meta.end()) {
+        // The step count drives Adam's bias correction: a damaged one must not pass as zero.
+        int64_t steps = -1;
+        const char* end = it->second.data() + it->second.size();
+        const auto [ptr, ec] = std::from_chars(it->second.data(), end, steps);
+        if (ec != std::errc() || ptr != end || steps < 0)
+            throw Error(file.string() + ": the optimizer's \"steps\" field is not a step count (\"" + it->second +
+                        "\"); the checkpoint is damaged, resume from an earlier one");
+        s.steps = steps;
+    }
     return s;
 }
 

@@ -30,6 +30,7 @@ struct TrainerState {
     double elapsed_s = 0.0;        // training time
     Batcher::State batcher;
     std::optional<EvalMetrics> last_eval;
+    int64_t skipped_steps = 0;     // updates skipped for a non-finite loss or gradient
 };
 
 nlohmann::json to_json(const TrainerState& s);

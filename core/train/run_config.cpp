@@ -1,6 +1,7 @@
 #include "core/train/run_config.h"
 
 #include "core/util/json_read.h"
+#include "kernels/backend_factory.h"
 #include "kernels/error.h"
 
 namespace crucible {
@@ -22,7 +23,9 @@ std::vector<std::string> RunConfig::problems() const
     need(t.sample_temperature >= 0.0f, "sample temperature must be 0 (greedy) or positive");
     need(t.target_bits_per_byte >= 0.0f, "target bits per byte must be 0 (off) or positive");
     need(t.device == "cpu" || t.device == "cuda", "device must be \"cpu\" or \"cuda\", got \"" + t.device + "\"");
-    need(t.threads >= 0, "threads must be 0 (all cores) or positive");
+    if (auto s = cpu_threads_problem(t.threads); !s.empty()) p.push_back(s);
+    need(t.on_nonfinite == "skip" || t.on_nonfinite == "stop",
+         "on_nonfinite must be \"skip\" or \"stop\", got \"" + t.on_nonfinite + "\"");
     need(t.cpu_replicas >= 1 && t.cpu_replicas <= 64, "CPU replicas must be between 1 and 64");
     need(t.device == "cuda" || t.gpus.empty(), "GPUs are chosen only when training on \"cuda\"");
     for (size_t i = 0; i < t.gpus.size(); ++i) {
@@ -64,6 +67,7 @@ nlohmann::json to_json(const TrainConfig& c)
             {"target_bits_per_byte", c.target_bits_per_byte},
             {"device", c.device},
             {"threads", c.threads},
+            {"on_nonfinite", c.on_nonfinite},
             {"gpus", c.gpus},
             {"cpu_replicas", c.cpu_replicas}};
 }
@@ -83,7 +87,8 @@ TrainConfig train_config_from_json(const nlohmann::json& j)
     JsonReader r(j, "train",
                  {"batch_size", "grad_accum", "steps", "seq_len", "seed", "optimizer", "schedule", "eval_every",
                   "eval_batches", "checkpoint_every", "sample_every", "sample_tokens", "sample_prompt",
-                  "sample_temperature", "target_bits_per_byte", "device", "threads", "gpus", "cpu_replicas"});
+                  "sample_temperature", "target_bits_per_byte", "device", "threads", "on_nonfinite", "gpus",
+                  "cpu_replicas"});
     TrainConfig c;
     r.read("batch_size", c.batch_size);
     r.read("grad_accum", c.grad_accum);
@@ -104,6 +109,7 @@ TrainConfig train_config_from_json(const nlohmann::json& j)
     r.read("threads", c.threads);
     r.read("gpus", c.gpus);
     r.read("cpu_replicas", c.cpu_replicas);
+    r.read("on_nonfinite", c.on_nonfinite);
     return c;
 }
 
@@ -120,7 +126,10 @@ RunConfig run_config_from_json(const nlohmann::json& j)
 {
     JsonReader r(j, "run config", {"format", "model", "train", "data"});
     RunConfig c;
-    if (auto* m = r.child("model")) c.model = model_config_from_json(*m);
+    // Without its model a run's configuration would silently describe another model.
+    const nlohmann::json* m = r.child("model");
+    if (!m) throw Error("run config has no \"model\" section; restore it or start from a preset");
+    c.model = model_config_from_json(*m);
     if (auto* t = r.child("train")) c.train = train_config_from_json(*t);
     if (auto* d = r.child("data")) c.data = data_config_from_json(*d);
     return c;

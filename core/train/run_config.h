@@ -47,6 +47,11 @@ struct TrainConfig {
     int cpu_replicas = 1;
 
     int replicas() const { return device == "cuda" ? std::max<int>(1, int(gpus.size())) : cpu_replicas; }
+    // A step whose loss or gradient norm is not finite: "skip" drops its
+    // update and goes on with the next batch (counted; a few in a row end
+    // the run as diverged), "stop" ends the run there with a checkpoint of
+    // the last good state.
+    std::string on_nonfinite = "skip";
 
     int resolved_seq_len(const ModelConfig& m) const { return seq_len > 0 ? seq_len : m.seq_len; }
     int64_t tokens_per_step(const ModelConfig& m) const

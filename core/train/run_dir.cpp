@@ -52,7 +52,8 @@ std::vector<int64_t> RunDirectory::checkpoint_steps() const
         const std::string name = entry.path().filename().string();
         if (name.rfind("step_", 0) != 0 || !entry.is_directory()) continue;
         const std::string digits = name.substr(5);
-        if (digits.empty() || !std::all_of(digits.begin(), digits.end(), ::isdigit)) continue;
+        // At most 18 digits: any step count fits, and a stray long name cannot overflow.
+        if (digits.empty() || digits.size() > 18 || !std::all_of(digits.begin(), digits.end(), ::isdigit)) continue;
         // Only complete checkpoints: the trainer state is written last.
         if (!fs::exists(entry.path() / "trainer_state.json", ec)) continue;
         steps.push_back(std::stoll(digits));

@@ -74,10 +74,14 @@ void RunReporter::checkpoint(int64_t step, const std::string& path)
     m_sink->on_checkpoint(step, path);
 }
 
-void RunReporter::skipped_update(int64_t step)
+void RunReporter::skipped_update(int64_t step, int64_t skipped)
 {
-    m_sink->on_warning("non-finite loss or gradient at step " + std::to_string(step) + "; the update was skipped");
-    m_log->append({{"type", "warning"}, {"step", step}, {"message", "non-finite loss; update skipped"}});
+    m_sink->on_warning("non-finite loss or gradient at step " + std::to_string(step) + "; the update was skipped (" +
+                       std::to_string(skipped) + (skipped == 1 ? " step" : " steps") + " skipped in this run)");
+    m_log->append({{"type", "warning"},
+                   {"step", step},
+                   {"message", "non-finite loss; update skipped"},
+                   {"skipped_steps", skipped}});
 }
 
 void RunReporter::target_reached(int64_t step, double elapsed_s, double bits_per_byte)

@@ -33,7 +33,8 @@ public:
     void sample(int64_t step, const std::string& prompt, const std::string& text);
     void checkpoint(int64_t step, const std::string& path);
     // Optimizer step `step` (1-based) had a non-finite loss or gradient and was not applied.
-    void skipped_update(int64_t step);
+    // `skipped`: how many updates the run has skipped so far, this one included.
+    void skipped_update(int64_t step, int64_t skipped);
     // Validation reached TrainConfig::target_bits_per_byte; the log only.
     void target_reached(int64_t step, double elapsed_s, double bits_per_byte);
     // The last event of every run. Never throws: a log that cannot be written

@@ -68,8 +68,9 @@ DivergenceGuard::Verdict DivergenceGuard::judge(const StepResult& r)
 std::string divergence_message(int64_t failed_step, float peak_lr, const std::string& saved_checkpoint)
 {
     return "training diverged: the loss is not a finite number at step " + std::to_string(failed_step) +
-           ". Lower the learning rate (now " + std::to_string(peak_lr) +
-           ") or keep gradient clipping on; the last good weights are saved in " + saved_checkpoint;
+           ". Lower the learning rate (now " + std::to_string(peak_lr) + ") or keep gradient clipping on; " +
+           (saved_checkpoint.empty() ? std::string("no checkpoint holds finite weights yet")
+                                     : "the last good weights are saved in " + saved_checkpoint);
 }
 
 StepMetrics record_step(TrainerState& state, const StepResult& r, float peak_lr, const RunInfo& info,

@@ -3,6 +3,8 @@
 #include "core/optim/lr_schedule.h"
 #include "core/train/periodic_work.h"
 #include "core/train/replica_group.h"
+#include "core/train/run_lock.h"
+#include "core/train/run_recovery.h"
 #include "core/train/train_step.h"
 #include "core/train/training_setup.h"
 #include "core/util/paths.h"
@@ -14,11 +16,12 @@ namespace fs = std::filesystem;
 
 namespace crucible {
 
-// Everything one run holds. The device is declared first so that it outlives
-// the model allocated on it.
+// Everything one run holds. The lock is declared first so that it is held
+// until everything else is gone; the device before the model allocated on it.
 struct Trainer::Session {
     explicit Session(TrainingSink& sink) : reporter(sink) {}
 
+    RunLock lock;
     RunReporter reporter;
     RunDirectory run{fs::path()};
     RunConfig config;
@@ -77,12 +80,17 @@ RunSummary Trainer::run()
     } catch (const std::bad_alloc&) {
         summary.outcome = RunOutcome::failed;
         summary.error = "out of host memory: lower the batch size or sequence length, or choose a smaller model";
+    } catch (const fs::filesystem_error& e) {
+        summary.outcome = RunOutcome::failed;
+        summary.error = "cannot write " + e.path1().string() + ": " + e.code().message() +
+                        " (check the free space and permissions of the run folder)";
     } catch (const std::exception& e) {
         summary.outcome = RunOutcome::failed;
         summary.error = std::string("unexpected error: ") + e.what();
     }
     summary.steps = s.state.step;
     summary.elapsed_s = s.state.elapsed_s;
+    summary.skipped_steps = s.state.skipped_steps;
     summary.checkpoint = s.checkpoints.latest();
     if (s.state.last_eval) {
         summary.last_eval = *s.state.last_eval;
@@ -109,9 +117,22 @@ void Trainer::set_up(Session& s)
     s.seq_len = tc.resolved_seq_len(mc);
     const fs::path cache = m_options.cache_dir.empty() ? default_cache_dir() : m_options.cache_dir;
 
+    // A resumed run is locked, then cleaned and checked, before anything is
+    // loaded. One stopped before its first checkpoint starts over from step 0
+    // with its own configuration.
+    std::optional<CheckpointToResume> resume_from;
+    if (m_options.resume) {
+        s.lock = RunLock(s.run.root());
+        if (const uint64_t freed = remove_stale_staging(s.run); freed > 0)
+            s.reporter.status("removed " + std::to_string(freed / 1024) + " KiB of unfinished writes");
+        resume_from = find_checkpoint_to_resume(s.run);
+        if (!resume_from) s.reporter.status("the run has no checkpoint yet: starting it over from step 0");
+    }
+
     s.device = open_training_device(backend_options(tc), mc, tc.batch_size, s.seq_len);
-    const std::optional<fs::path> tokenizer_file =
-        m_options.resume ? std::optional(s.run.tokenizer_file()) : std::nullopt;
+    std::error_code ec;
+    const std::optional<fs::path> tokenizer_file = m_options.resume && fs::exists(s.run.tokenizer_file(), ec)
+        ? std::optional(s.run.tokenizer_file()) : std::nullopt;
     s.data.emplace(load_training_data(s.config, s.seq_len, tokenizer_file, cache, s.reporter));
     s.batcher.emplace(s.data->dataset, s.seq_len, tc.seed);
     s.val_windows = s.data->dataset.val_windows(s.seq_len);
@@ -123,14 +144,18 @@ void Trainer::set_up(Session& s)
         tc.replicas() > 1 ? std::optional(shard_ranges(ParamLayout(mc), tc.replicas()).front()) : std::nullopt;
     s.model = allocate_model(*s.device.backend, mc, tc, s.seq_len, owned);
     std::optional<fs::path> resumed;
-    if (m_options.resume) {
-        const fs::path checkpoint = checkpoint_to_resume(s.run);
-        resumed = checkpoint;
-        s.reporter.status("loading " + checkpoint.string());
-        s.state = resume_from_checkpoint(checkpoint, s.model, *s.batcher);
-        s.checkpoints.resumed_from(checkpoint, s.state.step);
+    if (resume_from) {
+        resumed = resume_from->dir;
+        s.reporter.status("loading " + resume_from->dir.string());
+        s.state = resume_from_checkpoint(resume_from->dir, s.model, *s.batcher);
+        check_state_matches_folder(resume_from->dir, resume_from->step, s.state.step);
+        s.checkpoints.resumed_from(resume_from->dir, s.state.step);
         check_steps_left(s.state, tc);
     } else {
+        if (!s.lock.held()) {
+            fs::create_directories(s.run.root(), ec);
+            s.lock = RunLock(s.run.root());
+        }
         start_new_run(s.run, s.config, s.model, s.data->tokenizer);
     }
     if (tc.replicas() > 1) {
@@ -139,6 +164,7 @@ void Trainer::set_up(Session& s)
                                                     *s.device.backend, *s.batcher);
         s.replicas->align_with_leader(resumed);
     }
+    truncate_metrics(s.run, s.state.step);
     s.reporter.open_log(s.run.metrics_file());
 
     s.info = describe_run(s.run, s.config, s.seq_len, s.device, s.data->dataset, s.state.step);
@@ -163,15 +189,22 @@ RunSummary Trainer::train(Session& s)
         const StepResult r = s.replicas ? s.replicas->step(lr_mult)
                                         : step.run(*m.params, *m.model, *s.batcher, *m.optimizer, lr_mult);
         const DivergenceGuard::Verdict verdict = guard.judge(r);
-        if (verdict == DivergenceGuard::Verdict::diverged) {
-            // The weights are still those of the last applied step: keep them.
-            checkpoint(s);
+        if (verdict != DivergenceGuard::Verdict::applied) {
+            ++s.state.skipped_steps;
+            s.reporter.skipped_update(s.state.step + 1, s.state.skipped_steps);
+        }
+        const bool stop_here = verdict == DivergenceGuard::Verdict::skipped && tc.on_nonfinite == "stop";
+        if (verdict == DivergenceGuard::Verdict::diverged || stop_here) {
+            // The weights are still those of the last applied step: keep them,
+            // unless they are no longer finite, which the writer refuses; the
+            // message then names the last checkpoint that was written.
+            try {
+                checkpoint(s);
+            } catch (const Error&) {
+            }
             throw Error(divergence_message(s.state.step + 1, tc.optimizer.lr, s.checkpoints.latest()));
         }
-        if (verdict == DivergenceGuard::Verdict::skipped) {
-            s.reporter.skipped_update(s.state.step + 1);
-            continue;   // the step is retried with the next batch
-        }
+        if (verdict == DivergenceGuard::Verdict::skipped) continue;   // the step is retried with the next batch
 
         const StepMetrics metrics = record_step(s.state, r, tc.optimizer.lr, s.info, memory_in_use);
         summary.final_loss = metrics.loss;

@@ -1,12 +1,28 @@
 #include "core/train/training_setup.h"
 
+#include "core/train/run_lock.h"
 #include "kernels/error.h"
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <unistd.h>
 
 namespace fs = std::filesystem;
 
 namespace crucible {
+
+namespace {
+
+// What a run killed while it was being created leaves: its lock, and the
+// staging of a config.json or tokenizer.model that was never committed.
+bool holds_no_work(const fs::path& entry)
+{
+    const std::string name = entry.filename().string();
+    return name == RunLock::kFileName || name.find(".tmp-") != std::string::npos;
+}
+
+} // namespace
 
 RunConfig resolve_run_config(const RunConfig& requested, const RunDirectory& run, bool resume)
 {
@@ -14,13 +30,35 @@ RunConfig resolve_run_config(const RunConfig& requested, const RunDirectory& run
     if (resume) {
         if (!run.exists())
             throw Error(run.root().string() + " is not a run to resume (no config.json); start a new run with --out");
+        if (::access(run.root().c_str(), W_OK) != 0)
+            throw Error("the run folder " + run.root().string() + " is not writable (" + std::strerror(errno) +
+                        "); a resumed run writes checkpoints there, so make it writable or copy the run elsewhere");
         cfg = run.read_config();
+        // A run trained on a larger machine resumes on this one's cores.
+        cfg.train.threads = std::min(cfg.train.threads, default_cpu_threads());
         if (requested.train.steps > cfg.train.steps) cfg.train.steps = requested.train.steps;
     } else {
         std::error_code ec;
-        if (fs::exists(run.root(), ec) && !fs::is_empty(run.root(), ec))
+        bool empty = true;
+        if (fs::is_directory(run.root(), ec))
+            for (const auto& e : fs::directory_iterator(run.root(), ec))
+                empty = empty && holds_no_work(e.path());
+        if (fs::exists(run.root(), ec) && !fs::is_directory(run.root(), ec))
+            throw Error(run.root().string() + " is a file, not a folder; choose another output folder");
+        if (!empty)
             throw Error(run.root().string() +
-                        " already exists and is not empty; choose another output folder or resume it");
+                        " already exists and is not empty; choose another output folder or resume it with --resume "
+                        "(a run stopped before its first checkpoint then starts over from step 0)");
+        // Found out now, not after the tokenizer has been trained.
+        fs::path existing = fs::absolute(run.root(), ec);
+        while (!existing.empty() && !fs::exists(existing, ec) && existing != existing.parent_path())
+            existing = existing.parent_path();
+        if (!fs::is_directory(existing, ec))
+            throw Error("cannot create the run folder " + run.root().string() + ": " + existing.string() +
+                        " is a file, not a folder; choose another output folder");
+        if (::access(existing.c_str(), W_OK) != 0)
+            throw Error("cannot create the run folder " + run.root().string() + ": " + existing.string() +
+                        " is not writable (" + std::strerror(errno) + "); choose another output folder");
     }
     cfg.validate();
     return cfg;
@@ -94,13 +132,6 @@ void start_new_run(const RunDirectory& run, const RunConfig& cfg, TrainableModel
     fs::create_directories(run.root());
     run.write_config(cfg);
     tokenizer.save(run.tokenizer_file());
-}
-
-fs::path checkpoint_to_resume(const RunDirectory& run)
-{
-    auto latest = run.latest_checkpoint();
-    if (!latest) throw Error("the run in " + run.root().string() + " has no complete checkpoint to resume from");
-    return *latest;
 }
 
 TrainerState resume_from_checkpoint(const fs::path& checkpoint, TrainableModel& model, Batcher& batcher)

@@ -67,8 +67,6 @@ TrainableModel allocate_model(Backend& backend, const ModelConfig& mc, const Tra
 // A new run: seeded weights; config.json and tokenizer.model written.
 void start_new_run(const RunDirectory& run, const RunConfig& cfg, TrainableModel& model, const Tokenizer& tokenizer);
 
-// The run's latest complete checkpoint; throws when it has none.
-std::filesystem::path checkpoint_to_resume(const RunDirectory& run);
 // Weights, optimizer state, data position and timers from `checkpoint`.
 TrainerState resume_from_checkpoint(const std::filesystem::path& checkpoint, TrainableModel& model, Batcher& batcher);
 // Refuses to resume a run that has already done tc.steps.

@@ -69,6 +69,7 @@ struct RunSummary {
     double elapsed_s = 0.0;
     bool reached_target = false;   // TrainConfig::target_bits_per_byte was reached
     std::string checkpoint;        // last checkpoint written, if any
+    int64_t skipped_steps = 0;     // updates skipped for a non-finite loss or gradient
     std::string error;             // when failed
 };
 

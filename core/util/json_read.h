@@ -7,7 +7,9 @@
 #include <nlohmann/json.hpp>
 
 #include <initializer_list>
+#include <limits>
 #include <string>
+#include <type_traits>
 
 namespace crucible {
 
@@ -29,6 +31,18 @@ public:
     {
         auto it = m_json.find(key);
         if (it == m_json.end() || it->is_null()) return false;
+        if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+            // nlohmann converts 4.7 to 4 and 1e10 to a wrapped int: refuse both.
+            if (!it->is_number_integer())
+                throw Error(m_section + ": \"" + key + "\" must be a whole number, got " + it->dump());
+            const bool fits = it->is_number_unsigned()
+                ? it->template get<uint64_t>() <= uint64_t(std::numeric_limits<T>::max())
+                : std::is_signed_v<T> && it->template get<int64_t>() >= int64_t(std::numeric_limits<T>::min()) &&
+                      it->template get<int64_t>() <= int64_t(std::numeric_limits<T>::max());
+            if (!fits)
+                throw Error(m_section + ": \"" + key + "\" is out of range (" + it->dump() + "; at most " +
+                            std::to_string(std::numeric_limits<T>::max()) + ")");
+        }
         try {
             out = it->get<T>();
         } catch (const nlohmann::json::exception&) {
