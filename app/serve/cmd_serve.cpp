@@ -86,7 +86,7 @@ int run_serve(const ServeCommand& c)
     const auto load = engine.load();
     fmt::print("Serving {} at http://{}:{}/v1 (OpenAI API; also /health and /metrics)\n", model.name(),
                c.host.find(':') != std::string::npos ? "[" + c.host + "]" : c.host, port);
-    fmt::print("  {} slots of {} tokens ({:.1f} MiB of KV cache), chat format: {}, device: {}\n", load.slots, context,
+    fmt::print("  {} slots of {} tokens ({:.1f} MiB of KV cache), chat format: {}, device: {}\n", load.slot_count, context,
                double(load.cache_bytes) / (1 << 20), model.chat_format(), m.backend->name());
     std::fflush(stdout);
     const bool ok = server.listen();

@@ -115,7 +115,7 @@ void OpenAiServer::Impl::routes()
         const auto load = engine.load();
         res.set_content(dump({{"status", "ok"},
                               {"model", model.name()},
-                              {"slots", load.slots},
+                              {"slots", load.slot_count},
                               {"running", load.running},
                               {"waiting", load.waiting}}),
                         "application/json");

@@ -212,7 +212,7 @@ bool BatchEngine::Impl::admit()
         // The last prompt token always runs: its logits give the first draw.
         size_t keep = 0;
         const auto& held = model.cached[s];
-        while (keep < held.size() && keep < prompt.size() && held[keep] == w.job.prompt[keep]) ++keep;
+        while (keep < held.size() && keep < w.job.prompt.size() && held[keep] == w.job.prompt[keep]) ++keep;
         keep = std::min(keep, w.job.prompt.size() - 1);
         model.truncate(s, keep);
         slot.tokens = w.job.prompt;
@@ -413,7 +413,7 @@ BatchEngine::Load BatchEngine::load() const
 {
     std::lock_guard lock(m_impl->mutex);
     Load l;
-    l.slots = int(m_impl->slots.size());
+    l.slot_count = int(m_impl->slots.size());
     l.running = m_impl->running;
     l.waiting = int(m_impl->waiting.size());
     l.cache_tokens = m_impl->cache_tokens;
@@ -422,7 +422,7 @@ BatchEngine::Load BatchEngine::load() const
     return l;
 }
 
-int BatchEngine::slots() const { return int(m_impl->slots.size()); }
+int BatchEngine::slot_count() const { return int(m_impl->slots.size()); }
 int BatchEngine::context() const { return m_impl->context; }
 
 } // namespace crucible::serve

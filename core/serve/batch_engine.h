@@ -103,13 +103,13 @@ public:
     std::shared_ptr<JobStream> submit(ServeJob job);
 
     struct Load {
-        int slots = 0, running = 0, waiting = 0;
+        int slot_count = 0, running = 0, waiting = 0;
         int64_t cache_tokens = 0;      // positions the running jobs hold
         int64_t cache_capacity = 0;    // slots × context
         size_t cache_bytes = 0;        // device memory of the cache and buffers
     };
     Load load() const;
-    int slots() const;
+    int slot_count() const;
     int context() const;
 
 private:

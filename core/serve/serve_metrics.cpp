@@ -145,7 +145,7 @@ std::string ServeMetrics::render(const BatchEngine::Load& load) const
     header(out, "crucible_requests_waiting", "gauge", "Generations waiting for a free slot.");
     sample(out, "crucible_requests_waiting", load.waiting);
     header(out, "crucible_batch_slots", "gauge", "Sequences the KV cache holds at once.");
-    sample(out, "crucible_batch_slots", load.slots);
+    sample(out, "crucible_batch_slots", load.slot_count);
     header(out, "crucible_kv_cache_tokens", "gauge", "Positions of the KV cache the running generations hold.");
     sample(out, "crucible_kv_cache_tokens", double(load.cache_tokens));
     header(out, "crucible_kv_cache_capacity_tokens", "gauge", "Positions of the KV cache: slots times context.");
