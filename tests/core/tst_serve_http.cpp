@@ -44,7 +44,9 @@ const char* kZephyr =
     "eos_token }}\n{% elif message['role'] == 'system' %}\n{{ '<|system|>\n' + message['content'] + eos_token }}\n{% "
     "elif message['role'] == 'assistant' %}\n{{ '<|assistant|>\n'  + message['content'] + eos_token }}\n{% endif "
     "%}\n{% if loop.last and add_generation_prompt %}\n{{ '<|assistant|>' }}\n{% endif %}\n{% endfor %}";
-constexpr int kContext = 1024;
+// Long enough that a reply filling it takes far longer than the server needs
+// to notice a client that left (disconnectFreesTheSlot).
+constexpr int kContext = 4096;
 
 // The JSON objects of a server-sent event stream, and whether it ended in [DONE].
 struct Events {
@@ -160,9 +162,9 @@ private slots:
         checkError(test::http_request(m_port, "POST", "/v1/chat/completions",
                                       R"({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]})"),
                    404, "model_not_found");
-        // 3000 words are more tokens than the context of 1024.
+        // More words than the context has tokens.
         std::string long_text;
-        for (int i = 0; i < 3000; ++i) long_text += "word ";
+        for (int i = 0; i < kContext + 100; ++i) long_text += "word ";
         checkError(test::http_request(m_port, "POST", "/v1/completions",
                                       json{{"model", m_model}, {"prompt", long_text}}.dump()),
                    400, "context_length_exceeded");
@@ -289,7 +291,7 @@ private slots:
                     left = true;
                     return false;
                 },
-                stream ? 60000 : 150);
+                stream ? 60000 : 20);
             left = true;
         });
         client.join();
