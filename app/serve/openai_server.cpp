@@ -195,11 +195,13 @@ void OpenAiServer::Impl::completion(const httplib::Request& req, httplib::Respon
                 return;
             }
         }
-        if (u.stop_reason == "error") {
+        if (u.stop_reason == "error" || u.stop_reason == "cancelled") {
+            // Cancelled with the client still there: the server is stopping.
             ApiError e;
-            e.status = 500;
+            e.status = u.stop_reason == "error" ? 500 : 503;
             e.type = "server_error";
-            e.message = "Generation failed: " + u.error;
+            e.message = u.stop_reason == "error" ? "Generation failed: " + u.error
+                                                 : std::string("The server is shutting down; try again later.");
             return send_error(res, e);
         }
         const Usage usage{job->prompt_tokens(), job->completion_tokens()};

@@ -3,6 +3,8 @@
 #include "core/generate/chat_transcript.h"
 #include "kernels/error.h"
 
+#include <random>
+
 namespace crucible::serve {
 
 namespace {
@@ -71,6 +73,8 @@ ServeJob ServedModel::prepare(const CompletionRequest& r) const
     }
     ServeJob job;
     job.sampling = r.sampling;
+    // Without a seed every request draws afresh, as the OpenAI API does.
+    if (!r.seed_given) job.sampling.seed = std::random_device{}() ^ (uint64_t(std::random_device{}()) << 32);
     job.stop_strings = r.stop;
     job.stop_at_eos = !r.ignore_eos;
     if (r.endpoint == Endpoint::chat) {

@@ -24,6 +24,7 @@
 #include <QTemporaryDir>
 #include <QTest>
 
+#include <fmt/core.h>
 #include <nlohmann/json.hpp>
 
 #include <atomic>
@@ -339,6 +340,32 @@ private slots:
         QCOMPARE(r["unknown_model"]["code"].get<std::string>(), std::string("model_not_found"));
         QCOMPARE(r["bad_temperature"]["status"].get<int>(), 400);
         QCOMPARE(r["bad_temperature"]["param"].get<std::string>(), std::string("temperature"));
+    }
+
+    void helpAndBench()
+    {
+        const std::string cli = fmt::format("'{}' ", (test::binary_dir() / "bin" / "crucible-cli").string());
+        std::string out;
+        for (const char* cmd : {"serve --help", "bench serve --help"}) {
+            QCOMPARE(test::run_command(cli + cmd, &out), 0);
+            QVERIFY2(out.find("--run") != std::string::npos, out.c_str());
+        }
+        // bench serve: its own server, clients and bench generate, on a few tokens.
+        const fs::path run = fs::path(m_tmp.path().toStdString()) / m_model;
+        QCOMPARE(test::run_command(cli + "bench serve --run '" + run.string() +
+                                       "' --clients 1 --clients 3 --requests 2 --prompt-tokens 8 --new-tokens 6 "
+                                       "--repeats 1 --threads 2 --json",
+                                   &out),
+                 0);
+        const size_t start = out.find("[");
+        const json rows = json::parse(start == std::string::npos ? out : out.substr(start), nullptr, false);
+        QVERIFY2(rows.is_array() && rows.size() == 2, out.c_str());
+        QCOMPARE(rows[1]["clients"].get<int>(), 3);
+        QCOMPARE(rows[1]["requests"].get<int>(), 6);
+        for (const json& r : rows)
+            for (const char* key : {"aggregate_tokens_per_s", "ttft_p50_ms", "ttft_p99_ms", "decode_tokens_per_s",
+                                    "generate_tokens_per_s"})
+                QVERIFY2(r[key].is_number() && r[key].get<double>() > 0, key);
     }
 
     void cleanupTestCase()
