@@ -145,6 +145,10 @@ struct BatchEngine::Impl {
     void run();
     bool admit();              // moves waiting jobs into free slots; false when stopping
     void step();               // one forward pass over the busy slots
+    // Greedy steps a burst may run now: 0 unless every row decodes greedily
+    // (no prompt pending, no free row in between) and nobody waits.
+    int burst_steps();
+    void burst(size_t rows, int steps);
     void take_token(size_t s, int32_t token);
     void end(size_t s, const std::string& reason, const std::string& error = {});
     void publish_load();
@@ -275,6 +279,7 @@ void BatchEngine::Impl::step()
     for (size_t s = 0; s < slots.size(); ++s)
         if (slots[s].stream) rows = s + 1;
     if (rows == 0) return;
+    if (const int steps = burst_steps(); steps >= 2) return burst(rows, steps);
 
     // Each busy slot's input this step: the next piece of its prompt, or the
     // token it drew last. `draws` lists the slots that draw after it.
@@ -341,6 +346,58 @@ void BatchEngine::Impl::step()
     if (metrics) metrics->step(int(rows), produced, seconds_since(t0));
 }
 
+int BatchEngine::Impl::burst_steps()
+{
+    if (model.forward->decode_burst() < 2) return 0;
+    {
+        std::lock_guard lock(mutex);
+        if (!waiting.empty()) return 0;   // a newcomer joins at the next step, not after a burst
+    }
+    int steps = int(model.forward->decode_burst());
+    size_t rows = 0;
+    for (size_t s = 0; s < slots.size(); ++s) {
+        const Slot& slot = slots[s];
+        if (!slot.stream) continue;
+        rows = s + 1;
+        if (!slot.pending.empty() || !greedy_on_device(slot.job.sampling)) return 0;
+        steps = std::min(steps, slot.job.max_new_tokens - slot.generated);
+        // The cache holds every token but the last; each step adds one.
+        steps = std::min(steps, context - int(model.cached[s].size()));
+    }
+    // A free row between busy ones rides along (burst() makes room), which
+    // needs a cache to continue.
+    for (size_t s = 0; s < rows; ++s)
+        if (!slots[s].stream && model.cached[s].empty()) return 0;
+    return steps < context ? steps : 0;
+}
+
+void BatchEngine::Impl::burst(size_t rows, int steps)
+{
+    const auto t0 = Clock::now();
+    std::vector<int32_t> last(rows), ids;
+    std::vector<float> probs;
+    for (size_t s = 0; s < rows; ++s) {
+        if (slots[s].stream) {
+            last[s] = slots[s].tokens.back();
+            continue;
+        }
+        // A free row runs its last cached token again; what it draws is
+        // dropped, and `cached` keeps saying what its cache holds, so the
+        // prefix a later job may reuse stays intact.
+        if (int(model.cached[s].size()) + steps > context) model.truncate(s, size_t(context - steps));
+        last[s] = model.cached[s].back();
+    }
+    model.decode_greedy(last, steps, ids, probs);
+    int64_t produced = 0;
+    for (size_t k = 0; k < size_t(steps); ++k)
+        for (size_t s = 0; s < rows; ++s)
+            if (slots[s].stream) {
+                take_token(s, ids[k * rows + s]);
+                ++produced;
+            }
+    if (metrics) metrics->step(int(rows), produced, seconds_since(t0));
+}
+
 void BatchEngine::Impl::publish_load()
 {
     int busy = 0;
@@ -355,7 +412,8 @@ void BatchEngine::Impl::publish_load()
     cache_tokens = held;
 }
 
-BatchEngine::BatchEngine(ParamStore& params, const Tokenizer& tokenizer, int slots, int context, ServeMetrics* metrics)
+BatchEngine::BatchEngine(ParamStore& params, const Tokenizer& tokenizer, int slots, int context, ServeMetrics* metrics,
+                         const CachedForward::Speedups& speedups)
 {
     if (slots < 1) throw Error("the server needs at least one batch slot");
     if (context < 2 || context > params.config().seq_len)
@@ -366,6 +424,7 @@ BatchEngine::BatchEngine(ParamStore& params, const Tokenizer& tokenizer, int slo
                     std::to_string(params.config().vocab_size) + ": they do not belong together");
     m_impl = std::make_unique<Impl>(params, tokenizer, slots, context, metrics);
     m_impl->bell->wake = &m_impl->wake;
+    m_impl->model.forward->set_speedups(speedups);
     m_impl->thread = std::thread([this] { m_impl->run(); });
 }
 

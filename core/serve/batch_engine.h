@@ -12,6 +12,11 @@
 // stop tokens or strings, a full context, or when its consumer cancels it
 // (a client that went away); its slot is free for the next step.
 //
+// When every sequence of the batch decodes greedily and no job waits, the
+// device runs several steps per submission (CachedForward::decode_greedy,
+// 8 on a GPU), as `generate` does; a job that ends inside such a burst
+// drops the tokens it drew past its end.
+//
 // A slot keeps the tokens it last held, so a job whose prompt begins with
 // them (a conversation's next turn) reuses their keys and values and runs
 // only the rest.
@@ -21,6 +26,7 @@
 #pragma once
 
 #include "core/data/tokenizer.h"
+#include "core/generate/cached_forward.h"
 #include "core/generate/sampler.h"
 #include "core/model/param_store.h"
 
@@ -90,7 +96,9 @@ public:
     // `context`: the tokens one slot holds (prompt + reply), at most the
     // model's seq_len. `metrics` (optional) records tokens, latencies and
     // cache reuse.
-    BatchEngine(ParamStore& params, const Tokenizer& tokenizer, int slots, int context, ServeMetrics* metrics = nullptr);
+    // `speedups`: how decode steps run (graphs, fused kernels, burst length).
+    BatchEngine(ParamStore& params, const Tokenizer& tokenizer, int slots, int context, ServeMetrics* metrics = nullptr,
+                const CachedForward::Speedups& speedups = {});
     ~BatchEngine();   // stop()
     // Ends every job ("cancelled") and stops the model thread; later submits throw.
     void stop();

@@ -147,6 +147,50 @@ private slots:
         QCOMPARE(engine.load().waiting, 0);
     }
 
+    // Greedy decode bursts (several steps per submission; forced on here,
+    // where the CPU would run one): jobs ending inside a burst, by length or
+    // stop string, and jobs queued behind them still get their own text.
+    void greedyBurstsChangeNothing()
+    {
+        ServeMetrics metrics;
+        CachedForward::Speedups speedups;
+        speedups.decode_burst = 4;
+        BatchEngine engine(*m_params, *m_tok, 3, 128, &metrics, speedups);
+        std::vector<ServeJob> jobs;
+        for (int i = 0; i < 5; ++i) {
+            ServeJob j;
+            j.prompt = prompt(size_t(4 + 3 * i), 300 + uint64_t(i));
+            j.max_new_tokens = 5 + 6 * i;
+            j.sampling.temperature = 0.0f;
+            j.stop_at_eos = false;
+            jobs.push_back(j);
+        }
+        const std::string free_text = alone(jobs[2]).texts[0];
+        QVERIFY(free_text.size() > 10);
+        jobs[2].stop_strings = {free_text.substr(7, 2)};
+        std::vector<std::shared_ptr<JobStream>> streams;
+        for (const auto& j : jobs) streams.push_back(engine.submit(j));
+        // All finish before the references run: one backend serves one thread at a time.
+        std::vector<Outcome> got;
+        for (auto& st : streams) got.push_back(drain(*st));
+        QTRY_COMPARE(engine.load().running, 0);
+        for (size_t i = 0; i < jobs.size(); ++i) {
+            const Outcome& o = got[i];
+            const GenerationStats want = alone(jobs[i]);
+            QCOMPARE(o.text, want.texts[0]);
+            QCOMPARE(o.tokens, int64_t(want.tokens[0].size()));
+        }
+        const std::string text = metrics.render(engine.load());
+        const auto value = [&](const std::string& name) {
+            const size_t at = text.find("\n" + name + " ");
+            return std::stod(text.substr(at + name.size() + 2));
+        };
+        // Three rows at most: one step per token would give at most 3 tokens a step.
+        const double per_step = value("crucible_generated_tokens_total") / value("crucible_model_steps_total");
+        qInfo("%.2f tokens per submission", per_step);
+        QVERIFY(per_step > 3.0);
+    }
+
     void stopStringsAndEosEndAJobAsAlone()
     {
         BatchEngine engine(*m_params, *m_tok, 2, 128);
