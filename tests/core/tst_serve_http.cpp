@@ -3,8 +3,9 @@
 // official `openai` npm client.
 //
 // Plain HTTP: /health, /v1/models, /metrics; bad JSON, an unknown model, a
-// prompt longer than the context, unknown paths and bytes that are not HTTP
-// all get a 4xx JSON error and the server keeps serving; a streamed reply
+// prompt longer than the context, unknown paths, bytes that are not HTTP and
+// a few hundred mangled requests all get a 4xx JSON error (or an answer) and
+// the server keeps serving; a streamed reply
 // (server-sent events, ending in [DONE]) spells what the same request
 // returns whole; 100 requests at once all succeed, with the answers the
 // same requests get one at a time, and the model stepped over several of
@@ -29,6 +30,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <random>
 #include <thread>
 
 namespace fs = std::filesystem;
@@ -185,6 +187,56 @@ private slots:
         QCOMPARE(test::http_request(m_port, "GET", "/health").status, 200);
         const std::string m = metrics();
         QVERIFY(m.find("crucible_requests_total{endpoint=\"completion\",status=\"400\"}") != std::string::npos);
+    }
+
+    // Mangled requests (cut short, bytes flipped, fields of the wrong type,
+    // absurd nesting) are answered with a 4xx JSON error or served; never a
+    // 5xx, and the server stays up.
+    void mangledRequestsNeverBreakTheServer()
+    {
+        const std::vector<std::pair<std::string, json>> valid = {
+            {"/v1/chat/completions",
+             {{"model", m_model},
+              {"messages", {{{"role", "system"}, {"content", "Be brief."}}, {{"role", "user"}, {"content", "Hi"}}}},
+              {"max_tokens", 4},
+              {"stream", false},
+              {"stop", {"\n"}},
+              {"temperature", 0.5},
+              {"seed", 1}}},
+            {"/v1/completions", {{"model", m_model}, {"prompt", "The sea"}, {"max_tokens", 4}, {"top_p", 0.9}}}};
+        const std::vector<json> odd = {json(), json::array(), json::object(), "x", -1, 1e300, true, 0, 4.5,
+                                       json::array({json::object()}), std::string(3000, 'z')};
+        std::mt19937 rng(7);
+        int served = 0, refused = 0;
+        for (int i = 0; i < 240; ++i) {
+            const auto& [path, body] = valid[size_t(i) % valid.size()];
+            std::string text;
+            if (i % 3 == 0) {
+                // A field replaced by a value of another kind (the token
+                // limit stays: without one a chat reply may fill the context).
+                json j = body;
+                auto field = std::next(j.begin(), std::ptrdiff_t(rng() % j.size()));
+                if (field.key() == "max_tokens") field = j.find("model");
+                *field = odd[rng() % odd.size()];
+                text = j.dump();
+            } else if (i % 3 == 1) {
+                text = body.dump();
+                text.resize(rng() % text.size());   // cut short
+            } else {
+                text = body.dump();
+                for (int k = 0; k < 3; ++k) text[rng() % text.size()] = char(rng() % 256);
+            }
+            const auto r = test::http_request(m_port, "POST", path, text);
+            QVERIFY2(r.status >= 200 && r.status < 500, (text + " -> " + std::to_string(r.status) + " " + r.body).c_str());
+            QVERIFY2(json::parse(r.body, nullptr, false).is_object(), r.body.c_str());
+            (r.status == 200 ? served : refused)++;
+        }
+        qInfo("%d mangled requests served, %d refused with a 4xx", served, refused);
+        // Nesting far deeper than any request needs.
+        const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+        const auto r = test::http_request(m_port, "POST", "/v1/completions", deep);
+        QCOMPARE(r.status, 400);
+        QCOMPARE(test::http_request(m_port, "GET", "/health").status, 200);
     }
 
     void streamingSpellsTheWholeReply()
