@@ -257,7 +257,11 @@ void BatchEngine::Impl::take_token(size_t s, int32_t token)
     slot.tokens.push_back(token);
     ++slot.generated;
     std::string reason;
-    if (slot.text->append(tokenizer.token_bytes(token))) reason = "stop string";
+    // A model's vocabulary may be padded past its tokenizer's: such an id
+    // has no text.
+    static const std::string nothing;
+    const std::string& bytes = token < tokenizer.vocab_size() ? tokenizer.token_bytes(token) : nothing;
+    if (slot.text->append(bytes)) reason = "stop string";
     else if (slot.generated >= job.max_new_tokens) reason = "length";
     // The token just drawn sits at position tokens.size() - 1: with no
     // position left for it, nothing can follow.

@@ -106,7 +106,6 @@ HttpResponse http_request(int port, const std::string& method, const std::string
     if (const size_t at = lower.find("content-length:"); at != std::string::npos)
         length = std::stoul(lower.substr(at + 15));
 
-    bool open = true;
     for (;;) {
         std::string fresh;
         bool complete = false;
@@ -119,16 +118,12 @@ HttpResponse http_request(int port, const std::string& method, const std::string
         if (!fresh.empty() && on_body && !on_body(fresh)) break;   // the client walks away
         if (complete || (!chunked && length != std::string::npos && r.body.size() >= length)) break;
         const ssize_t n = read_some(fd, raw, timeout_ms);
-        if (n == 0) {
-            open = false;
-            break;
-        }
+        if (n == 0) break;   // the server closed: the body ends here
         if (n < 0) {
             r.error = "read timed out";
             break;
         }
     }
-    (void)open;
     close(fd);
     return r;
 }
