@@ -14,6 +14,7 @@ packages=(
   qt6-base-dev qt6-charts-dev libqt6opengl6-dev libgl-dev
   nlohmann-json3-dev libfmt-dev libcli11-dev
   libsentencepiece-dev libopenblas-openmp-dev
+  libcpp-httplib-dev
   xvfb xauth
   python3 python3-numpy
 )

@@ -130,6 +130,9 @@ void add_bench_command(CLI::App& app, int& exit_code)
     });
 
     add_bench_generate_command(*bench, exit_code);
+#ifdef CRUCIBLE_HAS_SERVER
+    add_bench_serve_command(*bench, exit_code);
+#endif
     add_bench_attention_command(*bench, exit_code);
 }
 

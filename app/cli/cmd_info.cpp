@@ -29,6 +29,11 @@ int run_info()
 {
     fmt::print("crucible {}\n\nbuild\n", CRUCIBLE_VERSION);
     fmt::print("  CUDA backend           {}\n", built_with_cuda() ? "yes" : "no (CPU only)");
+#ifdef CRUCIBLE_HAS_SERVER
+    fmt::print("  OpenAI server          yes (crucible-cli serve)\n");
+#else
+    fmt::print("  OpenAI server          no (built without cpp-httplib)\n");
+#endif
     fmt::print("  default CPU threads    {}\n", default_cpu_threads());
     fmt::print("  cache                  {}\n", default_cache_dir().string());
     fmt::print("  runs                   {}\n", default_runs_dir().string());

@@ -22,6 +22,9 @@ void add_chat_command(CLI::App& app, int& exit_code);
 void add_import_command(CLI::App& app, int& exit_code);
 void add_export_command(CLI::App& app, int& exit_code);
 void add_tokenize_command(CLI::App& app, int& exit_code);
+// Built with cpp-httplib only (CRUCIBLE_HAS_SERVER): `serve` and `bench serve`.
+void add_serve_command(CLI::App& app, int& exit_code);
+void add_bench_serve_command(CLI::App& bench, int& exit_code);
 // `bench generate`, registered by add_bench_command on its `bench` subcommand.
 void add_bench_generate_command(CLI::App& bench, int& exit_code);
 void add_bench_attention_command(CLI::App& bench, int& exit_code);

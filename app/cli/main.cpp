@@ -23,6 +23,9 @@ int main(int argc, char** argv)
     crucible::cli::add_import_command(app, exit_code);
     crucible::cli::add_export_command(app, exit_code);
     crucible::cli::add_tokenize_command(app, exit_code);
+#ifdef CRUCIBLE_HAS_SERVER
+    crucible::cli::add_serve_command(app, exit_code);
+#endif
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
