@@ -39,6 +39,14 @@ namespace {
 
 enum Tile { TileStep, TileLoss, TileValLoss, TileSpeed, TileMfu, TileElapsed, TileCount };
 
+// What the charts plot, from what the trainer reports. A resumed run's
+// history and its live steps go through the same arithmetic, so equal
+// measurements land on equal values (bytes × 1e-6 and bytes / 1e6 differ in
+// the last bit, which made a flat memory line a one-ulp-tall axis range).
+double asIs(double v) { return v; }
+double asPercent(double fraction) { return 100.0 * fraction; }
+double asMegabytes(double bytes) { return bytes / 1e6; }
+
 QString newRunDir(const QString& runsDir, const RunConfig& c)
 {
     const QString base = QStringLiteral("%1-%2-%3")
@@ -147,7 +155,8 @@ QWidget* TrainPage::buildControls()
     m_progress->setObjectName(QStringLiteral("trainProgress"));
     m_progress->setMaximumWidth(260);
     m_progress->setMinimumWidth(160);
-    m_progress->setFormat(QStringLiteral("%v / %m"));
+    // Steps done of the run's total; "no run" until one starts (not "0 / 1").
+    m_progress->setFormat(tr("no run"));
     m_progress->setRange(0, 1);
     m_progress->setValue(0);
     m_eta = new ValueLabel(QStringLiteral("12 h 59 m left"), bar);
@@ -238,7 +247,7 @@ QWidget* TrainPage::buildMonitor()
     m_memoryChart = new LiveChart(tr("Device memory in use (MB)"), chartsTab);
     m_memoryChart->setObjectName(QStringLiteral("memoryChart"));
     m_memoryChart->addSeries(tr("memory"), theme::series(7));
-    m_memoryChart->setValueFormatter([](double v) { return formatBytes(v * 1e6); });
+    m_memoryChart->setValueFormatter([](double v) { return formatBytes(v * 1e6); });   // v: asMegabytes
     const QList<LiveChart*> all = charts();
     for (int i = 0; i < all.size(); ++i) {
         all[i]->setPlaceholderText(tr("Press Start to train"));
@@ -361,6 +370,7 @@ void TrainPage::clearMonitor()
     m_lastElapsed = 0.0;
     m_firstElapsed = -1.0;
     m_firstLiveStep = 0;
+    m_progress->setFormat(tr("no run"));
     m_progress->setRange(0, 1);
     m_progress->setValue(0);
     m_eta->setText(QString());
@@ -376,18 +386,18 @@ void TrainPage::setTile(int tile, const QString& value) { m_tiles[tile]->setText
 void TrainPage::loadHistory(const QString& runDir)
 {
     const RunMetrics m = read_run_metrics(runDir.toStdString());
-    auto load = [](LiveChart* chart, int series, const MetricSeries& s, double scale) {
+    auto load = [](LiveChart* chart, int series, const MetricSeries& s, double (*plotted)(double)) {
         std::vector<ChartSample> samples(s.size());
-        for (size_t i = 0; i < s.size(); ++i) samples[i] = {s.step[i], s.time_s[i], s.value[i] * scale};
+        for (size_t i = 0; i < s.size(); ++i) samples[i] = {s.step[i], s.time_s[i], plotted(s.value[i])};
         chart->append(series, samples);
     };
-    load(m_lossChart, 0, m.loss, 1.0);
-    load(m_lossChart, 1, m.val_loss, 1.0);
-    load(m_lrChart, 0, m.lr, 1.0);
-    load(m_gradChart, 0, m.grad_norm, 1.0);
-    load(m_speedChart, 0, m.tokens_per_s, 1.0);
-    load(m_mfuChart, 0, m.mfu, 100.0);
-    load(m_memoryChart, 0, m.memory_bytes, 1e-6);
+    load(m_lossChart, 0, m.loss, asIs);
+    load(m_lossChart, 1, m.val_loss, asIs);
+    load(m_lrChart, 0, m.lr, asIs);
+    load(m_gradChart, 0, m.grad_norm, asIs);
+    load(m_speedChart, 0, m.tokens_per_s, asIs);
+    load(m_mfuChart, 0, m.mfu, asPercent);
+    load(m_memoryChart, 0, m.memory_bytes, asMegabytes);
     for (const RunSample& s : m.samples) onSample(s.step, qs(s.prompt), QString::fromUtf8(s.text.data(), qsizetype(s.text.size())));
     if (!m.loss.empty()) {
         m_lastStep = int64_t(m.loss.step.back());
@@ -416,10 +426,11 @@ void TrainPage::onStarted(const RunInfo& info)
 {
     m_firstStep = info.start_step;
     m_totalSteps = info.total_steps;
+    m_progress->setFormat(QStringLiteral("%v / %m"));
     m_progress->setRange(0, int(std::min<int64_t>(info.total_steps, INT32_MAX)));
     m_progress->setValue(int(info.start_step));
     m_status->setText(trainingStatus());
-    log(tr("device %1 · %2 parameters · %3 FLOP/token · ~%4 memory")
+    log(tr("device %1 · %2 parameters · %3 per token · ~%4 memory")
             .arg(qs(info.device), formatCount(double(info.parameters)), formatFlops(info.flops_per_token),
                  formatBytes(double(info.estimated_memory_bytes))));
     log(tr("data: %1 training tokens, %2 validation tokens, %3 tokens per step")
@@ -439,8 +450,8 @@ void TrainPage::onSteps(const QVector<StepMetrics>& steps)
         lr.push_back({x, t, m.lr});
         grad.push_back({x, t, m.grad_norm});
         speed.push_back({x, t, m.tokens_per_s});
-        mfu.push_back({x, t, 100.0 * m.mfu});
-        memory.push_back({x, t, double(m.memory_bytes) / 1e6});
+        mfu.push_back({x, t, asPercent(m.mfu)});
+        memory.push_back({x, t, asMegabytes(double(m.memory_bytes))});
     }
     m_lossChart->append(0, loss);
     m_lrChart->append(0, lr);
