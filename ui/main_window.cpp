@@ -13,6 +13,7 @@
 #include "ui/pages/train_page.h"
 #include "ui/theme.h"
 #include "ui/widgets/value_label.h"
+#include "ui/widgets/wheel_guard.h"
 #include "ui/workers/training_controller.h"
 
 #include <QApplication>
@@ -56,6 +57,7 @@ MainWindow::MainWindow(AppContext& context, QWidget* parent) : QMainWindow(paren
 {
     setWindowTitle(QStringLiteral("Crucible"));
     setWindowIcon(icons::app());
+    WheelGuard::install(qobject_cast<QApplication*>(QCoreApplication::instance()));
 
     auto* central = new QWidget(this);
     auto* row = new QHBoxLayout(central);

@@ -4,6 +4,7 @@
 
 #include "core/data/dataset.h"
 #include "core/generate/generator.h"
+#include "core/generate/text_stream.h"
 #include "core/io/file_util.h"
 #include "core/model/transformer.h"
 #include "core/train/evaluate.h"
@@ -97,6 +98,9 @@ struct SampleCommand {
 
 int run_sample(const SampleCommand& c)
 {
+    // Settings first: a mistake is reported before anything is printed or loaded.
+    if (const auto problems = c.sampling.problems(); !problems.empty()) throw Error(problems.front());
+    if (c.max_tokens < 0) throw Error("--max-tokens must not be negative");
     LoadedModel m = load_model(c.run, backend_options(c.device, c.threads));
     const size_t context = size_t(m.config.seq_len);
     Generator generator(*m.params, m.tokenizer, 1, int(context));
@@ -113,13 +117,23 @@ int run_sample(const SampleCommand& c)
     double seconds = 0.0;
     std::string reason;
     CancelOnInterrupt cancel(generator);
+    // Whole UTF-8 characters only: one may be split across two windows, and
+    // the token limit may cut the last one short (its bytes are then dropped).
+    TextStream shown;
+    bool ends_in_newline = c.prompt.empty() || c.prompt.back() == '\n';
+    auto show = [&](std::string_view bytes) {
+        shown.append(bytes);
+        const std::string out = shown.release(false);
+        std::fwrite(out.data(), 1, out.size(), stdout);
+        std::fflush(stdout);
+        if (!out.empty()) ends_in_newline = out.back() == '\n';
+    };
     while (generated < c.max_tokens) {
         if (ids.size() >= context) ids.erase(ids.begin(), ids.end() - std::ptrdiff_t(context / 2));
         request.prompts = {ids};
         request.max_new_tokens = c.max_tokens - generated;
-        const GenerationStats st = generator.generate(request, [](const TokenEvent& e) {
-            std::fwrite(e.text.data(), 1, e.text.size(), stdout);
-            std::fflush(stdout);
+        const GenerationStats st = generator.generate(request, [&](const TokenEvent& e) {
+            show(e.text);
             return true;
         });
         ids.insert(ids.end(), st.tokens[0].begin(), st.tokens[0].end());
@@ -129,7 +143,10 @@ int run_sample(const SampleCommand& c)
         if (reason != "context full") break;
         request.sampling.seed += 1;
     }
-    fmt::print(stderr, "\n[{} tokens in {:.2f} s, {:.1f} tokens/s with the KV cache; {}]\n", generated, seconds,
+    // The text ends its line on stdout, so a shell prompt or the summary starts on a new one.
+    if (!ends_in_newline) std::fputc('\n', stdout);
+    std::fflush(stdout);
+    fmt::print(stderr, "[{} tokens in {:.2f} s, {:.1f} tokens/s with the KV cache; {}]\n", generated, seconds,
                seconds > 0 ? generated / seconds : 0.0, reason);
     return cancel.interrupted() ? kExitStopped : 0;
 }
@@ -160,7 +177,8 @@ void add_eval_command(CLI::App& app, int& exit_code)
 void add_sample_command(CLI::App& app, int& exit_code)
 {
     auto c = std::make_shared<SampleCommand>();
-    auto* cmd = app.add_subcommand("sample", "Generate text from a trained model (KV cache, streamed)");
+    auto* cmd = app.add_subcommand("sample", "Continue a prompt with a trained model and read the text: one sequence, "
+                                             "streamed, going on past the model's context (for a quick look)");
     cmd->add_option("--run", c->run, "Run directory or checkpoint folder")->required();
     cmd->add_option("--prompt", c->prompt, "Text to continue");
     cmd->add_option("--max-tokens", c->max_tokens, "Tokens to generate")->capture_default_str()->check(CLI::PositiveNumber);

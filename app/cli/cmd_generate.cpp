@@ -90,7 +90,9 @@ int run_generate(const GenerateCommand& c)
 void add_generate_command(CLI::App& app, int& exit_code)
 {
     auto c = std::make_shared<GenerateCommand>();
-    auto* cmd = app.add_subcommand("generate", "Generate text with the KV cache (streamed; batched; speculative)");
+    auto* cmd = app.add_subcommand("generate", "Generate within the model's context with every control: several prompts "
+                                               "or samples at once, stop texts, a draft model (speculative), EOS "
+                                               "handling; `sample` is the quick look");
     c->options.add_model_and_sampling(*cmd);
     cmd->add_option("--prompt", c->prompts, "Text to continue (repeat for a batch of prompts)");
     cmd->add_option("--prompt-file", c->prompt_file, "Read the prompt from this file");

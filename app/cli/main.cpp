@@ -1,6 +1,7 @@
 // crucible-cli: the headless twin of the desktop app. Same engine, same run
 // directories; for servers, scripts and machines without a display.
 #include "app/cli/commands.h"
+#include "app/cli/usage_errors.h"
 
 #include <cstdio>
 
@@ -29,7 +30,7 @@ int main(int argc, char** argv)
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
-        return app.exit(e);
+        return crucible::cli::explain_parse_error(app, e, argc, argv);
     } catch (const std::exception& e) {
         return crucible::cli::report_error(e);
     }

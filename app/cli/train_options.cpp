@@ -113,8 +113,9 @@ RunConfig TrainOptions::resolve() const
     if (!on_nonfinite.empty()) t.on_nonfinite = on_nonfinite;
     if (!data.empty()) c.data.paths = data;
     if (val_fraction) c.data.val_fraction = *val_fraction;
-    // Keep warmup inside short runs unless the user set it explicitly.
-    if (!warmup && t.schedule.warmup_steps > t.steps / 5) t.schedule.warmup_steps = t.steps / 5;
+    // Keep warmup inside short runs unless the user set it explicitly (a
+    // step count below one is validate()'s to report, not the warmup's).
+    if (!warmup && t.steps > 0 && t.schedule.warmup_steps > t.steps / 5) t.schedule.warmup_steps = t.steps / 5;
     c.validate();
     return c;
 }

@@ -67,8 +67,9 @@ struct SequenceState {
     bool done = false;
     std::string reason;
 
-    SequenceState(std::vector<int32_t> prompt, const SamplingConfig& sampling, std::vector<std::string> stops)
-        : tokens(std::move(prompt)), sampler(sampling), text(std::move(stops))
+    SequenceState(std::vector<int32_t> prompt, const SamplingConfig& sampling, std::vector<std::string> stops,
+                  bool speaker_lines)
+        : tokens(std::move(prompt)), sampler(sampling), text(std::move(stops), speaker_lines)
     {
     }
     // The next-token logits of a step, with the device's probability of the

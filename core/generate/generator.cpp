@@ -175,7 +175,7 @@ GenerationRun::GenerationRun(const GenerationRequest& request, const std::functi
     for (size_t b = 0; b < request.prompts.size(); ++b) {
         SamplingConfig sampling = request.sampling;
         sampling.seed += b;
-        m_seqs.emplace_back(request.prompts[b], sampling, request.stop_strings);
+        m_seqs.emplace_back(request.prompts[b], sampling, request.stop_strings, request.stop_at_speaker_line);
     }
     m_stats.stop_reasons.assign(m_seqs.size(), "");
 }
@@ -445,6 +445,7 @@ GenerationStats Generator::generate(const GenerationRequest& request,
     if (!I.tokenizer) {
         for (const auto& s : request.stop_strings)
             if (!s.empty()) throw Error("stop strings need a tokenizer to decode the generated tokens");
+        if (request.stop_at_speaker_line) throw Error("stopping at a speaker line needs a tokenizer to decode the tokens");
     }
 
     GenerationRun run(request, on_token, I.tokenizer, I.cancel, I.max_seq);

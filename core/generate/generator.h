@@ -27,6 +27,7 @@ struct GenerationRequest {
     int max_new_tokens = 256;
     SamplingConfig sampling;
     std::vector<std::string> stop_strings;       // generation of a sequence ends after one appears
+    bool stop_at_speaker_line = false;           // ... or at a line that starts "Name:" (TextStream)
     bool stop_at_eos = true;
     std::vector<int32_t> stop_tokens;            // more tokens that end a sequence as EOS does (a chat template's <|im_end|>)
     int top_alternatives = 0;                    // > 0: report the k most likely tokens at each step

@@ -34,7 +34,10 @@ std::vector<std::string> RunConfig::problems() const
             need(t.gpus[k] != t.gpus[i], "GPU " + std::to_string(t.gpus[i]) + " is listed twice");
     }
     for (const auto& s : t.optimizer.problems()) p.push_back(s);
-    if (auto s = t.schedule.problems(t.steps); !s.empty()) p.push_back(s);
+    // The schedule is measured against the steps: with no valid step count,
+    // its complaints would be about a number the user never chose.
+    if (t.steps >= 1)
+        if (auto s = t.schedule.problems(t.steps); !s.empty()) p.push_back(s);
     need(data.val_fraction > 0.0 && data.val_fraction < 0.9, "validation fraction must be in (0, 0.9)");
     return p;
 }

@@ -7,6 +7,7 @@
 // chat format; tokens carry alternatives that the inspector shows; a draft
 // model reports its acceptance rate and one with another tokenizer is
 // refused; a corrupt checkpoint and a missing GPU become messages, not crashes.
+#include "core/generate/chat_stop_rules.h"
 #include "core/generate/chat_transcript.h"
 #include "core/generate/generator.h"
 #include "core/train/load_model.h"
@@ -205,7 +206,7 @@ private slots:
         QCOMPARE(s.min_p, 0.0f);
         QCOMPARE(s.repetition_penalty, 1.1f);
         QCOMPARE(s.presence_penalty, 0.0f);
-        QCOMPARE(m_page->maxNewTokens(), 256);
+        QCOMPARE(m_page->maxNewTokens(), ChatStopRules::kDefaultMaxReplyTokens);
         // Without a GPU, CUDA is listed but cannot be chosen, and says why.
         QVERIFY(QTest::qWaitFor([&] { return m_context->devices()->cudaProbed(); }, kTimeoutMs));
         if (!m_context->devices()->cudaAvailable()) {
@@ -334,8 +335,9 @@ private slots:
         transcript.prompt(message.toStdString(), ChatTranscript::prompt_budget(model.config.seq_len, m_page->maxNewTokens()),
                           request.prompts.emplace_back());
         request.sampling = m_page->sampling();
-        request.max_new_tokens = m_page->maxNewTokens();
-        request.stop_strings = ChatFormat{}.stop_strings();
+        ChatStopRules rules;
+        rules.max_reply_tokens = m_page->maxNewTokens();
+        rules.apply(transcript, request.prompts[0].size(), model.config.seq_len, request);
         const GenerationStats stats = generator.generate(request, nullptr);
         QCOMPARE(QString::fromStdString(stats.texts[0]), first.text);
     }
@@ -455,7 +457,7 @@ private slots:
         QCOMPARE(s.min_p, 0.0f);
         QCOMPARE(s.repetition_penalty, 1.1f);
         QCOMPARE(s.presence_penalty, 0.0f);
-        QCOMPARE(m_page->maxNewTokens(), 256);
+        QCOMPARE(m_page->maxNewTokens(), ChatStopRules::kDefaultMaxReplyTokens);
     }
 
     void corruptCheckpointIsAMessage()

@@ -15,6 +15,7 @@
 #include <QTemporaryDir>
 #include <QTest>
 #include <QToolButton>
+#include <QValueAxis>
 
 #include <cmath>
 
@@ -212,6 +213,34 @@ private slots:
         for (int i = 1; i <= 250; ++i) chart->append(s, i, i, i);
         chart->redrawNow();
         QCOMPARE(chart->drawnPoints(s).front().x(), 151.0);
+    }
+
+    void valuesOneUlpApartKeepAxesTickable()
+    {
+        // 100919296 bytes as megabytes, computed two ways: one ulp apart. Qt
+        // Charts steps through dynamic ticks by adding the interval, so an
+        // interval below the values' resolution never ends its label loop.
+        const double a = 100919296.0 / 1e6, b = 100919296.0 * 1e-6;
+        QVERIFY(a != b);
+        for (const double x0 : {0.0, 1e9}) {   // also an x range narrower than its values' digits
+            auto chart = shownChart();
+            const int s = chart->addSeries(QStringLiteral("memory"));
+            chart->append(s, x0 + 1, x0 + 1, b);
+            chart->append(s, x0 + 1 + 1e-7, x0 + 1 + 1e-7, a);
+            chart->setXAxis(LiveChart::XAxis::Time);
+            chart->redrawNow();
+            for (QAbstractAxis* axis : chart->chart()->axes()) {
+                auto* v = qobject_cast<QValueAxis*>(axis);
+                QVERIFY(v);
+                QVERIFY2(v->max() - v->min() > 1e-10 * std::fabs(v->max()), qPrintable(QString::number(v->max() - v->min())));
+                if (v->tickType() == QValueAxis::TicksDynamic) {
+                    QVERIFY(v->min() + v->tickInterval() > v->min());
+                    QVERIFY((v->max() - v->min()) / v->tickInterval() <= 50);
+                }
+            }
+            QTest::qWait(50);   // a layout pass, where the labels are made
+            QCOMPARE(chart->drawnPoints(s).size(), 2);
+        }
     }
 };
 

@@ -122,6 +122,19 @@ QList<QPointF> decimate(size_t begin, size_t end, X&& xAt, V&& valueAt, double x
     return out;
 }
 
+// The narrowest range an axis shows around values of this size, as a
+// fraction of them: doubles hold ~16 digits, and Qt Charts labels dynamic
+// ticks by adding the spacing to a value until it passes the maximum, which
+// never happens once the spacing is below the value's resolution (the GUI
+// thread then loops, allocating labels, for ever). Values that agree to nine
+// digits are one value to a chart anyway.
+constexpr double kNarrowestRelativeSpan = 1e-9;
+
+bool tooNarrow(double lo, double hi)
+{
+    return hi - lo <= kNarrowestRelativeSpan * std::max(std::fabs(lo), std::fabs(hi));
+}
+
 // Sets the range with ticks at round numbers (1, 2 or 5 × 10^k) anchored at
 // zero, about five per axis, labelled with as many decimals as the spacing
 // needs. The axis holds fixed ticks while range and spacing change together:
@@ -129,6 +142,12 @@ QList<QPointF> decimate(size_t begin, size_t end, X&& xAt, V&& valueAt, double x
 // from tokens/s to learning rates) would ask Qt for millions of tick items.
 void setRangeWithTicks(QValueAxis* axis, double lo, double hi, bool integers, const QString& format)
 {
+    if (tooNarrow(lo, hi)) {
+        const double mid = lo / 2 + hi / 2;
+        const double half = std::max(std::fabs(mid) * kNarrowestRelativeSpan, 1e-12);
+        lo = mid - half;
+        hi = mid + half;
+    }
     const double span = hi - lo;
     axis->setTickType(QValueAxis::TicksFixed);
     axis->setRange(lo, hi);
@@ -138,10 +157,13 @@ void setRangeWithTicks(QValueAxis* axis, double lo, double hi, bool integers, co
     const double fraction = raw / magnitude;
     double step = (fraction < 1.5 ? 1.0 : fraction < 3.5 ? 2.0 : fraction < 7.5 ? 5.0 : 10.0) * magnitude;
     if (integers) step = std::max(1.0, std::round(step));
+    // However the numbers came out, never ask for ticks a double cannot step
+    // through, nor for more than a few dozen of them: fixed ticks then.
+    const double largest = std::max(std::fabs(lo), std::fabs(hi));
+    if (!(step > largest * 1e-12) || span / step > 50) return;
     if (!format.isEmpty()) {
         axis->setLabelFormat(format);
     } else {
-        const double largest = std::max(std::fabs(lo), std::fabs(hi));
         const int decimals = std::max(0, int(-std::floor(std::log10(step) + 1e-9)));
         if (largest >= 1e7 || (step < 1e-4 && largest > 0))
             axis->setLabelFormat(QStringLiteral("%.1e"));
@@ -609,8 +631,13 @@ void LiveChart::redraw()
     if (m_logY) {
         m_axisLogY->setRange(yMin / 1.15, yMax * 1.15);
     } else {
+        // A constant series (or one whose values differ only in their last
+        // digits) sits in the middle of a band 20% of its value wide.
         double pad = (yMax - yMin) * 0.06;
-        if (pad <= 0) pad = std::max(std::fabs(yMax) * 0.1, 1e-9);
+        if (tooNarrow(yMin, yMax)) {
+            yMin = yMax = yMin / 2 + yMax / 2;
+            pad = std::max(std::fabs(yMax) * 0.1, 1e-9);
+        }
         // Quantities that cannot go negative keep their axis at zero or above.
         const double low = yMin >= 0.0 && yMin - pad < 0.0 ? 0.0 : yMin - pad;
         setRangeWithTicks(m_axisY, low, yMax + pad, false, m_yLabelFormat);

@@ -655,6 +655,9 @@ void ChatPage::startReply()
     request.sampling = sampling();
     request.sampling.seed += uint64_t(m_conversation.draws++);
     request.maxNewTokens = maxNewTokens();
+    const ChatStopRules rules = m_settings->stopRules();
+    request.stopAtBlankLine = rules.blank_line;
+    request.stopAtSpeaker = rules.speaker_line;
     request.alternatives = kAlternatives;
     m_banner->clear();
     m_replyStats->setText(tr("Thinking…"));

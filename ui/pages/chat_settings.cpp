@@ -3,6 +3,7 @@
 #include "ui/pages/chat_conversation.h"
 #include "ui/widgets/form_helpers.h"
 
+#include <QCheckBox>
 #include <QDoubleSpinBox>
 #include <QFormLayout>
 #include <QGroupBox>
@@ -27,7 +28,7 @@ constexpr double kTopP = 0.95;
 constexpr double kMinP = 0.0;
 constexpr double kRepetition = 1.1;
 constexpr double kPresence = 0.0;
-constexpr int kMaxNewTokens = 256;
+constexpr int kMaxNewTokens = ChatStopRules::kDefaultMaxReplyTokens;
 constexpr int kSeed = 0;
 
 QDoubleSpinBox* makeDouble(QWidget* parent, const char* name, double min, double max, double step, int decimals,
@@ -66,7 +67,6 @@ ChatSettings::ChatSettings(QWidget* parent) : QWidget(parent)
                               tr("Make tokens already in the conversation less likely (1 = off)"), tr("1 · off"));
     m_presence = makeDouble(sampling, "presenceBox", 0.0, 10.0, 0.1, 2,
                             tr("Subtract this from the logit of every token already seen (0 = off)"), tr("off"));
-    m_maxTokens = makeSpin(sampling, "maxTokensBox", 1, 100'000, tr("The longest reply, in tokens"));
     m_seed = makeSpin(sampling, "seedBox", 0, INT_MAX,
                       tr("The random seed: the same seed and conversation give the same reply; each new or "
                          "regenerated reply draws with the next seed"));
@@ -77,13 +77,37 @@ ChatSettings::ChatSettings(QWidget* parent) : QWidget(parent)
     form->addRow(tr("Min-p"), m_minP);
     form->addRow(tr("Repetition penalty"), m_repetition);
     form->addRow(tr("Presence penalty"), m_presence);
-    form->addRow(tr("Max new tokens"), m_maxTokens);
     form->addRow(tr("Seed"), m_seed);
     auto* reset = new QPushButton(tr("Reset to defaults"), sampling);
     reset->setObjectName(QStringLiteral("resetSamplingButton"));
     form->addRow(QString(), reset);
     column->addWidget(sampling);
+
+    // Where a reply ends: models trained on plain text never write the turn
+    // prefixes, so their own paragraph and speaker breaks end a reply.
+    auto* ends = new QGroupBox(tr("A reply ends at"), this);
+    ends->setObjectName(QStringLiteral("replyEndsBox"));
+    auto* endsForm = new QFormLayout(ends);
+    m_stopAtBlankLine = new QCheckBox(tr("A blank line"), ends);
+    m_stopAtBlankLine->setObjectName(QStringLiteral("stopAtBlankLineCheck"));
+    m_stopAtBlankLine->setToolTip(tr("End the reply where the model leaves an empty line (the end of a paragraph "
+                                     "or a speech)"));
+    m_stopAtSpeaker = new QCheckBox(tr("A new speaker (a line starting “Name:”)"), ends);
+    m_stopAtSpeaker->setObjectName(QStringLiteral("stopAtSpeakerCheck"));
+    m_stopAtSpeaker->setToolTip(tr("End the reply where a line begins with a name and a colon, such as “JULIET:”"));
+    m_maxTokens = makeSpin(ends, "maxTokensBox", 1, 100'000,
+                           tr("The longest reply, in tokens; a reply also ends before the context is full"));
+    m_maxTokens->setSuffix(tr(" tokens"));
+    endsForm->addRow(m_stopAtBlankLine);
+    endsForm->addRow(m_stopAtSpeaker);
+    endsForm->addRow(tr("At most"), m_maxTokens);
+    endsForm->addRow(makeNote(tr("Also where the model starts your next turn, and at its end-of-text token. "
+                                 "Chat models with their own format end their turns themselves."),
+                              ends));
+    column->addWidget(ends);
     connect(reset, &QPushButton::clicked, this, &ChatSettings::resetSampling);
+    for (QCheckBox* box : {m_stopAtBlankLine, m_stopAtSpeaker})
+        connect(box, &QCheckBox::toggled, this, &ChatSettings::saveSampling);
     for (QDoubleSpinBox* box : {m_temperature, m_topP, m_minP, m_repetition, m_presence})
         connect(box, &QDoubleSpinBox::valueChanged, this, &ChatSettings::saveSampling);
     for (QSpinBox* box : {m_topK, m_maxTokens, m_seed}) connect(box, &QSpinBox::valueChanged, this, &ChatSettings::saveSampling);
@@ -108,8 +132,8 @@ ChatSettings::ChatSettings(QWidget* parent) : QWidget(parent)
     prefixes->addRow(tr("Its turns"), m_assistantPrefix);
     formatColumn->addLayout(prefixes);
     formatColumn->addWidget(makeNote(tr("The model reads plain text: this text, then a line per turn that starts with "
-                                        "its prefix, as crucible-cli chat writes it. A reply ends where the model "
-                                        "begins your next turn. For Shakespeare, try “ROMEO: ” and “JULIET: ”."),
+                                        "its prefix, as crucible-cli chat writes it. For Shakespeare, try “ROMEO: ” "
+                                        "and “JULIET: ”."),
                                      format));
     column->addWidget(format);
     column->addStretch(1);
@@ -134,6 +158,15 @@ SamplingConfig ChatSettings::sampling() const
 
 int ChatSettings::maxNewTokens() const { return m_maxTokens->value(); }
 
+ChatStopRules ChatSettings::stopRules() const
+{
+    ChatStopRules rules;
+    rules.blank_line = m_stopAtBlankLine->isChecked();
+    rules.speaker_line = m_stopAtSpeaker->isChecked();
+    rules.max_reply_tokens = m_maxTokens->value();
+    return rules;
+}
+
 void ChatSettings::resetSampling()
 {
     m_temperature->setValue(kTemperature);
@@ -144,6 +177,9 @@ void ChatSettings::resetSampling()
     m_presence->setValue(kPresence);
     m_maxTokens->setValue(kMaxNewTokens);
     m_seed->setValue(kSeed);
+    const ChatStopRules defaults;
+    m_stopAtBlankLine->setChecked(defaults.blank_line);
+    m_stopAtSpeaker->setChecked(defaults.speaker_line);
 }
 
 void ChatSettings::restoreSampling()
@@ -153,7 +189,7 @@ void ChatSettings::restoreSampling()
         return s.value(QStringLiteral("chat/") + QLatin1String(key), fallback).toDouble();
     };
     const QSignalBlocker b1(m_temperature), b2(m_topK), b3(m_topP), b4(m_minP), b5(m_repetition), b6(m_presence),
-        b7(m_maxTokens), b8(m_seed);
+        b7(m_maxTokens), b8(m_seed), b9(m_stopAtBlankLine), b10(m_stopAtSpeaker);
     m_temperature->setValue(get("temperature", kTemperature));
     m_topK->setValue(int(get("topK", kTopK)));
     m_topP->setValue(get("topP", kTopP));
@@ -162,6 +198,9 @@ void ChatSettings::restoreSampling()
     m_presence->setValue(get("presencePenalty", kPresence));
     m_maxTokens->setValue(int(get("maxNewTokens", kMaxNewTokens)));
     m_seed->setValue(int(get("seed", kSeed)));
+    const ChatStopRules defaults;
+    m_stopAtBlankLine->setChecked(s.value(QStringLiteral("chat/stopAtBlankLine"), defaults.blank_line).toBool());
+    m_stopAtSpeaker->setChecked(s.value(QStringLiteral("chat/stopAtSpeaker"), defaults.speaker_line).toBool());
 }
 
 void ChatSettings::saveSampling() const
@@ -175,6 +214,8 @@ void ChatSettings::saveSampling() const
     s.setValue(QStringLiteral("chat/presencePenalty"), m_presence->value());
     s.setValue(QStringLiteral("chat/maxNewTokens"), m_maxTokens->value());
     s.setValue(QStringLiteral("chat/seed"), m_seed->value());
+    s.setValue(QStringLiteral("chat/stopAtBlankLine"), m_stopAtBlankLine->isChecked());
+    s.setValue(QStringLiteral("chat/stopAtSpeaker"), m_stopAtSpeaker->isChecked());
 }
 
 QString ChatSettings::system() const { return m_system->toPlainText(); }

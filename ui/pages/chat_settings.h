@@ -1,14 +1,17 @@
 // ChatSettings: the Chat page's side panel. Sampling (temperature, top-k,
-// top-p, min-p, the penalties, the reply length and the seed), kept in
-// QSettings and reset to the defaults with one button; and the conversation's
+// top-p, min-p, the penalties and the seed) and where a reply ends (a blank
+// line, a new speaker, its longest length), kept in QSettings and reset to
+// the defaults with one button; and the conversation's
 // format (the text before it and the two turn prefixes), which belongs to the
 // conversation and is saved with it.
 #pragma once
 
+#include "core/generate/chat_stop_rules.h"
 #include "core/generate/sampler.h"
 
 #include <QWidget>
 
+class QCheckBox;
 class QDoubleSpinBox;
 class QLineEdit;
 class QPlainTextEdit;
@@ -26,6 +29,8 @@ public:
     // The sampling settings as the next reply will use them (before its seed offset).
     SamplingConfig sampling() const;
     int maxNewTokens() const;
+    // Where the next reply ends (the reply length included).
+    ChatStopRules stopRules() const;
 
     QString system() const;
     QString userPrefix() const;
@@ -52,6 +57,8 @@ private:
     QDoubleSpinBox* m_repetition;
     QDoubleSpinBox* m_presence;
     QSpinBox* m_maxTokens;
+    QCheckBox* m_stopAtBlankLine;
+    QCheckBox* m_stopAtSpeaker;
     QSpinBox* m_seed;
     QPlainTextEdit* m_system;
     QLineEdit* m_userPrefix;

@@ -182,7 +182,8 @@ QWidget* TrainPage::buildControls()
     m_progress->setObjectName(QStringLiteral("trainProgress"));
     m_progress->setMaximumWidth(260);
     m_progress->setMinimumWidth(160);
-    m_progress->setFormat(QStringLiteral("%v / %m"));
+    // Steps done of the run's total; "no run" until one starts (not "0 / 1").
+    m_progress->setFormat(tr("no run"));
     m_progress->setRange(0, 1);
     m_progress->setValue(0);
     m_eta = new ValueLabel(QStringLiteral("12 h 59 m left"), bar);
@@ -390,6 +391,7 @@ void TrainPage::clearMonitor()
     m_lastElapsed = 0.0;
     m_firstElapsed = -1.0;
     m_firstLiveStep = 0;
+    m_progress->setFormat(tr("no run"));
     m_progress->setRange(0, 1);
     m_progress->setValue(0);
     m_eta->setText(QString());
@@ -437,10 +439,11 @@ void TrainPage::onStarted(const RunInfo& info)
 {
     m_firstStep = info.start_step;
     m_totalSteps = info.total_steps;
+    m_progress->setFormat(QStringLiteral("%v / %m"));
     m_progress->setRange(0, int(std::min<int64_t>(info.total_steps, INT32_MAX)));
     m_progress->setValue(int(info.start_step));
     m_status->setText(trainingStatus());
-    log(tr("device %1 · %2 parameters · %3 FLOP/token · ~%4 memory")
+    log(tr("device %1 · %2 parameters · %3 per token · ~%4 memory")
             .arg(qs(info.device), formatCount(double(info.parameters)), formatFlops(info.flops_per_token),
                  formatBytes(double(info.estimated_memory_bytes))));
     log(tr("data: %1 training tokens, %2 validation tokens, %3 tokens per step")

@@ -1,5 +1,6 @@
 #include "ui/workers/chat_worker.h"
 
+#include "core/generate/chat_stop_rules.h"
 #include "core/generate/chat_transcript.h"
 #include "core/generate/generator.h"
 #include "core/model/model_config.h"
@@ -220,15 +221,17 @@ void ChatWorker::generate(const ChatGenerateRequest& request)
         syncTranscript(request);
         const int context = m_model->config.seq_len;
         GenerationRequest g;
-        g.max_new_tokens = request.maxNewTokens;
         g.sampling = request.sampling;
-        g.stop_strings = m_transcript->stop_strings();
-        g.stop_tokens = m_transcript->stop_tokens();
         g.top_alternatives = request.alternatives;
         g.reuse_cache = true;
         std::vector<int32_t> ids;
         m_transcript->prompt(request.message.toStdString(), ChatTranscript::prompt_budget(context, request.maxNewTokens), ids);
         g.prompts = {ids};
+        ChatStopRules rules;
+        rules.blank_line = request.stopAtBlankLine;
+        rules.speaker_line = request.stopAtSpeaker;
+        rules.max_reply_tokens = request.maxNewTokens;
+        rules.apply(*m_transcript, ids.size(), context, g);
 
         GenerationStats stats;
         if (m_stop.load()) {

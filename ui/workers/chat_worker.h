@@ -70,6 +70,8 @@ struct ChatGenerateRequest {
     QString message;
     SamplingConfig sampling;
     int maxNewTokens = 256;
+    bool stopAtBlankLine = true;     // ChatStopRules, for a plain-text model
+    bool stopAtSpeaker = true;
     int alternatives = 5;            // the most likely tokens reported with each one
 };
 
