@@ -244,7 +244,10 @@ QWidget* TrainPage::buildMonitor()
     m_mfuChart->setObjectName(QStringLiteral("mfuChart"));
     m_mfuChart->addSeries(tr("MFU %"), theme::series(5));
     m_mfuChart->setValueFormatter([](double v) { return QString::number(v, 'f', 1) + QLatin1Char('%'); });
-    m_memoryChart = new LiveChart(tr("Device memory in use (MB)"), chartsTab);
+    m_memoryChart = new LiveChart(tr("Memory allocated by the run (MB)"), chartsTab);
+    m_memoryChart->setToolTip(tr("What the run holds on its device: weights, gradients, optimizer state, "
+                                 "activations and scratch buffers. The Model page estimates it before training; the "
+                                 "whole process (libraries, the corpus, the app) takes more."));
     m_memoryChart->setObjectName(QStringLiteral("memoryChart"));
     m_memoryChart->addSeries(tr("memory"), theme::series(7));
     m_memoryChart->setValueFormatter([](double v) { return formatBytes(v * 1e6); });   // v: asMegabytes
@@ -259,7 +262,17 @@ QWidget* TrainPage::buildMonitor()
         m_controls->attach(all[i]);
         grid->addWidget(all[i], i / 2, i % 2);
     }
-    chartsLayout->addLayout(grid, 1);
+    // The six charts keep a readable height (axes included) and scroll
+    // together when the window is short, rather than squeezing.
+    auto* gridScroll = new QScrollArea(chartsTab);
+    gridScroll->setObjectName(QStringLiteral("chartsScroll"));
+    gridScroll->setFrameShape(QFrame::NoFrame);
+    gridScroll->setWidgetResizable(true);
+    gridScroll->setHorizontalScrollBarPolicy(Qt::ScrollBarAlwaysOff);
+    auto* gridHost = new QWidget(gridScroll);
+    gridHost->setLayout(grid);
+    gridScroll->setWidget(gridHost);
+    chartsLayout->addWidget(gridScroll, 1);
     m_tabs->addTab(chartsTab, tr("Charts"));
 
     m_samples = new QTextBrowser(m_tabs);
