@@ -226,7 +226,7 @@ const std::vector<MetricKey>& run_metric_keys()
         {"grad_norm", "Gradient norm"},
         {"tokens_per_s", "Tokens per second"},
         {"mfu", "MFU"},
-        {"memory_bytes", "Memory (bytes)"},
+        {"memory_bytes", "Memory allocated by the run (MB)"},
     };
     return keys;
 }
