@@ -1,6 +1,17 @@
-# Installation and CPack: a .deb with the GUI, the CLI, the desktop entry, the
-# AppStream metadata and the icon. `cmake --build build --target package`.
+# Installation and CPack: a .deb with the GUI, the CLI, the CUDA backend
+# plugin (when built), the desktop entry, the AppStream metadata, the icon and
+# the copyright file. `cmake --build build --target package`.
+#
+# The package depends on no CUDA library: the programs load the CUDA backend
+# with dlopen (kernels/cuda_plugin.h) and run on the CPU where the CUDA
+# runtime is missing. tests/packaging/tst_deb_without_cuda.cpp installs the
+# package into a scratch folder and starts it with the CUDA libraries hidden.
 include(GNUInstallDirs)
+
+set(CRUCIBLE_MAINTAINER "Crucible maintainers <crucible@users.noreply.github.com>")
+set(CRUCIBLE_HOMEPAGE "https://github.com/crucible/crucible")
+# Debian keeps it under the package name.
+install(FILES ${PROJECT_SOURCE_DIR}/packaging/copyright DESTINATION ${CMAKE_INSTALL_DATADIR}/doc/crucible)
 
 # ui/CMakeLists.txt sets CRUCIBLE_APP_ID: the desktop entry, the metadata and
 # the icon are installed under the id the app reports to the desktop.
@@ -21,7 +32,9 @@ install(FILES ${CRUCIBLE_PEER_SCRIPTS} DESTINATION ${CMAKE_INSTALL_DATADIR}/cruc
 
 set(CPACK_PACKAGE_NAME crucible)
 set(CPACK_PACKAGE_VENDOR "Crucible")
-set(CPACK_PACKAGE_CONTACT "Crucible maintainers")
+set(CPACK_PACKAGE_CONTACT "${CRUCIBLE_MAINTAINER}")
+set(CPACK_DEBIAN_PACKAGE_MAINTAINER "${CRUCIBLE_MAINTAINER}")
+set(CPACK_DEBIAN_PACKAGE_HOMEPAGE "${CRUCIBLE_HOMEPAGE}")
 set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
 set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "${PROJECT_DESCRIPTION}")
 set(CPACK_PACKAGE_DESCRIPTION
@@ -29,7 +42,11 @@ set(CPACK_PACKAGE_DESCRIPTION
 set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
 set(CPACK_STRIP_FILES ON)
 set(CPACK_GENERATOR DEB)
-set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)   # library dependencies from the binaries
+# Library dependencies from the binaries. The CUDA plugin's libcudart and
+# libcublas come with NVIDIA's toolkit or runtime, which no Debian package
+# provides where it was installed from NVIDIA (dpkg-shlibdeps then adds
+# nothing for them): the package installs and starts without CUDA.
+set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_SECTION science)
 set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)

@@ -18,9 +18,11 @@ struct BackendOptions {
 // Throws Error with a message a user can act on when the device is unavailable.
 std::unique_ptr<Backend> make_backend(const BackendOptions& options);
 
+// True when the CUDA backend plugin is installed and loads (the CUDA runtime
+// is present); see kernels/cuda_plugin.h.
 bool built_with_cuda();
-// True when this build has CUDA and a device is present; otherwise `why_not`
-// explains (not built with CUDA, no driver, no device...).
+// True when the CUDA backend loads and a device is present; otherwise
+// `why_not` explains (no plugin, no CUDA runtime, no driver, no device...).
 bool cuda_available(std::string* why_not = nullptr);
 int cuda_device_count();
 
@@ -30,11 +32,5 @@ int default_cpu_threads();
 // otherwise the sentence that says so. More threads than cores never helps,
 // and OpenMP and OpenBLAS fail on very large counts.
 std::string cpu_threads_problem(int threads);
-
-#ifdef CRUCIBLE_HAS_CUDA
-// Implemented in kernels/cuda.
-std::unique_ptr<Backend> make_cuda_backend(const BackendOptions& options);
-int cuda_device_count_impl(std::string* why_not);
-#endif
 
 } // namespace crucible

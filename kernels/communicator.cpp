@@ -1,5 +1,6 @@
 #include "kernels/communicator.h"
 
+#include "kernels/cuda_plugin.h"
 #include "kernels/error.h"
 
 #include <algorithm>
@@ -158,11 +159,7 @@ std::vector<std::unique_ptr<Communicator>> make_communicator_group(const std::ve
     for (const Backend* b : backends)
         CRUCIBLE_REQUIRE(b->device() == kind, "all replicas of a run must be on one kind of device");
     if (kind == DeviceKind::cpu) return make_thread_communicator_group(int(backends.size()));
-#ifdef CRUCIBLE_HAS_CUDA
-    return make_nccl_communicator_group(backends);
-#else
-    throw Error("this build has no CUDA backend");
-#endif
+    return make_cuda_communicator_group(backends);   // NCCL, in the CUDA plugin
 }
 
 } // namespace crucible

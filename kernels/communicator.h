@@ -59,9 +59,4 @@ std::vector<std::unique_ptr<Communicator>> make_communicator_group(const std::ve
 // The CPU group: ranks are threads of this process.
 std::vector<std::unique_ptr<Communicator>> make_thread_communicator_group(int world);
 
-#ifdef CRUCIBLE_HAS_CUDA
-// Implemented in kernels/cuda: an NCCL group over the backends' GPUs.
-std::vector<std::unique_ptr<Communicator>> make_nccl_communicator_group(const std::vector<Backend*>& backends);
-#endif
-
 } // namespace crucible

@@ -26,6 +26,7 @@
 #include <QMenuBar>
 #include <QMessageBox>
 #include <QProgressDialog>
+#include <QScrollArea>
 #include <QSettings>
 #include <QStackedWidget>
 #include <QStatusBar>
@@ -86,7 +87,15 @@ MainWindow::MainWindow(AppContext& context, QWidget* parent) : QMainWindow(paren
         item->setSizeHint(QSize(84, 64));
         QWidget* page = spec.create(context, m_stack);
         page->setObjectName(spec.name.toLower() + QStringLiteral("Page"));
-        m_stack->addWidget(page);
+        // Each page fills the window and scrolls only where the window is
+        // smaller than the page can be (a 1280×720 screen): the window never
+        // grows past the screen to fit its tallest page.
+        auto* scroll = new QScrollArea(m_stack);
+        scroll->setObjectName(spec.name.toLower() + QStringLiteral("PageScroll"));
+        scroll->setFrameShape(QFrame::NoFrame);
+        scroll->setWidgetResizable(true);
+        scroll->setWidget(page);
+        m_stack->addWidget(scroll);
         m_pages.insert(spec.name, page);
     }
     connect(m_pageList, &QListWidget::currentRowChanged, this, [this](int row) {

@@ -95,7 +95,8 @@ int run_train_bench_command(const TrainBenchCommand& c)
                        {"speedup_vs_best_peer", best_peer > 0 ? r.tokens_per_s / best_peer : 0.0}});
     }
     table.notes.push_back(fmt::format("median of {} steps after {} warm-up steps; optimizer {}; memory = {}", c.steps,
-                                      c.warmup, c.optimizer, cuda ? "device memory taken (PyTorch: max allocated)" : "process peak RSS"));
+                                      c.warmup, c.optimizer, cuda ? "device memory taken (PyTorch: max allocated)"
+                                           : "process peak RSS: the whole process, libraries and data included"));
     if (c.json) fmt::print("{}\n", all.dump(2));
     else fmt::print("{}", table.to_text());
     return 0;

@@ -63,6 +63,9 @@ int run(const AttentionBenchCommand& c)
     o.repeats = c.repeats;
     o.naive = !c.no_naive;
     o.backward = !c.forward_only;
+    o.on_row = [](const std::string& row, size_t index, size_t rows) {
+        fmt::print(stderr, "measuring {} ({} of {})\n", row, index + 1, rows);
+    };
     BenchTable table = run_attention_bench(*backend, o);
 
     if (c.peer) {

@@ -161,6 +161,11 @@ int run_generate_bench_command(const GenerateBenchCommand& c)
             o.speedups.decode_burst = c.decode_burst;
             o.sampling = c.sampling;
             o.prompt_text = prompt_text;
+            // A run takes a while on a CPU, most of it in the recompute
+            // baseline: say what is being measured while it is.
+            fmt::print(stderr, "measuring {} batch {}: KV-cached decoding ({} runs){}{}\n", target.name, batch, c.repeats,
+                       c.draft.empty() ? "" : ", speculative",
+                       o.recompute ? ", full recompute once (slow by design; --no-recompute skips it)" : "");
             const GenerateBenchResult r = run_generate_bench(params, c.draft.empty() ? nullptr : &draft.store(), o);
             table.device = r.device;
 

@@ -5,6 +5,7 @@
 #include "core/train/memory_estimate.h"
 #include "core/util/paths.h"
 #include "kernels/backend_factory.h"
+#include "kernels/cuda_plugin.h"
 
 #include <fmt/core.h>
 
@@ -28,7 +29,8 @@ void print_facts(const DeviceFacts& f)
 int run_info()
 {
     fmt::print("crucible {}\n\nbuild\n", CRUCIBLE_VERSION);
-    fmt::print("  CUDA backend           {}\n", built_with_cuda() ? "yes" : "no (CPU only)");
+    const std::string plugin = cuda_plugin_path();
+    fmt::print("  CUDA backend           {}\n", plugin.empty() ? "not loaded (CPU only)" : "loaded from " + plugin);
 #ifdef CRUCIBLE_HAS_SERVER
     fmt::print("  OpenAI server          yes (crucible-cli serve)\n");
 #else

@@ -51,15 +51,18 @@ BenchTable run_attention_bench(Backend& be, const AttentionBenchOptions& o)
     table.device = be.name();
     table.columns = {{"head_dim", "D", 0},          {"seq", "T", 0},
                      {"batch", "B", 0},             {"heads", "H", 0},
-                     {"fwd_ms", "fwd ms", 3},       {"fwd_tflops", "fwd TFLOP/s", 1},
-                     {"fwdbwd_ms", "f+b ms", 3},    {"fwdbwd_tflops", "f+b TFLOP/s", 1},
-                     {"naive_fwd_tflops", "naive fwd", 1}, {"naive_fwdbwd_tflops", "naive f+b", 1},
+                     {"fwd_ms", "fwd ms", 3},       {"fwd_tflops", "fwd TFLOP/s", 3},
+                     {"fwdbwd_ms", "f+b ms", 3},    {"fwdbwd_tflops", "f+b TFLOP/s", 3},
+                     {"naive_fwd_tflops", "naive fwd", 3}, {"naive_fwdbwd_tflops", "naive f+b", 3},
                      {"speedup", "flash/naive", 1}};
     const DType dt = be.compute_dtype();
     const AttentionKind previous = be.attention_kind();
 
+    size_t row = 0;
+    const size_t rows = o.head_dims.size() * o.seq_lens.size();
     for (int D : o.head_dims) {
         for (int T : o.seq_lens) {
+            if (o.on_row) o.on_row("D" + std::to_string(D) + " T" + std::to_string(T), row++, rows);
             const int64_t B = std::max<int64_t>(1, o.tokens / T), H = std::max<int64_t>(1, o.model_dim / D);
             const AttentionShape s{B, T, H, H, D};
             const int64_t N = s.tokens();
@@ -106,7 +109,7 @@ BenchTable run_attention_bench(Backend& be, const AttentionBenchOptions& o)
                     }
                 } else {
                     table.notes.push_back("naive D" + std::to_string(D) + " T" + std::to_string(T) +
-                                          " skipped: its scores need " + std::to_string(need >> 20) + " MiB");
+                                          " skipped: its scores need " + std::to_string(need / 1'000'000) + " MB");
                 }
             }
             be.set_attention_kind(previous);

@@ -9,6 +9,8 @@
 #include "core/bench/bench_table.h"
 
 #include <cstdint>
+#include <functional>
+#include <string>
 #include <vector>
 
 namespace crucible {
@@ -22,6 +24,9 @@ struct AttentionBenchOptions {
     int repeats = 10;
     bool naive = true;           // also time the naive kernels where memory allows
     bool backward = true;        // also time forward+backward
+    // Called before each row is measured ("D64 T1024", its index, the row
+    // count): a CPU row can take many seconds, and a silent minute looks hung.
+    std::function<void(const std::string& row, size_t index, size_t rows)> on_row;
 };
 
 // Rows "D<d> T<t>" with columns head_dim, seq, batch, heads, fwd_ms,

@@ -119,11 +119,12 @@ size_t meminfo_kib(const std::string& text, const char* key)
     return static_cast<size_t>(std::strtoull(text.c_str() + at + std::strlen(key), nullptr, 10));
 }
 
-std::string format_gib(size_t bytes)
+// Decimal units, as every size the app and the CLI show.
+std::string format_gb(size_t bytes)
 {
     std::ostringstream s;
     s.precision(3);
-    s << double(bytes) / double(1ull << 30) << " GiB";
+    s << double(bytes) / 1e9 << " GB";
     return s.str();
 }
 
@@ -255,7 +256,7 @@ DeviceFacts CpuBackend::do_facts() const
         {"OpenBLAS kernels", core + (std::getenv("OPENBLAS_CORETYPE") ? " (set by OPENBLAS_CORETYPE)" : "")},
     };
     const MemoryInfo mem = memory_info();
-    f.details.emplace_back("Memory", format_gib(mem.free_bytes) + " available of " + format_gib(mem.total_bytes));
+    f.details.emplace_back("Memory", format_gb(mem.free_bytes) + " available of " + format_gb(mem.total_bytes));
     return f;
 }
 
@@ -282,8 +283,8 @@ void* CpuBackend::do_allocate(size_t bytes)
     const size_t rounded = std::max(kAlign, (bytes + kAlign - 1) / kAlign * kAlign);
     void* ptr = std::aligned_alloc(kAlign, rounded);
     if (!ptr) {
-        throw Error("out of host memory: could not allocate " + format_gib(bytes) + " (" +
-                    format_gib(memory_info().free_bytes) +
+        throw Error("out of host memory: could not allocate " + format_gb(bytes) + " (" +
+                    format_gb(memory_info().free_bytes) +
                     " available); choose a smaller model, batch or sequence length");
     }
     return ptr;

@@ -28,10 +28,11 @@ namespace {
 
 constexpr size_t kLtWorkspaceBytes = size_t(32) << 20;   // cuBLASLt's recommendation for Hopper
 
-std::string mib(size_t bytes)
+// Decimal units, as every size the app and the CLI show.
+std::string megabytes(size_t bytes)
 {
     char buf[64];
-    std::snprintf(buf, sizeof buf, "%.0f MiB", double(bytes) / (1024.0 * 1024.0));
+    std::snprintf(buf, sizeof buf, "%.0f MB", double(bytes) / 1e6);
     return buf;
 }
 
@@ -138,10 +139,9 @@ DeviceFacts CudaBackend::do_facts() const
     add("device", std::to_string(m_device));
     add("compute capability", std::to_string(m_props.major) + "." + std::to_string(m_props.minor));
     add("multiprocessors", std::to_string(m_props.multiProcessorCount));
-    std::snprintf(buf, sizeof buf, "%.1f GiB (%.1f GiB free)", double(total_b) / double(1u << 30),
-                  double(free_b) / double(1u << 30));
+    std::snprintf(buf, sizeof buf, "%.1f GB (%.1f GB free)", double(total_b) / 1e9, double(free_b) / 1e9);
     add("memory", buf);
-    std::snprintf(buf, sizeof buf, "%.0f MiB", double(m_props.l2CacheSize) / double(1u << 20));
+    std::snprintf(buf, sizeof buf, "%.0f MB", double(m_props.l2CacheSize) / 1e6);
     add("L2 cache", buf);
     add("driver CUDA version", version_string(driver));
     add("runtime CUDA version", version_string(runtime));
@@ -175,8 +175,8 @@ void* CudaBackend::do_allocate(size_t bytes)
         size_t free_b = 0, total_b = 0;
         cudaMemGetInfo(&free_b, &total_b);
         throw_error(__FILE__, __LINE__,
-                    "CUDA out of memory on " + std::string(m_props.name) + ": requested " + mib(bytes) + ", " +
-                        mib(free_b) + " free of " + mib(total_b) + " (" + cudaGetErrorString(err) +
+                    "CUDA out of memory on " + std::string(m_props.name) + ": requested " + megabytes(bytes) + ", " +
+                        megabytes(free_b) + " free of " + megabytes(total_b) + " (" + cudaGetErrorString(err) +
                         "). Use a smaller batch, sequence length or model.");
     }
     return p;
@@ -200,7 +200,7 @@ void* CudaBackend::do_allocate_host(size_t bytes)
     if (err != cudaSuccess) {
         cudaGetLastError();
         throw_error(__FILE__, __LINE__,
-                    "could not page-lock " + mib(bytes) + " of host memory (" + cudaGetErrorString(err) + ")");
+                    "could not page-lock " + megabytes(bytes) + " of host memory (" + cudaGetErrorString(err) + ")");
     }
     return p;
 }

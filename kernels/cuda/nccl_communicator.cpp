@@ -141,6 +141,7 @@ private:
 
 } // namespace
 
+// The plugin's make_communicator_group (kernels/cuda_plugin.h).
 std::vector<std::unique_ptr<Communicator>> make_nccl_communicator_group(const std::vector<Backend*>& backends)
 {
     std::vector<CudaBackend*> cuda;

@@ -243,6 +243,104 @@ private slots:
         QVERIFY(!fs::exists(path("bad10")) && !fs::exists(path("bad11")) && !fs::exists(path("bad12")));
     }
 
+    void typosAreAnsweredWithTheNearestName()
+    {
+        Result r = cli("train --stpes 10");
+        QVERIFY(r.code != 0);
+        QVERIFY2(r.output.find("has no option --stpes. Did you mean --steps?") != std::string::npos, r.output.c_str());
+        QVERIFY2(r.output.find("not expected") == std::string::npos, r.output.c_str());
+        r = cli("trian --steps 3");
+        QVERIFY(r.code != 0);
+        QVERIFY2(r.output.find("'trian' is not a command. Did you mean 'train'?") != std::string::npos, r.output.c_str());
+        r = cli("bench genrate");
+        QVERIFY2(r.output.find("Did you mean 'generate'?") != std::string::npos, r.output.c_str());
+        // The unknown option, not the --run it pushed out, is the mistake named.
+        r = cli("sample --rnu " + quoted("run"));
+        QVERIFY2(r.output.find("Did you mean --run?") != std::string::npos, r.output.c_str());
+        // Nothing close: no guess.
+        r = cli("train --zzzzzz 1");
+        QVERIFY2(r.output.find("has no option --zzzzzz.") != std::string::npos, r.output.c_str());
+        QVERIFY2(r.output.find("Did you mean") == std::string::npos, r.output.c_str());
+    }
+
+    void settingsAreCheckedBeforeAnythingElse()
+    {
+        // Only the value given is reported, not a warmup derived from it.
+        Result r = cli("train --steps -5 --out " + quoted("never"));
+        QVERIFY(r.code != 0);
+        QVERIFY2(r.output.find("steps must be at least 1") != std::string::npos, r.output.c_str());
+        QVERIFY2(r.output.find("warmup") == std::string::npos, r.output.c_str());
+        QVERIFY(!fs::exists(path("never")));
+        // A bad sampling setting stops sample before it prints the prompt.
+        r = cli("sample --run " + quoted("run") + " --temperature -1 --prompt 'PROMPTTEXT'");
+        QVERIFY(r.code != 0);
+        QVERIFY2(r.output.find("temperature") != std::string::npos, r.output.c_str());
+        QVERIFY2(r.output.find("PROMPTTEXT") == std::string::npos, r.output.c_str());
+    }
+
+    void sampleEndsItsLineInWholeCharacters()
+    {
+        // Hot sampling after a non-ASCII prompt draws byte-fallback pieces;
+        // wherever the token limit cuts, stdout ends in a whole character and
+        // a newline (the model may still write bytes that are no UTF-8 at
+        // all: those are its text).
+        for (int seed = 1; seed <= 6; ++seed) {
+            const fs::path out = path("sample.txt");
+            const std::string command = "( '" + (test::binary_dir() / "bin" / "crucible-cli").string() + "' sample --run " +
+                                        quoted("run") + " --prompt 'Ünïcødé → ' --max-tokens " + std::to_string(4 + seed) +
+                                        " --temperature 1.5 --seed " + std::to_string(seed) + " > " + quoted("sample.txt") +
+                                        " ) 2>/dev/null";
+            std::string output;
+            QVERIFY2(test::run_command(command, &output) == 0, output.c_str());
+            const std::string text = read_file(out);
+            QVERIFY(text.rfind("Ünïcødé → ", 0) == 0);
+            QCOMPARE(text.back(), '\n');
+            // No lead byte at the end still waiting for its continuation bytes.
+            const std::string body = text.substr(0, text.size() - 1);
+            size_t back = 0;
+            while (back < body.size() && back < 3 && (static_cast<unsigned char>(body[body.size() - 1 - back]) & 0xC0) == 0x80)
+                ++back;
+            if (back < body.size()) {
+                const auto lead = static_cast<unsigned char>(body[body.size() - 1 - back]);
+                const size_t needed = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
+                QVERIFY2(lead < 0xC0 || needed <= back + 1, text.c_str());
+            }
+        }
+    }
+
+    void chatRepliesEndByTheirRules()
+    {
+        // The default rules are printed, and a reply of a plain-text model
+        // ends by a rule or its length, never by a full context.
+        const fs::path input = path("chat-input.txt");
+        write_file_atomic(input, "Good morrow\nWhat news?\n/quit\n");
+        const Result r = cli("chat --run " + quoted("run") + " --temperature 0 < " + quoted("chat-input.txt"));
+        QVERIFY2(r.code == 0, r.output.c_str());
+        QVERIFY2(r.output.find("A reply ends at a blank line, a new speaker (a line starting \u201cName:\u201d), "
+                               "\u201cUser:\u201d on a new line or 100 tokens.") != std::string::npos,
+                 r.output.c_str());
+        QVERIFY2(r.output.find("context full") == std::string::npos, r.output.c_str());
+        const Result off = cli("chat --run " + quoted("run") + " --no-stop-at-blank-line --no-stop-at-speaker "
+                               "--max-tokens 7 --temperature 0 < " + quoted("chat-input.txt"));
+        QVERIFY2(off.code == 0, off.output.c_str());
+        QVERIFY2(off.output.find("A reply ends at \u201cUser:\u201d on a new line or 7 tokens.") != std::string::npos,
+                 off.output.c_str());
+    }
+
+    void appHelpNeedsNoDisplay()
+    {
+        const fs::path app = test::binary_dir() / "bin" / "crucible";
+        if (!fs::exists(app)) QSKIP("built without the desktop app");
+        std::string out;
+        // The window system a desktop would use, and no display to reach.
+        const int code = test::run_command("env -u DISPLAY -u WAYLAND_DISPLAY QT_QPA_PLATFORM=xcb '" + app.string() +
+                                               "' --help",
+                                           &out);
+        QVERIFY2(code == 0, out.c_str());
+        QVERIFY2(out.find("--benchmark-gui") != std::string::npos && out.find("--device") != std::string::npos,
+                 out.c_str());
+    }
+
     void resumeOfNonRunIsRefused()
     {
         fs::create_directories(path("not_a_run"));

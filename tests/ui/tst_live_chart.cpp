@@ -9,6 +9,8 @@
 #include <QElapsedTimer>
 #include <QFile>
 #include <QImage>
+#include <QLegend>
+#include <QLegendMarker>
 #include <QLogValueAxis>
 #include <QSignalSpy>
 #include <QSlider>
@@ -213,6 +215,30 @@ private slots:
         for (int i = 1; i <= 250; ++i) chart->append(s, i, i, i);
         chart->redrawNow();
         QCOMPARE(chart->drawnPoints(s).front().x(), 151.0);
+    }
+
+    void emptyChartHasOneLegendEntryPerSeriesAndNoScale()
+    {
+        auto chart = shownChart();
+        chart->addSeries(QStringLiteral("train"));
+        chart->addSeries(QStringLiteral("validation"), QColor(), true);
+        chart->redrawNow();
+        QTest::qWait(50);   // the legend lays its markers out
+        auto visibleMarkers = [&] {
+            QStringList names;
+            for (QLegendMarker* m : chart->chart()->legend()->markers())
+                if (m->isVisible()) names << m->label();
+            return names;
+        };
+        QCOMPARE(visibleMarkers(), (QStringList{QStringLiteral("train"), QStringLiteral("validation")}));
+        for (QAbstractAxis* axis : chart->chart()->axes()) QVERIFY(!axis->labelsVisible());
+        chart->append(0, 1, 1, 2.5);
+        chart->redrawNow();
+        for (QAbstractAxis* axis : chart->chart()->axes()) QVERIFY(axis->labelsVisible());
+        chart->setSmoothing(0.5);
+        chart->redrawNow();
+        QTest::qWait(50);
+        QCOMPARE(visibleMarkers(), (QStringList{QStringLiteral("train"), QStringLiteral("validation")}));
     }
 
     void valuesOneUlpApartKeepAxesTickable()

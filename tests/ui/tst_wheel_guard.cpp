@@ -33,8 +33,10 @@ void wheelOver(QWidget* widget, int notches)
     const QPointF global = widget->mapToGlobal(local);
     QWheelEvent event(at, global, QPoint(), QPoint(0, 120 * notches), Qt::NoButton, Qt::NoModifier,
                       Qt::NoScrollPhase, false);
+    // sendEvent() would clear the spontaneous flag; QApplication::notify()
+    // is where the window system's events enter the widgets.
     QSpontaneKeyEvent::setSpontaneous(&event);
-    QApplication::sendEvent(target, &event);
+    QApplication::instance()->notify(target, &event);
 }
 
 } // namespace
@@ -43,7 +45,10 @@ class TestWheelGuard : public QObject {
     Q_OBJECT
     std::unique_ptr<test::AppUnderTest> m_app;
 
-    QScrollArea* form() { return m_app->find<QScrollArea>("formScroll"); }
+    QScrollArea* form()
+    {
+        return m_app->window->page<TrainPage>()->findChild<QScrollArea*>(QStringLiteral("formScroll"));
+    }
 
 private slots:
     void initTestCase()
@@ -57,6 +62,12 @@ private slots:
     }
 
     void cleanupTestCase() { m_app.reset(); }
+
+    void windowFitsTheScreen()
+    {
+        // Every page fits a 1280×720 screen: the window took the size asked.
+        QCOMPARE(m_app->window->size(), QSize(1280, 720));
+    }
 
     void boxesLoseWheelFocus()
     {

@@ -85,6 +85,7 @@ void GuiDriver::begin()
     TrainConfig t = config->config().train;
     if (m_options.steps > 0) t.steps = m_options.steps;
     if (m_options.batch > 0) t.batch_size = m_options.batch;
+    if (!m_options.device.isEmpty()) t.device = m_options.device.toStdString();
     if (!m_options.screenshotDir.isEmpty()) {
         // Pictures want validation points on the loss chart early on.
         t.eval_every = 20;

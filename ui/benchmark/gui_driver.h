@@ -32,6 +32,7 @@ struct GuiDriverOptions {
     QString preset = QStringLiteral("nano");
     int steps = 0;              // 0 = keep the configuration's
     int batch = 0;              // 0 = keep the configuration's
+    QString device;             // "cpu" or "cuda"; empty = the Train page's choice
     int afterSteps = 30;        // screenshot mode: steps before the pictures
     QString page;               // screenshot mode: only this page ("Chat")
 };

@@ -231,6 +231,9 @@ LiveChart::LiveChart(const QString& title, QWidget* parent) : QWidget(parent)
     m_axisX->setRange(0, 1);
     m_axisY->setRange(0, 1);
     m_axisLogY->setRange(0.1, 1);
+    for (QAbstractAxis* axis : {static_cast<QAbstractAxis*>(m_axisX), static_cast<QAbstractAxis*>(m_axisY),
+                                static_cast<QAbstractAxis*>(m_axisLogY)})
+        axis->setLabelsVisible(false);   // until there is data (redraw)
 
     m_view = new ChartView(m_chart, this);
     m_view->setMinimumHeight(150);
@@ -376,6 +379,9 @@ int LiveChart::addSeries(const QString& name, const QColor& color, bool showPoin
     s->marker->setPen(QPen(Qt::white, 1.5));
     s->marker->setZValue(21);
     s->marker->hide();
+    // One legend entry per series from the start (the raw line's; redraw()
+    // swaps to the smoothed one's while smoothing), not one per line.
+    for (QLegendMarker* m : m_chart->legend()->markers(m_smoothing > 0.0 ? s->raw : s->smooth)) m->setVisible(false);
     m_series.push_back(std::move(s));
     m_chart->legend()->setVisible(m_series.size() > 1);
     scheduleRedraw();
@@ -573,6 +579,11 @@ void LiveChart::redraw()
         x1 = std::max(x1, xOf(s->data.back()));
     }
     if (m_placeholder->isVisible() == any) m_placeholder->setVisible(!any);
+    // An empty chart has no scale to label (its 0..1 placeholder range
+    // would read "0 0 0 1 1 1").
+    for (QAbstractAxis* axis : {static_cast<QAbstractAxis*>(m_axisX), static_cast<QAbstractAxis*>(m_axisY),
+                                static_cast<QAbstractAxis*>(m_axisLogY)})
+        if (axis->labelsVisible() != any) axis->setLabelsVisible(any);
     if (m_zoom) {
         x0 = m_zoom->first;
         x1 = m_zoom->second;

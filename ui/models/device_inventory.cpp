@@ -91,4 +91,10 @@ MemoryInfo DeviceInventory::memoryFor(const std::string& device) const
     return m_cpuBackend->memory_info();
 }
 
+QString DeviceInventory::preferredDevice(bool cudaAvailable, const QString& remembered)
+{
+    if (remembered == QLatin1String("cpu")) return remembered;
+    return cudaAvailable ? QStringLiteral("cuda") : QStringLiteral("cpu");
+}
+
 } // namespace crucible::ui

@@ -43,6 +43,11 @@ public:
     // sets the memory estimate) and the memory free now (re-read for the CPU,
     // as of the last probe for CUDA).
     QString nameFor(const std::string& device) const;
+
+    // The device a new run trains on: the one the user chose last time
+    // (`remembered`, empty if never), else the best there is, a working GPU
+    // before the CPU. A remembered GPU that is gone falls back to the CPU.
+    static QString preferredDevice(bool cudaAvailable, const QString& remembered);
     DType computeFor(const std::string& device) const;
     MemoryInfo memoryFor(const std::string& device) const;
 

@@ -226,6 +226,12 @@ QWidget* ModelPage::buildFacts()
     m->addWidget(m_memoryDevice);
     m->addWidget(m_memoryBar);
     m->addWidget(m_memoryVerdict);
+    // Three memory figures meet a user; each says what it counts.
+    m->addWidget(makeNote(tr("Estimated from the shapes: weights, gradients, optimizer state and the activations "
+                             "of one step. The Train page charts what the run actually allocates; the whole "
+                             "process (libraries, the corpus, the app) takes more, as crucible-cli bench train's "
+                             "peak RSS shows."),
+                          memory));
     layout->addWidget(memory);
 
     auto* presets = new QGroupBox(tr("The presets side by side"), facts);

@@ -1,6 +1,7 @@
 #include "ui/pages/system_page.h"
 
 #include "kernels/backend_factory.h"
+#include "kernels/cuda_plugin.h"
 #include "ui/app_context.h"
 #include "ui/format.h"
 #include "ui/icons.h"
@@ -123,9 +124,15 @@ void SystemPage::refresh()
         why->setObjectName(QStringLiteral("cudaReason"));
         l->addWidget(new QLabel(tr("<b>No GPU in use</b>"), box));
         l->addWidget(why);
-        l->addWidget(makeNote(tr("Training runs on the CPU: correct and complete, only slower. With an NVIDIA GPU, "
-                                 "install the driver and the CUDA Toolkit and rebuild Crucible to enable the CUDA "
-                                 "backend (bf16 compute, fused kernels)."),
+        // What to do depends on what is missing: the plugin itself, or the
+        // runtime and driver it needs (the reason above names which).
+        l->addWidget(makeNote(built_with_cuda()
+                                  ? tr("Training runs on the CPU: correct and complete, only slower. The CUDA backend "
+                                       "is installed; it needs an NVIDIA GPU of compute capability 8.0 or newer and "
+                                       "a driver for it.")
+                                  : tr("Training runs on the CPU: correct and complete, only slower. With an NVIDIA "
+                                       "GPU, install the driver and the CUDA runtime; a build without the CUDA "
+                                       "backend plugin needs the CUDA Toolkit and a rebuild."),
                               box));
         l->addStretch(1);
         place(box);
@@ -136,7 +143,13 @@ void SystemPage::refresh()
     b->setLabelAlignment(Qt::AlignRight);
     b->addRow(tr("Crucible"), value(QStringLiteral(CRUCIBLE_VERSION), build));
     b->addRow(tr("Qt"), value(tr("%1 (built with %2)").arg(QString::fromLatin1(qVersion()), QStringLiteral(QT_VERSION_STR)), build));
-    b->addRow(tr("CUDA backend"), value(built_with_cuda() ? tr("compiled in") : tr("not compiled in (CPU only)"), build));
+    {
+        std::string whyNot;
+        const std::string plugin = cuda_plugin_path(&whyNot);
+        b->addRow(tr("CUDA backend"), value(!plugin.empty() ? tr("loaded from %1").arg(QString::fromStdString(plugin))
+                                                            : tr("not loaded (CPU only)"),
+                                            build));
+    }
     b->addRow(tr("CPU threads"), value(tr("%1 by default (one per hardware thread)").arg(default_cpu_threads()), build));
 #if defined(__clang__)
     b->addRow(tr("Compiler"), value(QStringLiteral("Clang " __clang_version__), build));

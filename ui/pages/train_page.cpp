@@ -49,6 +49,7 @@ struct ChartSpec {
     const char* objectName;
     const char* title;
     std::vector<SeriesSpec> series;   // the first one decides the value format
+    const char* toolTip = nullptr;
 };
 
 const std::vector<ChartSpec>& chartSpecs()
@@ -65,8 +66,12 @@ const std::vector<ChartSpec>& chartSpecs()
          {{Metric::tokens_per_s, QT_TRANSLATE_NOOP("crucible::ui::TrainPage", "tokens/s"), 2}}},
         {"mfuChart", QT_TRANSLATE_NOOP("crucible::ui::TrainPage", "MFU (% of the device's peak)"),
          {{Metric::mfu, QT_TRANSLATE_NOOP("crucible::ui::TrainPage", "MFU %"), 5}}},
-        {"memoryChart", QT_TRANSLATE_NOOP("crucible::ui::TrainPage", "Device memory in use (MB)"),
-         {{Metric::memory_bytes, QT_TRANSLATE_NOOP("crucible::ui::TrainPage", "memory"), 7}}},
+        {"memoryChart", QT_TRANSLATE_NOOP("crucible::ui::TrainPage", "Memory allocated by the run (MB)"),
+         {{Metric::memory_bytes, QT_TRANSLATE_NOOP("crucible::ui::TrainPage", "memory"), 7}},
+         QT_TRANSLATE_NOOP("crucible::ui::TrainPage",
+                           "What the run holds on its device: weights, gradients, optimizer state, activations and "
+                           "scratch buffers. The Model page estimates it before training; the whole process "
+                           "(libraries, the corpus, the app) takes more.")},
     };
     return specs;
 }
@@ -256,6 +261,7 @@ QWidget* TrainPage::buildMonitor()
     for (const ChartSpec& spec : chartSpecs()) {
         auto* chart = new LiveChart(tr(spec.title), chartsTab);
         chart->setObjectName(QLatin1String(spec.objectName));
+        if (spec.toolTip) chart->setToolTip(tr(spec.toolTip));
         Plot plot{chart, {}};
         for (const SeriesSpec& s : spec.series) {
             const MetricInfo& info = metric_info(s.metric);
@@ -278,7 +284,17 @@ QWidget* TrainPage::buildMonitor()
         m_controls->attach(all[i]);
         grid->addWidget(all[i], i / 2, i % 2);
     }
-    chartsLayout->addLayout(grid, 1);
+    // The six charts keep a readable height (axes included) and scroll
+    // together when the window is short, rather than squeezing.
+    auto* gridScroll = new QScrollArea(chartsTab);
+    gridScroll->setObjectName(QStringLiteral("chartsScroll"));
+    gridScroll->setFrameShape(QFrame::NoFrame);
+    gridScroll->setWidgetResizable(true);
+    gridScroll->setHorizontalScrollBarPolicy(Qt::ScrollBarAlwaysOff);
+    auto* gridHost = new QWidget(gridScroll);
+    gridHost->setLayout(grid);
+    gridScroll->setWidget(gridHost);
+    chartsLayout->addWidget(gridScroll, 1);
     m_tabs->addTab(chartsTab, tr("Charts"));
 
     m_samples = new QTextBrowser(m_tabs);

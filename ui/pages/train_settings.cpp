@@ -18,6 +18,7 @@
 #include <QLineEdit>
 #include <QLocale>
 #include <QRegularExpressionValidator>
+#include <QSettings>
 #include <QSignalBlocker>
 #include <QSpinBox>
 #include <QStandardItemModel>
@@ -298,6 +299,10 @@ QWidget* TrainSettings::buildDevice()
         const std::string device = m_device->currentData().toString().toStdString();
         edit([&](TrainConfig& t) { t.device = device; });
     });
+    // A choice the user makes is remembered for the next start (see updateDevices).
+    connect(m_device, &QComboBox::activated, this, [this] {
+        QSettings().setValue(QStringLiteral("train/device"), m_device->currentData().toString());
+    });
     connect(m_threads, &QSpinBox::valueChanged, this, [this](int v) { edit([&](TrainConfig& t) { t.threads = v; }); });
     connect(m_cpuReplicas, &QSpinBox::valueChanged, this,
             [this](int v) { edit([&](TrainConfig& t) { t.cpu_replicas = v; }); });
@@ -325,6 +330,15 @@ void TrainSettings::updateDevices()
     }
     model->item(0)->setText(tr("CPU — %1").arg(devices->cpu().name));
     rebuildGpuBoxes();
+    // Once the GPU probe is in, a run that still has the built-in CPU default
+    // moves to the best device (or the one the user chose before).
+    if (devices->cudaProbed() && !m_deviceDefaulted) {
+        m_deviceDefaulted = true;
+        const QString remembered = QSettings().value(QStringLiteral("train/device")).toString();
+        const QString best = DeviceInventory::preferredDevice(devices->cudaAvailable(), remembered);
+        if (m_context.config()->config().train.device == "cpu" && best != QLatin1String("cpu"))
+            selectData(m_device, best);
+    }
     updateDerived();
 }
 

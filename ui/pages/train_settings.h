@@ -45,6 +45,7 @@ private:
 
     AppContext& m_context;
     bool m_loading = false;
+    bool m_deviceDefaulted = false;   // the best device was chosen once the GPU probe answered
 
     QComboBox* m_optimizer;
     NumberBox* m_lr;
