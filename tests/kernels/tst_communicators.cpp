@@ -116,6 +116,20 @@ private slots:
         QCOMPARE(group[1]->world(), 2);
     }
 
+    void ncclOpensOnOneGpu()
+    {
+        // NCCL is found and a group forms on the one GPU a machine may have.
+        if (cuda_device_count() < 1) QSKIP("needs a CUDA device");
+        BackendOptions o;
+        o.device = DeviceKind::cuda;
+        auto gpu = make_backend(o);
+        auto group = make_communicator_group({gpu.get()});
+        QCOMPARE(int(group.size()), 1);
+        QCOMPARE(group[0]->all_reduce_sum(2.5), 2.5);
+        // The same GPU twice is refused: NCCL needs a GPU per rank.
+        QVERIFY_THROWS_EXCEPTION(Error, make_communicator_group({gpu.get(), gpu.get()}));
+    }
+
     void ncclGroupSumsAcrossGpus()
     {
         if (cuda_device_count() < 2) QSKIP("needs two CUDA devices");
