@@ -96,6 +96,9 @@ void ProgressSink::on_step(const StepMetrics& m)
                                    format_rate(m.tokens_per_s), m.lr, m.grad_norm);
     const MetricInfo& mfu = metric_info(Metric::mfu);
     if (m.mfu > 0) line += fmt::format(" | MFU {:.{}f}{}", mfu.shown(m.mfu), mfu.precision, mfu.unit);
+    const MetricInfo& comm = metric_info(Metric::comm_share);
+    if (m.comm_share > 0)
+        line += fmt::format(" | {} {:.{}f}{}", comm.short_label, comm.shown(m.comm_share), comm.precision, comm.unit);
     line += " | ETA " + format_duration(eta);
     if (m_tty) {
         fmt::print("\r\033[K{}", line);

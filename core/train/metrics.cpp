@@ -27,6 +27,7 @@ constexpr std::array<MetricInfo, kMetricCount> kMetrics = {{
     {Metric::tokens_per_s, "tokens_per_s", R::step, "tokens_per_s", "Tokens per second", "tok/s", "tok/s", 1.0, 0, A::mean, S::rate, false},
     {Metric::mfu, "mfu", R::step, "mfu", "MFU", "MFU", "%", 100.0, 1, A::mean, S::percent, false},
     {Metric::memory_bytes, "memory_bytes", R::step, "memory_bytes", "Memory", "memory", "MB", 1e-6, 0, A::max, S::bytes, true},
+    {Metric::comm_share, "comm_share", R::step, "comm_share", "Share of the step in gradient exchange", "comm", "%", 100.0, 1, A::mean, S::percent, false},
 }};
 
 constexpr bool rows_in_enum_order()
@@ -65,6 +66,7 @@ double metric_value(Metric m, const StepMetrics& s)
     case Metric::tokens_per_s: return s.tokens_per_s;
     case Metric::mfu: return s.mfu;
     case Metric::memory_bytes: return double(s.memory_bytes);
+    case Metric::comm_share: return s.comm_share;
     default: break;
     }
     throw Error(std::string(metric_info(m).key) + " is not recorded per step");

@@ -32,8 +32,9 @@ enum class Metric {
     tokens_per_s,        // step
     mfu,                 // step
     memory_bytes,        // step
+    comm_share,          // step
 };
-inline constexpr size_t kMetricCount = size_t(Metric::memory_bytes) + 1;
+inline constexpr size_t kMetricCount = size_t(Metric::comm_share) + 1;
 
 // The metrics.jsonl record a metric is logged in.
 enum class MetricRecord { step, eval };

@@ -198,16 +198,18 @@ StepResult ReplicaGroup::step_share(Replica& r, double lr_multiplier)
     res.loss = r.step->accumulate(params, *r.model->model, *r.batcher);
     r.backend->synchronize();
 
-    const auto comm_start = Clock::now();
+    auto comm_start = Clock::now();
     r.comm->all_reduce_sum(params.grads());
     res.loss.loss = r.comm->all_reduce_sum(res.loss.loss);
     res.loss.tokens = std::llround(r.comm->all_reduce_sum(double(res.loss.tokens)));
-    if (r.rank == 0) m_last_comm_seconds = std::chrono::duration<double>(Clock::now() - comm_start).count();
+    res.comm_seconds = std::chrono::duration<double>(Clock::now() - comm_start).count();
 
     res.update = r.model->optimizer->step(lr_multiplier);
     if (!res.update.skipped) {
         // Every range's owner sends its updated weights (and their compute
         // copy) to the others: the all-gather of ZeRO stage 1.
+        r.backend->synchronize();
+        comm_start = Clock::now();
         const bool mirror = params.compute().data != params.master().data;
         for (int owner = 0; owner < world(); ++owner) {
             const ParamRange& range = m_ranges[size_t(owner)];
@@ -215,6 +217,8 @@ StepResult ReplicaGroup::step_share(Replica& r, double lr_multiplier)
             r.comm->broadcast(params.master().sub(range.begin, Shape{range.size()}), owner);
             if (mirror) r.comm->broadcast(params.compute().sub(range.begin, Shape{range.size()}), owner);
         }
+        r.backend->synchronize();
+        res.comm_seconds += std::chrono::duration<double>(Clock::now() - comm_start).count();
     }
     r.backend->synchronize();
     return res;

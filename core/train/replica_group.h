@@ -63,12 +63,9 @@ public:
     const ParamRange& owned_range(int rank) const { return m_ranges[size_t(rank)]; }
 
     // One optimizer step of the whole group: loss and tokens summed over the
-    // replicas; `seconds` is the group's wall time.
+    // replicas; `seconds` is the group's wall time, `comm_seconds` rank 0's
+    // time in the exchanges (waiting for the slowest replica included).
     StepResult step(double lr_multiplier);
-
-    // Of the last step, the seconds rank 0 spent in the gradient all-reduce
-    // (waiting for the slowest replica included).
-    double last_communication_seconds() const { return m_last_comm_seconds; }
 
 private:
     struct Replica;
@@ -92,7 +89,6 @@ private:
     int m_pending = 0;                  // followers still working on the task
     bool m_quit = false;
     std::string m_error;                // the first failure of the task
-    double m_last_comm_seconds = 0.0;
 };
 
 } // namespace crucible

@@ -208,7 +208,7 @@ using SeriesMember = MetricSeries RunMetrics::*;
 constexpr std::array<SeriesMember, kMetricCount> kSeriesOf = {
     &RunMetrics::loss,          &RunMetrics::val_loss, &RunMetrics::val_perplexity, &RunMetrics::val_accuracy,
     &RunMetrics::val_bits_per_byte, &RunMetrics::lr,   &RunMetrics::grad_norm,      &RunMetrics::tokens_per_s,
-    &RunMetrics::mfu,           &RunMetrics::memory_bytes,
+    &RunMetrics::mfu,           &RunMetrics::memory_bytes, &RunMetrics::comm_share,
 };
 
 } // namespace

@@ -75,7 +75,7 @@ struct RunSample {
 
 // One series per metric of the registry (core/train/metrics.h).
 struct RunMetrics {
-    MetricSeries loss, lr, grad_norm, tokens_per_s, mfu, memory_bytes;   // every step
+    MetricSeries loss, lr, grad_norm, tokens_per_s, mfu, memory_bytes, comm_share;   // every step
     MetricSeries val_loss, val_perplexity, val_accuracy, val_bits_per_byte;   // every evaluation
     std::vector<RunSample> samples;
     const MetricSeries& operator[](Metric m) const;

@@ -87,6 +87,7 @@ StepMetrics record_step(TrainerState& state, const StepResult& r, float peak_lr,
     m.tokens_per_s = double(r.loss.tokens) / r.seconds;
     m.mfu = info.peak_tflops > 0 ? m.tokens_per_s * info.flops_per_token / (info.peak_tflops * 1e12) : 0.0;
     m.memory_bytes = memory_bytes;
+    m.comm_share = r.seconds > 0 ? r.comm_seconds / r.seconds : 0.0;
     m.elapsed_s = state.elapsed_s;
     m.tokens_seen = state.tokens_seen;
     return m;

@@ -28,6 +28,7 @@ struct StepResult {
     OptimizerStepInfo update;
     double lr_multiplier = 1.0;    // the schedule's, applied to every peak rate
     double seconds = 0.0;          // wall time with the device synchronized
+    double comm_seconds = 0.0;     // of which exchanging gradients and weights between replicas
     // A finite loss and an applied update; otherwise nothing changed.
     bool applied() const;
 };

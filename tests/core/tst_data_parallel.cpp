@@ -137,6 +137,9 @@ private slots:
                      qPrintable(QString("step %1: %2 vs %3").arg(i).arg(s2.steps[i].loss).arg(s1.steps[i].loss)));
             QVERIFY(std::abs(s4.steps[i].loss - s1.steps[i].loss) < 1e-5 * s1.steps[i].loss);
             QVERIFY(std::abs(s2.steps[i].grad_norm - s1.steps[i].grad_norm) < 1e-4 * s1.steps[i].grad_norm);
+            // The exchange is a measured part of the step, and only with replicas.
+            QCOMPARE(s1.steps[i].comm_share, 0.0);
+            QVERIFY(s2.steps[i].comm_share > 0.0 && s2.steps[i].comm_share < 1.0);
         }
         const auto w1 = final_weights(d("one"));
         QVERIFY(test::relative_error(final_weights(d("two")), w1) < 1e-5);
