@@ -12,7 +12,7 @@
 //                     which is what `bench generate` measures at batch N
 //   overhead          1 − decode tok/s / bench generate's KV tok/s
 #include "app/cli/commands.h"
-#include "app/serve/openai_server.h"
+#include "core/serve/http/openai_server.h"
 
 #include "core/bench/bench_table.h"
 #include "core/bench/generate_bench.h"

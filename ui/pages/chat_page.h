@@ -37,6 +37,7 @@ class AppContext;
 class ChatSettings;
 class ChatTranscriptView;
 class MessageBanner;
+class ServePanel;
 class TokenInspector;
 
 class ChatPage : public QWidget {
@@ -69,6 +70,7 @@ public:
     QAction* copyConversationAction() const { return m_copyConversation; }
     QAction* copyReplyAction() const { return m_copyReply; }
     QCheckBox* alternativesToggle() const { return m_alternatives; }
+    ServePanel* servePanel() const { return m_serve; }   // null when built without the server
     ChatTranscriptView* transcript() const { return m_transcript; }
     TokenInspector* inspector() const { return m_inspector; }
     MessageBanner* banner() const { return m_banner; }
@@ -159,6 +161,7 @@ private:
     TokenInspector* m_inspector;
     QLabel* m_replyStats;
     QCheckBox* m_alternatives;
+    ServePanel* m_serve = nullptr;
     QPlainTextEdit* m_input;
     QPushButton* m_send;
     QPushButton* m_stop;
