@@ -62,6 +62,7 @@ private slots:
         QVERIFY(panel.toggle()->isChecked());
         QVERIFY(!panel.portBox()->isEnabled());
         QTRY_VERIFY_WITH_TIMEOUT(panel.serving(), kTimeoutMs);
+        QVERIFY(panel.toggle()->isChecked());
         QCOMPARE(changed.count(), 1);
         const QString url = panel.url();
         QVERIFY2(url.startsWith(QStringLiteral("http://127.0.0.1:")) && url.endsWith(QStringLiteral("/v1")),
@@ -136,8 +137,15 @@ private slots:
     {
         test::AppUnderTest app;
         QVERIFY(app.exposed());
-        QVERIFY(app.window->findChild<QCheckBox*>(QStringLiteral("serveToggle")));
-        QVERIFY(app.window->findChild<QSpinBox*>(QStringLiteral("servePort")));
+        auto* toggle = app.window->findChild<QCheckBox*>(QStringLiteral("serveToggle"));
+        QVERIFY(toggle);
+        auto* panel = app.window->findChild<ServePanel*>();
+        QVERIFY(panel);
+        panel->setSource([&] { return ServePanel::Source{m_run, QStringLiteral("cpu")}; });
+        panel->portBox()->setValue(0);
+        toggle->click();
+        QTRY_VERIFY_WITH_TIMEOUT(panel->serving(), kTimeoutMs);
+        QVERIFY(toggle->isChecked());
     }
 };
 
