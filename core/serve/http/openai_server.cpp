@@ -221,18 +221,21 @@ void OpenAiServer::Impl::completion(const httplib::Request& req, httplib::Respon
         "text/event-stream",
         [state](size_t, httplib::DataSink& sink) {
             StreamState& s = *state;
+            // A write that fails means the client is gone: its job ends.
             const auto send = [&](const json& data) {
                 const std::string event = sse_event(data);
-                return sink.write(event.data(), event.size());
+                if (sink.write(event.data(), event.size())) return true;
+                s.job->cancel();
+                return false;
             };
             if (s.first && s.ids.endpoint == Endpoint::chat) {
                 // The role arrives first, as the OpenAI API sends it.
-                if (!send(stream_chunk(s.ids, "", true, std::nullopt))) return s.job->cancel(), false;
+                if (!send(stream_chunk(s.ids, "", true, std::nullopt))) return false;
                 s.first = false;
             }
             const JobStream::Update u = s.job->next(kPoll);
             if (!u.text.empty()) {
-                if (!send(stream_chunk(s.ids, u.text, s.first, std::nullopt))) return s.job->cancel(), false;
+                if (!send(stream_chunk(s.ids, u.text, s.first, std::nullopt))) return false;
                 s.first = false;
             } else if (!u.finished && s.client.gone()) {
                 s.job->cancel();
