@@ -6,7 +6,7 @@
 // requests beyond that wait for a slot. Ctrl-C or SIGTERM ends the running
 // generations and stops.
 #include "app/cli/commands.h"
-#include "app/serve/openai_server.h"
+#include "core/serve/http/openai_server.h"
 
 #include "core/train/load_model.h"
 #include "kernels/error.h"

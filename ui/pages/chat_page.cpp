@@ -6,6 +6,9 @@
 #include "ui/icons.h"
 #include "ui/models/device_inventory.h"
 #include "ui/pages/chat_settings.h"
+#ifdef CRUCIBLE_HAS_SERVER
+#include "ui/widgets/serve_panel.h"
+#endif
 #include "ui/pages/chat_transcript_view.h"
 #include "ui/theme.h"
 #include "ui/widgets/form_helpers.h"
@@ -262,6 +265,13 @@ QWidget* ChatPage::buildConversation()
     m_alternatives->setToolTip(tr("Colour each token by how likely the model found it, and list the tokens it weighed "
                                   "instead for the one under the mouse"));
     statusRow->addWidget(m_replyStats, 1);
+#ifdef CRUCIBLE_HAS_SERVER
+    // The run chosen above, over the OpenAI API, beside the chat.
+    m_serve = new ServePanel(area);
+    m_serve->setSource([this] { return ServePanel::Source{m_selected, m_deviceCombo->currentData().toString()}; });
+    statusRow->addWidget(m_serve);
+    statusRow->addSpacing(14);
+#endif
     statusRow->addWidget(m_alternatives);
     column->addLayout(statusRow);
 

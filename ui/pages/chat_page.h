@@ -38,6 +38,7 @@ class AppContext;
 class ChatSettings;
 class ChatTranscriptView;
 class MessageBanner;
+class ServePanel;
 class TokenInspector;
 
 class ChatPage : public QWidget {
@@ -70,6 +71,7 @@ public:
     QAction* copyConversationAction() const { return m_copyConversation; }
     QAction* copyReplyAction() const { return m_copyReply; }
     QCheckBox* alternativesToggle() const { return m_alternatives; }
+    ServePanel* servePanel() const { return m_serve; }   // null when built without the server
     ChatTranscriptView* transcript() const { return m_transcript; }
     TokenInspector* inspector() const { return m_inspector; }
     MessageBanner* banner() const { return m_banner; }
@@ -164,6 +166,7 @@ private:
     TokenInspector* m_inspector;
     QLabel* m_replyStats;
     QCheckBox* m_alternatives;
+    ServePanel* m_serve = nullptr;
     QPlainTextEdit* m_input;
     QPushButton* m_send;
     QPushButton* m_stop;

@@ -1,6 +1,6 @@
-#include "app/serve/openai_server.h"
+#include "core/serve/http/openai_server.h"
 
-#include "app/serve/client_connection.h"
+#include "core/serve/http/client_connection.h"
 #include "kernels/error.h"
 
 #include <httplib.h>
@@ -8,7 +8,9 @@
 #include <atomic>
 #include <chrono>
 #include <ctime>
+#include <mutex>
 #include <random>
+#include <thread>
 
 namespace crucible::serve {
 
@@ -76,6 +78,8 @@ struct OpenAiServer::Impl {
     ServerOptions options;
     httplib::Server http;
     int64_t started = unix_now();
+    std::mutex listening_mutex;   // orders listen() and stop()
+    bool listening = false, stopped = false;
 
     Impl(const ServedModel& m, BatchEngine& e, ServeMetrics& mt, ServerOptions o)
         : model(m), engine(e), metrics(mt), options(std::move(o))
@@ -217,18 +221,21 @@ void OpenAiServer::Impl::completion(const httplib::Request& req, httplib::Respon
         "text/event-stream",
         [state](size_t, httplib::DataSink& sink) {
             StreamState& s = *state;
+            // A write that fails means the client is gone: its job ends.
             const auto send = [&](const json& data) {
                 const std::string event = sse_event(data);
-                return sink.write(event.data(), event.size());
+                if (sink.write(event.data(), event.size())) return true;
+                s.job->cancel();
+                return false;
             };
             if (s.first && s.ids.endpoint == Endpoint::chat) {
                 // The role arrives first, as the OpenAI API sends it.
-                if (!send(stream_chunk(s.ids, "", true, std::nullopt))) return s.job->cancel(), false;
+                if (!send(stream_chunk(s.ids, "", true, std::nullopt))) return false;
                 s.first = false;
             }
             const JobStream::Update u = s.job->next(kPoll);
             if (!u.text.empty()) {
-                if (!send(stream_chunk(s.ids, u.text, s.first, std::nullopt))) return s.job->cancel(), false;
+                if (!send(stream_chunk(s.ids, u.text, s.first, std::nullopt))) return false;
                 s.first = false;
             } else if (!u.finished && s.client.gone()) {
                 s.job->cancel();
@@ -280,10 +287,26 @@ int OpenAiServer::bind()
     return o.port;
 }
 
-bool OpenAiServer::listen() { return m_impl->http.listen_after_bind(); }
+bool OpenAiServer::listen()
+{
+    {
+        std::lock_guard lock(m_impl->listening_mutex);
+        if (m_impl->stopped) return true;
+        m_impl->listening = true;
+    }
+    return m_impl->http.listen_after_bind();
+}
 
 void OpenAiServer::stop()
 {
+    std::lock_guard lock(m_impl->listening_mutex);
+    if (m_impl->stopped) return;
+    m_impl->stopped = true;
+    if (!m_impl->listening) return;
+    // listen() may not have entered cpp-httplib's loop yet, and stop() only
+    // ends a running one: give it a moment to start.
+    for (int i = 0; i < 2000 && !m_impl->http.is_running(); ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
     if (m_impl->http.is_running()) m_impl->http.stop();
 }
 

@@ -1,4 +1,5 @@
-// OpenAiServer: the HTTP face of a BatchEngine, on cpp-httplib.
+// OpenAiServer: the HTTP face of a BatchEngine, on cpp-httplib (linked into
+// crucible_serve_http, not crucible_core).
 //
 //   POST /v1/chat/completions, /v1/completions   OpenAI API, streamed (server-sent events) or not
 //   GET  /v1/models, /v1/models/{id}             the one model served
@@ -35,7 +36,8 @@ public:
     // Binds the listening socket; returns the port. Throws Error when the
     // address is taken or invalid.
     int bind();
-    // Serves until stop() (from any thread). Returns false when the listening failed.
+    // Serves until stop() (from any thread; one that came first makes it
+    // return at once). Returns false when the listening failed.
     bool listen();
     void stop();
     bool running() const;

@@ -1,4 +1,4 @@
-#include "app/serve/client_connection.h"
+#include "core/serve/http/client_connection.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
