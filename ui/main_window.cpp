@@ -26,6 +26,7 @@
 #include <QMenuBar>
 #include <QMessageBox>
 #include <QProgressDialog>
+#include <QScreen>
 #include <QScrollArea>
 #include <QSettings>
 #include <QStackedWidget>
@@ -143,7 +144,13 @@ MainWindow::MainWindow(AppContext& context, QWidget* parent) : QMainWindow(paren
             // A preset that no longer exists: stay on nano.
         }
     }
-    if (!restoreGeometry(settings.value(QStringLiteral("window/geometry")).toByteArray())) resize(1440, 900);
+    if (!restoreGeometry(settings.value(QStringLiteral("window/geometry")).toByteArray())) {
+        // First start: a roomy window, but never larger than the screen (a
+        // 1280×720 laptop gets the whole of it, not a window it cannot show).
+        QSize size(1440, 900);
+        if (const QScreen* s = screen()) size = size.boundedTo(s->availableGeometry().size());
+        resize(size);
+    }
     showPage(settings.value(QStringLiteral("window/page"), QStringLiteral("Model")).toString());
     if (m_pageList->currentRow() < 0) m_pageList->setCurrentRow(0);
     updateRunStatus();

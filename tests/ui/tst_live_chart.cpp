@@ -241,6 +241,17 @@ private slots:
         QCOMPARE(visibleMarkers(), (QStringList{QStringLiteral("train"), QStringLiteral("validation")}));
     }
 
+    void aSinglePointSitsInsideThePlot()
+    {
+        auto chart = shownChart();
+        const int s = chart->addSeries(QStringLiteral("validation"), QColor(), true);
+        chart->append(s, 100, 5, 3.5);
+        chart->redrawNow();
+        auto* x = qobject_cast<QValueAxis*>(chart->chart()->axes(Qt::Horizontal).front());
+        QVERIFY(x->min() < 100 && x->max() > 100);
+        QCOMPARE(x->min() + x->max(), 200.0);   // centred
+    }
+
     void valuesOneUlpApartKeepAxesTickable()
     {
         // 100919296 bytes as megabytes, computed two ways: one ulp apart. Qt

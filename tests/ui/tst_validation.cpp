@@ -17,6 +17,7 @@
 #include <QPushButton>
 #include <QSignalSpy>
 #include <QSpinBox>
+#include <QTableWidget>
 #include <QTest>
 
 using namespace crucible;
@@ -54,14 +55,21 @@ private slots:
         m_app->window->showPage(QStringLiteral("Train"));
         QVERIFY(blocked()->isVisible());
         QVERIFY(blocked()->text().contains(QStringLiteral("divisible")));
-        // The parameter count is not computed for a model that cannot exist.
+        // The parameter count is not computed for a model that cannot exist,
+        // and no preset row claims to be it.
         QCOMPARE(find<QLabel>("totalParams")->text(), QStringLiteral("–"));
+        auto* presets = find<QTableWidget>("presetTable");
+        for (int r = 0; r < presets->rowCount(); ++r)
+            QVERIFY2(!presets->item(r, 0)->font().bold(), qPrintable(presets->item(r, 0)->text()));
 
         m_app->window->showPage(QStringLiteral("Model"));
         test::typeInto(find<QSpinBox>("kvHeadsSpin"), QStringLiteral("2"));
         QVERIFY(!problems->isVisible());
         QVERIFY(trainPage()->startButton()->isEnabled());
         QVERIFY(!blocked()->isVisible());
+        // Back to nano: its row is the highlighted one.
+        QVERIFY(presets->item(0, 0)->font().bold());
+        QCOMPARE(presets->item(0, 0)->text(), QStringLiteral("nano"));
     }
 
     void zeroBatchIsRefused()

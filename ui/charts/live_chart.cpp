@@ -597,7 +597,12 @@ void LiveChart::redraw()
         }
         return;
     }
-    if (x1 <= x0) x1 = x0 + 1.0;
+    // All samples at one x (a single evaluation): centre them in a range of
+    // two, so a point's marker is not cut in half by the plot's edge.
+    if (x1 <= x0) {
+        x0 -= 1.0;
+        x1 = x0 + 2.0;
+    }
     const int columns = std::max(50, int(m_chart->plotArea().width()));
     double yMin = INFINITY, yMax = -INFINITY;
     const bool smoothing = m_smoothing > 0.0;

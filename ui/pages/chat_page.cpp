@@ -151,7 +151,8 @@ QWidget* ChatPage::buildModelBar()
     m_runCombo = new QComboBox(bar);
     m_runCombo->setObjectName(QStringLiteral("runCombo"));
     m_runCombo->setSizeAdjustPolicy(QComboBox::AdjustToMinimumContentsLengthWithIcon);
-    m_runCombo->setMinimumContentsLength(24);
+    // Room for a whole generated run name ("nano-adamw-20261207-203043 · step 60").
+    m_runCombo->setMinimumContentsLength(38);
     m_runCombo->setToolTip(tr("The run to talk to: its latest checkpoint is loaded"));
     m_browse = new QPushButton(icons::glyph(QStringLiteral("folder"), theme::text()), tr("Browse…"), bar);
     m_browse->setObjectName(QStringLiteral("browseButton"));

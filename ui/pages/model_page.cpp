@@ -303,7 +303,10 @@ void ModelPage::updatePresetTable()
     std::vector<std::pair<QString, ModelConfig>> rows;
     for (const auto& name : preset_names()) rows.emplace_back(qs(name), preset(name));
     const std::string match = RunConfigModel::matchingPreset(rc.model);
-    if (match.empty() && rc.model.problems().empty()) rows.emplace_back(tr("yours"), rc.model);
+    // The row to highlight: the matching preset, or the user's own valid
+    // architecture; an invalid one has no row, and nothing is highlighted.
+    const bool yours = match.empty() && rc.model.problems().empty();
+    if (yours) rows.emplace_back(tr("yours"), rc.model);
     m_presetTable->setRowCount(int(rows.size()));
     for (int r = 0; r < int(rows.size()); ++r) {
         const ModelConfig& m = rows[size_t(r)].second;
@@ -318,7 +321,7 @@ void ModelPage::updatePresetTable()
                                    QString::number(m.seq_len),
                                    formatFlops(training_flops_per_token(m, seq)),
                                    memory};
-        const bool current = rows[size_t(r)].first == qs(match) || (match.empty() && r == int(rows.size()) - 1);
+        const bool current = match.empty() ? yours && r == int(rows.size()) - 1 : rows[size_t(r)].first == qs(match);
         for (int c = 0; c < cells.size(); ++c) {
             auto* item = new QTableWidgetItem(cells[c]);
             if (current) {

@@ -135,7 +135,7 @@ RunsPage::RunsPage(AppContext& context, QWidget* parent)
     m_details->setObjectName(QStringLiteral("runDetails"));
     m_details->setOpenExternalLinks(false);
     m_details->setPlaceholderText(tr("Select a run to see its configuration and results."));
-    m_details->setMinimumWidth(300);
+    m_details->setMinimumWidth(240);
     auto* compare = new QWidget(lower);
     auto* c = new QVBoxLayout(compare);
     c->setContentsMargins(0, 0, 0, 0);
@@ -147,6 +147,9 @@ RunsPage::RunsPage(AppContext& context, QWidget* parent)
         m_metric->addItem(m.unit.empty() ? label : tr("%1 (%2)").arg(label, QLatin1String(m.unit.data())),
                           QLatin1String(m.key.data()));
     }
+    // Sized for the usual names, not the longest: the bar must fit 1280 pixels.
+    m_metric->setSizeAdjustPolicy(QComboBox::AdjustToMinimumContentsLengthWithIcon);
+    m_metric->setMinimumContentsLength(16);
     m_controls = new ChartControls(compare);
     auto* exportPng = new QPushButton(tr("Export PNG…"), compare);
     auto* exportCsv = new QPushButton(tr("Export CSV…"), compare);

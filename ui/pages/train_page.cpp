@@ -124,6 +124,8 @@ TrainPage::TrainPage(AppContext& context, QWidget* parent) : QWidget(parent), m_
     connect(training, &TrainingController::started, this, &TrainPage::onStarted);
     connect(training, &TrainingController::statusChanged, this, [this](const QString& s) {
         m_status->setText(s.left(1).toUpper() + s.mid(1) + QStringLiteral("…"));
+        // "Evaluating…" stays until a later step arrives (showLatestNumbers).
+        m_statusStep = m_lastStep;
         log(s);
     });
     // Each phase's status text comes first: training replaces it with the run's own line.
@@ -402,6 +404,7 @@ void TrainPage::clearMonitor()
     for (ValueLabel* tile : m_tiles) tile->setText(QStringLiteral("–"));
     m_samples->clear();
     m_firstStep = m_lastStep = m_totalSteps = 0;
+    m_statusStep = -1;
     m_latest = StepMetrics{};
     m_numbersTimer.stop();
     m_lastElapsed = 0.0;
@@ -499,8 +502,9 @@ void TrainPage::showLatestNumbers()
 {
     const StepMetrics& last = m_latest;
     if (last.step <= 0) return;
-    // Back from an evaluation or a pause: say so.
-    if (m_context.training()->state() == TrainingController::State::Running) m_status->setText(trainingStatus());
+    // Back from an evaluation or a pause (a step after the one it followed): say so.
+    if (m_context.training()->state() == TrainingController::State::Running && last.step > m_statusStep)
+        m_status->setText(trainingStatus());
     setTile(TileStep, QLocale().toString(qlonglong(last.step)));
     setTile(TileLoss, QString::number(last.loss, 'f', 3));
     setTile(TileSpeed, formatRate(last.tokens_per_s));

@@ -92,6 +92,7 @@ private:
     int64_t m_firstStep = 0;        // step the run (or resume) started from
     int64_t m_totalSteps = 0;
     int64_t m_lastStep = 0;
+    int64_t m_statusStep = -1;   // the last step when a status (evaluating, sampling...) was shown
     double m_lastElapsed = 0.0;     // training time of the last step
     double m_firstElapsed = -1.0;   // training time of the first step seen live
     int64_t m_firstLiveStep = 0;
