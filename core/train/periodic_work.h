@@ -51,11 +51,13 @@ public:
     // A resumed run starts from, and already has, this checkpoint.
     void resumed_from(const std::filesystem::path& dir, int64_t step);
 
-    // Writes checkpoints/step_<state.step> of `run` (see save_checkpoint) and
-    // returns it, or nothing when that step's checkpoint was already written.
+    // Writes checkpoints/step_<state.step> of `run` (see save_checkpoint; a
+    // fine-tune's adapters, see save_finetune_checkpoint) and returns it, or
+    // nothing when that step's checkpoint was already written.
     std::optional<std::filesystem::path> write(const RunDirectory& run, const TrainerState& state,
                                                const ParamStore& params, const Tokenizer& tokenizer,
-                                               const Optimizer* optimizer);
+                                               const Optimizer* optimizer, const LoraAdapters* lora = nullptr,
+                                               const std::string& base = "");
 
     const std::string& latest() const { return m_latest; }   // empty until one exists
 

@@ -102,17 +102,17 @@ void Trainer::set_up(Session& s)
 
     s.device = open_training_device(backend_options(tc), mc, tc.batch_size, s.seq_len);
     const std::optional<fs::path> tokenizer_file =
-        m_options.resume ? std::optional(s.run.tokenizer_file()) : std::nullopt;
+        m_options.resume ? std::optional(s.run.tokenizer_file()) : initial_tokenizer(s.config);
     s.data.emplace(load_training_data(s.config, s.seq_len, tokenizer_file, cache, s.reporter));
     s.batcher.emplace(s.data->dataset, s.seq_len, tc.seed);
     s.val_windows = s.data->dataset.val_windows(s.seq_len);
 
     s.reporter.status("allocating the model");
-    s.model = allocate_model(*s.device.backend, mc, tc, s.seq_len);
+    s.model = allocate_model(*s.device.backend, s.config, s.seq_len);
     if (m_options.resume) {
         const fs::path checkpoint = checkpoint_to_resume(s.run);
         s.reporter.status("loading " + checkpoint.string());
-        s.state = resume_from_checkpoint(checkpoint, s.model, *s.batcher);
+        s.state = resume_from_checkpoint(checkpoint, s.model, *s.batcher, s.config);
         s.checkpoints.resumed_from(checkpoint, s.state.step);
         check_steps_left(s.state, tc);
     } else {
@@ -139,7 +139,7 @@ RunSummary Trainer::train(Session& s)
         if (m_stop.load()) break;
 
         const double lr_mult = lr_multiplier(tc.schedule, s.state.step, tc.steps);
-        const StepResult r = step.run(*m.params, *m.model, *s.batcher, *m.optimizer, lr_mult);
+        const StepResult r = step.run(m.trained(), *m.model, *s.batcher, *m.optimizer, lr_mult);
         const DivergenceGuard::Verdict verdict = guard.judge(r);
         if (verdict == DivergenceGuard::Verdict::diverged) {
             // The weights are still those of the last applied step: keep them.
@@ -192,8 +192,9 @@ void Trainer::sample(Session& s)
 void Trainer::checkpoint(Session& s)
 {
     s.state.batcher = s.batcher->state();
+    const FinetuneConfig* ft = s.config.finetune ? &*s.config.finetune : nullptr;
     if (const auto dir = s.checkpoints.write(s.run, s.state, *s.model.params, s.data->tokenizer,
-                                             s.model.optimizer.get()))
+                                             s.model.optimizer.get(), s.model.lora.get(), ft ? ft->base : ""))
         s.reporter.checkpoint(s.state.step, dir->string());
 }
 

@@ -8,6 +8,7 @@
 
 #include "core/data/dataset.h"
 #include "core/data/tokenizer.h"
+#include "core/model/lora.h"
 #include "core/model/param_store.h"
 #include "core/model/transformer.h"
 #include "core/optim/optimizer.h"
@@ -52,22 +53,36 @@ TrainingData load_training_data(const RunConfig& cfg, int seq_len,
                                 const std::filesystem::path& cache_dir, RunReporter& reporter);
 
 // The weights (with gradients), their optimizer and the model with
-// activations for batch × seq_len; not yet initialised.
+// activations for batch × seq_len; not yet initialised. In a fine-tune the
+// base has no gradients, the adapters have, and the optimizer updates them.
 struct TrainableModel {
     std::unique_ptr<ParamStore> params;
+    std::unique_ptr<LoraAdapters> lora;   // fine-tunes only
     std::unique_ptr<Optimizer> optimizer;
     std::unique_ptr<Transformer> model;
     size_t bytes() const;   // what it holds on the device
+    // What the optimizer updates: the adapters in a fine-tune, else the weights.
+    ParamStore& trained() const { return lora ? lora->store() : *params; }
 };
 TrainableModel allocate_model(Backend& backend, const ModelConfig& mc, const TrainConfig& tc, int seq_len);
+// The same for `cfg`, a fine-tune's frozen base and adapters when it has a
+// "finetune" section.
+TrainableModel allocate_model(Backend& backend, const RunConfig& cfg, int seq_len);
 
-// A new run: seeded weights; config.json and tokenizer.model written.
+// The tokenizer a new run starts with: a fine-tune's base's; none (train one
+// on the corpus) otherwise.
+std::optional<std::filesystem::path> initial_tokenizer(const RunConfig& cfg);
+
+// A new run: seeded weights (a fine-tune: the base's weights and seeded
+// adapters); config.json and tokenizer.model written.
 void start_new_run(const RunDirectory& run, const RunConfig& cfg, TrainableModel& model, const Tokenizer& tokenizer);
 
 // The run's latest complete checkpoint; throws when it has none.
 std::filesystem::path checkpoint_to_resume(const RunDirectory& run);
-// Weights, optimizer state, data position and timers from `checkpoint`.
-TrainerState resume_from_checkpoint(const std::filesystem::path& checkpoint, TrainableModel& model, Batcher& batcher);
+// Weights, optimizer state, data position and timers from `checkpoint`
+// (a fine-tune's: the base's weights, then the adapters and their state).
+TrainerState resume_from_checkpoint(const std::filesystem::path& checkpoint, TrainableModel& model, Batcher& batcher,
+                                    const RunConfig& cfg);
 // Refuses to resume a run that has already done tc.steps.
 void check_steps_left(const TrainerState& state, const TrainConfig& tc);
 
