@@ -23,6 +23,7 @@ int main(int argc, char** argv)
     crucible::cli::add_import_command(app, exit_code);
     crucible::cli::add_export_command(app, exit_code);
     crucible::cli::add_tokenize_command(app, exit_code);
+    crucible::cli::add_finetune_command(app, exit_code);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

@@ -19,6 +19,13 @@ bool is_peft_adapter_dir(const fs::path& dir)
     return fs::is_regular_file(dir / "adapter_config.json", ec);
 }
 
+namespace {
+
+// 0.1f as 0.1 in the JSON, not 0.10000000149011612.
+double shortest(float v) { return std::stod(std::to_string(double(v)).substr(0, 12)); }
+
+} // namespace
+
 nlohmann::json peft_adapter_config(const LoraConfig& c, const std::string& base)
 {
     nlohmann::json init = true;
@@ -27,8 +34,8 @@ nlohmann::json peft_adapter_config(const LoraConfig& c, const std::string& base)
             {"task_type", "CAUSAL_LM"},
             {"base_model_name_or_path", base},
             {"r", c.rank},
-            {"lora_alpha", c.alpha},
-            {"lora_dropout", c.dropout},
+            {"lora_alpha", shortest(c.alpha)},
+            {"lora_dropout", shortest(c.dropout)},
             {"target_modules", c.targets},
             {"use_rslora", c.use_rslora},
             {"use_dora", false},

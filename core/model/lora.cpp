@@ -48,6 +48,17 @@ uint64_t mix(uint64_t a, uint64_t b)
 
 } // namespace
 
+int64_t lora_parameter_count(const ModelConfig& base, const LoraConfig& config)
+{
+    int64_t n = 0;
+    for (const std::string& m : lora_module_names()) {
+        if (!config.targets_module(m)) continue;
+        const ModuleShape s = module_shape(m, base);
+        n += int64_t(config.rank) * (s.in + s.out);
+    }
+    return n * base.n_layers;
+}
+
 LoraAdapters::LoraAdapters(Backend& backend, const ModelConfig& base, const LoraConfig& config, bool with_grads)
     : m_config(config)
 {

@@ -36,6 +36,9 @@ struct LoraBlock {
     int64_t row_begin = 0, out = 0, in = 0;
 };
 
+// Adapter parameters of `config` on `base` (Σ r·(in + out) over the blocks).
+int64_t lora_parameter_count(const ModelConfig& base, const LoraConfig& config);
+
 class LoraAdapters {
 public:
     // with_grads: the adapters train (gradients, dropout); otherwise they
