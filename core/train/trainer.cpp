@@ -100,7 +100,8 @@ void Trainer::set_up(Session& s)
     s.seq_len = tc.resolved_seq_len(mc);
     const fs::path cache = m_options.cache_dir.empty() ? default_cache_dir() : m_options.cache_dir;
 
-    s.device = open_training_device(backend_options(tc), mc, tc.batch_size, s.seq_len);
+    s.device = open_training_device(backend_options(tc), mc, tc.batch_size, s.seq_len,
+                                    s.config.finetune ? &s.config.finetune->lora : nullptr);
     const std::optional<fs::path> tokenizer_file =
         m_options.resume ? std::optional(s.run.tokenizer_file()) : initial_tokenizer(s.config);
     s.data.emplace(load_training_data(s.config, s.seq_len, tokenizer_file, cache, s.reporter));

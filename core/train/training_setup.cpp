@@ -34,11 +34,14 @@ BackendOptions backend_options(const TrainConfig& tc)
     return bo;
 }
 
-TrainingDevice open_training_device(const BackendOptions& options, const ModelConfig& model, int batch, int seq_len)
+TrainingDevice open_training_device(const BackendOptions& options, const ModelConfig& model, int batch, int seq_len,
+                                    const LoraConfig* lora)
 {
     TrainingDevice d;
     d.backend = make_backend(options);
-    d.estimate = estimate_training_memory(model, batch, seq_len, d.backend->compute_dtype());
+    const DType dt = d.backend->compute_dtype();
+    d.estimate = lora ? estimate_finetune_memory(model, *lora, batch, seq_len, dt)
+                      : estimate_training_memory(model, batch, seq_len, dt);
     check_fits(d.estimate, d.backend->memory_info().free_bytes, d.backend->name());
     return d;
 }

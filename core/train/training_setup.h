@@ -38,7 +38,9 @@ struct TrainingDevice {
     std::unique_ptr<Backend> backend;
     MemoryEstimate estimate;
 };
-TrainingDevice open_training_device(const BackendOptions& options, const ModelConfig& model, int batch, int seq_len);
+// With `lora`, the estimate is a fine-tune's (frozen base, trained adapters).
+TrainingDevice open_training_device(const BackendOptions& options, const ModelConfig& model, int batch, int seq_len,
+                                    const LoraConfig* lora = nullptr);
 
 // The tokenizer and the tokenized corpus. A new run trains its tokenizer on
 // the corpus (cached under cache_dir/tokenizers); a resumed run loads
