@@ -60,7 +60,7 @@ struct RunConfig {
     ModelConfig model;
     TrainConfig train;
     DataConfig data;
-    std::optional<FinetuneConfig> finetune;
+    std::optional<FinetuneConfig> finetune{};
 
     // Every problem, each a sentence naming the setting and what to change.
     std::vector<std::string> problems() const;
