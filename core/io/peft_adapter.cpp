@@ -92,6 +92,9 @@ PeftAdapterInfo read_peft_config(const fs::path& dir, const ModelConfig& base)
         refuse("per-module ranks or alphas (rank_pattern, alpha_pattern) are not supported");
     if (is_set("modules_to_save")) refuse("modules_to_save (fully trained extra modules) is not supported");
     if (is_set("layers_to_transform")) refuse("layers_to_transform (adapters on some layers only) is not supported");
+    if (is_set("lora_bias")) refuse("lora_bias (a trained bias on B) is not supported");
+    if (is_set("layer_replication")) refuse("layer_replication is not supported");
+    if (is_set("trainable_token_indices")) refuse("trainable_token_indices (trained embedding rows) is not supported");
     if (is_set("fan_in_fan_out")) refuse("fan_in_fan_out is for GPT-2 style Conv1D weights, which LLaMA has not got");
 
     PeftAdapterInfo info;

@@ -404,6 +404,21 @@ private slots:
         QVERIFY(refused_config([](auto& j) { j["r"] = 64; }, "rank"));
         QVERIFY(refused_config([](auto& j) { j["bias"] = "all"; }, "bias"));
         QVERIFY(refused_config([](auto& j) { j["peft_type"] = "IA3"; }, "LORA"));
+        QVERIFY(refused_config([](auto& j) { j["lora_bias"] = true; }, "lora_bias"));
+        // What PEFT itself writes: more keys, unset, and the modules as a set in any order.
+        {
+            auto j = nlohmann::json::parse(good_config);
+            j["target_modules"] = {"down_proj", "v_proj", "q_proj", "gate_proj", "o_proj", "up_proj", "k_proj"};
+            for (const char* key : {"megatron_config", "layers_pattern", "exclude_modules", "eva_config",
+                                    "corda_config", "trainable_token_indices", "layer_replication", "auto_mapping"})
+                j[key] = nullptr;
+            j["loftq_config"] = nlohmann::json::object();
+            j["lora_bias"] = false;
+            j["use_dora"] = false;
+            write_file_atomic(dir / "adapter_config.json", j.dump());
+            const PeftAdapterInfo info = read_peft_config(dir, c);
+            QCOMPARE(info.config.targets, lora.config().targets);
+        }
         write_file_atomic(dir / "adapter_config.json", good_config);
 
         // A base of another shape: the tensors do not fit.
