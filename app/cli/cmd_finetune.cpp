@@ -36,6 +36,10 @@ int run_finetune(const FinetuneCommand& c)
     if (!c.resume.empty()) {
         if (!c.out.empty() || !c.base.empty())
             throw Error("--resume continues a fine-tune in place: leave out --out and --base");
+        if (is_hf_model_dir(c.resume) || !RunDirectory(c.resume).exists() ||
+            !RunDirectory(c.resume).read_config().finetune)
+            throw Error(c.resume + " is not a fine-tune run to resume (a run of crucible-cli finetune); continue "
+                                   "a training run with crucible-cli train --resume");
         RunConfig config;
         config.train.steps = c.options.steps ? *c.options.steps : 0;
         topts.run_dir = c.resume;

@@ -173,6 +173,11 @@ private slots:
         QVERIFY2(m.code == 0, m.output.c_str());
         const HfModelDir written = open_hf_model_dir(out);
         QVERIFY(read_hf_weights(written, layout) == got);
+        // The inference commands take the fine-tune run as it is.
+        const Cli eval = cli("eval --run '" + run.string() + "' --max-batches 1 --threads 2");
+        QVERIFY2(eval.code == 0 && eval.output.find("bits/byte") != std::string::npos, eval.output.c_str());
+        const Cli sample = cli("sample --run '" + run.string() + "' --prompt 'a' --max-tokens 8 --temperature 0 --threads 2");
+        QVERIFY2(sample.code == 0, sample.output.c_str());
         // And info describes the fine-tune.
         const Cli info = cli("info '" + run.string() + "'");
         QVERIFY2(info.code == 0 && info.output.find("LoRA adapter") != std::string::npos &&
@@ -195,6 +200,7 @@ private slots:
             {"finetune --base " + base + " --optimizer muon" + common, "AdamW"},
             {"finetune --base '" + (m_root / "straight").string() + "'" + common, "merge it first"},
             {"finetune" + common, "--base"},
+            {"finetune --resume " + base + " --steps 2", "not a fine-tune"},
             {"merge --run " + base + " --out '" + out.string() + "'", "not a fine-tune"},
         };
         for (const auto& [args, expected] : bad) {
