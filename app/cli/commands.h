@@ -31,6 +31,7 @@ int describe_model_path(const std::string& path);
 // `bench generate`, registered by add_bench_command on its `bench` subcommand.
 void add_bench_generate_command(CLI::App& bench, int& exit_code);
 void add_bench_attention_command(CLI::App& bench, int& exit_code);
+void add_bench_quant_command(CLI::App& bench, int& exit_code);
 
 // Prints "error: ..." to stderr and returns kExitFailure.
 int report_error(const std::exception& e);
