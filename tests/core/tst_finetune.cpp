@@ -178,6 +178,16 @@ private slots:
         QVERIFY2(eval.code == 0 && eval.output.find("bits/byte") != std::string::npos, eval.output.c_str());
         const Cli sample = cli("sample --run '" + run.string() + "' --prompt 'a' --max-tokens 8 --temperature 0 --threads 2");
         QVERIFY2(sample.code == 0, sample.output.c_str());
+        // bench quant on the fine-tune: a row per scheme.
+        write_file_atomic(m_root / "text.txt", "the quick brown fox jumps over the lazy dog. " + std::string(400, 'a'));
+        const Cli quant = cli("bench quant --run '" + run.string() + "' --text '" + (m_root / "text.txt").string() +
+                              "' --max-tokens 256 --json --threads 2");
+        QVERIFY2(quant.code == 0, quant.output.c_str());
+        const auto table = nlohmann::json::parse(quant.output);
+        QCOMPARE(table["schemes"].size(), size_t(6));
+        QCOMPARE(table["schemes"][0]["scheme"].get<std::string>(), std::string("bf16"));
+        QCOMPARE(table["schemes"][0]["bits_per_weight"].get<double>(), 16.0);
+        for (const auto& row : table["schemes"]) QVERIFY(std::isfinite(row["bits_per_byte"].get<double>()));
         // And info describes the fine-tune.
         const Cli info = cli("info '" + run.string() + "'");
         QVERIFY2(info.code == 0 && info.output.find("LoRA adapter") != std::string::npos &&
