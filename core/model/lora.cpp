@@ -201,7 +201,7 @@ void LoraAdapters::backward(const LoraBlock& b, Tensor din, Tensor dout, Tensor 
 {
     Backend& be = backend();
     CRUCIBLE_CHECK(!m_store->grads().empty(), "these adapters were made without gradients");
-    const int64_t n = in.rows(), r = m_config.rank;
+    const int64_t n = in.rows();
     const Tensor a = m_store->compute(*b.a), bt = m_store->compute(*b.b);
     const Tensor ga = m_store->grad(*b.a), gb = m_store->grad(*b.b);
     const Tensor u = m_u.slice_rows(0, n), du = m_du.slice_rows(0, n);
@@ -220,7 +220,6 @@ void LoraAdapters::backward(const LoraBlock& b, Tensor din, Tensor dout, Tensor 
     const int64_t stack_rows = b.b->shape[0];
     if (b.row_begin > 0) be.fill(gb.slice_rows(0, b.row_begin), 0.0f);
     if (b.row_begin + b.out < stack_rows) be.fill(gb.slice_rows(b.row_begin + b.out, stack_rows), 0.0f);
-    (void)r;
     // du = dout·B̃.
     be.linear_backward(du, Tensor(), dout, Tensor(), bt);
     if (dropout) {
