@@ -220,6 +220,17 @@ void Backend::add(Tensor out, Tensor a, Tensor b)
     do_add(out, a, b);
 }
 
+void Backend::dropout_scale(Tensor out, Tensor in, float scale, float drop_p, uint64_t seed)
+{
+    const Args check(*this, "dropout_scale");
+    check.act(out, "out");
+    check.act(in, "in");
+    if (in.numel() != out.numel()) check.fail("in " + in.shape.str() + " does not match out " + out.shape.str());
+    if (!(drop_p >= 0.0f && drop_p < 1.0f)) check.fail("the drop probability must be in [0, 1), got " + std::to_string(drop_p));
+    if (!std::isfinite(scale)) check.fail("the scale must be finite");
+    do_dropout_scale(out, in, scale, drop_p, seed);
+}
+
 // ==== training ops ==================================================================
 
 void Backend::embedding_forward(Tensor out, Tensor tokens, Tensor table)

@@ -138,7 +138,9 @@ struct DeviceFacts {
     X(void, convert, (Tensor dst, Tensor src))                                                              \
     X(void, fill, (Tensor dst, float value))
 
-#define CRUCIBLE_BACKEND_ELEMENTWISE_HOOKS(X) X(void, add, (Tensor out, Tensor a, Tensor b))
+#define CRUCIBLE_BACKEND_ELEMENTWISE_HOOKS(X)                                                               \
+    X(void, add, (Tensor out, Tensor a, Tensor b))                                                          \
+    X(void, dropout_scale, (Tensor out, Tensor in, float scale, float drop_p, uint64_t seed))
 
 #define CRUCIBLE_BACKEND_TRAINING_HOOKS(X)                                                                  \
     X(void, embedding_forward, (Tensor out, Tensor tokens, Tensor table))                                   \
@@ -271,6 +273,11 @@ public:
     // ==== elementwise ===============================================================
     // out = a + b (out may alias a or b)
     void add(Tensor out, Tensor a, Tensor b);
+    // out = in · scale, each element kept with probability 1 - drop_p and then
+    // divided by it, or zeroed (inverted dropout; drop_p 0 keeps all). Which
+    // elements drop depends only on (seed, element index) (kernels/dropout_mask.h),
+    // so the backward is this same call on the gradient. out may alias in.
+    void dropout_scale(Tensor out, Tensor in, float scale, float drop_p, uint64_t seed);
 
     // ==== training ops ==============================================================
     // ---- embedding

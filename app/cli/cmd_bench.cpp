@@ -135,6 +135,7 @@ void add_bench_command(CLI::App& app, int& exit_code)
     add_bench_serve_command(*bench, exit_code);
 #endif
     add_bench_attention_command(*bench, exit_code);
+    add_bench_quant_command(*bench, exit_code);
 }
 
 } // namespace crucible::cli

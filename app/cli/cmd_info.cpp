@@ -68,10 +68,13 @@ int run_info()
 
 void add_info_command(CLI::App& app, int& exit_code)
 {
-    auto* cmd = app.add_subcommand("info", "Show build features, devices, threads and presets");
-    cmd->callback([&exit_code] {
+    auto path = std::make_shared<std::string>();
+    auto* cmd = app.add_subcommand("info", "Show build features, devices, threads and presets; or describe a model or "
+                                           "an adapter folder");
+    cmd->add_option("path", *path, "A run, model folder, fine-tune run or PEFT adapter folder to describe");
+    cmd->callback([path, &exit_code] {
         try {
-            exit_code = run_info();
+            exit_code = path->empty() ? run_info() : describe_model_path(*path);
         } catch (const std::exception& e) {
             exit_code = report_error(e);
         }

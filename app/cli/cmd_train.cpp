@@ -30,6 +30,8 @@ void on_interrupt(int)
     for (int sig : kStopSignals) std::signal(sig, SIG_DFL);   // a second signal ends the process at once
 }
 
+} // namespace
+
 std::string timestamp()
 {
     const std::time_t now = std::time(nullptr);
@@ -38,11 +40,15 @@ std::string timestamp()
     return buf;
 }
 
+namespace {
+
 struct TrainCommand {
     TrainOptions options;
     std::string out, resume;
     bool json = false, quiet = false;
 };
+
+} // namespace
 
 // Runs the trainer; a stop signal asks it to stop after the current step,
 // which writes a checkpoint.
@@ -71,11 +77,15 @@ int run_training(const RunConfig& config, const TrainerOptions& topts, bool json
         return kExitFailure;
     }
     if (summary.outcome == RunOutcome::stopped) {
-        if (!json) fmt::print("stopped; resume with: crucible-cli train --resume {}\n", topts.run_dir.string());
+        if (!json)
+            fmt::print("stopped; resume with: crucible-cli {} --resume {}\n", config.finetune ? "finetune" : "train",
+                       topts.run_dir.string());
         return kExitStopped;
     }
     return 0;
 }
+
+namespace {
 
 int run_train(const TrainCommand& c)
 {

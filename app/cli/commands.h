@@ -4,6 +4,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include <string>
+
 namespace crucible::cli {
 
 // Exit codes: 0 success, 1 failure (message printed), 2 bad usage (CLI11),
@@ -25,9 +27,14 @@ void add_tokenize_command(CLI::App& app, int& exit_code);
 // Built with cpp-httplib only (CRUCIBLE_HAS_SERVER): `serve` and `bench serve`.
 void add_serve_command(CLI::App& app, int& exit_code);
 void add_bench_serve_command(CLI::App& bench, int& exit_code);
+// finetune and merge.
+void add_finetune_command(CLI::App& app, int& exit_code);
+// `info PATH`: a base model or an adapter (fine-tune run or PEFT folder).
+int describe_model_path(const std::string& path);
 // `bench generate`, registered by add_bench_command on its `bench` subcommand.
 void add_bench_generate_command(CLI::App& bench, int& exit_code);
 void add_bench_attention_command(CLI::App& bench, int& exit_code);
+void add_bench_quant_command(CLI::App& bench, int& exit_code);
 
 // Prints "error: ..." to stderr and returns kExitFailure.
 int report_error(const std::exception& e);

@@ -27,6 +27,7 @@ int main(int argc, char** argv)
 #ifdef CRUCIBLE_HAS_SERVER
     crucible::cli::add_serve_command(app, exit_code);
 #endif
+    crucible::cli::add_finetune_command(app, exit_code);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

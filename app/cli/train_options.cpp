@@ -54,6 +54,13 @@ void TrainOptions::add_to(CLI::App& cmd, bool with_data)
 
 RunConfig TrainOptions::resolve() const
 {
+    RunConfig c = resolve_unchecked();
+    c.validate();
+    return c;
+}
+
+RunConfig TrainOptions::resolve_unchecked() const
+{
     RunConfig c;
     if (!config_file.empty()) {
         auto j = nlohmann::json::parse(read_file(config_file), nullptr, false);
@@ -67,6 +74,25 @@ RunConfig TrainOptions::resolve() const
     } else {
         c.model = crucible::preset(preset);
     }
+    apply_overrides(c);
+    return c;
+}
+
+RunConfig TrainOptions::resolve_for(const ModelConfig& base) const
+{
+    if (!config_file.empty() || vocab || d_model || layers || heads || kv_heads || ff || context || !norm.empty() ||
+        !mlp.empty() || qk_norm || untied)
+        throw Error("a fine-tune keeps its base model's architecture: leave out --config and the model flags "
+                    "(--vocab, --d-model, --layers, --heads, --kv-heads, --ff, --context, --norm, --mlp, "
+                    "--qk-norm, --untied)");
+    RunConfig c;
+    c.model = base;
+    apply_overrides(c);
+    return c;
+}
+
+void TrainOptions::apply_overrides(RunConfig& c) const
+{
     ModelConfig& m = c.model;
     TrainConfig& t = c.train;
     if (vocab) m.vocab_size = *vocab;
@@ -116,8 +142,6 @@ RunConfig TrainOptions::resolve() const
     // Keep warmup inside short runs unless the user set it explicitly (a
     // step count below one is validate()'s to report, not the warmup's).
     if (!warmup && t.steps > 0 && t.schedule.warmup_steps > t.steps / 5) t.schedule.warmup_steps = t.steps / 5;
-    c.validate();
-    return c;
 }
 
 void TrainOptions::apply_placement(TrainConfig& t) const

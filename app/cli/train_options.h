@@ -10,7 +10,17 @@
 #include <string>
 #include <vector>
 
+namespace crucible {
+struct TrainerOptions;
+}
+
 namespace crucible::cli {
+
+// Runs a Trainer with a progress line (or JSON events); Ctrl-C stops it after
+// the current step with a checkpoint. Returns the exit code.
+int run_training(const RunConfig& config, const TrainerOptions& options, bool json, bool quiet);
+// "20261207-193000", for default run folder names.
+std::string timestamp();
 
 struct TrainOptions {
     std::string preset = "nano";
@@ -31,6 +41,13 @@ struct TrainOptions {
     // --gpus / --cpu-replicas as given (a resumed run may change them).
     bool placement_given() const { return !gpus.empty() || cpu_replicas.has_value(); }
     void apply_placement(TrainConfig& t) const;
+    // The training settings for a fine-tune of `base`: the model flags are
+    // refused (the architecture is the base's), the rest apply as for train.
+    RunConfig resolve_for(const ModelConfig& base) const;
+
+private:
+    RunConfig resolve_unchecked() const;
+    void apply_overrides(RunConfig& c) const;
 };
 
 } // namespace crucible::cli

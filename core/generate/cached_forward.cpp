@@ -8,7 +8,8 @@
 
 namespace crucible {
 
-CachedForward::CachedForward(ParamStore& params, KvCache& cache, int64_t max_tokens, int64_t max_logit_rows)
+CachedForward::CachedForward(ParamStore& params, KvCache& cache, int64_t max_tokens, int64_t max_logit_rows,
+                             LoraAdapters* lora)
     : m_params(&params), m_cache(&cache), m_max_tokens(max_tokens),
       m_max_logit_rows(std::min(max_logit_rows, max_tokens))
 {
@@ -23,10 +24,10 @@ CachedForward::CachedForward(ParamStore& params, KvCache& cache, int64_t max_tok
         m_layer_params.push_back(LayerParams{
             &layout.at(ParamRole::attn_norm, l), layernorm ? &layout.at(ParamRole::attn_norm_bias, l) : nullptr,
             c.qk_norm ? &layout.at(ParamRole::q_norm, l) : nullptr,
-            c.qk_norm ? &layout.at(ParamRole::k_norm, l) : nullptr, &layout.at(ParamRole::o_proj, l),
-            &layout.at(ParamRole::mlp_norm, l), layernorm ? &layout.at(ParamRole::mlp_norm_bias, l) : nullptr,
-            &layout.at(ParamRole::down_proj, l)});
+            c.qk_norm ? &layout.at(ParamRole::k_norm, l) : nullptr, &layout.at(ParamRole::mlp_norm, l),
+            layernorm ? &layout.at(ParamRole::mlp_norm_bias, l) : nullptr, layer_projections(params, lora, l)});
     }
+    if (lora) lora->reserve(m_max_tokens);
     m_embedding = &layout.at(ParamRole::embedding);
     m_final_norm = &layout.at(ParamRole::final_norm);
     m_final_norm_bias = layernorm ? &layout.at(ParamRole::final_norm_bias) : nullptr;
@@ -90,8 +91,6 @@ void CachedForward::run_layers(const Chunk& chunk)
 {
     const ModelConfig& c = config();
     Backend& be = backend();
-    const ParamLayout& layout = m_params->layout();
-    const Tensor W = m_params->compute();
     const int64_t batch = chunk.batch, seq = chunk.seq, n = batch * seq;
     const bool from_empty_cache = chunk.from_empty_cache;
     const AttentionShape s{batch, seq, c.n_heads, c.n_kv_heads, c.resolved_head_dim()};
@@ -111,17 +110,17 @@ void CachedForward::run_layers(const Chunk& chunk)
         // looks the tokens up.
         const Backend::EmbeddingLookup lookup = l == 0 ? Backend::EmbeddingLookup{chunk.tokens, embedding}
                                                        : Backend::EmbeddingLookup{};
-        if (!(fuse && be.decode_norm_qkv(qkv, m_cache->keys(l), m_cache->values(l), x, m_params->compute(*P.attn_norm),
-                                         c.norm_eps, qkv_weight_view(W, layout, l), positions, s, c.rope_theta,
-                                         lookup))) {
+        if (!(fuse && !P.proj.qkv.has_adapters() &&
+              be.decode_norm_qkv(qkv, m_cache->keys(l), m_cache->values(l), x, m_params->compute(*P.attn_norm),
+                                 c.norm_eps, P.proj.qkv.weight(), positions, s, c.rope_theta, lookup))) {
             if (l == 0) be.embedding_forward(x, chunk.tokens, embedding);
             norm_forward(norm_out, x, *P.attn_norm, P.attn_norm_bias, n);
             if (c.qk_norm) {
-                be.linear_forward(rows(m_qkv_raw), norm_out, qkv_weight_view(W, layout, l));
+                P.proj.qkv.forward(be, rows(m_qkv_raw), norm_out, false, false);
                 be.qk_norm_forward(qkv, rows(m_qk_rstd), rows(m_qkv_raw), m_params->compute(*P.q_norm),
                                    m_params->compute(*P.k_norm), s, c.norm_eps);
             } else {
-                be.linear_forward(qkv, norm_out, qkv_weight_view(W, layout, l));
+                P.proj.qkv.forward(be, qkv, norm_out, false, false);
             }
             be.rope_forward_at(qkv, s, positions, c.rope_theta);
             be.kv_cache_write(m_cache->keys(l), m_cache->values(l), qkv, positions, s);
@@ -130,18 +129,19 @@ void CachedForward::run_layers(const Chunk& chunk)
             be.attention_forward(attn_out, m_lse.sub(0, Shape{batch, c.n_heads, seq}), qkv, s);
         else
             be.attention_decode(attn_out, qkv, m_cache->keys(l), m_cache->values(l), positions, s);
-        be.linear_forward(x, attn_out, m_params->compute(*P.o_proj), true);
+        P.proj.o.forward(be, x, attn_out, true, false);
 
         // MLP block.
         const bool swiglu = c.mlp == MlpType::swiglu;
-        if (!(fuse && swiglu && be.decode_norm_linear(rows(m_mlp_act), x, m_params->compute(*P.mlp_norm), c.norm_eps,
-                                                      mlp_in_weight_view(W, layout, l), true))) {
+        if (!(fuse && swiglu && !P.proj.mlp_in.has_adapters() &&
+              be.decode_norm_linear(rows(m_mlp_act), x, m_params->compute(*P.mlp_norm), c.norm_eps,
+                                    P.proj.mlp_in.weight(), true))) {
             norm_forward(norm_out, x, *P.mlp_norm, P.mlp_norm_bias, n);
-            be.linear_forward(rows(m_mlp_in), norm_out, mlp_in_weight_view(W, layout, l));
+            P.proj.mlp_in.forward(be, rows(m_mlp_in), norm_out, false, false);
             if (swiglu) be.swiglu_forward(rows(m_mlp_act), rows(m_mlp_in));
             else be.gelu_forward(rows(m_mlp_act), rows(m_mlp_in));
         }
-        be.linear_forward(x, rows(m_mlp_act), m_params->compute(*P.down_proj), true);
+        P.proj.down.forward(be, x, rows(m_mlp_act), true, false);
     }
 }
 

@@ -20,6 +20,7 @@
 
 #include "core/generate/kv_cache.h"
 #include "core/model/param_store.h"
+#include "core/model/projection.h"
 #include "core/tensor/buffer.h"
 
 #include <array>
@@ -33,7 +34,11 @@ namespace crucible {
 
 class CachedForward {
 public:
-    CachedForward(ParamStore& params, KvCache& cache, int64_t max_tokens, int64_t max_logit_rows);
+    // With `lora`, its adapters add to the projections (unmerged: a layer
+    // whose projection has adapters runs the separate ops instead of the
+    // fused ones; merge them into the base for full decode speed).
+    CachedForward(ParamStore& params, KvCache& cache, int64_t max_tokens, int64_t max_logit_rows,
+                  LoraAdapters* lora = nullptr);
     ~CachedForward();
     CachedForward(const CachedForward&) = delete;
     CachedForward& operator=(const CachedForward&) = delete;
@@ -100,8 +105,9 @@ public:
 
 private:
     struct LayerParams {
-        const ParamEntry *attn_norm, *attn_norm_bias, *q_norm, *k_norm, *o_proj;
-        const ParamEntry *mlp_norm, *mlp_norm_bias, *down_proj;
+        const ParamEntry *attn_norm, *attn_norm_bias, *q_norm, *k_norm;
+        const ParamEntry *mlp_norm, *mlp_norm_bias;
+        LayerProjections proj;
     };
     void norm_forward(Tensor out, Tensor x, const ParamEntry& weight, const ParamEntry* bias, int64_t n);
     // Whether a chunk of this shape may take the backend's fused decode ops.

@@ -133,7 +133,7 @@ ModelConfig model_config_from_json(const nlohmann::json& j)
     return c;
 }
 
-std::vector<std::string> preset_names() { return {"nano", "micro", "small", "base"}; }
+std::vector<std::string> preset_names() { return {"nano", "micro", "small", "base", "large"}; }
 
 ModelConfig preset(const std::string& name)
 {

@@ -68,6 +68,17 @@ ParamLayout::ParamLayout(const ModelConfig& config) : m_config(config)
     m_total = align_up(offset);
 }
 
+ParamLayout::ParamLayout(const ModelConfig& config, std::vector<ParamEntry> entries)
+    : m_config(config), m_entries(std::move(entries))
+{
+    int64_t offset = 0;
+    for (ParamEntry& e : m_entries) {
+        e.offset = align_up(offset);
+        offset = e.offset + e.numel();
+    }
+    m_total = align_up(offset);
+}
+
 const ParamEntry& ParamLayout::at(ParamRole role, int layer) const
 {
     for (const auto& e : m_entries)

@@ -31,6 +31,7 @@ enum class ParamRole {
     gate_proj, up_proj, down_proj,
     final_norm, final_norm_bias,
     lm_head,
+    lora_a, lora_b,   // adapters (core/model/lora.h), in a store of their own
 };
 
 struct ParamEntry {
@@ -53,6 +54,9 @@ struct ParamEntry {
 class ParamLayout {
 public:
     explicit ParamLayout(const ModelConfig& config);
+    // Another set of tensors for a model of `config` (adapters): the entries'
+    // offsets are assigned here, each tensor aligned as the model's are.
+    ParamLayout(const ModelConfig& config, std::vector<ParamEntry> entries);
 
     const ModelConfig& config() const { return m_config; }
     const std::vector<ParamEntry>& entries() const { return m_entries; }

@@ -7,7 +7,12 @@
 namespace crucible {
 
 ParamStore::ParamStore(Backend& backend, const ModelConfig& config, bool with_grads)
-    : m_backend(&backend), m_layout(config)
+    : ParamStore(backend, ParamLayout(config), with_grads)
+{
+}
+
+ParamStore::ParamStore(Backend& backend, ParamLayout layout, bool with_grads)
+    : m_backend(&backend), m_layout(std::move(layout))
 {
     const int64_t n = m_layout.total();
     m_master_buffer = DeviceBuffer(backend, dtype_bytes(DType::f32, n));

@@ -14,6 +14,8 @@ namespace crucible {
 class ParamStore {
 public:
     ParamStore(Backend& backend, const ModelConfig& config, bool with_grads);
+    // A store of other tensors (adapters) laid out by `layout`.
+    ParamStore(Backend& backend, ParamLayout layout, bool with_grads);
 
     Backend& backend() const { return *m_backend; }
     const ParamLayout& layout() const { return m_layout; }

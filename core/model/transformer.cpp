@@ -15,14 +15,16 @@ const ParamEntry* find_role(const ParamLayout& layout, ParamRole role, int layer
 
 } // namespace
 
-Transformer::Transformer(ParamStore& params, int64_t max_batch, int64_t max_seq, bool training)
-    : m_params(&params), m_max_batch(max_batch), m_max_seq(max_seq)
+Transformer::Transformer(ParamStore& params, int64_t max_batch, int64_t max_seq, bool training, LoraAdapters* lora)
+    : m_params(&params), m_lora(lora), m_max_batch(max_batch), m_max_seq(max_seq)
 {
     const ModelConfig& c = params.config();
     if (max_batch < 1) throw Error("batch size must be at least 1");
     if (max_seq < 1 || max_seq > c.seq_len)
         throw Error("sequence length must be between 1 and the model's seq_len (" + std::to_string(c.seq_len) + ")");
-    if (training && params.grads().empty()) throw Error("training needs a ParamStore with gradients");
+    if (training && params.grads().empty() && !(lora && !lora->store().grads().empty()))
+        throw Error("training needs a ParamStore with gradients, or adapters with gradients");
+    if (lora) lora->reserve(max_batch * max_seq);
     m_acts = std::make_unique<Activations>(params.backend(), c, ActivationShape{max_batch, max_seq, training});
 
     const ParamLayout& layout = params.layout();
@@ -30,8 +32,8 @@ Transformer::Transformer(ParamStore& params, int64_t max_batch, int64_t max_seq,
         m_layer_params.push_back(LayerParams{
             find_role(layout, ParamRole::attn_norm, l), find_role(layout, ParamRole::attn_norm_bias, l),
             find_role(layout, ParamRole::q_norm, l), find_role(layout, ParamRole::k_norm, l),
-            find_role(layout, ParamRole::o_proj, l), find_role(layout, ParamRole::mlp_norm, l),
-            find_role(layout, ParamRole::mlp_norm_bias, l), find_role(layout, ParamRole::down_proj, l)});
+            find_role(layout, ParamRole::mlp_norm, l), find_role(layout, ParamRole::mlp_norm_bias, l),
+            layer_projections(params, lora, l)});
     }
     m_embedding = &layout.at(ParamRole::embedding);
     m_final_norm = &layout.at(ParamRole::final_norm);
@@ -74,19 +76,17 @@ void Transformer::norm_backward(Tensor dx, const ParamEntry& w, const ParamEntry
 {
     Backend& be = backend();
     if (config().norm == NormType::rmsnorm)
-        be.rmsnorm_backward(dx, m_params->grad(w), dout, x, m_params->compute(w), rstd, true);
+        be.rmsnorm_backward(dx, grad(w), dout, x, m_params->compute(w), rstd, true);
     else
-        be.layernorm_backward(dx, m_params->grad(w), m_params->grad(*b), dout, x, m_params->compute(w), mean,
-                              rstd, true);
+        be.layernorm_backward(dx, grad(w), grad(*b), dout, x, m_params->compute(w), mean, rstd, true);
 }
 
-void Transformer::forward_layers(int64_t batch, int64_t seq)
+void Transformer::forward_layers(int64_t batch, int64_t seq, bool training)
 {
     const ModelConfig& c = config();
     Backend& be = backend();
     Activations& A = *m_acts;
-    const ParamLayout& layout = m_params->layout();
-    const Tensor W = m_params->compute();
+    if (training && m_lora) m_lora->begin_training_forward();
     const int64_t n = batch * seq;
     const AttentionShape s{batch, seq, c.n_heads, c.n_kv_heads, c.resolved_head_dim()};
 
@@ -102,27 +102,27 @@ void Transformer::forward_layers(int64_t batch, int64_t seq)
         norm_forward(rows(L.norm1_out, n), rows(L.norm1_rstd, n), L.norm1_mean.empty() ? Tensor() : rows(L.norm1_mean, n),
                      x, *P.attn_norm, P.attn_norm_bias);
         if (c.qk_norm) {
-            be.linear_forward(rows(L.qkv_raw, n), rows(L.norm1_out, n), qkv_weight_view(W, layout, l));
+            P.proj.qkv.forward(be, rows(L.qkv_raw, n), rows(L.norm1_out, n), false, training);
             be.qk_norm_forward(qkv, rows(L.qk_rstd, n), rows(L.qkv_raw, n), m_params->compute(*P.q_norm),
                                m_params->compute(*P.k_norm), s, c.norm_eps);
         } else {
-            be.linear_forward(qkv, rows(L.norm1_out, n), qkv_weight_view(W, layout, l));
+            P.proj.qkv.forward(be, qkv, rows(L.norm1_out, n), false, training);
         }
         be.rope_forward(qkv, s, 0, c.rope_theta);
         const Tensor lse = L.lse.sub(0, Shape{batch, c.n_heads, seq});
         be.attention_forward(rows(L.attn_out, n), lse, qkv, s);
         be.convert(mid, x);
-        be.linear_forward(mid, rows(L.attn_out, n), m_params->compute(*P.o_proj), true);
+        P.proj.o.forward(be, mid, rows(L.attn_out, n), true, training);
 
         // MLP block.
         norm_forward(rows(L.norm2_out, n), rows(L.norm2_rstd, n), L.norm2_mean.empty() ? Tensor() : rows(L.norm2_mean, n),
                      mid, *P.mlp_norm, P.mlp_norm_bias);
-        be.linear_forward(rows(L.mlp_in, n), rows(L.norm2_out, n), mlp_in_weight_view(W, layout, l));
+        P.proj.mlp_in.forward(be, rows(L.mlp_in, n), rows(L.norm2_out, n), false, training);
         if (c.mlp == MlpType::swiglu) be.swiglu_forward(rows(L.mlp_act, n), rows(L.mlp_in, n));
         else be.gelu_forward(rows(L.mlp_act, n), rows(L.mlp_in, n));
         const Tensor out = rows(A.residual(l + 1), n);
         be.convert(out, mid);
-        be.linear_forward(out, rows(L.mlp_act, n), m_params->compute(*P.down_proj), true);
+        P.proj.down.forward(be, out, rows(L.mlp_act, n), true, training);
     }
     norm_forward(rows(A.final_norm_out, n), rows(A.final_norm_rstd, n),
                  A.final_norm_mean.empty() ? Tensor() : rows(A.final_norm_mean, n), rows(A.residual(c.n_layers), n),
@@ -134,9 +134,6 @@ void Transformer::backward_layers(int64_t batch, int64_t seq)
     const ModelConfig& c = config();
     Backend& be = backend();
     Activations& A = *m_acts;
-    const ParamLayout& layout = m_params->layout();
-    const Tensor W = m_params->compute();
-    const Tensor G = m_params->grads();
     const int64_t n = batch * seq;
     const AttentionShape s{batch, seq, c.n_heads, c.n_kv_heads, c.resolved_head_dim()};
     const Tensor dres = rows(A.d_residual, n);
@@ -152,34 +149,30 @@ void Transformer::backward_layers(int64_t batch, int64_t seq)
         const LayerParams& P = m_layer_params[size_t(l)];
 
         // MLP block: dres holds d(residual(l + 1)).
-        be.linear_backward(rows(A.d_mlp_act, n), m_params->grad(*P.down_proj), dres, rows(L.mlp_act, n),
-                           m_params->compute(*P.down_proj));
+        P.proj.down.backward(be, rows(A.d_mlp_act, n), dres, rows(L.mlp_act, n), false, true);
         if (c.mlp == MlpType::swiglu) be.swiglu_backward(rows(A.d_mlp_in, n), rows(A.d_mlp_act, n), rows(L.mlp_in, n));
         else be.gelu_backward(rows(A.d_mlp_in, n), rows(A.d_mlp_act, n), rows(L.mlp_in, n));
-        be.linear_backward(dnorm, mlp_in_weight_view(G, layout, l), rows(A.d_mlp_in, n), rows(L.norm2_out, n),
-                           mlp_in_weight_view(W, layout, l));
+        P.proj.mlp_in.backward(be, dnorm, rows(A.d_mlp_in, n), rows(L.norm2_out, n), false, true);
         norm_backward(dres, *P.mlp_norm, P.mlp_norm_bias, dnorm, rows(A.mid(l), n), rows(L.norm2_rstd, n),
                       L.norm2_mean.empty() ? Tensor() : rows(L.norm2_mean, n));
 
         // Attention block: dres holds d(mid(l)).
-        be.linear_backward(rows(A.d_attn, n), m_params->grad(*P.o_proj), dres, rows(L.attn_out, n),
-                           m_params->compute(*P.o_proj));
+        P.proj.o.backward(be, rows(A.d_attn, n), dres, rows(L.attn_out, n), false, true);
         const Tensor lse = L.lse.sub(0, Shape{batch, c.n_heads, seq});
         be.attention_backward(rows(A.d_qkv, n), rows(A.d_attn, n), rows(L.qkv, n), rows(L.attn_out, n), lse, s);
         be.rope_backward(rows(A.d_qkv, n), s, 0, c.rope_theta);
         Tensor dqkv_in = rows(A.d_qkv, n);
         if (c.qk_norm) {
-            be.qk_norm_backward(rows(A.d_qkv_raw, n), m_params->grad(*P.q_norm), m_params->grad(*P.k_norm),
+            be.qk_norm_backward(rows(A.d_qkv_raw, n), grad(*P.q_norm), grad(*P.k_norm),
                                 rows(A.d_qkv, n), rows(L.qkv_raw, n), m_params->compute(*P.q_norm),
                                 m_params->compute(*P.k_norm), rows(L.qk_rstd, n), s);
             dqkv_in = rows(A.d_qkv_raw, n);
         }
-        be.linear_backward(dnorm, qkv_weight_view(G, layout, l), dqkv_in, rows(L.norm1_out, n),
-                           qkv_weight_view(W, layout, l));
+        P.proj.qkv.backward(be, dnorm, dqkv_in, rows(L.norm1_out, n), false, true);
         norm_backward(dres, *P.attn_norm, P.attn_norm_bias, dnorm, rows(A.residual(l), n), rows(L.norm1_rstd, n),
                       L.norm1_mean.empty() ? Tensor() : rows(L.norm1_mean, n));
     }
-    be.embedding_backward(m_params->grad(*m_embedding), rows(A.tokens, n), dres);
+    if (!m_params->grads().empty()) be.embedding_backward(m_params->grad(*m_embedding), rows(A.tokens, n), dres);
 }
 
 namespace {
@@ -212,9 +205,9 @@ LossSum Transformer::train_micro_batch(const int32_t* tokens, const int32_t* tar
     check_shape(batch, seq);
     const int64_t n = batch * seq;
     upload_tokens(tokens, targets, n);
-    forward_layers(batch, seq);
+    forward_layers(batch, seq, true);
     Activations& A = *m_acts;
-    backend().classifier(rows(A.losses, n), Tensor(), rows(A.d_norm, n), m_params->grad(*m_head),
+    backend().classifier(rows(A.losses, n), Tensor(), rows(A.d_norm, n), grad(*m_head),
                          rows(A.final_norm_out, n), m_params->compute(*m_head), rows(A.targets, n), grad_scale);
     backward_layers(batch, seq);
     return sum_losses(backend(), rows(A.losses, n), Tensor(), targets, n);
@@ -225,7 +218,7 @@ LossSum Transformer::evaluate(const int32_t* tokens, const int32_t* targets, int
     check_shape(batch, seq);
     const int64_t n = batch * seq;
     upload_tokens(tokens, targets, n);
-    forward_layers(batch, seq);
+    forward_layers(batch, seq, false);
     Activations& A = *m_acts;
     backend().classifier(rows(A.losses, n), rows(A.correct, n), Tensor(), Tensor(), rows(A.final_norm_out, n),
                          m_params->compute(*m_head), rows(A.targets, n), 1.0f);
@@ -237,7 +230,7 @@ void Transformer::last_logits(const int32_t* tokens, int64_t batch, int64_t seq,
     check_shape(batch, seq);
     const int64_t n = batch * seq, vocab = config().vocab_size;
     upload_tokens(tokens, nullptr, n);
-    forward_layers(batch, seq);
+    forward_layers(batch, seq, false);
     Backend& be = backend();
     const DType dt = be.compute_dtype();
     Tensor out(be.workspace(dtype_bytes(dt, batch * vocab)), dt, Shape{batch, vocab}, be.device());

@@ -13,6 +13,7 @@
 
 #include "core/model/activations.h"
 #include "core/model/param_store.h"
+#include "core/model/projection.h"
 
 #include <cstdint>
 #include <memory>
@@ -30,11 +31,14 @@ struct LossSum {
 class Transformer {
 public:
     // max_batch × max_seq bounds every call; training allocates what the
-    // backward needs, inference only one layer's worth.
-    Transformer(ParamStore& params, int64_t max_batch, int64_t max_seq, bool training);
+    // backward needs, inference only one layer's worth. With `lora`, its
+    // adapters add to the projections; a base without gradients then stays
+    // frozen and only the adapters train.
+    Transformer(ParamStore& params, int64_t max_batch, int64_t max_seq, bool training, LoraAdapters* lora = nullptr);
 
     const ModelConfig& config() const { return m_params->config(); }
     ParamStore& params() const { return *m_params; }
+    LoraAdapters* lora() const { return m_lora; }
     Backend& backend() const { return m_params->backend(); }
     const Activations& activations() const { return *m_acts; }
     // The longest sequence one call takes (≤ the model's context).
@@ -52,7 +56,9 @@ public:
 private:
     void check_shape(int64_t batch, int64_t seq) const;
     void upload_tokens(const int32_t* tokens, const int32_t* targets, int64_t n);
-    void forward_layers(int64_t batch, int64_t seq);
+    void forward_layers(int64_t batch, int64_t seq, bool training);
+    // The base's gradient of `e`, or nothing when the base is frozen.
+    Tensor grad(const ParamEntry& e) const { return m_params->grads().empty() ? Tensor() : m_params->grad(e); }
     void backward_layers(int64_t batch, int64_t seq);
     // Views of the activations for the current (possibly smaller) batch.
     Tensor rows(Tensor t, int64_t n) const { return t.slice_rows(0, n); }
@@ -61,12 +67,14 @@ private:
                        Tensor mean);
 
     ParamStore* m_params;
+    LoraAdapters* m_lora;
     std::unique_ptr<Activations> m_acts;
     int64_t m_max_batch, m_max_seq;
 
     struct LayerParams {
-        const ParamEntry *attn_norm, *attn_norm_bias, *q_norm, *k_norm, *o_proj;
-        const ParamEntry *mlp_norm, *mlp_norm_bias, *down_proj;
+        const ParamEntry *attn_norm, *attn_norm_bias, *q_norm, *k_norm;
+        const ParamEntry *mlp_norm, *mlp_norm_bias;
+        LayerProjections proj;
     };
     std::vector<LayerParams> m_layer_params;
     const ParamEntry *m_embedding, *m_final_norm, *m_final_norm_bias, *m_head;

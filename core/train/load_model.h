@@ -1,8 +1,13 @@
 // Loading a trained model for inference (eval, sample, chat, the GUI's Chat
 // page): from a run directory (its latest checkpoint) or a checkpoint folder.
+// A fine-tune run, one of its checkpoints, or a PEFT adapter folder whose
+// base_model_name_or_path is a local model loads as its base with the
+// adapters merged into the weights (W + scale·B·A), so every inference path
+// runs at the base's speed.
 #pragma once
 
 #include "core/data/tokenizer.h"
+#include "core/model/lora_config.h"
 #include "core/model/param_store.h"
 #include "kernels/backend_factory.h"
 
@@ -26,9 +31,16 @@ struct LoadedModel {
     // special tokens, whether prompts start with BOS); absent for models
     // trained here.
     std::optional<nlohmann::json> tokenizer_config;
+    // A fine-tune: the base it was merged into, and its adapters' settings.
+    std::filesystem::path base;
+    std::optional<LoraConfig> lora;
 };
 
 // Throws Error naming what is missing or corrupt.
 LoadedModel load_model(const std::filesystem::path& run_or_checkpoint, const BackendOptions& backend);
+// A base model with the adapters of `adapter_dir` (a PEFT folder or a
+// fine-tune checkpoint) merged in.
+LoadedModel load_model_with_adapter(const std::filesystem::path& base, const std::filesystem::path& adapter_dir,
+                                    const BackendOptions& backend);
 
 } // namespace crucible

@@ -5,6 +5,7 @@
 #include "kernels/backend.h"
 #include "kernels/error.h"
 
+#include <algorithm>
 #include <cstdio>
 
 namespace crucible {
@@ -52,6 +53,31 @@ MemoryEstimate estimate(const ModelConfig& model, int batch, int seq, DType comp
 MemoryEstimate estimate_training_memory(const ModelConfig& model, int batch, int seq, DType compute)
 {
     return estimate(model, batch, seq, compute, true);
+}
+
+MemoryEstimate estimate_finetune_memory(const ModelConfig& model, const LoraConfig& lora, int batch, int seq,
+                                        DType compute)
+{
+    MemoryEstimate e = estimate(model, batch, seq, compute, true);
+    // The adapters' store is padded (B̃ spans its stacked GEMM's rows).
+    int64_t adapter = 0, max_in = 0;
+    const int64_t r = lora.rank;
+    for (const std::string& m : lora.targets) {
+        const bool attention = m == "q_proj" || m == "k_proj" || m == "v_proj";
+        const bool mlp_in = m == "gate_proj" || m == "up_proj";
+        const int64_t in = m == "o_proj" ? model.q_dim() : m == "down_proj" ? model.ff_dim : model.d_model;
+        const int64_t rows = attention ? model.qkv_dim() : mlp_in ? model.mlp_in_dim() : model.d_model;
+        adapter += r * (in + rows) + 128;   // + alignment
+        max_in = std::max(max_in, in);
+    }
+    adapter *= model.n_layers;
+    e.parameters += dtype_bytes(DType::f32, adapter);
+    if (compute != DType::f32) e.compute_copy += dtype_bytes(compute, adapter);
+    e.gradients = dtype_bytes(DType::f32, adapter);
+    e.optimizer = optimizer_state_bytes(adapter);
+    const int64_t tokens = int64_t(batch) * seq;
+    e.activations += dtype_bytes(compute, tokens * (2 * r + (lora.dropout > 0.0f ? 2 * max_in : 0)));
+    return e;
 }
 
 MemoryEstimate estimate_inference_memory(const ModelConfig& model, int batch, int seq, DType compute)

@@ -2,6 +2,7 @@
 // allocated, shown to the user and checked against free memory.
 #pragma once
 
+#include "core/model/lora_config.h"
 #include "core/model/model_config.h"
 #include "core/optim/optimizer.h"
 #include "kernels/tensor.h"
@@ -23,6 +24,10 @@ struct MemoryEstimate {
 };
 
 MemoryEstimate estimate_training_memory(const ModelConfig& model, int batch, int seq, DType compute);
+// A LoRA fine-tune: the frozen base's weights, the adapters with their
+// gradients and AdamW state, the activations and the adapters' scratch.
+MemoryEstimate estimate_finetune_memory(const ModelConfig& model, const LoraConfig& lora, int batch, int seq,
+                                        DType compute);
 MemoryEstimate estimate_inference_memory(const ModelConfig& model, int batch, int seq, DType compute);
 
 // Throws Error when `need` exceeds `free_bytes`, with the estimate and what to

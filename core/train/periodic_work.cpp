@@ -1,5 +1,7 @@
 #include "core/train/periodic_work.h"
 
+#include "core/train/finetune.h"
+
 #include "core/generate/recompute_generate.h"
 #include "core/train/evaluate.h"
 
@@ -67,12 +69,14 @@ void CheckpointWriter::resumed_from(const fs::path& dir, int64_t step)
 
 std::optional<fs::path> CheckpointWriter::write(const RunDirectory& run, const TrainerState& state,
                                                 const ParamStore& params, const Tokenizer& tokenizer,
-                                                const std::function<OptimizerSnapshot()>& optimizer_state)
+                                                const Optimizer* optimizer, const LoraAdapters* lora,
+                                                const std::string& base, const OptimizerSnapshot* gathered)
 {
     if (m_latest_step == state.step) return std::nullopt;
     const fs::path dir = run.checkpoint_dir(state.step);
-    const OptimizerSnapshot optimizer = optimizer_state();
-    save_checkpoint_snapshot(dir, params, tokenizer, &optimizer, &state);
+    if (lora) save_finetune_checkpoint(dir, *lora, base, tokenizer, optimizer, &state);
+    else if (gathered) save_checkpoint_snapshot(dir, params, tokenizer, gathered, &state);
+    else save_checkpoint(dir, params, tokenizer, optimizer, &state);
     m_latest = dir.string();
     m_latest_step = state.step;
     return dir;

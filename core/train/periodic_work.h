@@ -51,13 +51,17 @@ public:
     // A resumed run starts from, and already has, this checkpoint.
     void resumed_from(const std::filesystem::path& dir, int64_t step);
 
-    // Writes checkpoints/step_<state.step> of `run` (see save_checkpoint) and
-    // returns it, or nothing when that step's checkpoint was already written.
-    // `optimizer_state` gathers the optimizer's state (from every replica
-    // holding a share of it) only when a checkpoint is written.
+    // Writes checkpoints/step_<state.step> of `run` (see save_checkpoint; a
+    // fine-tune's adapters, see save_finetune_checkpoint) and returns it, or
+    // nothing when that step's checkpoint was already written. `gathered`:
+    // the optimizer state collected from data-parallel replicas that each
+    // hold a share of it, written instead of `optimizer`'s.
     std::optional<std::filesystem::path> write(const RunDirectory& run, const TrainerState& state,
                                                const ParamStore& params, const Tokenizer& tokenizer,
-                                               const std::function<OptimizerSnapshot()>& optimizer_state);
+                                               const Optimizer* optimizer, const LoraAdapters* lora = nullptr,
+                                               const std::string& base = "",
+                                               const OptimizerSnapshot* gathered = nullptr);
+    bool written(int64_t step) const { return m_latest_step == step; }
 
     const std::string& latest() const { return m_latest; }   // empty until one exists
 

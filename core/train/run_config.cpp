@@ -39,6 +39,12 @@ std::vector<std::string> RunConfig::problems() const
     if (t.steps >= 1)
         if (auto s = t.schedule.problems(t.steps); !s.empty()) p.push_back(s);
     need(data.val_fraction > 0.0 && data.val_fraction < 0.9, "validation fraction must be in (0, 0.9)");
+    if (finetune) {
+        need(!finetune->base.empty(), "a fine-tune needs a base model");
+        need(t.optimizer.type == OptimizerType::adamw, "LoRA adapters train with AdamW; choose --optimizer adamw");
+        for (const auto& s : finetune->lora.problems(model)) p.push_back(s);
+        need(t.replicas() == 1, "a fine-tune trains on one device for now: leave out --gpus and --cpu-replicas");
+    }
     return p;
 }
 
@@ -82,7 +88,10 @@ nlohmann::json to_json(const DataConfig& c)
 
 nlohmann::json to_json(const RunConfig& c)
 {
-    return {{"format", "crucible-run-1"}, {"model", to_json(c.model)}, {"train", to_json(c.train)}, {"data", to_json(c.data)}};
+    nlohmann::json j = {
+        {"format", "crucible-run-1"}, {"model", to_json(c.model)}, {"train", to_json(c.train)}, {"data", to_json(c.data)}};
+    if (c.finetune) j["finetune"] = {{"base", c.finetune->base}, {"lora", to_json(c.finetune->lora)}};
+    return j;
 }
 
 TrainConfig train_config_from_json(const nlohmann::json& j)
@@ -127,8 +136,15 @@ DataConfig data_config_from_json(const nlohmann::json& j)
 
 RunConfig run_config_from_json(const nlohmann::json& j)
 {
-    JsonReader r(j, "run config", {"format", "model", "train", "data"});
+    JsonReader r(j, "run config", {"format", "model", "train", "data", "finetune"});
     RunConfig c;
+    if (auto* f = r.child("finetune"); f && !f->is_null()) {
+        JsonReader fr(*f, "finetune", {"base", "lora"});
+        FinetuneConfig ft;
+        fr.read("base", ft.base);
+        if (auto* l = fr.child("lora")) ft.lora = lora_config_from_json(*l);
+        c.finetune = ft;
+    }
     // Without its model a run's configuration would silently describe another model.
     const nlohmann::json* m = r.child("model");
     if (!m) throw Error("run config has no \"model\" section; restore it or start from a preset");

@@ -4,6 +4,7 @@
 // whether a configuration can start.
 #pragma once
 
+#include "core/model/lora_config.h"
 #include "core/model/model_config.h"
 #include "core/optim/lr_schedule.h"
 #include "core/optim/optimizer.h"
@@ -12,6 +13,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -60,10 +62,18 @@ struct TrainConfig {
     }
 };
 
+// A fine-tune: low-rank adapters trained on a frozen base model (a run or a
+// Hugging Face folder); `model` is then the base's architecture.
+struct FinetuneConfig {
+    std::string base;                 // the base model's path, absolute
+    LoraConfig lora;
+};
+
 struct RunConfig {
     ModelConfig model;
     TrainConfig train;
     DataConfig data;
+    std::optional<FinetuneConfig> finetune{};
 
     // Every problem, each a sentence naming the setting and what to change.
     std::vector<std::string> problems() const;

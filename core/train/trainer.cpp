@@ -129,10 +129,11 @@ void Trainer::set_up(Session& s)
         if (!resume_from) s.reporter.status("the run has no checkpoint yet: starting it over from step 0");
     }
 
-    s.device = open_training_device(backend_options(tc), mc, tc.batch_size, s.seq_len);
+    s.device = open_training_device(backend_options(tc), mc, tc.batch_size, s.seq_len,
+                                    s.config.finetune ? &s.config.finetune->lora : nullptr);
     std::error_code ec;
     const std::optional<fs::path> tokenizer_file = m_options.resume && fs::exists(s.run.tokenizer_file(), ec)
-        ? std::optional(s.run.tokenizer_file()) : std::nullopt;
+        ? std::optional(s.run.tokenizer_file()) : initial_tokenizer(s.config);
     s.data.emplace(load_training_data(s.config, s.seq_len, tokenizer_file, cache, s.reporter));
     s.batcher.emplace(s.data->dataset, s.seq_len, tc.seed);
     s.val_windows = s.data->dataset.val_windows(s.seq_len);
@@ -142,12 +143,12 @@ void Trainer::set_up(Session& s)
     // of the parameters (ZeRO stage 1); rank 0's is the first.
     const std::optional<ParamRange> owned =
         tc.replicas() > 1 ? std::optional(shard_ranges(ParamLayout(mc), tc.replicas()).front()) : std::nullopt;
-    s.model = allocate_model(*s.device.backend, mc, tc, s.seq_len, owned);
+    s.model = allocate_model(*s.device.backend, s.config, s.seq_len, owned);
     std::optional<fs::path> resumed;
     if (resume_from) {
         resumed = resume_from->dir;
         s.reporter.status("loading " + resume_from->dir.string());
-        s.state = resume_from_checkpoint(resume_from->dir, s.model, *s.batcher);
+        s.state = resume_from_checkpoint(resume_from->dir, s.model, *s.batcher, s.config);
         check_state_matches_folder(resume_from->dir, resume_from->step, s.state.step);
         s.checkpoints.resumed_from(resume_from->dir, s.state.step);
         check_steps_left(s.state, tc);
@@ -187,7 +188,7 @@ RunSummary Trainer::train(Session& s)
 
         const double lr_mult = lr_multiplier(tc.schedule, s.state.step, tc.steps);
         const StepResult r = s.replicas ? s.replicas->step(lr_mult)
-                                        : step.run(*m.params, *m.model, *s.batcher, *m.optimizer, lr_mult);
+                                        : step.run(m.trained(), *m.model, *s.batcher, *m.optimizer, lr_mult);
         const DivergenceGuard::Verdict verdict = guard.judge(r);
         if (verdict != DivergenceGuard::Verdict::applied) {
             ++s.state.skipped_steps;
@@ -247,10 +248,14 @@ void Trainer::sample(Session& s)
 void Trainer::checkpoint(Session& s)
 {
     s.state.batcher = s.batcher->state();
-    const auto optimizer_state = [&] {
-        return s.replicas ? s.replicas->gather_optimizer_state() : s.model.optimizer->snapshot();
-    };
-    if (const auto dir = s.checkpoints.write(s.run, s.state, *s.model.params, s.data->tokenizer, optimizer_state))
+    if (s.checkpoints.written(s.state.step)) return;
+    // Data parallel: each replica holds a share of the optimizer state.
+    std::optional<OptimizerSnapshot> gathered;
+    if (s.replicas) gathered = s.replicas->gather_optimizer_state();
+    const FinetuneConfig* ft = s.config.finetune ? &*s.config.finetune : nullptr;
+    if (const auto dir = s.checkpoints.write(s.run, s.state, *s.model.params, s.data->tokenizer,
+                                             s.model.optimizer.get(), s.model.lora.get(), ft ? ft->base : "",
+                                             gathered ? &*gathered : nullptr))
         s.reporter.checkpoint(s.state.step, dir->string());
 }
 

@@ -1,5 +1,7 @@
 #include "core/train/training_setup.h"
 
+#include "core/io/file_util.h"
+#include "core/train/finetune.h"
 #include "core/train/run_lock.h"
 #include "kernels/error.h"
 
@@ -76,11 +78,14 @@ BackendOptions backend_options(const TrainConfig& tc, int replica)
     return bo;
 }
 
-TrainingDevice open_training_device(const BackendOptions& options, const ModelConfig& model, int batch, int seq_len)
+TrainingDevice open_training_device(const BackendOptions& options, const ModelConfig& model, int batch, int seq_len,
+                                    const LoraConfig* lora)
 {
     TrainingDevice d;
     d.backend = make_backend(options);
-    d.estimate = estimate_training_memory(model, batch, seq_len, d.backend->compute_dtype());
+    const DType dt = d.backend->compute_dtype();
+    d.estimate = lora ? estimate_finetune_memory(model, *lora, batch, seq_len, dt)
+                      : estimate_training_memory(model, batch, seq_len, dt);
     check_fits(d.estimate, d.backend->memory_info().free_bytes, d.backend->name());
     return d;
 }
@@ -113,7 +118,7 @@ TrainingData load_training_data(const RunConfig& cfg, int seq_len, const std::op
 
 size_t TrainableModel::bytes() const
 {
-    return params->bytes() + optimizer->bytes() + model->activations().bytes();
+    return params->bytes() + (lora ? lora->store().bytes() : 0) + optimizer->bytes() + model->activations().bytes();
 }
 
 TrainableModel allocate_model(Backend& backend, const ModelConfig& mc, const TrainConfig& tc, int seq_len,
@@ -126,20 +131,59 @@ TrainableModel allocate_model(Backend& backend, const ModelConfig& mc, const Tra
     return m;
 }
 
+TrainableModel allocate_model(Backend& backend, const RunConfig& cfg, int seq_len, std::optional<ParamRange> owned)
+{
+    if (!cfg.finetune) return allocate_model(backend, cfg.model, cfg.train, seq_len, owned);
+    CRUCIBLE_CHECK(!owned, "a fine-tune trains on one device");
+    const TrainConfig& tc = cfg.train;
+    TrainableModel m;
+    m.params = std::make_unique<ParamStore>(backend, cfg.model, false);   // frozen: no gradients, no state
+    m.lora = std::make_unique<LoraAdapters>(backend, cfg.model, cfg.finetune->lora, true);
+    m.lora->set_dropout_seed(tc.seed);
+    m.optimizer = std::make_unique<Optimizer>(m.lora->store(), tc.optimizer);
+    m.model = std::make_unique<Transformer>(*m.params, tc.batch_size, seq_len, true, m.lora.get());
+    return m;
+}
+
+std::optional<fs::path> initial_tokenizer(const RunConfig& cfg)
+{
+    if (!cfg.finetune) return std::nullopt;
+    return open_base_model(cfg.finetune->base).tokenizer_file;
+}
+
 void start_new_run(const RunDirectory& run, const RunConfig& cfg, TrainableModel& model, const Tokenizer& tokenizer)
 {
+    if (cfg.finetune) {
+        const BaseModel base = open_base_model(cfg.finetune->base);
+        load_base_weights(base, *model.params);
+        model.lora->initialize(cfg.train.seed);
+        fs::create_directories(run.root());
+        run.write_config(cfg);
+        tokenizer.save(run.tokenizer_file());
+        // Chat templates and special tokens of the base serve the fine-tune too.
+        if (base.tokenizer_config)
+            write_file_atomic(run.root() / "tokenizer_config.json", base.tokenizer_config->dump(2) + "\n");
+        return;
+    }
     model.params->initialize(cfg.train.seed);
     fs::create_directories(run.root());
     run.write_config(cfg);
     tokenizer.save(run.tokenizer_file());
 }
 
-TrainerState resume_from_checkpoint(const fs::path& checkpoint, TrainableModel& model, Batcher& batcher)
+TrainerState resume_from_checkpoint(const fs::path& checkpoint, TrainableModel& model, Batcher& batcher,
+                                    const RunConfig& cfg)
 {
-    load_weights(checkpoint, *model.params);
-    // An imported model's first checkpoint has weights only: its training
-    // starts with a fresh optimizer state.
-    if (fs::exists(checkpoint / "optimizer.safetensors")) load_optimizer(checkpoint, *model.optimizer, *model.params);
+    if (cfg.finetune) {
+        load_base_weights(open_base_model(cfg.finetune->base), *model.params);
+        load_finetune_checkpoint(checkpoint, *model.lora, model.optimizer.get());
+    } else {
+        load_weights(checkpoint, *model.params);
+        // An imported model's first checkpoint has weights only: its training
+        // starts with a fresh optimizer state.
+        if (fs::exists(checkpoint / "optimizer.safetensors"))
+            load_optimizer(checkpoint, *model.optimizer, *model.params);
+    }
     TrainerState state = load_trainer_state(checkpoint);
     batcher.set_state(state.batcher);
     return state;

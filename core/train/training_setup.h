@@ -8,6 +8,7 @@
 
 #include "core/data/dataset.h"
 #include "core/data/tokenizer.h"
+#include "core/model/lora.h"
 #include "core/model/param_store.h"
 #include "core/model/transformer.h"
 #include "core/optim/optimizer.h"
@@ -38,7 +39,9 @@ struct TrainingDevice {
     std::unique_ptr<Backend> backend;
     MemoryEstimate estimate;
 };
-TrainingDevice open_training_device(const BackendOptions& options, const ModelConfig& model, int batch, int seq_len);
+// With `lora`, the estimate is a fine-tune's (frozen base, trained adapters).
+TrainingDevice open_training_device(const BackendOptions& options, const ModelConfig& model, int batch, int seq_len,
+                                    const LoraConfig* lora = nullptr);
 
 // The tokenizer and the tokenized corpus. A new run trains its tokenizer on
 // the corpus (cached under cache_dir/tokenizers); a resumed run loads
@@ -52,23 +55,38 @@ TrainingData load_training_data(const RunConfig& cfg, int seq_len,
                                 const std::optional<std::filesystem::path>& tokenizer_file,
                                 const std::filesystem::path& cache_dir, RunReporter& reporter);
 
-// The weights (with gradients), their optimizer (holding the state of
-// `owned`, default all) and the model with activations for batch × seq_len;
-// not yet initialised.
+// The weights (with gradients), their optimizer and the model with
+// activations for batch × seq_len; not yet initialised. In a fine-tune the
+// base has no gradients, the adapters have, and the optimizer updates them.
 struct TrainableModel {
     std::unique_ptr<ParamStore> params;
+    std::unique_ptr<LoraAdapters> lora;   // fine-tunes only
     std::unique_ptr<Optimizer> optimizer;
     std::unique_ptr<Transformer> model;
     size_t bytes() const;   // what it holds on the device
+    // What the optimizer updates: the adapters in a fine-tune, else the weights.
+    ParamStore& trained() const { return lora ? lora->store() : *params; }
 };
 TrainableModel allocate_model(Backend& backend, const ModelConfig& mc, const TrainConfig& tc, int seq_len,
                               std::optional<ParamRange> owned = std::nullopt);
+// The same for `cfg`, a fine-tune's frozen base and adapters when it has a
+// "finetune" section. `owned`: the range of the parameters whose optimizer
+// state this replica holds (data parallel), default all.
+TrainableModel allocate_model(Backend& backend, const RunConfig& cfg, int seq_len,
+                              std::optional<ParamRange> owned = std::nullopt);
 
-// A new run: seeded weights; config.json and tokenizer.model written.
+// The tokenizer a new run starts with: a fine-tune's base's; none (train one
+// on the corpus) otherwise.
+std::optional<std::filesystem::path> initial_tokenizer(const RunConfig& cfg);
+
+// A new run: seeded weights (a fine-tune: the base's weights and seeded
+// adapters); config.json and tokenizer.model written.
 void start_new_run(const RunDirectory& run, const RunConfig& cfg, TrainableModel& model, const Tokenizer& tokenizer);
 
-// Weights, optimizer state, data position and timers from `checkpoint`.
-TrainerState resume_from_checkpoint(const std::filesystem::path& checkpoint, TrainableModel& model, Batcher& batcher);
+// Weights, optimizer state, data position and timers from `checkpoint`
+// (a fine-tune's: the base's weights, then the adapters and their state).
+TrainerState resume_from_checkpoint(const std::filesystem::path& checkpoint, TrainableModel& model, Batcher& batcher,
+                                    const RunConfig& cfg);
 // Refuses to resume a run that has already done tc.steps.
 void check_steps_left(const TrainerState& state, const TrainConfig& tc);
 

@@ -5,6 +5,7 @@
 // NaN), f32 <-> f16 (F16C, also round to nearest even), bf16 <-> f16 through
 // f32; equal dtypes (i32, u8, nf4 included) are copied as bytes.
 #include "kernels/cpu/cpu_backend.h"
+#include "kernels/dropout_mask.h"
 
 #include "kernels/cpu/cpu_kernels.h"
 
@@ -360,6 +361,22 @@ void CpuBackend::do_add(Tensor out, Tensor a, Tensor b)
     const float* y = b.as<float>();
 #pragma omp parallel for num_threads(m_threads) schedule(static) if (n > cpu::kParallelMinWork * 4)
     for (int64_t i = 0; i < n; ++i) o[i] = x[i] + y[i];
+}
+
+void CpuBackend::do_dropout_scale(Tensor out, Tensor in, float scale, float drop_p, uint64_t seed)
+{
+    const int64_t n = out.numel();
+    float* o = out.as<float>();
+    const float* x = in.as<float>();
+    if (drop_p == 0.0f) {
+#pragma omp parallel for num_threads(m_threads) schedule(static) if (n > cpu::kParallelMinWork * 4)
+        for (int64_t i = 0; i < n; ++i) o[i] = x[i] * scale;
+        return;
+    }
+    const uint32_t threshold = dropout_threshold(drop_p);
+    const float kept = scale / (1.0f - drop_p);
+#pragma omp parallel for num_threads(m_threads) schedule(static) if (n > cpu::kParallelMinWork * 4)
+    for (int64_t i = 0; i < n; ++i) o[i] = dropout_keeps(seed, uint64_t(i), threshold) ? x[i] * kept : 0.0f;
 }
 
 } // namespace crucible

@@ -6,6 +6,7 @@
 // elements per thread with 16-byte accesses (a scalar tail handles the rest).
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/cuda/cuda_common.cuh"
+#include "kernels/dropout_mask.h"
 
 namespace crucible {
 
@@ -50,6 +51,15 @@ __global__ void add_kernel(T* out, const T* a, const T* b, int64_t n, bool vec)
     } else {
         for (int64_t j = i; j < n && j < i + 8; ++j) out[j] = from_f<T>(to_f(a[j]) + to_f(b[j]));
     }
+}
+
+template <class T>
+__global__ void dropout_scale_kernel(T* out, const T* in, int64_t n, float kept, uint64_t seed, uint32_t threshold)
+{
+    const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    const bool keep = threshold == 0 || dropout_keeps(seed, uint64_t(i), threshold);
+    out[i] = from_f<T>(keep ? to_f(in[i]) * kept : 0.0f);
 }
 
 // ---- launchers -------------------------------------------------------------------------------
@@ -144,6 +154,24 @@ void CudaBackend::do_add(Tensor out, Tensor a, Tensor b)
     dispatch_act(out.dtype, "add", [&](auto tag) {
         using T = decltype(tag);
         add_kernel<T><<<blocks_for(n, 256 * 8), 256, 0, m_stream>>>(out.as<T>(), a.as<T>(), b.as<T>(), n, vec);
+        CRUCIBLE_CUDA_LAUNCH_CHECK();
+    });
+}
+
+} // namespace crucible
+
+namespace crucible {
+
+void CudaBackend::do_dropout_scale(Tensor out, Tensor in, float scale, float drop_p, uint64_t seed)
+{
+    const int64_t n = out.numel();
+    if (n == 0) return;
+    const uint32_t threshold = drop_p == 0.0f ? 0u : dropout_threshold(drop_p);
+    const float kept = scale / (1.0f - drop_p);
+    dispatch_act(out.dtype, "dropout_scale", [&](auto tag) {
+        using T = decltype(tag);
+        dropout_scale_kernel<T><<<cuda::blocks_for(n, 256), 256, 0, m_stream>>>(out.as<T>(), in.as<T>(), n, kept,
+                                                                                     seed, threshold);
         CRUCIBLE_CUDA_LAUNCH_CHECK();
     });
 }

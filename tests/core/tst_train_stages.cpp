@@ -20,12 +20,6 @@ using namespace crucible;
 
 namespace {
 
-// What the trainer hands a CheckpointWriter: the optimizer's state, taken when needed.
-std::function<OptimizerSnapshot()> snapshot_of(const Optimizer& optimizer)
-{
-    return [&optimizer] { return optimizer.snapshot(); };
-}
-
 RunConfig tiny_run()
 {
     RunConfig c;
@@ -238,19 +232,18 @@ private slots:
         CheckpointWriter writer;
         TrainerState state;
         state.step = 3;
-        const auto first =
-            writer.write(run, state, *r.model.params, m_data->tokenizer, snapshot_of(*r.model.optimizer));
+        const auto first = writer.write(run, state, *r.model.params, m_data->tokenizer, r.model.optimizer.get());
         QVERIFY(first.has_value());
         QCOMPARE(*first, run.checkpoint_dir(3));
-        QVERIFY(!writer.write(run, state, *r.model.params, m_data->tokenizer, snapshot_of(*r.model.optimizer)));
+        QVERIFY(!writer.write(run, state, *r.model.params, m_data->tokenizer, r.model.optimizer.get()));
         QCOMPARE(writer.latest(), run.checkpoint_dir(3).string());
         QCOMPARE(run.checkpoint_steps(), std::vector<int64_t>{3});
         // Resumed from step 3: that checkpoint is not written again.
         CheckpointWriter resumed;
         resumed.resumed_from(run.checkpoint_dir(3), 3);
-        QVERIFY(!resumed.write(run, state, *r.model.params, m_data->tokenizer, snapshot_of(*r.model.optimizer)));
+        QVERIFY(!resumed.write(run, state, *r.model.params, m_data->tokenizer, r.model.optimizer.get()));
         state.step = 4;
-        QVERIFY(resumed.write(run, state, *r.model.params, m_data->tokenizer, snapshot_of(*r.model.optimizer)));
+        QVERIFY(resumed.write(run, state, *r.model.params, m_data->tokenizer, r.model.optimizer.get()));
         QCOMPARE(run.checkpoint_steps(), (std::vector<int64_t>{3, 4}));
     }
 

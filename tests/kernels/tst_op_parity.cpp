@@ -40,6 +40,7 @@
 // Integer outputs (ids, token counts, cache copies) must match exactly.
 #include "core/bench/bench_table.h"
 #include "core/util/rng.h"
+#include "kernels/dropout_mask.h"
 #include "kernels/half.h"
 #include "tests/gpu/gpu_compare.h"
 #include "tests/kernels/reference_ops.h"
@@ -203,6 +204,33 @@ void transfer_rows(std::vector<Row>& rows)
         rows.push_back({{"add"}, std::to_string(m) + " in place", {aliased, in("b", Shape{m}, b)},
                         [](Backend& be, std::vector<Tensor>& t, Scalars&) { be.add(t[0], t[0], t[1]); },
                         [sum] { return Outputs{{"a", sum()}}; }});
+    }
+    // Inverted dropout with a mask that depends only on (seed, index): the
+    // reference draws the same mask from kernels/dropout_mask.h.
+    for (const auto& [m, p] : {std::pair<int64_t, float>{1037, 0.0f}, {4096, 0.1f}, {200003, 0.5f}}) {
+        const auto x = act(m, 5);
+        const float scale = 0.75f;
+        const uint64_t seed = 1234;
+        auto dropped = [x, p, scale, seed] {
+            Vec y(x.size());
+            const uint32_t threshold = dropout_threshold(p);
+            for (size_t i = 0; i < x.size(); ++i)
+                y[i] = p == 0.0f || dropout_keeps(seed, i, threshold) ? double(x[i]) * scale / (1.0 - p) : 0.0;
+            return y;
+        };
+        const std::string variant = std::to_string(m) + " p " + std::to_string(p).substr(0, 3);
+        rows.push_back({{"dropout_scale"}, variant, {out("out", Shape{m}), in("in", Shape{m}, x)},
+                        [p, scale, seed](Backend& be, std::vector<Tensor>& t, Scalars&) {
+                            be.dropout_scale(t[0], t[1], scale, p, seed);
+                        },
+                        [dropped] { return Outputs{{"out", dropped()}}; }});
+        Buf aliased = in("in", Shape{m}, x);
+        aliased.compare = true;
+        rows.push_back({{"dropout_scale"}, variant + " in place", {aliased},
+                        [p, scale, seed](Backend& be, std::vector<Tensor>& t, Scalars&) {
+                            be.dropout_scale(t[0], t[0], scale, p, seed);
+                        },
+                        [dropped] { return Outputs{{"in", dropped()}}; }});
     }
 }
 

@@ -36,6 +36,7 @@ const char* presetHint(const std::string& name)
     if (name == "micro") return "Learns real structure; a CPU manages it, a GPU makes it quick.";
     if (name == "small") return "Meant for a GPU.";
     if (name == "base") return "GPT-2 small scale: needs a GPU.";
+    if (name == "large") return "TinyLlama's shape (1.1B): for fine-tuning on a GPU.";
     return "Your own architecture.";
 }
 

@@ -1,0 +1,98 @@
+// crucible-cli bench quant: what quantizing a trained model's projection
+// weights costs, scheme by scheme (core/quant/weight_quant.h): the mean
+// squared weight error, the bits per weight stored, and the bits per byte of
+// the whole model with those weights on a text, against the f32 model.
+// Embeddings, norms and the head stay in f32, as in QLoRA.
+#include "app/cli/commands.h"
+
+#include "core/data/corpus.h"
+#include "core/io/file_util.h"
+#include "core/model/transformer.h"
+#include "core/quant/weight_quant.h"
+#include "core/train/evaluate.h"
+#include "core/train/load_model.h"
+
+#include <fmt/core.h>
+
+namespace crucible::cli {
+
+namespace {
+
+struct QuantBenchCommand {
+    std::string run, text;
+    int batch = 8, threads = 0, max_tokens = 65536;
+    bool json = false;
+};
+
+int run_quant_bench(const QuantBenchCommand& c)
+{
+    BackendOptions bo;
+    bo.threads = c.threads;
+    LoadedModel m = load_model(c.run, bo);
+    const std::string bytes = read_file(c.text);
+    std::string why;
+    if (!looks_like_text(bytes, &why)) throw Error(c.text + ": " + why);
+    std::vector<int32_t> ids = m.tokenizer.encode(bytes);
+    if (c.max_tokens > 0 && int64_t(ids.size()) > c.max_tokens) ids.resize(size_t(c.max_tokens));
+    std::vector<int32_t> lengths(size_t(m.tokenizer.vocab_size()));
+    for (int32_t i = 0; i < m.tokenizer.vocab_size(); ++i) lengths[size_t(i)] = int32_t(m.tokenizer.token_bytes(i).size());
+    const int seq = m.config.seq_len;
+    if (int64_t(ids.size()) < 2) throw Error(c.text + " is too short to evaluate on");
+
+    const std::vector<float> original = m.params->download_master();
+    Transformer model(*m.params, c.batch, seq, false);
+    const double f32_bpb = evaluate_token_stream(model, ids, lengths, c.batch, seq).bits_per_byte;
+    nlohmann::json rows = nlohmann::json::array();
+    if (!c.json)
+        fmt::print("{} on {} ({} tokens); f32: {:.4f} bits/byte\n{:<14} {:>10} {:>14} {:>11} {:>9}\n", c.run, c.text,
+                   ids.size(), f32_bpb, "scheme", "bits/wt", "weight MSE", "bits/byte", "vs f32");
+    for (WeightQuant q : weight_quant_schemes()) {
+        std::vector<float> w = original;
+        double err = 0, bits = 0;
+        int64_t count = 0;
+        for (const ParamEntry& e : m.params->layout().entries()) {
+            if (!e.is_hidden_matrix()) continue;
+            float* p = w.data() + e.offset;
+            const std::vector<float> before(p, p + e.numel());
+            bits += quantize_roundtrip(q, before.data(), e.shape[0], e.shape[1], p) * double(e.numel());
+            for (int64_t i = 0; i < e.numel(); ++i) err += double(p[i] - before[size_t(i)]) * (p[i] - before[size_t(i)]);
+            count += e.numel();
+        }
+        m.params->upload_master(w);
+        const double bpb = evaluate_token_stream(model, ids, lengths, c.batch, seq).bits_per_byte;
+        const double mse = err / double(count), bpw = bits / double(count);
+        rows.push_back({{"scheme", to_string(q)}, {"bits_per_weight", bpw}, {"weight_mse", mse},
+                        {"bits_per_byte", bpb}, {"delta_bits_per_byte", bpb - f32_bpb}});
+        if (!c.json) fmt::print("{:<14} {:>10.3f} {:>14.3e} {:>11.4f} {:>+9.4f}\n", to_string(q), bpw, mse, bpb, bpb - f32_bpb);
+    }
+    m.params->upload_master(original);
+    if (c.json)
+        fmt::print("{}\n", nlohmann::json{{"run", c.run}, {"text", c.text}, {"tokens", ids.size()},
+                                          {"f32_bits_per_byte", f32_bpb}, {"schemes", rows}}
+                               .dump(2));
+    return 0;
+}
+
+} // namespace
+
+void add_bench_quant_command(CLI::App& bench, int& exit_code)
+{
+    auto c = std::make_shared<QuantBenchCommand>();
+    auto* cmd = bench.add_subcommand("quant", "Weight quantization schemes (NF4, int4, int8, bf16) on a trained model: "
+                                              "weight error, bits per weight, bits per byte");
+    cmd->add_option("--run", c->run, "Run, checkpoint or model folder")->required();
+    cmd->add_option("--text", c->text, "Text file to evaluate on")->required();
+    cmd->add_option("--max-tokens", c->max_tokens, "Evaluate on at most this many tokens (0 = all)")->capture_default_str();
+    cmd->add_option("--batch", c->batch, "Sequences per batch")->capture_default_str();
+    cmd->add_option("--threads", c->threads, "CPU threads (0 = all cores)");
+    cmd->add_flag("--json", c->json, "Print JSON instead of a table");
+    cmd->callback([c, &exit_code] {
+        try {
+            exit_code = run_quant_bench(*c);
+        } catch (const std::exception& e) {
+            exit_code = report_error(e);
+        }
+    });
+}
+
+} // namespace crucible::cli
