@@ -118,7 +118,8 @@ private slots:
 
         // Select the run on Runs with the mouse, then press Resume.
         m_app->window->showPage(QStringLiteral("Runs"));
-        runsPage()->refresh();
+        runsPage()->refresh();   // runs are scanned on a worker thread
+        QTRY_VERIFY_WITH_TIMEOUT(!runsPage()->scanning(), 30000);
         QTreeWidgetItem* item = runsPage()->itemFor(run);
         QVERIFY(item);
         QTreeWidget* table = runsPage()->table();
