@@ -267,7 +267,7 @@ private slots:
         EvalMetrics e;
         e.step = 1;
         reporter.eval(e);
-        reporter.skipped_update(2);
+        reporter.skipped_update(2, 1);
         reporter.checkpoint(1, "step_1");
         RunSummary summary;
         summary.outcome = RunOutcome::stopped;
