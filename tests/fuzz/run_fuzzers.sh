@@ -32,7 +32,7 @@ for name in "${HARNESSES[@]}"; do
       -fork="$JOBS" -max_total_time="$SECONDS_EACH" -timeout=1 -rss_limit_mb=2048 -max_len=65536 \
       -artifact_prefix="$BUILD/findings/$name/" -print_final_stats=1 >"$log" 2>&1 || status=1
   # Progress lines start with "#<executions>" (fork mode: "#N: cov: ..."); take the largest.
-  execs=$(grep -Eo '^#[0-9]+' "$log" | tr -d '#' | sort -n | tail -1)
+  execs=$(grep -Eo '^#[0-9]+' "$log" | tr -d '#' | sort -n | tail -1 || true)
   findings=$(find "$BUILD/findings/$name" -name 'crash-*' -o -name 'leak-*' -o -name 'timeout-*' -o -name 'oom-*' | wc -l)
   printf '%-14s %12s executions  %3d findings  %6d corpus files\n' "$name" "${execs:-0}" "$findings" \
     "$(find "$BUILD/corpus/$name" -type f | wc -l)"
