@@ -89,6 +89,7 @@ std::optional<DocumentTokens> read(const std::filesystem::path& file, size_t doc
 
     DocumentTokens tokens(documents);
     for (size_t d = 0; d < documents; ++d) {
+        if (lengths[d] == 0) continue;   // an empty document: no data, and data() may be null
         tokens[d].resize(size_t(lengths[d]));
         std::memcpy(tokens[d].data(), in.here(), size_t(lengths[d]) * sizeof(int32_t));
         in.skip(size_t(lengths[d]) * sizeof(int32_t));

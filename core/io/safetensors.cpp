@@ -190,6 +190,8 @@ SafetensorsReader::SafetensorsReader(const fs::path& path, Contents contents) : 
         header = nlohmann::json::parse(m_bytes.begin() + 8, m_bytes.end());
     } catch (const nlohmann::json::parse_error& e) {
         corrupt(path, "its header is not valid JSON (error at byte " + std::to_string(e.byte) + ")");
+    } catch (const nlohmann::json::exception&) {
+        corrupt(path, "its header holds a number too large to read");   // out_of_range while parsing
     }
     if (!header.is_object()) corrupt(path, "its header is not a JSON object");
 
@@ -269,6 +271,7 @@ void SafetensorsReader::read_f32(const std::string& name, const std::vector<int6
                     ": the checkpoint was written for a different configuration");
     const uint8_t* src = raw(*e);
     const size_t n = size_t(e->numel());
+    if (n == 0) return;   // an empty tensor: nothing to copy (and dst may be null)
     if (e->dtype == "F32") {
         std::memcpy(dst, src, n * sizeof(float));
     } else if (e->dtype == "BF16") {

@@ -41,15 +41,31 @@ nlohmann::json eval_to_json(const EvalMetrics& e)
             {"elapsed_s", e.elapsed_s}};
 }
 
+// A whole number from a file a user may have edited: refused, not converted,
+// when it is fractional or out of range (a double beyond int64 converts with
+// undefined behaviour).
+int64_t whole_number(const nlohmann::json& j, const char* key)
+{
+    const nlohmann::json& v = j.at(key);
+    if (!v.is_number_integer() || (v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(INT64_MAX)))
+        throw Error(std::string("\"") + key + "\" must be a whole number, got " + v.dump());
+    return v.get<int64_t>();
+}
+
+int64_t whole_number_or(const nlohmann::json& j, const char* key, int64_t fallback)
+{
+    return j.contains(key) ? whole_number(j, key) : fallback;
+}
+
 EvalMetrics eval_from_json(const nlohmann::json& j)
 {
     EvalMetrics e;
-    e.step = j.value("step", int64_t(0));
+    e.step = whole_number_or(j, "step", 0);
     e.loss = j.value("loss", 0.0);
     e.perplexity = j.value("perplexity", 0.0);
     e.accuracy = j.value("accuracy", 0.0);
     e.bits_per_byte = j.value("bits_per_byte", 0.0);
-    e.tokens = j.value("tokens", int64_t(0));
+    e.tokens = whole_number_or(j, "tokens", 0);
     e.elapsed_s = j.value("elapsed_s", 0.0);
     return e;
 }
@@ -72,13 +88,17 @@ TrainerState trainer_state_from_json(const nlohmann::json& j)
 {
     TrainerState s;
     try {
-        s.step = j.at("step").get<int64_t>();
-        s.tokens_seen = j.value("tokens_seen", int64_t(0));
+        if (!j.is_object()) throw Error("trainer state is not a JSON object");
+        s.step = whole_number(j, "step");
+        s.tokens_seen = whole_number_or(j, "tokens_seen", 0);
         s.elapsed_s = j.value("elapsed_s", 0.0);
-        s.skipped_steps = j.value("skipped_steps", int64_t(0));
-        s.batcher.epoch = j.at("batcher").at("epoch").get<int64_t>();
-        s.batcher.position = j.at("batcher").at("position").get<int64_t>();
-        if (j.contains("last_eval")) s.last_eval = eval_from_json(j["last_eval"]);
+        s.skipped_steps = whole_number_or(j, "skipped_steps", 0);
+        s.batcher.epoch = whole_number(j.at("batcher"), "epoch");
+        s.batcher.position = whole_number(j.at("batcher"), "position");
+        if (j.contains("last_eval")) {
+            if (!j["last_eval"].is_object()) throw Error("\"last_eval\" is not a JSON object");
+            s.last_eval = eval_from_json(j["last_eval"]);
+        }
     } catch (const nlohmann::json::exception& e) {
         throw Error(std::string("trainer state is incomplete or invalid: ") + e.what());
     }

@@ -8,8 +8,10 @@
 #include <array>
 #include <chrono>
 #include <fstream>
+#include <limits>
 #include <set>
 #include <sstream>
+#include <type_traits>
 
 namespace fs = std::filesystem;
 
@@ -56,6 +58,14 @@ T value_or(const nlohmann::json& j, const char* key, T fallback)
 {
     auto it = j.find(key);
     if (it == j.end() || it->is_null()) return fallback;
+    if constexpr (std::is_integral_v<T>) {
+        // A float out of T's range would convert with undefined behaviour.
+        if (it->is_number_float()) {
+            const double d = it->template get<double>();
+            const bool fits = d >= double(std::numeric_limits<T>::min()) && d <= double(std::numeric_limits<T>::max());
+            return fits ? T(d) : fallback;
+        }
+    }
     try {
         return it->get<T>();
     } catch (const nlohmann::json::exception&) {

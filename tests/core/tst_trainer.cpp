@@ -6,11 +6,13 @@
 #include "core/train/checkpoint.h"
 #include "core/train/load_model.h"
 #include "core/train/run_dir.h"
+#include "core/train/train_step.h"
 #include "core/train/trainer.h"
 #include "tests/support/test_support.h"
 
 #include <QtTest>
 
+#include <cmath>
 #include <filesystem>
 
 namespace fs = std::filesystem;
@@ -229,11 +231,11 @@ private slots:
         QVERIFY(snapshot(run) == before);
     }
 
-    void nonFiniteLossEndsTheRunWithAdvice()
+    void nonFiniteWeightsAreRefusedOnResume()
     {
-        // Poison one weight of a checkpoint with NaN: every loss after resuming
-        // is NaN, each update is skipped, and after a few steps the run ends
-        // with a message that says what to change, leaving the files as they were.
+        // Poison one weight of a checkpoint with NaN: resuming would make
+        // every loss NaN, so the checkpoint is refused as it loads, with a
+        // message naming it, and the files stay as they were.
         const fs::path run = dir("nan");
         QCOMPARE(int(train(tiny_run(2), run).outcome), int(RunOutcome::finished));
         const fs::path model = RunDirectory(run).checkpoint_dir(2) / "model.safetensors";
@@ -252,16 +254,42 @@ private slots:
         RecordingSink sink;
         const RunSummary s = train(tiny_run(10), run, true, &sink);
         QCOMPARE(int(s.outcome), int(RunOutcome::failed));
+        QVERIFY2(s.error.find("not finite") != std::string::npos, s.error.c_str());
+        QVERIFY2(s.error.find(model.string()) != std::string::npos, s.error.c_str());
+        QVERIFY(sink.steps.empty());
+        QVERIFY(snapshot(run) == before);
+    }
+
+    void nonFiniteLossEndsTheRunWithAdvice()
+    {
+        // Weight decay of lr × wd = 98 multiplies the weights by -97 a step:
+        // they overflow, every loss after that is NaN, each update is
+        // skipped, and after a few in a row the run ends with a message that
+        // says what to change and names a checkpoint with finite weights.
+        RunConfig c = tiny_run(40);
+        c.train.optimizer.lr = 9.9f;
+        c.train.optimizer.weight_decay = 9.9f;
+        c.train.optimizer.grad_clip = 0.0f;
+        c.train.schedule.warmup_steps = 0;
+        c.train.checkpoint_every = 1;
+        RecordingSink sink;
+        const RunSummary s = train(c, dir("blown_up"), false, &sink);
+        QCOMPARE(int(s.outcome), int(RunOutcome::failed));
         QVERIFY2(s.error.find("diverged") != std::string::npos, s.error.c_str());
         QVERIFY2(s.error.find("learning rate") != std::string::npos, s.error.c_str());
-        QVERIFY(sink.steps.empty());
-        QCOMPARE(sink.warnings.size(), size_t(2));
-        // Nothing but the metrics log changed.
-        auto after = snapshot(run);
-        after.erase("metrics.jsonl");
-        auto expected = before;
-        expected.erase("metrics.jsonl");
-        QVERIFY(after == expected);
+        QVERIFY(!sink.steps.empty());
+        QCOMPARE(sink.warnings.size(), size_t(DivergenceGuard::kMaxSkippedInARow));
+        QCOMPARE(s.skipped_steps, int64_t(DivergenceGuard::kMaxSkippedInARow));
+        QVERIFY2(s.error.find(s.checkpoint) != std::string::npos, s.error.c_str());
+        QVERIFY(!s.checkpoint.empty());
+        {
+            SafetensorsReader reader(fs::path(s.checkpoint) / "model.safetensors");
+            for (const auto& e : reader.entries()) {
+                std::vector<float> v(size_t(e.numel()));
+                reader.read_f32(e.name, e.shape, v.data());
+                for (float x : v) QVERIFY(std::isfinite(x));
+            }
+        }
     }
 
     void pauseBlocksUntilResumed()
