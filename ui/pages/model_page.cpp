@@ -397,15 +397,24 @@ void ModelPage::updateFacts()
     const int seq = t.resolved_seq_len(m);
     const double flops = training_flops_per_token(m, seq);
     const int64_t tokensPerStep = t.tokens_per_step(m);
-    m_computeFacts->setText(
-        tr("<b>%1</b> per token to train (forward and backward, at %2 positions)<br>"
-           "%3 per optimizer step of %4 tokens (batch %5 × accumulation %6 × %2)")
-            .arg(formatFlops(flops))
-            .arg(seq)
-            .arg(formatFlops(flops * double(tokensPerStep)))
-            .arg(QLocale().toString(qlonglong(tokensPerStep)))
-            .arg(t.batch_size)
-            .arg(t.grad_accum));
+    const QString perStep = t.replicas() > 1
+        ? tr("%1 per optimizer step of %2 tokens (%3 replicas × batch %4 × accumulation %5 × %6)")
+              .arg(formatFlops(flops * double(tokensPerStep)))
+              .arg(QLocale().toString(qlonglong(tokensPerStep)))
+              .arg(t.replicas())
+              .arg(t.batch_size)
+              .arg(t.grad_accum)
+              .arg(seq)
+        : tr("%1 per optimizer step of %2 tokens (batch %3 × accumulation %4 × %5)")
+              .arg(formatFlops(flops * double(tokensPerStep)))
+              .arg(QLocale().toString(qlonglong(tokensPerStep)))
+              .arg(t.batch_size)
+              .arg(t.grad_accum)
+              .arg(seq);
+    m_computeFacts->setText(tr("<b>%1</b> per token to train (forward and backward, at %2 positions)<br>%3")
+                                .arg(formatFlops(flops))
+                                .arg(seq)
+                                .arg(perStep));
 
     const auto* devices = m_context.devices();
     m_memoryDevice->setText(tr("On %1, for a micro-batch of %2 × %3 tokens (set on the Train page)")
