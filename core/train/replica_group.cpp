@@ -217,10 +217,9 @@ StepResult ReplicaGroup::step_share(Replica& r, double lr_multiplier)
             r.comm->broadcast(params.master().sub(range.begin, Shape{range.size()}), owner);
             if (mirror) r.comm->broadcast(params.compute().sub(range.begin, Shape{range.size()}), owner);
         }
-        r.backend->synchronize();
-        res.comm_seconds += std::chrono::duration<double>(Clock::now() - comm_start).count();
     }
-    r.backend->synchronize();
+    r.backend->synchronize();   // the update, and the exchange when there was one
+    if (!res.update.skipped) res.comm_seconds += std::chrono::duration<double>(Clock::now() - comm_start).count();
     return res;
 }
 

@@ -21,14 +21,7 @@ namespace {
 RunConfig tiny_run(int steps)
 {
     RunConfig c;
-    c.model.name = "tiny";
-    c.model.vocab_size = 320;
-    c.model.d_model = 64;
-    c.model.n_layers = 2;
-    c.model.n_heads = 4;
-    c.model.n_kv_heads = 2;
-    c.model.ff_dim = 128;
-    c.model.seq_len = 64;
+    c.model = test::tiny_model(64);
     c.train.batch_size = 2;
     c.train.grad_accum = 2;
     c.train.steps = steps;

@@ -9,6 +9,20 @@
 
 namespace crucible::test {
 
+ModelConfig tiny_model(int seq_len)
+{
+    ModelConfig m;
+    m.name = "tiny";
+    m.vocab_size = 320;
+    m.d_model = 64;
+    m.n_layers = 2;
+    m.n_heads = 4;
+    m.n_kv_heads = 2;
+    m.ff_dim = 128;
+    m.seq_len = seq_len;
+    return m;
+}
+
 std::vector<float> random_vector(size_t n, uint64_t seed, float scale)
 {
     Rng rng(seed);

@@ -15,6 +15,10 @@
 namespace crucible::test {
 
 std::vector<float> random_vector(size_t n, uint64_t seed, float scale = 1.0f);
+
+// The training suites' model: 2 layers of width 64, GQA 4/2 heads, a
+// 320-token vocabulary, small enough that a step takes milliseconds.
+ModelConfig tiny_model(int seq_len);
 std::vector<int32_t> random_ids(size_t n, int32_t limit, uint64_t seed);
 
 // Norm weights start at 1 and biases at 0: adds noise of this scale to every
