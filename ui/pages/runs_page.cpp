@@ -43,7 +43,7 @@ namespace crucible::ui {
 
 namespace {
 
-enum Column { ColName, ColModel, ColOptimizer, ColSteps, ColLoss, ColValLoss, ColSpeed, ColStatus, ColModified, ColCount };
+enum Column { ColName, ColModel, ColKind, ColOptimizer, ColSteps, ColLoss, ColValLoss, ColSpeed, ColStatus, ColModified, ColCount };
 constexpr int kRootRole = Qt::UserRole;
 constexpr int kSortRole = Qt::UserRole + 1;
 
@@ -119,11 +119,12 @@ RunsPage::RunsPage(AppContext& context, QWidget* parent)
     m_table->setSortingEnabled(true);
     m_table->setSelectionMode(QAbstractItemView::SingleSelection);
     m_table->setEditTriggers(QAbstractItemView::EditKeyPressed);
-    m_table->setHeaderLabels({tr("Run"), tr("Model"), tr("Optimizer"), tr("Steps"), tr("Train loss"), tr("Val loss"),
+    m_table->setHeaderLabels({tr("Run"), tr("Model"), tr("Kind"), tr("Optimizer"), tr("Steps"), tr("Train loss"), tr("Val loss"),
                               tr("Tokens/s"), tr("Status"), tr("Modified")});
     m_table->header()->setSectionResizeMode(QHeaderView::ResizeToContents);
     m_table->header()->setSectionResizeMode(ColName, QHeaderView::Stretch);
     m_table->headerItem()->setToolTip(ColName, tr("Tick to overlay on the chart below; F2 renames"));
+    m_table->headerItem()->setToolTip(ColKind, tr("Full training, or LoRA / QLoRA adapters on a frozen base, with their rank"));
     m_table->sortByColumn(ColModified, Qt::DescendingOrder);
     m_tableStack->addWidget(empty);
     m_tableStack->addWidget(m_table);
@@ -346,6 +347,10 @@ void RunsPage::populate()
             const ModelConfig& m = r.config->model;
             item->setText(ColModel, QStringLiteral("%1 · %2").arg(qs(m.name), formatCount(double(count_params(m).total()))));
             item->setData(ColModel, kSortRole, double(count_params(m).total()));
+            const QString kind = qs(run_kind(*r.config));
+            item->setText(ColKind, r.config->finetune ? QStringLiteral("%1 r%2").arg(kind).arg(r.config->finetune->lora.rank)
+                                                      : kind);
+            if (r.config->finetune) item->setToolTip(ColKind, tr("Base: %1").arg(qs(r.config->finetune->base)));
             item->setText(ColOptimizer, r.config->train.optimizer.type == OptimizerType::muon ? QStringLiteral("Muon")
                                                                                                : QStringLiteral("AdamW"));
         }
@@ -508,7 +513,12 @@ void RunsPage::updateComparison()
         if (it == m_metricsCache.end() || it->stamp != stamp)
             it = m_metricsCache.insert(root, CachedMetrics{stamp, read_run_metrics(root.toStdString())});
         const MetricSeries& s = it->metrics[metric->id];
-        const int series = m_chart->addSeries(item->text(ColName), theme::series(index++),
+        // The legend tags adapter runs, so full and LoRA curves read apart.
+        const QString kind = item->text(ColKind);
+        const QString legend = kind.isEmpty() || kind == QLatin1String("full")
+                                   ? item->text(ColName)
+                                   : QStringLiteral("%1 [%2]").arg(item->text(ColName), kind);
+        const int series = m_chart->addSeries(legend, theme::series(index++),
                                               metric->record == MetricRecord::eval);
         if (s.empty()) {
             empty << item->text(ColName);
