@@ -19,7 +19,7 @@ int run_export(const ExportCommand& c)
 {
     const ExportResult r = export_run(c.run, ExportRequest{c.format, c.type, c.out, c.merged});
     fmt::print("wrote {}\n", r.description);
-    if (c.format == "gguf" && r.description.find("LoRA adapter") != std::string::npos)
+    if (r.adapter)
         fmt::print("Apply it: llama-cli -m BASE.gguf --lora {} -p \"ROMEO:\" -n 64 --temp 0 (BASE.gguf: crucible-cli "
                    "export of the base, same --type)\n",
                    c.out);

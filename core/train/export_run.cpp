@@ -68,7 +68,7 @@ ExportResult export_adapter(const AdapterSource& source, const ExportRequest& re
     std::snprintf(line, sizeof line, "%s (GGUF LoRA adapter for %s, %d tensors, r %d, alpha %g, %.1f MB)",
                   request.out.c_str(), s.architecture.c_str(), s.tensors, info.config.rank, double(s.alpha),
                   double(s.bytes) / 1e6);
-    return ExportResult{line};
+    return ExportResult{line, true};
 }
 
 } // namespace
@@ -107,7 +107,7 @@ ExportResult export_run(const std::filesystem::path& run, const ExportRequest& r
         std::snprintf(line, sizeof line, "%s (%s, %s)", request.out.c_str(),
                       m.config.qk_norm ? "Qwen3ForCausalLM" : "LlamaForCausalLM", o.dtype.c_str());
     }
-    return ExportResult{line};
+    return ExportResult{line, true};
 }
 
 } // namespace crucible

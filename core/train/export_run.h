@@ -18,6 +18,7 @@ struct ExportRequest {
 
 struct ExportResult {
     std::string description;   // one line for the user: what was written
+    bool adapter = false;      // a LoRA adapter, applied over the base's own export
 };
 
 // Loads the model on the CPU and writes it; throws Error with what to change.

@@ -43,7 +43,7 @@ namespace crucible::ui {
 
 namespace {
 
-enum Column { ColName, ColModel, ColKind, ColOptimizer, ColSteps, ColLoss, ColValLoss, ColSpeed, ColStatus, ColModified, ColCount };
+enum Column { ColName, ColModel, ColOptimizer, ColSteps, ColLoss, ColValLoss, ColSpeed, ColStatus, ColModified, ColKind, ColCount };
 constexpr int kRootRole = Qt::UserRole;
 constexpr int kSortRole = Qt::UserRole + 1;
 
@@ -119,8 +119,10 @@ RunsPage::RunsPage(AppContext& context, QWidget* parent)
     m_table->setSortingEnabled(true);
     m_table->setSelectionMode(QAbstractItemView::SingleSelection);
     m_table->setEditTriggers(QAbstractItemView::EditKeyPressed);
-    m_table->setHeaderLabels({tr("Run"), tr("Model"), tr("Kind"), tr("Optimizer"), tr("Steps"), tr("Train loss"), tr("Val loss"),
-                              tr("Tokens/s"), tr("Status"), tr("Modified")});
+    m_table->setHeaderLabels({tr("Run"), tr("Model"), tr("Optimizer"), tr("Steps"), tr("Train loss"), tr("Val loss"),
+                              tr("Tokens/s"), tr("Status"), tr("Modified"), tr("Kind")});
+    // Kind came last (the columns' numbers stay), and is shown beside the model.
+    m_table->header()->moveSection(ColKind, ColOptimizer);
     m_table->header()->setSectionResizeMode(QHeaderView::ResizeToContents);
     m_table->header()->setSectionResizeMode(ColName, QHeaderView::Stretch);
     m_table->headerItem()->setToolTip(ColName, tr("Tick to overlay on the chart below; F2 renames"));
