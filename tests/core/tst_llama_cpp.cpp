@@ -192,6 +192,8 @@ private slots:
         checkTokens(c);
         if (QTest::currentTestFailed()) return;
         QCOMPARE(agreement(c), kSteps);
+        // The adapter's case is the llama case's base with the adapter: it must say something else.
+        if (c.lora) QVERIFY(c.ours != find("llama-f32").ours);
     }
 
     void quantizedAgreement()

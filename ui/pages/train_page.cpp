@@ -350,12 +350,11 @@ QStringList TrainPage::blockingReasons() const
         const DType compute = devices->computeFor(c.train.device);
         const size_t need = c.finetune ? estimate_finetune(c.model, *c.finetune, c.train.batch_size, seq, compute).total()
                                        : estimate_training_memory(c.model, c.train.batch_size, seq, compute).total();
-        const MemoryEstimate e{need};
         const MemoryInfo mem = devices->memoryFor(c.train.device);
-        if (mem.free_bytes > 0 && e.total() > mem.free_bytes)
+        if (mem.free_bytes > 0 && need > mem.free_bytes)
             reasons << tr("This run needs about %1 but only %2 is free on %3: lower the batch size or sequence length, "
                           "use gradient accumulation, or choose a smaller model.")
-                           .arg(formatBytes(double(e.total())), formatBytes(double(mem.free_bytes)),
+                           .arg(formatBytes(double(need)), formatBytes(double(mem.free_bytes)),
                                 devices->nameFor(c.train.device));
     }
     return reasons;
