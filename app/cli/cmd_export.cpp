@@ -20,8 +20,8 @@ int run_export(const ExportCommand& c)
     const ExportResult r = export_run(c.run, ExportRequest{c.format, c.type, c.out, c.merged});
     fmt::print("wrote {}\n", r.description);
     if (r.adapter)
-        fmt::print("Apply it: llama-cli -m BASE.gguf --lora {} -p \"ROMEO:\" -n 64 --temp 0 (BASE.gguf: crucible-cli "
-                   "export of the base, same --type)\n",
+        fmt::print("Apply it: llama-cli -m BASE.gguf --lora {} -p \"ROMEO:\" -n 64 --temp 0 (BASE.gguf: the base's "
+                   "own export)\n",
                    c.out);
     else if (c.format == "gguf") fmt::print("Run it: llama-cli -m {} -p \"ROMEO:\" -n 64 --temp 0\n", c.out);
     else fmt::print("Load it: AutoModelForCausalLM.from_pretrained(\"{0}\"), LlamaTokenizer.from_pretrained(\"{0}\")\n", c.out);

@@ -254,11 +254,14 @@ void FinetunePanel::setFinetuneMode(bool on)
         model->setFinetune(std::nullopt);
         return;
     }
-    // Adapters train with AdamW at a rate of their own, higher than a
-    // pre-training rate: PEFT's examples use 1e-4 to 2e-4 at r 16.
+    // Adapters train with AdamW at a rate of their own and without weight
+    // decay: crucible-cli finetune's defaults.
     TrainConfig t = model->config().train;
     t.optimizer.type = OptimizerType::adamw;
-    if (!model->config().finetune && m_last.base.empty()) t.optimizer.lr = 2e-4f;
+    if (m_last.base.empty()) {
+        t.optimizer.lr = 1e-3f;
+        t.optimizer.weight_decay = 0.0f;
+    }
     model->setTrain(t);
     model->setFinetune(m_last);
     if (!m_last.base.empty()) chooseBase(qs(m_last.base));

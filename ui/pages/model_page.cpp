@@ -381,7 +381,9 @@ void ModelPage::updateFacts()
     if (problems.empty() && finetune) {
         QString list;
         if (const QString base = m_finetune->baseProblem(); !base.isEmpty()) list += QStringLiteral("• ") + base + QLatin1Char('\n');
-        for (const auto& p : rc.finetune->lora.problems(m)) list += QStringLiteral("• ") + qs(p) + QLatin1Char('\n');
+        // Everything the engine would refuse this fine-tune for, LoRA's settings
+        // and the switches included: Start stays disabled until they are fixed.
+        for (const auto& p : rc.problems()) list += QStringLiteral("• ") + qs(p) + QLatin1Char('\n');
         if (!list.isEmpty())
             m_problems->showMessage(MessageBanner::Kind::Error, tr("This fine-tune cannot start"), list.trimmed());
         else
@@ -499,8 +501,7 @@ void ModelPage::updateMemory()
         const FinetuneEstimate e = estimate_finetune(m, *rc.finetune, t.batch_size, seq, compute);
         m_memoryBar->setParts({mem(rc.finetune->qlora ? tr("Frozen base (NF4)") : tr("Frozen base"), e.frozen_base, 1),
                                mem(tr("Adapters"), e.adapters, 4), mem(tr("Adapter optimizer"), e.adapter_optimizer, 3),
-                               mem(rc.finetune->grad_checkpoint ? tr("Activations (checkpointed)") : tr("Activations"),
-                                   e.activations, 2),
+                               mem(tr("Activations"), e.activations, 2),
                                mem(tr("Workspace"), e.workspace, 7)});
         need = double(e.total());
     } else {
