@@ -243,6 +243,7 @@ private slots:
         auto firstToken = [&] { return chat->conversation().turns.back().tokens.front(); };
         QVERIFY(send(QStringLiteral("ROMEO:")));
         const ChatToken tuned = firstToken();
+        QCOMPARE(chat->conversation().turns.back().stats.answeredBy, QStringLiteral("adapter on"));
         QVERIFY(!tuned.alternatives.isEmpty());
 
         // The same prompt again, from the base alone: another distribution.
@@ -250,6 +251,7 @@ private slots:
         QVERIFY(!adapter->isChecked());
         QVERIFY(regenerate());
         const ChatToken base = firstToken();
+        QCOMPARE(chat->conversation().turns.back().stats.answeredBy, QStringLiteral("adapter off (base alone)"));
         QVERIFY(!base.alternatives.isEmpty());
         float difference = 0.0f;
         for (qsizetype i = 0; i < std::min(base.alternatives.size(), tuned.alternatives.size()); ++i)

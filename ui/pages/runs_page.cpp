@@ -459,6 +459,18 @@ void RunsPage::updateDetails()
                            .arg(QLatin1String(to_string(m.norm)), QLatin1String(to_string(m.mlp)),
                                 m.qk_norm ? QStringLiteral(", QK-norm") : QString(),
                                 m.tied_embeddings ? tr(", tied head") : tr(", untied head")));
+        if (const auto& ft = r->config->finetune) {
+            QStringList modules;
+            for (const std::string& t : ft->lora.targets) modules << qs(t.substr(0, t.find("_proj")));
+            row(tr("Fine-tune"), tr("%1 r %2, alpha %3%4, on %5%6")
+                                     .arg(qs(run_kind(*r->config)))
+                                     .arg(ft->lora.rank)
+                                     .arg(formatNumber(ft->lora.alpha))
+                                     .arg(ft->lora.use_rslora ? tr(" (rsLoRA)") : QString())
+                                     .arg(modules.join(QStringLiteral(", ")))
+                                     .arg(ft->grad_checkpoint ? tr(", gradient checkpointing") : QString()));
+            row(tr("Base"), QDir::toNativeSeparators(qs(ft->base)));
+        }
         row(tr("Optimizer"),
             o.type == OptimizerType::muon
                 ? tr("Muon lr %1 (momentum %2) + AdamW lr %3, weight decay %4")

@@ -293,6 +293,7 @@ void ChatWorker::generate(const ChatGenerateRequest& request)
         reply.draftAccepted = stats.draft_accepted;
         reply.forgottenTurns = int(m_transcript->forgotten());
         reply.context = context;
+        if (m_baseGenerator) reply.answeredBy = m_adapterOn ? tr("adapter on") : tr("adapter off (base alone)");
         emit replyFinished(reply);
     } catch (const std::exception& e) {
         m_tokens.flush();

@@ -102,6 +102,7 @@ struct ChatReply {
     qint64 draftAccepted = 0;
     int forgottenTurns = 0;      // oldest turns the model no longer sees
     int context = 0;
+    QString answeredBy;          // a fine-tune's: "adapter on" or "adapter off (base alone)"; else empty
 };
 
 // Registers the types above once; safe to call repeatedly.
