@@ -36,6 +36,7 @@
 #include <QSpinBox>
 #include <QTest>
 #include <QTreeWidget>
+#include <QScrollArea>
 
 #include <cmath>
 
@@ -113,6 +114,9 @@ private slots:
         // The architecture is the base's: its fields are locked.
         QVERIFY(!find<QSpinBox>("dModelSpin")->isEnabled());
         QVERIFY(!find<QComboBox>("presetCombo")->isVisible());
+        // The longer form scrolls vertically without needing a horizontal bar.
+        auto* scroll = m_app->window->page<ModelPage>()->findChild<QScrollArea*>(QStringLiteral("formScroll"));
+        QVERIFY(scroll->widget()->minimumSizeHint().width() <= scroll->viewport()->width());
     }
 
     void targetsRankAndTheBreakdown()

@@ -22,6 +22,7 @@
 #include <QHBoxLayout>
 #include <QLabel>
 #include <QScrollArea>
+#include <QScrollBar>
 #include <QSettings>
 #include <QHeaderView>
 #include <QSpinBox>
@@ -63,7 +64,10 @@ ModelPage::ModelPage(AppContext& context, QWidget* parent) : QWidget(parent), m_
     scroll->setWidgetResizable(true);
     scroll->setFrameShape(QFrame::NoFrame);
     scroll->setWidget(buildForm());
-    scroll->setMinimumWidth(380);
+    // Room for the form beside its vertical scroll bar, which a fine-tune's
+    // longer form needs: no horizontal bar for a few pixels.
+    scroll->setMinimumWidth(std::max(380, scroll->widget()->minimumSizeHint().width() +
+                                              scroll->verticalScrollBar()->sizeHint().width() + 2 * scroll->frameWidth()));
     scroll->setMaximumWidth(460);
     columns->addWidget(scroll, 0);
     columns->addWidget(buildFacts(), 1);
