@@ -93,6 +93,8 @@ gguf::TensorType parse_gguf_type(const std::string& name)
     throw Error("unknown GGUF type \"" + name + "\"; choose f32, f16, bf16 or q8_0");
 }
 
+std::string encode_gguf_values(const std::vector<float>& values, gguf::TensorType type) { return encode(values, type); }
+
 std::vector<float> interleave_rope_rows(const float* rows, int n_heads, int head_dim, int64_t in)
 {
     std::vector<float> out(size_t(int64_t(n_heads) * head_dim * in));

@@ -48,6 +48,9 @@ GgufExportSummary export_gguf(const ModelConfig& config, const Tokenizer& tokeni
                               const std::vector<float>& weights, const GgufExportOptions& options,
                               const std::filesystem::path& out);
 
+// Values in a GGUF tensor type, as the file stores them.
+std::string encode_gguf_values(const std::vector<float>& values, gguf::TensorType type);
+
 // The rows of a [n_heads · head_dim, in] projection reordered from Hugging
 // Face's rotate-half layout to llama.cpp's interleaved one.
 std::vector<float> interleave_rope_rows(const float* rows, int n_heads, int head_dim, int64_t in);

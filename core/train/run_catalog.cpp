@@ -123,6 +123,12 @@ void check_is_run(const fs::path& root, const char* action)
 
 } // namespace
 
+std::string run_kind(const RunConfig& config)
+{
+    if (!config.finetune) return "full";
+    return config.finetune->qlora ? "QLoRA" : "LoRA";
+}
+
 bool is_run_directory(const fs::path& path)
 {
     return RunDirectory(path).exists();

@@ -51,6 +51,10 @@ struct RunRecord {
     bool resumable() const { return config.has_value() && !checkpoints.empty(); }
 };
 
+// What a run trains: "full" (every weight), "LoRA" or "QLoRA" (adapters
+// on a frozen base, bf16 or NF4).
+std::string run_kind(const RunConfig& config);
+
 // True when the folder holds a run (a config.json).
 bool is_run_directory(const std::filesystem::path& path);
 

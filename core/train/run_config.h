@@ -67,6 +67,8 @@ struct TrainConfig {
 struct FinetuneConfig {
     std::string base;                 // the base model's path, absolute
     LoraConfig lora;
+    bool qlora = false;               // the base's linear weights stored in NF4 (QLoRA)
+    bool grad_checkpoint = false;     // recompute each block's activations in backward
 };
 
 struct RunConfig {

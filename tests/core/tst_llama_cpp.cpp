@@ -4,10 +4,16 @@
 // there). llama.cpp's tokens for a prompt equal Crucible's, for Crucible's own
 // tokenizers and for LLaMA's (dummy prefix); an f32 export continues a prompt
 // greedily with the same 64 tokens as Crucible, as "llama" and as "qwen3";
-// q8_0 and f16 exports report how many of the 64 agree.
+// q8_0 and f16 exports report how many of the 64 agree. A fine-tune exported
+// as a GGUF LoRA adapter and applied by llama.cpp over the base's f32 export
+// continues as Crucible's merged model does.
 #include "core/generate/generator.h"
 #include "core/io/file_util.h"
 #include "core/io/gguf_export.h"
+#include "core/model/lora.h"
+#include "core/train/export_run.h"
+#include "core/train/finetune.h"
+#include "core/train/load_model.h"
 #include "core/model/param_store.h"
 #include "kernels/backend_factory.h"
 #include "tests/support/test_support.h"
@@ -47,6 +53,28 @@ std::vector<int32_t> crucible_greedy(const test::TinyHfModel& spec, const std::v
     return out;
 }
 
+// A PEFT adapter on every projection of the model in `base`, with A and B
+// random (B non-zero, so the adapter changes what the model says).
+void write_adapter(const fs::path& base, const fs::path& out)
+{
+    const BaseModel b = open_base_model(base);
+    LoraConfig lora;
+    lora.rank = 4;
+    lora.alpha = 8.0f;
+    lora.use_rslora = true;   // the exported alpha must carry the √r
+    lora.targets = parse_lora_targets("all-linear", b.config);
+    auto backend = make_backend(BackendOptions{});
+    LoraAdapters adapters(*backend, b.config, lora, false);
+    std::vector<std::vector<float>> a, bs;
+    uint64_t seed = 40;
+    for (const LoraBlock& block : adapters.blocks()) {
+        a.push_back(test::random_vector(size_t(lora.rank * block.in), seed++, 0.2f));
+        bs.push_back(test::random_vector(size_t(block.out * lora.rank), seed++, 0.2f));
+    }
+    adapters.upload(a, bs);
+    save_finetune_checkpoint(out, adapters, b.path.string(), Tokenizer::load(b.tokenizer_file), nullptr, nullptr);
+}
+
 } // namespace
 
 class TestLlamaCpp : public QObject {
@@ -60,6 +88,7 @@ private:
         const char* type;
         std::vector<int32_t> prompt, ours;   // Crucible's tokens for the prompt, and its greedy continuation
         json theirs;                          // what llama.cpp said
+        bool lora = false;                    // applied with a LoRA adapter (Crucible: merged)
     };
     std::vector<Case> m_cases;
     fs::path path(const std::string& name) const { return fs::path(m_tmp.path().toStdString()) / name; }
@@ -115,6 +144,8 @@ private slots:
                    {"qwen3-f32", spec(true, false), "f32"},
                    {"llama-prefix-q8_0", spec(false, true), "q8_0"},
                    {"llama-prefix-f16", spec(false, true), "f16"}};
+        m_cases.push_back({"llama-lora-f32", spec(false, false), "f32"});
+        m_cases.back().lora = true;
         json jobs = json::array();
         for (Case& c : m_cases) {
             const auto written = test::write_tiny_hf_model(path(c.name), c.spec);
@@ -123,10 +154,18 @@ private slots:
             o.type = parse_gguf_type(c.type);
             export_gguf(test::tiny_model_config(c.spec), tokenizer, written.weights, o, path(c.name + ".gguf"));
             c.prompt = tokenizer.encode(kPrompt);
-            c.ours = crucible_greedy(c.spec, written.weights, c.prompt);
+            json job = {{"model", path(c.name + ".gguf").string()}, {"text", kPrompt}, {"ids", c.prompt}, {"steps", kSteps}};
+            std::vector<float> weights = written.weights;
+            if (c.lora) {
+                write_adapter(path(c.name), path(c.name + "-adapter"));
+                QVERIFY(export_run(path(c.name + "-adapter"), ExportRequest{"gguf", "f32", path(c.name + ".lora.gguf")})
+                            .adapter);
+                weights = load_model(path(c.name + "-adapter"), BackendOptions{}).params->download_master();
+                job["lora"] = path(c.name + ".lora.gguf").string();
+            }
+            c.ours = crucible_greedy(c.spec, weights, c.prompt);
             QCOMPARE(int(c.ours.size()), kSteps);
-            jobs.push_back({{"model", path(c.name + ".gguf").string()}, {"text", kPrompt}, {"ids", c.prompt},
-                            {"steps", kSteps}});
+            jobs.push_back(job);
         }
         write_file_atomic(path("jobs.json"), jobs.dump());
         QCOMPARE(test::run_command("node '" + script.string() + "' '" + path("jobs.json").string() + "' 2>&1", &out), 0);
@@ -143,6 +182,7 @@ private slots:
         QTest::newRow("llama, Crucible's tokenizer") << QString("llama-f32");
         QTest::newRow("llama, LLaMA's tokenizer (dummy prefix)") << QString("llama-prefix-f32");
         QTest::newRow("qwen3 (QK-norm, wide heads)") << QString("qwen3-f32");
+        QTest::newRow("llama + LoRA adapter (llama.cpp applies it, Crucible merges it)") << QString("llama-lora-f32");
     }
 
     void f32IsTokenForToken()
@@ -152,6 +192,8 @@ private slots:
         checkTokens(c);
         if (QTest::currentTestFailed()) return;
         QCOMPARE(agreement(c), kSteps);
+        // The adapter's case is the llama case's base with the adapter: it must say something else.
+        if (c.lora) QVERIFY(c.ours != find("llama-f32").ours);
     }
 
     void quantizedAgreement()

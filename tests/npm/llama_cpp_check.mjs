@@ -4,7 +4,8 @@
 // stored, keys and values cached in f32, no flash attention) so that an f32
 // export can be compared token for token.
 //   node llama_cpp_check.mjs JOBS.json
-// JOBS.json: [{"model": "a.gguf", "text": "ROMEO:", "ids": [1, 2], "steps": 64}, ...]
+// JOBS.json: [{"model": "a.gguf", "text": "ROMEO:", "ids": [1, 2], "steps": 64}, ...]; a job with
+// "lora": "adapter.gguf" applies that LoRA adapter over the model at scale 1.
 import {readFileSync} from "node:fs";
 import {getLlama, LlamaLogLevel} from "node-llama-cpp";
 
@@ -21,6 +22,7 @@ for (const job of jobs) {
     const context = await model.createContext({
         contextSize: Math.min(model.trainContextSize, job.ids.length + job.steps + 8), threads: 2,
         flashAttention: false, experimentalKvCacheKeyType: "F32", experimentalKvCacheValueType: "F32",
+        ...(job.lora ? {lora: {adapters: [{filePath: job.lora, scale: 1}]}} : {}),
     });
     const sequence = context.getSequence();
     const continuation = [];

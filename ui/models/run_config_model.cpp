@@ -57,6 +57,12 @@ void RunConfigModel::setData(const DataConfig& data)
     emit configChanged();
 }
 
+void RunConfigModel::setFinetune(const std::optional<FinetuneConfig>& finetune)
+{
+    m_config.finetune = finetune;
+    emit configChanged();
+}
+
 void RunConfigModel::applyPreset(const QString& name)
 {
     setModel(preset(name.toStdString()));

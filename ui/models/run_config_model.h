@@ -23,6 +23,8 @@ public:
     void setModel(const ModelConfig& model);
     void setTrain(const TrainConfig& train);
     void setData(const DataConfig& data);
+    // Fine-tune mode: adapters on a frozen base (nullopt: train a new model).
+    void setFinetune(const std::optional<FinetuneConfig>& finetune);
 
     // The built-in preset's architecture; training and data settings stay.
     void applyPreset(const QString& name);

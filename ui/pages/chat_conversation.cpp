@@ -27,6 +27,7 @@ QJsonObject statsToJson(const ChatReply& r)
         {QStringLiteral("draft_accepted"), r.draftAccepted},
         {QStringLiteral("forgotten_turns"), r.forgottenTurns},
         {QStringLiteral("context"), r.context},
+        {QStringLiteral("answered_by"), r.answeredBy},
     };
 }
 
@@ -42,6 +43,7 @@ ChatReply statsFromJson(const QJsonObject& j)
     r.draftAccepted = j.value(QStringLiteral("draft_accepted")).toInteger();
     r.forgottenTurns = j.value(QStringLiteral("forgotten_turns")).toInt();
     r.context = j.value(QStringLiteral("context")).toInt();
+    r.answeredBy = j.value(QStringLiteral("answered_by")).toString();
     return r;
 }
 

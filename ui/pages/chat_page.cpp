@@ -74,6 +74,7 @@ ChatPage::ChatPage(AppContext& context, QWidget* parent)
     connect(this, &ChatPage::loadRequested, m_worker, &ChatWorker::loadModel, Qt::QueuedConnection);
     connect(this, &ChatPage::unloadRequested, m_worker, &ChatWorker::unloadModel, Qt::QueuedConnection);
     connect(this, &ChatPage::generateRequested, m_worker, &ChatWorker::generate, Qt::QueuedConnection);
+    connect(this, &ChatPage::adapterRequested, m_worker, &ChatWorker::setAdapterEnabled, Qt::QueuedConnection);
     connect(m_worker, &ChatWorker::modelLoaded, this, &ChatPage::onModelLoaded, Qt::QueuedConnection);
     connect(m_worker, &ChatWorker::modelFailed, this, &ChatPage::onModelFailed, Qt::QueuedConnection);
     connect(m_worker, &ChatWorker::tokensReady, this, &ChatPage::onTokens, Qt::QueuedConnection);
@@ -166,6 +167,11 @@ QWidget* ChatPage::buildModelBar()
                                 "distribution either way; only the speed changes."));
     m_deviceCombo = new QComboBox(bar);
     m_deviceCombo->setObjectName(QStringLiteral("deviceCombo"));
+    m_adapter = new QCheckBox(tr("Adapter"), bar);
+    m_adapter->setObjectName(QStringLiteral("adapterToggle"));
+    m_adapter->setToolTip(tr("On: the fine-tune answers (its adapters merged into the base). Off: the base alone "
+                             "answers, to compare replies to the same prompt. Both weight sets stay loaded."));
+    m_adapter->hide();
     m_busy = new QProgressBar(bar);
     m_busy->setObjectName(QStringLiteral("chatBusy"));
     m_busy->setRange(0, 0);
@@ -188,6 +194,7 @@ QWidget* ChatPage::buildModelBar()
     row->addWidget(new QLabel(tr("Device"), bar));
     row->addWidget(m_deviceCombo);
     row->addSpacing(14);
+    row->addWidget(m_adapter);
     row->addWidget(m_busy);
     row->addWidget(m_modelStatus, 1);
 
@@ -196,6 +203,10 @@ QWidget* ChatPage::buildModelBar()
         selectRun(m_runCombo->itemData(index).toString(), true);
     });
     connect(m_browse, &QPushButton::clicked, this, &ChatPage::browse);
+    connect(m_adapter, &QCheckBox::toggled, this, [this](bool on) {
+        m_info.adapterEnabled = on;
+        emit adapterRequested(on);
+    });
     connect(m_draftCombo, &QComboBox::activated, this, [this](int index) {
         m_draftPath = m_draftCombo->itemData(index).toString();
         requestLoad();
@@ -555,7 +566,16 @@ void ChatPage::onModelLoaded(const ChatModelInfo& info)
                          .arg(info.context)
                          .arg(info.device);
     if (!info.draftPath.isEmpty()) status += tr(" · draft %1").arg(formatCount(double(info.draftParameters)));
+    if (info.hasAdapter) status += QStringLiteral(" · ") + info.adapter;
     m_modelStatus->setText(status);
+    {
+        const QSignalBlocker block(m_adapter);
+        m_adapter->setVisible(info.hasAdapter);
+        m_adapter->setChecked(info.adapterEnabled);
+    }
+    if (info.hasAdapter) m_adapter->setToolTip(tr("%1 over %2.\nOn: the fine-tune answers (adapters merged). Off: the "
+                                                  "base alone answers, to compare replies to the same prompt.")
+                                                   .arg(info.adapter, info.base));
     m_modelStatus->setToolTip(tr("%1\nKV cache and buffers: %2").arg(info.checkpoint, formatBytes(double(info.cacheBytes))));
     if (!info.draftProblem.isEmpty()) {
         m_draftPath.clear();
@@ -574,6 +594,7 @@ void ChatPage::onModelFailed(quint64 id, const QString& message)
     if (id != m_loadId) return;
     m_info = ChatModelInfo{};
     m_loaded = ChatModelRequest{};
+    m_adapter->hide();
     m_modelStatus->setText(tr("No model loaded"));
     m_banner->showMessage(MessageBanner::Kind::Error, tr("%1 could not be loaded").arg(QFileInfo(m_selected).fileName()),
                           tr("%1\nChoose another run, or train a new one on the Train page.").arg(message));

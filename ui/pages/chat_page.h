@@ -71,6 +71,8 @@ public:
     QAction* copyConversationAction() const { return m_copyConversation; }
     QAction* copyReplyAction() const { return m_copyReply; }
     QCheckBox* alternativesToggle() const { return m_alternatives; }
+    // Shown for a fine-tune: off, the base answers instead of base + adapter.
+    QCheckBox* adapterToggle() const { return m_adapter; }
     ServePanel* servePanel() const { return m_serve; }   // null when built without the server
     ChatTranscriptView* transcript() const { return m_transcript; }
     TokenInspector* inspector() const { return m_inspector; }
@@ -108,6 +110,7 @@ signals:
     void loadRequested(const crucible::ui::ChatModelRequest& request);
     void unloadRequested();
     void generateRequested(const crucible::ui::ChatGenerateRequest& request);
+    void adapterRequested(bool on);
 
 protected:
     void showEvent(QShowEvent* event) override;
@@ -166,6 +169,7 @@ private:
     TokenInspector* m_inspector;
     QLabel* m_replyStats;
     QCheckBox* m_alternatives;
+    QCheckBox* m_adapter;
     ServePanel* m_serve = nullptr;
     QPlainTextEdit* m_input;
     QPushButton* m_send;

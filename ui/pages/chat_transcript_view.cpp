@@ -51,6 +51,7 @@ QString replySummary(const ChatReply& r)
     parts << QObject::tr("prefill %1 at %2 tok/s").arg(tokens(r.promptTokens), formatRate(r.prefillTokensPerSecond));
     parts << QObject::tr("%1 at %2 tok/s").arg(tokens(r.generatedTokens), formatRate(r.decodeTokensPerSecond));
     if (!r.stopReason.isEmpty()) parts << r.stopReason;
+    if (!r.answeredBy.isEmpty()) parts << r.answeredBy;
     if (r.draftProposed > 0)
         parts << QObject::tr("draft acceptance %1% (%2 of %3)")
                      .arg(QString::number(100.0 * double(r.draftAccepted) / double(r.draftProposed), 'f', 0))

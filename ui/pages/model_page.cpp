@@ -1,7 +1,11 @@
 #include "ui/pages/model_page.h"
 
+#include "core/model/lora.h"
+#include "core/train/finetune_estimate.h"
 #include "core/train/memory_estimate.h"
 #include "ui/app_context.h"
+#include "ui/pages/finetune_panel.h"
+#include "ui/workers/training_controller.h"
 #include "ui/format.h"
 #include "ui/models/device_inventory.h"
 #include "ui/models/run_config_model.h"
@@ -18,6 +22,7 @@
 #include <QHBoxLayout>
 #include <QLabel>
 #include <QScrollArea>
+#include <QScrollBar>
 #include <QSettings>
 #include <QHeaderView>
 #include <QSpinBox>
@@ -59,7 +64,10 @@ ModelPage::ModelPage(AppContext& context, QWidget* parent) : QWidget(parent), m_
     scroll->setWidgetResizable(true);
     scroll->setFrameShape(QFrame::NoFrame);
     scroll->setWidget(buildForm());
-    scroll->setMinimumWidth(380);
+    // Room for the form beside its vertical scroll bar, which a fine-tune's
+    // longer form needs: no horizontal bar for a few pixels.
+    scroll->setMinimumWidth(std::max(380, scroll->widget()->minimumSizeHint().width() +
+                                              scroll->verticalScrollBar()->sizeHint().width() + 2 * scroll->frameWidth()));
     scroll->setMaximumWidth(460);
     columns->addWidget(scroll, 0);
     columns->addWidget(buildFacts(), 1);
@@ -70,6 +78,15 @@ ModelPage::ModelPage(AppContext& context, QWidget* parent) : QWidget(parent), m_
         updateFacts();
     });
     connect(context.devices(), &DeviceInventory::changed, this, &ModelPage::updateFacts);
+    // A fine-tune's measured peak goes beside its estimate once steps arrive.
+    connect(context.training(), &TrainingController::runStarting, this, [this] {
+        m_measuredPeak = m_measuredSteps = 0;
+        updateFacts();
+    });
+    connect(context.training(), &TrainingController::stepsReceived, this, [this](const QVector<StepMetrics>& steps) {
+        if (!m_context.training()->runConfig().finetune) return;
+        for (const StepMetrics& s : steps) noteMeasuredPeak(s.step, s.memory_bytes);
+    });
     loadFromConfig();
     updateFacts();
 }
@@ -80,7 +97,11 @@ QWidget* ModelPage::buildForm()
     auto* layout = new QVBoxLayout(form);
     layout->setContentsMargins(0, 0, 6, 0);
 
+    m_finetune = new FinetunePanel(m_context, form);
+    layout->addWidget(m_finetune);
+
     auto* presetBox = new QGroupBox(tr("Start from"), form);
+    m_presetBox = presetBox;
     auto* presetLayout = new QVBoxLayout(presetBox);
     m_preset = new QComboBox(presetBox);
     m_preset->setObjectName(QStringLiteral("presetCombo"));
@@ -102,8 +123,11 @@ QWidget* ModelPage::buildForm()
     layout->addWidget(presetBox);
 
     auto* arch = new QGroupBox(tr("Architecture"), form);
+    m_archBox = arch;
     auto* f = new QFormLayout(arch);
     f->setLabelAlignment(Qt::AlignRight);
+    m_archNote = makeNote(tr("A fine-tune keeps its base's architecture."), arch);
+    f->addRow(m_archNote);
     // Wide ranges on purpose: a value the engine refuses is explained by the
     // engine (ModelConfig::problems), not silently clamped by the widget.
     m_vocab = makeSpin(arch, "vocabSpin", 0, 1 << 20, tr("Tokens in the vocabulary; the tokenizer is trained to this size"));
@@ -144,6 +168,7 @@ QWidget* ModelPage::buildForm()
     layout->addWidget(arch);
 
     auto* advanced = new QGroupBox(tr("Initialisation and numerics"), form);
+    m_numericsBox = advanced;
     auto* a = new QFormLayout(advanced);
     a->setLabelAlignment(Qt::AlignRight);
     m_normEps = makeNumber(advanced, "normEpsBox", 0.0, 1.0, tr("Epsilon inside the norms"), true);
@@ -224,9 +249,14 @@ QWidget* ModelPage::buildFacts()
     m_memoryVerdict = new QLabel(memory);
     m_memoryVerdict->setObjectName(QStringLiteral("memoryVerdict"));
     m_memoryVerdict->setWordWrap(true);
+    m_measured = new QLabel(memory);
+    m_measured->setObjectName(QStringLiteral("measuredPeak"));
+    m_measured->setWordWrap(true);
+    m_measured->hide();
     m->addWidget(m_memoryDevice);
     m->addWidget(m_memoryBar);
     m->addWidget(m_memoryVerdict);
+    m->addWidget(m_measured);
     // Three memory figures meet a user; each says what it counts.
     m->addWidget(makeNote(tr("Estimated from the shapes: weights, gradients, optimizer state and the activations "
                              "of one step. The Train page charts what the run actually allocates; the whole "
@@ -345,7 +375,24 @@ void ModelPage::updateFacts()
     updatePresetTable();
     const RunConfig& rc = m_context.config()->config();
     const ModelConfig& m = rc.model;
+    const bool finetune = rc.finetune.has_value();
+    m_presetBox->setVisible(!finetune);
+    m_archNote->setVisible(finetune);
+    for (QWidget* box : {m_archBox, m_numericsBox})
+        for (QWidget* w : box->findChildren<QWidget*>(Qt::FindDirectChildrenOnly))
+            if (w != m_archNote) w->setEnabled(!finetune);
     const auto problems = m.problems();
+    if (problems.empty() && finetune) {
+        QString list;
+        if (const QString base = m_finetune->baseProblem(); !base.isEmpty()) list += QStringLiteral("• ") + base + QLatin1Char('\n');
+        // Everything the engine would refuse this fine-tune for, LoRA's settings
+        // and the switches included: Start stays disabled until they are fixed.
+        for (const auto& p : rc.problems()) list += QStringLiteral("• ") + qs(p) + QLatin1Char('\n');
+        if (!list.isEmpty())
+            m_problems->showMessage(MessageBanner::Kind::Error, tr("This fine-tune cannot start"), list.trimmed());
+        else
+            m_problems->clear();
+    }
     if (!problems.empty()) {
         QString list;
         for (const auto& p : problems) list += QStringLiteral("• ") + qs(p) + QLatin1Char('\n');
@@ -360,11 +407,17 @@ void ModelPage::updateFacts()
         m_memoryDevice->clear();
         return;
     }
-    m_problems->clear();
+    if (!finetune) m_problems->clear();
 
     const ParamCounts n = count_params(m);
     const double total = double(n.total());
     m_totalParams->setText(tr("%1 parameters").arg(formatCount(total)));
+    if (finetune && rc.finetune->lora.problems(m).empty()) {
+        const int64_t trainable = lora_parameter_count(m, rc.finetune->lora);
+        m_totalParams->setText(tr("%1 trainable of %2 parameters (%3%)")
+                                   .arg(formatCount(double(trainable)), formatCount(total))
+                                   .arg(100.0 * double(trainable) / total, 0, 'f', trainable < total / 100 ? 2 : 1));
+    }
     auto part = [&](const QString& label, int64_t v, int color) {
         return StackedBar::Part{label, double(v), theme::series(color),
                                 QStringLiteral("%1 (%2%)").arg(formatCount(double(v))).arg(total > 0 ? 100.0 * v / total : 0, 0, 'f', 1)};
@@ -416,6 +469,22 @@ void ModelPage::updateFacts()
                                 .arg(seq)
                                 .arg(perStep));
 
+    updateMemory();
+}
+
+void ModelPage::noteMeasuredPeak(qint64 step, qint64 bytes)
+{
+    m_measuredPeak = std::max(m_measuredPeak, bytes);
+    m_measuredSteps = std::max(m_measuredSteps, step);
+    updateMemory();
+}
+
+void ModelPage::updateMemory()
+{
+    const RunConfig& rc = m_context.config()->config();
+    const ModelConfig& m = rc.model;
+    const TrainConfig& t = rc.train;
+    const int seq = t.resolved_seq_len(m);
     const auto* devices = m_context.devices();
     m_memoryDevice->setText(tr("On %1, for a micro-batch of %2 × %3 tokens (set on the Train page)")
                                 .arg(devices->nameFor(t.device))
@@ -426,15 +495,34 @@ void ModelPage::updateFacts()
         m_memoryVerdict->setText(tr("Set a batch size of at least 1 on the Train page to estimate memory."));
         return;
     }
-    const MemoryEstimate e = estimate_training_memory(m, t.batch_size, seq, devices->computeFor(t.device));
     auto mem = [&](const QString& label, size_t v, int color) {
         return StackedBar::Part{label, double(v), theme::series(color), formatBytes(double(v))};
     };
-    m_memoryBar->setParts({mem(tr("Weights"), e.parameters + e.compute_copy, 1), mem(tr("Gradients"), e.gradients, 0),
-                           mem(tr("Optimizer"), e.optimizer, 3), mem(tr("Activations"), e.activations, 2),
-                           mem(tr("Workspace"), e.workspace, 7)});
+    const DType compute = devices->computeFor(t.device);
+    double need = 0;
+    const bool finetune = rc.finetune && rc.finetune->lora.problems(m).empty();
+    if (finetune) {
+        const FinetuneEstimate e = estimate_finetune(m, *rc.finetune, t.batch_size, seq, compute);
+        m_memoryBar->setParts({mem(rc.finetune->qlora ? tr("Frozen base (NF4)") : tr("Frozen base"), e.frozen_base, 1),
+                               mem(tr("Adapters"), e.adapters, 4), mem(tr("Adapter optimizer"), e.adapter_optimizer, 3),
+                               mem(tr("Activations"), e.activations, 2),
+                               mem(tr("Workspace"), e.workspace, 7)});
+        need = double(e.total());
+    } else {
+        const MemoryEstimate e = estimate_training_memory(m, t.batch_size, seq, compute);
+        m_memoryBar->setParts({mem(tr("Weights"), e.parameters + e.compute_copy, 1), mem(tr("Gradients"), e.gradients, 0),
+                               mem(tr("Optimizer"), e.optimizer, 3), mem(tr("Activations"), e.activations, 2),
+                               mem(tr("Workspace"), e.workspace, 7)});
+        need = double(e.total());
+    }
+    // What the running fine-tune allocates, beside what was estimated.
+    const bool measuring = finetune && m_measuredSteps > 0 && m_context.training()->runConfig().finetune;
+    m_measured->setVisible(measuring);
+    if (measuring)
+        m_measured->setText(tr("Measured peak after %1 steps: <b>%2</b> (estimated %3)")
+                                .arg(m_measuredSteps)
+                                .arg(formatBytes(double(m_measuredPeak)), formatBytes(need)));
     const MemoryInfo info = devices->memoryFor(t.device);
-    const double need = double(e.total());
     if (info.free_bytes > 0) {
         // The free-memory marker only where it tells something: next to a
         // need of a few megabytes, 25 GB free would squash the breakdown.

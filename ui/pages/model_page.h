@@ -20,6 +20,7 @@ class QTableWidget;
 namespace crucible::ui {
 
 class AppContext;
+class FinetunePanel;
 class MessageBanner;
 class NumberBox;
 class StackedBar;
@@ -29,6 +30,8 @@ class ModelPage : public QWidget {
 public:
     explicit ModelPage(AppContext& context, QWidget* parent = nullptr);
 
+    FinetunePanel* finetunePanel() const { return m_finetune; }
+
 private:
     QWidget* buildForm();
     QWidget* buildFacts();
@@ -36,10 +39,17 @@ private:
     void edit(const std::function<void(ModelConfig&)>& change);
     void updateFacts();
     void updatePresetTable();
+    void updateMemory();
+    void noteMeasuredPeak(qint64 step, qint64 bytes);
 
     AppContext& m_context;
     bool m_loading = false;
 
+    FinetunePanel* m_finetune;
+    QWidget* m_presetBox;
+    QWidget* m_archBox;
+    QWidget* m_numericsBox;
+    QLabel* m_archNote;
     QComboBox* m_preset;
     QLabel* m_presetNote;
     QSpinBox* m_vocab;
@@ -66,6 +76,9 @@ private:
     QLabel* m_memoryDevice;
     StackedBar* m_memoryBar;
     QLabel* m_memoryVerdict;
+    QLabel* m_memoryTitle;
+    QLabel* m_measured;           // a fine-tune run's measured peak beside the estimate
+    qint64 m_measuredPeak = 0, m_measuredSteps = 0;
     QTableWidget* m_presetTable;
 };
 

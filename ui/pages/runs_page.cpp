@@ -43,7 +43,7 @@ namespace crucible::ui {
 
 namespace {
 
-enum Column { ColName, ColModel, ColOptimizer, ColSteps, ColLoss, ColValLoss, ColSpeed, ColStatus, ColModified, ColCount };
+enum Column { ColName, ColModel, ColOptimizer, ColSteps, ColLoss, ColValLoss, ColSpeed, ColStatus, ColModified, ColKind, ColCount };
 constexpr int kRootRole = Qt::UserRole;
 constexpr int kSortRole = Qt::UserRole + 1;
 
@@ -121,10 +121,13 @@ RunsPage::RunsPage(AppContext& context, QWidget* parent)
     m_table->setSelectionMode(QAbstractItemView::SingleSelection);
     m_table->setEditTriggers(QAbstractItemView::EditKeyPressed);
     m_table->setHeaderLabels({tr("Run"), tr("Model"), tr("Optimizer"), tr("Steps"), tr("Train loss"), tr("Val loss"),
-                              tr("Tokens/s"), tr("Status"), tr("Modified")});
+                              tr("Tokens/s"), tr("Status"), tr("Modified"), tr("Kind")});
+    // Kind came last (the columns' numbers stay), and is shown beside the model.
+    m_table->header()->moveSection(ColKind, ColOptimizer);
     m_table->header()->setSectionResizeMode(QHeaderView::ResizeToContents);
     m_table->header()->setSectionResizeMode(ColName, QHeaderView::Stretch);
     m_table->headerItem()->setToolTip(ColName, tr("Tick to overlay on the chart below; F2 renames"));
+    m_table->headerItem()->setToolTip(ColKind, tr("Full training, or LoRA / QLoRA adapters on a frozen base, with their rank"));
     m_table->sortByColumn(ColModified, Qt::DescendingOrder);
     m_tableStack->addWidget(empty);
     m_tableStack->addWidget(m_table);
@@ -347,6 +350,10 @@ void RunsPage::populate()
             const ModelConfig& m = r.config->model;
             item->setText(ColModel, QStringLiteral("%1 · %2").arg(qs(m.name), formatCount(double(count_params(m).total()))));
             item->setData(ColModel, kSortRole, double(count_params(m).total()));
+            const QString kind = qs(run_kind(*r.config));
+            item->setText(ColKind, r.config->finetune ? QStringLiteral("%1 r%2").arg(kind).arg(r.config->finetune->lora.rank)
+                                                      : kind);
+            if (r.config->finetune) item->setToolTip(ColKind, tr("Base: %1").arg(qs(r.config->finetune->base)));
             item->setText(ColOptimizer, r.config->train.optimizer.type == OptimizerType::muon ? QStringLiteral("Muon")
                                                                                                : QStringLiteral("AdamW"));
         }
@@ -457,6 +464,18 @@ void RunsPage::updateDetails()
                            .arg(QLatin1String(to_string(m.norm)), QLatin1String(to_string(m.mlp)),
                                 m.qk_norm ? QStringLiteral(", QK-norm") : QString(),
                                 m.tied_embeddings ? tr(", tied head") : tr(", untied head")));
+        if (const auto& ft = r->config->finetune) {
+            QStringList modules;
+            for (const std::string& t : ft->lora.targets) modules << qs(t.substr(0, t.find("_proj")));
+            row(tr("Fine-tune"), tr("%1 r %2, alpha %3%4, on %5%6")
+                                     .arg(qs(run_kind(*r->config)))
+                                     .arg(ft->lora.rank)
+                                     .arg(formatNumber(ft->lora.alpha))
+                                     .arg(ft->lora.use_rslora ? tr(" (rsLoRA)") : QString())
+                                     .arg(modules.join(QStringLiteral(", ")))
+                                     .arg(ft->grad_checkpoint ? tr(", gradient checkpointing") : QString()));
+            row(tr("Base"), QDir::toNativeSeparators(qs(ft->base)));
+        }
         row(tr("Optimizer"),
             o.type == OptimizerType::muon
                 ? tr("Muon lr %1 (momentum %2) + AdamW lr %3, weight decay %4")
@@ -513,7 +532,12 @@ void RunsPage::updateComparison()
         if (it == m_metricsCache.end() || it->stamp != stamp)
             it = m_metricsCache.insert(root, CachedMetrics{stamp, read_run_metrics(root.toStdString())});
         const MetricSeries& s = it->metrics[metric->id];
-        const int series = m_chart->addSeries(item->text(ColName), theme::series(index++),
+        // The legend tags adapter runs, so full and LoRA curves read apart.
+        const QString kind = item->text(ColKind);
+        const QString legend = kind.isEmpty() || kind == QLatin1String("full")
+                                   ? item->text(ColName)
+                                   : QStringLiteral("%1 [%2]").arg(item->text(ColName), kind);
+        const int series = m_chart->addSeries(legend, theme::series(index++),
                                               metric->record == MetricRecord::eval);
         if (s.empty()) {
             empty << item->text(ColName);

@@ -1,6 +1,8 @@
 #include "ui/pages/train_page.h"
 
+#include "core/train/finetune_estimate.h"
 #include "core/train/memory_estimate.h"
+#include "ui/pages/finetune_panel.h"
 #include "core/train/run_catalog.h"
 #include "ui/app_context.h"
 #include "ui/charts/chart_controls.h"
@@ -80,8 +82,11 @@ enum Tile { TileStep, TileLoss, TileValLoss, TileSpeed, TileMfu, TileElapsed, Ti
 
 QString newRunDir(const QString& runsDir, const RunConfig& c)
 {
+    // A fine-tune is named after its method (lora or qlora) instead of the optimizer.
+    const QString method = c.finetune ? QLatin1String(c.finetune->qlora ? "qlora" : "lora")
+                                      : QLatin1String(to_string(c.train.optimizer.type));
     const QString base = QStringLiteral("%1-%2-%3")
-                             .arg(qs(c.model.name), QLatin1String(to_string(c.train.optimizer.type)),
+                             .arg(qs(c.model.name), method,
                                   QDateTime::currentDateTime().toString(QStringLiteral("yyyyMMdd-HHmmss")));
     QString dir = QDir(runsDir).filePath(base);
     for (int n = 2; QFileInfo::exists(dir); ++n) dir = QDir(runsDir).filePath(base + QStringLiteral("-%1").arg(n));
@@ -335,14 +340,21 @@ QStringList TrainPage::blockingReasons() const
     for (const auto& p : c.data.paths)
         if (!QFileInfo::exists(qs(p)))
             reasons << tr("The data path %1 does not exist: remove it on the Data page.").arg(qs(p));
-    if (c.model.problems().empty() && c.train.batch_size >= 1 && c.train.resolved_seq_len(c.model) >= 2) {
-        const MemoryEstimate e = estimate_training_memory(c.model, c.train.batch_size, c.train.resolved_seq_len(c.model),
-                                                          devices->computeFor(c.train.device));
+    if (c.finetune && !c.finetune->base.empty()) {
+        if (const BaseCheck base = checkBase(qs(c.finetune->base)); !base.ok)
+            reasons << tr("The base model cannot be fine-tuned: %1 Choose another on the Model page.").arg(base.text);
+    }
+    const bool estimable = !c.finetune || c.finetune->lora.problems(c.model).empty();
+    if (estimable && c.model.problems().empty() && c.train.batch_size >= 1 && c.train.resolved_seq_len(c.model) >= 2) {
+        const int seq = c.train.resolved_seq_len(c.model);
+        const DType compute = devices->computeFor(c.train.device);
+        const size_t need = c.finetune ? estimate_finetune(c.model, *c.finetune, c.train.batch_size, seq, compute).total()
+                                       : estimate_training_memory(c.model, c.train.batch_size, seq, compute).total();
         const MemoryInfo mem = devices->memoryFor(c.train.device);
-        if (mem.free_bytes > 0 && e.total() > mem.free_bytes)
+        if (mem.free_bytes > 0 && need > mem.free_bytes)
             reasons << tr("This run needs about %1 but only %2 is free on %3: lower the batch size or sequence length, "
                           "use gradient accumulation, or choose a smaller model.")
-                           .arg(formatBytes(double(e.total())), formatBytes(double(mem.free_bytes)),
+                           .arg(formatBytes(double(need)), formatBytes(double(mem.free_bytes)),
                                 devices->nameFor(c.train.device));
     }
     return reasons;

@@ -435,6 +435,15 @@ void TrainSettings::updateDerived()
     const TrainConfig& t = c.train;
     const bool muon = t.optimizer.type == OptimizerType::muon;
     m_muonBox->setVisible(muon);
+    // A fine-tune trains only its adapters, with AdamW at their own rate.
+    const bool finetune = c.finetune.has_value();
+    if (auto* form = qobject_cast<QFormLayout*>(m_lr->parentWidget()->layout()))
+        if (auto* label = qobject_cast<QLabel*>(form->labelForField(m_lr)))
+            label->setText(finetune ? tr("Adapter learning rate") : tr("Learning rate"));
+    m_optimizer->setEnabled(!finetune || muon);
+    m_optimizer->setToolTip(finetune ? tr("LoRA adapters train with AdamW")
+                                     : tr("Muon orthogonalises the update of each attention and MLP matrix "
+                                          "(Newton–Schulz); embeddings, head and norms stay on AdamW"));
     m_muonLr->setEnabled(!t.optimizer.muon_match_adamw_rms);
     const bool wsd = t.schedule.kind == ScheduleKind::wsd;
     m_decayFraction->setVisible(wsd);

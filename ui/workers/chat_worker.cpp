@@ -4,6 +4,7 @@
 #include "core/generate/chat_transcript.h"
 #include "core/generate/generator.h"
 #include "core/model/model_config.h"
+#include "core/train/finetune.h"
 #include "core/train/load_model.h"
 #include "kernels/error.h"
 
@@ -97,6 +98,7 @@ void ChatWorker::requestStop()
     m_stop.store(true);
     std::lock_guard lock(m_mutex);
     if (m_generator) m_generator->request_cancel();
+    if (m_baseGenerator) m_baseGenerator->request_cancel();
 }
 
 void ChatWorker::releaseModel()
@@ -104,7 +106,9 @@ void ChatWorker::releaseModel()
     {
         std::lock_guard lock(m_mutex);
         m_generator.reset();   // before the models it points into
+        m_baseGenerator.reset();
     }
+    m_baseParams.reset();
     m_transcript.reset();
     m_draft.reset();
     m_model.reset();
@@ -114,6 +118,13 @@ void ChatWorker::releaseModel()
 }
 
 void ChatWorker::unloadModel() { releaseModel(); }
+
+void ChatWorker::setAdapterEnabled(bool on)
+{
+    m_adapterOn = on;
+    m_info.adapterEnabled = on && m_baseGenerator;
+    emit adapterChanged(m_info.adapterEnabled);
+}
 
 void ChatWorker::loadModel(const ChatModelRequest& request)
 {
@@ -131,6 +142,7 @@ void ChatWorker::loadModel(const ChatModelRequest& request)
             // The same model with another draft: keep the weights, rebuild the rest.
             std::lock_guard lock(m_mutex);
             m_generator.reset();
+            m_baseGenerator.reset();
         }
         m_draft.reset();
         m_transcript.reset();
@@ -151,10 +163,30 @@ void ChatWorker::loadModel(const ChatModelRequest& request)
                 info.draftProblem = describe(e, tr("loading the draft model"));
             }
         }
-        info.cacheBytes = qint64(generator->bytes());
+        std::unique_ptr<Generator> baseGenerator;
+        if (m_model->lora) {
+            // The base as it was before the merge, read again from its folder.
+            if (!m_baseParams) {
+                m_baseParams = std::make_unique<ParamStore>(*m_model->backend, m_model->config, false);
+                load_base_weights(open_base_model(m_model->base), *m_baseParams);
+            }
+            baseGenerator = std::make_unique<Generator>(*m_baseParams, m_model->tokenizer, 1, m_model->config.seq_len);
+            if (m_draft) baseGenerator->set_draft(m_draft->params.get(), kLookahead);
+            info.hasAdapter = true;
+            info.adapterEnabled = m_adapterOn;
+            const LoraConfig& lora = *m_model->lora;
+            QStringList modules;
+            for (const std::string& t : lora.targets) modules << QString::fromStdString(t.substr(0, t.find("_proj")));
+            info.adapter = tr("LoRA r%1 on %2").arg(lora.rank).arg(modules.join(QStringLiteral(", ")));
+            info.base = QString::fromStdString(m_model->base.string());
+        } else {
+            m_adapterOn = true;
+        }
+        info.cacheBytes = qint64(generator->bytes()) + (baseGenerator ? qint64(baseGenerator->bytes()) : 0);
         {
             std::lock_guard lock(m_mutex);
             m_generator = std::move(generator);
+            m_baseGenerator = std::move(baseGenerator);
         }
         info.checkpoint = QString::fromStdString(m_model->checkpoint.string());
         info.step = m_model->step;
@@ -240,7 +272,8 @@ void ChatWorker::generate(const ChatGenerateRequest& request)
             stats.tokens = {{}};
             stats.texts = {{}};
         } else {
-            stats = m_generator->generate(g, [&](const TokenEvent& e) {
+            Generator& generator = m_adapterOn || !m_baseGenerator ? *m_generator : *m_baseGenerator;
+            stats = generator.generate(g, [&](const TokenEvent& e) {
                 m_tokens.add(toChatToken(e));
                 return !m_stop.load();
             });
@@ -260,6 +293,7 @@ void ChatWorker::generate(const ChatGenerateRequest& request)
         reply.draftAccepted = stats.draft_accepted;
         reply.forgottenTurns = int(m_transcript->forgotten());
         reply.context = context;
+        if (m_baseGenerator) reply.answeredBy = m_adapterOn ? tr("adapter on") : tr("adapter off (base alone)");
         emit replyFinished(reply);
     } catch (const std::exception& e) {
         m_tokens.flush();

@@ -31,6 +31,7 @@
 namespace crucible {
 class ChatTranscript;
 class Generator;
+class ParamStore;
 struct LoadedModel;
 struct TokenEvent;
 }
@@ -57,6 +58,12 @@ struct ChatModelInfo {
     QString draftPath;       // empty when no draft is in use
     qint64 draftParameters = 0;
     QString draftProblem;    // why the draft was not used, when one was asked for
+    // A fine-tune: its adapters are merged into the weights, and the base's
+    // own weights are kept beside them, so the adapter switches off at once.
+    bool hasAdapter = false;
+    bool adapterEnabled = false;
+    QString adapter;         // "LoRA r16 on q, k, v, o"
+    QString base;            // the base model's path
 };
 
 struct ChatTurnText {
@@ -95,6 +102,7 @@ struct ChatReply {
     qint64 draftAccepted = 0;
     int forgottenTurns = 0;      // oldest turns the model no longer sees
     int context = 0;
+    QString answeredBy;          // a fine-tune's: "adapter on" or "adapter off (base alone)"; else empty
 };
 
 // Registers the types above once; safe to call repeatedly.
@@ -121,8 +129,11 @@ public slots:
     void loadModel(const crucible::ui::ChatModelRequest& request);
     void unloadModel();
     void generate(const crucible::ui::ChatGenerateRequest& request);
+    // A fine-tune answers with its adapters (merged) or as its base did.
+    void setAdapterEnabled(bool on);
 
 signals:
+    void adapterChanged(bool enabled);
     void modelLoaded(const crucible::ui::ChatModelInfo& info);
     void modelFailed(quint64 id, const QString& message);
     void tokensReady(quint64 id, const QVector<crucible::ui::ChatToken>& tokens);
@@ -137,6 +148,11 @@ private:
     std::unique_ptr<LoadedModel> m_model;
     std::unique_ptr<LoadedModel> m_draft;
     std::unique_ptr<Generator> m_generator;          // guarded by m_mutex (requestStop reads it)
+    // A fine-tune's base weights and their generator (each keeps its own KV
+    // cache, so switching costs nothing); guarded by m_mutex like m_generator.
+    std::unique_ptr<ParamStore> m_baseParams;
+    std::unique_ptr<Generator> m_baseGenerator;
+    bool m_adapterOn = true;
     std::unique_ptr<ChatTranscript> m_transcript;
     QString m_modelKey, m_draftKey;                   // what is loaded: path and device
     ChatModelInfo m_info;
