@@ -27,7 +27,7 @@ struct FinetuneCommand {
     std::string base, out, resume, targets = "all-linear", init = "kaiming_uniform";
     int rank = 16;
     float alpha = 32.0f, dropout = 0.0f;
-    bool rslora = false, json = false, quiet = false;
+    bool rslora = false, qlora = false, json = false, quiet = false;
 };
 
 int run_finetune(const FinetuneCommand& c)
@@ -63,13 +63,18 @@ int run_finetune(const FinetuneCommand& c)
     else if (c.init == "kaiming_uniform" || c.init == "default") ft.lora.init = LoraInit::kaiming_uniform;
     else throw Error("--lora-init must be kaiming_uniform (PEFT's default) or gaussian");
     ft.lora.targets = parse_lora_targets(c.targets, base.config);
+    ft.qlora = c.qlora;
+    // The fine-tune's own switch (what the app binds), not the train section's.
+    ft.grad_checkpoint = config.train.grad_checkpoint;
+    config.train.grad_checkpoint = false;
     config.finetune = ft;
     config.validate();
     const std::string name = base.path.filename().string().empty() ? "base" : base.path.filename().string();
     topts.run_dir = c.out.empty() ? default_runs_dir() / (name + "-lora-" + timestamp()) : fs::path(c.out);
     if (!c.json) {
         const int64_t trainable = lora_parameter_count(base.config, ft.lora);
-        fmt::print("LoRA r {} alpha {} on {} of {}: {} trainable parameters ({:.2f}% of {})\n", ft.lora.rank,
+        fmt::print("{} r {} alpha {} on {} of {}: {} trainable parameters ({:.2f}% of {})\n",
+                   ft.qlora ? "QLoRA (NF4 base)" : "LoRA", ft.lora.rank,
                    ft.lora.alpha, c.targets, base.path.string(), trainable,
                    100.0 * double(trainable) / double(count_params(base.config).total()),
                    count_params(base.config).total());
@@ -155,6 +160,9 @@ void add_finetune_command(CLI::App& app, int& exit_code)
         ->capture_default_str();
     cmd->add_option("--lora-init", c->init, "kaiming_uniform (PEFT's default) or gaussian")->capture_default_str();
     cmd->add_flag("--rslora", c->rslora, "Scale by alpha/sqrt(r) instead of alpha/r (rsLoRA)");
+    cmd->add_flag("--qlora", c->qlora,
+                  "QLoRA: keep the frozen base projections in NF4 with double quant (embeddings, norms, head stay "
+                  "high precision)");
     cmd->add_option("--out", c->out, "Run directory to create (default: a new folder under the runs directory)");
     cmd->add_option("--resume", c->resume, "Continue the fine-tune in this directory from its latest checkpoint");
     cmd->add_flag("--json", c->json, "Print one JSON object per event instead of a progress line");

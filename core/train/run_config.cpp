@@ -78,7 +78,8 @@ nlohmann::json to_json(const TrainConfig& c)
             {"threads", c.threads},
             {"on_nonfinite", c.on_nonfinite},
             {"gpus", c.gpus},
-            {"cpu_replicas", c.cpu_replicas}};
+            {"cpu_replicas", c.cpu_replicas},
+            {"grad_checkpoint", c.grad_checkpoint}};
 }
 
 nlohmann::json to_json(const DataConfig& c)
@@ -90,7 +91,11 @@ nlohmann::json to_json(const RunConfig& c)
 {
     nlohmann::json j = {
         {"format", "crucible-run-1"}, {"model", to_json(c.model)}, {"train", to_json(c.train)}, {"data", to_json(c.data)}};
-    if (c.finetune) j["finetune"] = {{"base", c.finetune->base}, {"lora", to_json(c.finetune->lora)}};
+    if (c.finetune)
+        j["finetune"] = {{"base", c.finetune->base},
+                         {"lora", to_json(c.finetune->lora)},
+                         {"qlora", c.finetune->qlora},
+                         {"grad_checkpoint", c.finetune->grad_checkpoint}};
     return j;
 }
 
@@ -100,7 +105,7 @@ TrainConfig train_config_from_json(const nlohmann::json& j)
                  {"batch_size", "grad_accum", "steps", "seq_len", "seed", "optimizer", "schedule", "eval_every",
                   "eval_batches", "checkpoint_every", "sample_every", "sample_tokens", "sample_prompt",
                   "sample_temperature", "target_bits_per_byte", "device", "threads", "on_nonfinite", "gpus",
-                  "cpu_replicas"});
+                  "cpu_replicas", "grad_checkpoint"});
     TrainConfig c;
     r.read("batch_size", c.batch_size);
     r.read("grad_accum", c.grad_accum);
@@ -122,6 +127,7 @@ TrainConfig train_config_from_json(const nlohmann::json& j)
     r.read("gpus", c.gpus);
     r.read("cpu_replicas", c.cpu_replicas);
     r.read("on_nonfinite", c.on_nonfinite);
+    r.read("grad_checkpoint", c.grad_checkpoint);
     return c;
 }
 
@@ -139,9 +145,11 @@ RunConfig run_config_from_json(const nlohmann::json& j)
     JsonReader r(j, "run config", {"format", "model", "train", "data", "finetune"});
     RunConfig c;
     if (auto* f = r.child("finetune"); f && !f->is_null()) {
-        JsonReader fr(*f, "finetune", {"base", "lora"});
+        JsonReader fr(*f, "finetune", {"base", "lora", "qlora", "grad_checkpoint"});
         FinetuneConfig ft;
         fr.read("base", ft.base);
+        fr.read("qlora", ft.qlora);
+        fr.read("grad_checkpoint", ft.grad_checkpoint);
         if (auto* l = fr.child("lora")) ft.lora = lora_config_from_json(*l);
         c.finetune = ft;
     }
