@@ -88,9 +88,12 @@ int run_merge(const std::string& run, const std::string& out, const std::string&
     if (!probe.lora)
         throw Error(run + " is not a fine-tune (no adapters to merge); use crucible-cli export to copy a model");
     const ExportResult r = export_run(run, ExportRequest{"hf", type, out});
-    fmt::print("merged {} (r {}, alpha {}, {}) into its base {}\nwrote {}\n", run, probe.lora->rank,
-               probe.lora->alpha, fmt::format("{} modules", probe.lora->targets.size()), probe.base.string(),
-               r.description);
+    fmt::print("merged {} (r {}, alpha {}, {}) into its base {}\n", run, probe.lora->rank, probe.lora->alpha,
+               fmt::format("{} modules", probe.lora->targets.size()), probe.base.string());
+    if (probe.nf4_base)
+        fmt::print("the base was NF4 (QLoRA): its projections were dequantized and the adapters added, so the "
+                   "merged weights are {}, not NF4\n", type);
+    fmt::print("wrote {}\n", r.description);
     return 0;
 }
 
