@@ -10,6 +10,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <array>
 #include <vector>
 
 namespace crucible {
@@ -19,6 +20,21 @@ namespace {
 constexpr int64_t kGemvMaxRows = 8;              // up to this many input rows: fused decode and dot
 constexpr int64_t kTileElements = int64_t(1) << 18;   // 1 MiB of f32 per tile
 
+// Both levels of every code byte (element 2j's from the high nibble, 2j+1's
+// from the low one): one table lookup per byte instead of two shifts and two.
+struct LevelPair {
+    float hi, lo;
+};
+const std::array<LevelPair, 256>& level_pairs()
+{
+    static const std::array<LevelPair, 256> table = [] {
+        std::array<LevelPair, 256> t{};
+        for (int b = 0; b < 256; ++b) t[size_t(b)] = {kNf4LevelTable[b >> 4], kNf4LevelTable[b & 0x0F]};
+        return t;
+    }();
+    return table;
+}
+
 // Rows [r0, r1) of the weight, dequantized into dst (row-major, w.cols wide).
 void dequantize_rows(const Nf4Weight& w, int64_t r0, int64_t r1, float* dst)
 {
@@ -26,16 +42,27 @@ void dequantize_rows(const Nf4Weight& w, int64_t r0, int64_t r1, float* dst)
     const uint8_t* codes = w.absmax_codes.as<uint8_t>();
     const float* scales = w.absmax_scales.as<float>();
     const float* code = w.code.as<float>();
+    const LevelPair* pairs = level_pairs().data();
     const int64_t begin = r0 * w.cols, end = r1 * w.cols;
     int64_t i = begin;
     while (i < end) {
         const int64_t block = i / kNf4WeightBlock;
         const float absmax = code[codes[block]] * scales[block / kNf4WeightAbsmaxBlock] + w.absmax_mean;
         const int64_t stop = std::min(end, (block + 1) * kNf4WeightBlock);
-        for (; i < stop; ++i) {
-            const uint8_t byte = packed[i >> 1];
-            const uint8_t nibble = (i & 1) ? (byte & 0x0F) : (byte >> 4);
-            dst[i - begin] = kNf4LevelTable[nibble] * absmax;
+        float* out = dst - begin;
+        if (i & 1) {   // a row that starts on a low nibble
+            out[i] = kNf4LevelTable[packed[i >> 1] & 0x0F] * absmax;
+            ++i;
+        }
+        // Whole bytes: both elements of byte j are 2j and 2j + 1.
+        for (; i + 1 < stop; i += 2) {
+            const LevelPair p = pairs[packed[i >> 1]];
+            out[i] = p.hi * absmax;
+            out[i + 1] = p.lo * absmax;
+        }
+        if (i < stop) {   // a row that ends on a high nibble
+            out[i] = kNf4LevelTable[packed[i >> 1] >> 4] * absmax;
+            ++i;
         }
     }
 }
