@@ -173,7 +173,7 @@ BenchTable finetune_bench_table(const FinetuneBenchResult& r, const std::string&
         return nullptr;
     };
     for (const auto& row : r.rows) {
-        const FinetuneBenchRow* full = find(FinetuneMode::full, row.grad_checkpoint);
+        const FinetuneBenchRow* full = find(FinetuneMode::full, false);
         const FinetuneBenchRow* lora = find(FinetuneMode::lora, row.grad_checkpoint);
         BenchRow b;
         b.label = std::string(to_string(row.mode)) + (row.grad_checkpoint ? ", checkpointed" : "");
@@ -187,9 +187,10 @@ BenchTable finetune_bench_table(const FinetuneBenchResult& r, const std::string&
                     row.mode != FinetuneMode::full && lora ? row.step.median_ms / lora->step.median_ms : NAN};
         t.rows.push_back(b);
     }
-    t.notes.push_back("preset " + preset + "; LoRA time ratio: LoRA and QLoRA against LoRA; full fine-tune rows: "
-                      "see memory / full. Base weights: bf16 (+ f32 master for full), or NF4 with double quant plus "
-                      "the high-precision embeddings, norms and head.");
+    t.notes.push_back("preset " + preset + "; memory / full: against the full fine-tune without checkpointing; "
+                      "time / LoRA: against LoRA with the same checkpointing. Base weights: the model in the compute "
+                      "dtype (and its f32 master where that differs), or NF4 with double quant plus the "
+                      "high-precision embeddings, norms and head.");
     if (r.decode_dense_tokens_per_s > 0)
         t.notes.push_back("greedy decode, batch 1: dense " + std::to_string(int(std::lround(r.decode_dense_tokens_per_s))) +
                           " tok/s, NF4 " + std::to_string(int(std::lround(r.decode_nf4_tokens_per_s))) + " tok/s (" +

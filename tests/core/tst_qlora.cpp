@@ -7,6 +7,7 @@
 //   the memory estimate predicts;
 // - a QLoRA fine-tune run learns, resumes bit-exactly and writes PEFT
 //   adapters; loading it for inference merges into the NF4-rounded base.
+#include "core/bench/finetune_bench.h"
 #include "core/io/file_util.h"
 #include "core/io/safetensors.h"
 #include "core/model/activations.h"
@@ -202,6 +203,41 @@ private slots:
                                    double(big.qkv_dim() + big.q_dim() + 3 * big.ff_dim);
         QVERIFY(std::abs(double(qlora.nf4_weights) * 8.0 / projections - 4.127) < 0.01);
         QVERIFY(qlora.total() < lora.total());
+    }
+
+    // bench finetune: six rows side by side, the NF4 base smaller than the
+    // bf16 one, checkpointing smaller in activations, the estimate covering
+    // what the CPU run allocated.
+    void finetuneBenchComparesTheModes()
+    {
+        FinetuneBenchOptions o;
+        o.model = test::tiny_model(kSeq);
+        o.batch = 2;
+        o.warmup_steps = 0;
+        o.timed_steps = 1;
+        o.lora = all_linear(o.model, 0.0f);
+        o.decode_tokens = 4;
+        o.backend.threads = 2;
+        const FinetuneBenchResult r = run_finetune_bench(o);
+        QCOMPARE(r.rows.size(), size_t(6));
+        auto row = [&](FinetuneMode m, bool ck) {
+            for (const auto& x : r.rows)
+                if (x.mode == m && x.grad_checkpoint == ck) return x;
+            return FinetuneBenchRow{};
+        };
+        QVERIFY(row(FinetuneMode::qlora, false).base_weight_bytes < row(FinetuneMode::lora, false).base_weight_bytes);
+        for (FinetuneMode m : {FinetuneMode::full, FinetuneMode::lora, FinetuneMode::qlora}) {
+            QVERIFY(row(m, true).activation_bytes < row(m, false).activation_bytes);
+            QVERIFY(row(m, true).device_bytes < row(m, false).device_bytes);
+            for (bool ck : {false, true}) {
+                QVERIFY(row(m, ck).estimate_bytes >= row(m, ck).device_bytes);
+                QVERIFY(row(m, ck).tokens_per_s > 0);
+            }
+        }
+        QVERIFY(r.decode_dense_tokens_per_s > 0 && r.decode_nf4_tokens_per_s > 0);
+        const BenchTable t = finetune_bench_table(r, "tiny");
+        QCOMPARE(t.rows.size(), size_t(6));
+        QVERIFY(t.to_text().find("QLoRA, checkpointed") != std::string::npos);
     }
 
     // The run configuration keeps both switches.
