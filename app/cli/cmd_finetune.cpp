@@ -120,6 +120,11 @@ int describe_model_path(const std::string& path)
         const auto j = nlohmann::json::parse(read_file(dir / "adapter_config.json"), nullptr, false);
         if (base.empty() && j.is_object()) base = j.value("base_model_name_or_path", std::string());
         fmt::print("{}: LoRA adapter (PEFT format) in {}\n  base          {}\n", path, dir.string(), base.string());
+        if (!is_peft_adapter_dir(path)) {
+            const RunConfig rc = RunDirectory(path).read_config();
+            if (rc.finetune->qlora) fmt::print("  QLoRA         the base's projections in NF4 with double quant\n");
+            if (rc.grad_checkpoint()) fmt::print("  checkpointing gradient checkpointing on\n");
+        }
         if (!base.empty() && fs::exists(base)) {
             const BaseModel b = open_base_model(base);
             const PeftAdapterInfo info = read_peft_config(dir, b.config);
