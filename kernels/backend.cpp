@@ -288,6 +288,57 @@ void Backend::linear_backward(Tensor din, Tensor dweight, Tensor dout, Tensor in
     do_linear_backward(din, dweight, dout, in, weight, accumulate_din);
 }
 
+namespace {
+
+void check_nf4(const Args& check, const Nf4Weight& w)
+{
+    if (w.rows < 1 || w.cols < 1) check.fail("the NF4 weight has no elements");
+    check.tensor(w.packed, "the NF4 codes", DType::u8, Shape{(w.numel() + 1) / 2});
+    check.tensor(w.absmax_codes, "the NF4 absmax codes", DType::u8, Shape{w.blocks()});
+    check.tensor(w.absmax_scales, "the NF4 absmax scales", DType::f32,
+                 Shape{(w.blocks() + kNf4WeightAbsmaxBlock - 1) / kNf4WeightAbsmaxBlock});
+    check.tensor(w.code, "the NF4 absmax code", DType::f32, Shape{256});
+    if (!std::isfinite(w.absmax_mean)) check.fail("the NF4 absmax mean is not finite");
+}
+
+} // namespace
+
+void Backend::nf4_dequantize(Tensor out, const Nf4Weight& w)
+{
+    const Args check(*this, "nf4_dequantize");
+    check_nf4(check, w);
+    check.act(out, "out", Shape{w.rows, w.cols});
+    do_nf4_dequantize(out, w);
+}
+
+void Backend::nf4_linear_forward(Tensor out, Tensor in, const Nf4Weight& w, int64_t out_col, bool accumulate)
+{
+    const Args check(*this, "nf4_linear_forward");
+    check_nf4(check, w);
+    check.act(in, "in");
+    if (in.cols() != w.cols)
+        check.fail("the weight [" + std::to_string(w.rows) + ", " + std::to_string(w.cols) + "] takes rows of " +
+                   std::to_string(w.cols) + " features, the input " + in.shape.str() + " has " +
+                   std::to_string(in.cols()));
+    check.act(out, "out");
+    if (out.rows() != in.rows() || out_col < 0 || out_col + w.rows > out.cols())
+        check.fail("out " + out.shape.str() + " has no columns [" + std::to_string(out_col) + ", " +
+                   std::to_string(out_col + w.rows) + ") for " + std::to_string(in.rows()) + " rows");
+    do_nf4_linear_forward(out, in, w, out_col, accumulate);
+}
+
+void Backend::nf4_linear_backward(Tensor din, Tensor dout, const Nf4Weight& w, int64_t dout_col, bool accumulate_din)
+{
+    const Args check(*this, "nf4_linear_backward");
+    check_nf4(check, w);
+    check.act(dout, "dout");
+    if (dout_col < 0 || dout_col + w.rows > dout.cols())
+        check.fail("dout " + dout.shape.str() + " has no columns [" + std::to_string(dout_col) + ", " +
+                   std::to_string(dout_col + w.rows) + ")");
+    check.act(din, "din", Shape{dout.rows(), w.cols});
+    do_nf4_linear_backward(din, dout, w, dout_col, accumulate_din);
+}
+
 void Backend::rmsnorm_forward(Tensor out, Tensor rstd, Tensor x, Tensor weight, float eps)
 {
     const Args check(*this, "rmsnorm_forward");

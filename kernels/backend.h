@@ -56,6 +56,7 @@
 // table rows in that dtype.
 #pragma once
 
+#include "kernels/nf4_weight.h"
 #include "kernels/tensor.h"
 
 #include <cstddef>
@@ -189,8 +190,15 @@ struct DeviceFacts {
     X(void, argmax_rows, (Tensor ids, Tensor probs, Tensor logits, Tensor next_tokens))
 
 // Every backend implements these.
+#define CRUCIBLE_BACKEND_NF4_HOOKS(X)                                                                       \
+    X(void, nf4_dequantize, (Tensor out, const Nf4Weight& w))                                               \
+    X(void, nf4_linear_forward, (Tensor out, Tensor in, const Nf4Weight& w, int64_t out_col, bool accumulate)) \
+    X(void, nf4_linear_backward, (Tensor din, Tensor dout, const Nf4Weight& w, int64_t dout_col,          \
+                                  bool accumulate_din))
+
 #define CRUCIBLE_BACKEND_REQUIRED_HOOKS(X)                                                                  \
     CRUCIBLE_BACKEND_DEVICE_HOOKS(X)                                                                        \
+    CRUCIBLE_BACKEND_NF4_HOOKS(X)                                                                           \
     CRUCIBLE_BACKEND_TRANSFER_HOOKS(X)                                                                      \
     CRUCIBLE_BACKEND_ELEMENTWISE_HOOKS(X)                                                                   \
     CRUCIBLE_BACKEND_TRAINING_HOOKS(X)                                                                      \
@@ -293,6 +301,19 @@ public:
     // Either output may be empty to skip it.
     void linear_backward(Tensor din, Tensor dweight, Tensor dout, Tensor in, Tensor weight,
                          bool accumulate_din = false);
+
+    // ---- NF4 weights (QLoRA's frozen base; kernels/nf4_weight.h)
+    // out [rows, cols] = the dequantized weight, in the compute dtype.
+    void nf4_dequantize(Tensor out, const Nf4Weight& w);
+    // out[:, out_col : out_col + w.rows] (+)= in [M, w.cols] · Wᵀ: out [M, N]
+    // may be a stacked projection's output, W one of its parts. The weight is
+    // dequantized on the fly (one row or a few: a fused GEMV that reads the
+    // 4-bit codes once; more: into scratch tiles or a layer buffer, then a GEMM).
+    void nf4_linear_forward(Tensor out, Tensor in, const Nf4Weight& w, int64_t out_col = 0, bool accumulate = false);
+    // din [M, w.cols] (+)= dout[:, dout_col : dout_col + w.rows] · W. The base
+    // is frozen: no weight gradient.
+    void nf4_linear_backward(Tensor din, Tensor dout, const Nf4Weight& w, int64_t dout_col = 0,
+                             bool accumulate_din = false);
 
     // ---- normalisation (over the last dimension)
     // out = x / rms(x) * weight; rstd [rows] saved for the backward

@@ -136,6 +136,7 @@ void add_bench_command(CLI::App& app, int& exit_code)
 #endif
     add_bench_attention_command(*bench, exit_code);
     add_bench_quant_command(*bench, exit_code);
+    add_bench_finetune_command(*bench, exit_code);
 }
 
 } // namespace crucible::cli

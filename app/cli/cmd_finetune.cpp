@@ -27,7 +27,7 @@ struct FinetuneCommand {
     std::string base, out, resume, targets = "all-linear", init = "kaiming_uniform";
     int rank = 16;
     float alpha = 32.0f, dropout = 0.0f;
-    bool rslora = false, json = false, quiet = false;
+    bool rslora = false, qlora = false, json = false, quiet = false;
 };
 
 int run_finetune(const FinetuneCommand& c)
@@ -63,13 +63,18 @@ int run_finetune(const FinetuneCommand& c)
     else if (c.init == "kaiming_uniform" || c.init == "default") ft.lora.init = LoraInit::kaiming_uniform;
     else throw Error("--lora-init must be kaiming_uniform (PEFT's default) or gaussian");
     ft.lora.targets = parse_lora_targets(c.targets, base.config);
+    ft.qlora = c.qlora;
+    // The fine-tune's own switch (what the app binds), not the train section's.
+    ft.grad_checkpoint = config.train.grad_checkpoint;
+    config.train.grad_checkpoint = false;
     config.finetune = ft;
     config.validate();
     const std::string name = base.path.filename().string().empty() ? "base" : base.path.filename().string();
     topts.run_dir = c.out.empty() ? default_runs_dir() / (name + "-lora-" + timestamp()) : fs::path(c.out);
     if (!c.json) {
         const int64_t trainable = lora_parameter_count(base.config, ft.lora);
-        fmt::print("LoRA r {} alpha {} on {} of {}: {} trainable parameters ({:.2f}% of {})\n", ft.lora.rank,
+        fmt::print("{} r {} alpha {} on {} of {}: {} trainable parameters ({:.2f}% of {})\n",
+                   ft.qlora ? "QLoRA (NF4 base)" : "LoRA", ft.lora.rank,
                    ft.lora.alpha, c.targets, base.path.string(), trainable,
                    100.0 * double(trainable) / double(count_params(base.config).total()),
                    count_params(base.config).total());
@@ -83,9 +88,12 @@ int run_merge(const std::string& run, const std::string& out, const std::string&
     if (!probe.lora)
         throw Error(run + " is not a fine-tune (no adapters to merge); use crucible-cli export to copy a model");
     const ExportResult r = export_run(run, ExportRequest{"hf", type, out});
-    fmt::print("merged {} (r {}, alpha {}, {}) into its base {}\nwrote {}\n", run, probe.lora->rank,
-               probe.lora->alpha, fmt::format("{} modules", probe.lora->targets.size()), probe.base.string(),
-               r.description);
+    fmt::print("merged {} (r {}, alpha {}, {}) into its base {}\n", run, probe.lora->rank, probe.lora->alpha,
+               fmt::format("{} modules", probe.lora->targets.size()), probe.base.string());
+    if (probe.nf4_base)
+        fmt::print("the base was NF4 (QLoRA): its projections were dequantized and the adapters added, so the "
+                   "merged weights are {}, not NF4\n", type);
+    fmt::print("wrote {}\n", r.description);
     return 0;
 }
 
@@ -112,6 +120,11 @@ int describe_model_path(const std::string& path)
         const auto j = nlohmann::json::parse(read_file(dir / "adapter_config.json"), nullptr, false);
         if (base.empty() && j.is_object()) base = j.value("base_model_name_or_path", std::string());
         fmt::print("{}: LoRA adapter (PEFT format) in {}\n  base          {}\n", path, dir.string(), base.string());
+        if (!is_peft_adapter_dir(path)) {
+            const RunConfig rc = RunDirectory(path).read_config();
+            if (rc.finetune->qlora) fmt::print("  QLoRA         the base's projections in NF4 with double quant\n");
+            if (rc.grad_checkpoint()) fmt::print("  checkpointing gradient checkpointing on\n");
+        }
         if (!base.empty() && fs::exists(base)) {
             const BaseModel b = open_base_model(base);
             const PeftAdapterInfo info = read_peft_config(dir, b.config);
@@ -155,6 +168,9 @@ void add_finetune_command(CLI::App& app, int& exit_code)
         ->capture_default_str();
     cmd->add_option("--lora-init", c->init, "kaiming_uniform (PEFT's default) or gaussian")->capture_default_str();
     cmd->add_flag("--rslora", c->rslora, "Scale by alpha/sqrt(r) instead of alpha/r (rsLoRA)");
+    cmd->add_flag("--qlora", c->qlora,
+                  "QLoRA: keep the frozen base projections in NF4 with double quant (embeddings, norms, head stay "
+                  "high precision)");
     cmd->add_option("--out", c->out, "Run directory to create (default: a new folder under the runs directory)");
     cmd->add_option("--resume", c->resume, "Continue the fine-tune in this directory from its latest checkpoint");
     cmd->add_flag("--json", c->json, "Print one JSON object per event instead of a progress line");

@@ -35,6 +35,7 @@ int describe_model_path(const std::string& path);
 void add_bench_generate_command(CLI::App& bench, int& exit_code);
 void add_bench_attention_command(CLI::App& bench, int& exit_code);
 void add_bench_quant_command(CLI::App& bench, int& exit_code);
+void add_bench_finetune_command(CLI::App& bench, int& exit_code);
 
 // Prints "error: ..." to stderr and returns kExitFailure.
 int report_error(const std::exception& e);

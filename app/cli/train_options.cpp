@@ -30,6 +30,8 @@ void TrainOptions::add_to(CLI::App& cmd, bool with_data)
                    "A NaN or infinite loss or gradient: skip (the update, counted) or stop (with a checkpoint)")
         ->check(CLI::IsMember({"skip", "stop"}));
     cmd.add_option("--seed", seed, "Random seed (initialisation and data order)")->check(CLI::NonNegativeNumber);
+    cmd.add_flag("--grad-checkpoint", grad_checkpoint,
+                 "Gradient checkpointing: keep each block's input, recompute its activations in backward");
     cmd.add_option("--eval-every", eval_every, "Evaluate every N steps (0 = at the end)");
     cmd.add_option("--eval-batches", eval_batches, "Validation batches per evaluation (0 = all)");
     cmd.add_option("--checkpoint-every", checkpoint_every, "Checkpoint every N steps (0 = at the end)");
@@ -137,6 +139,7 @@ void TrainOptions::apply_overrides(RunConfig& c) const
     if (!device.empty()) t.device = device;
     apply_placement(t);
     if (!on_nonfinite.empty()) t.on_nonfinite = on_nonfinite;
+    if (grad_checkpoint) t.grad_checkpoint = true;
     if (!data.empty()) c.data.paths = data;
     if (val_fraction) c.data.val_fraction = *val_fraction;
     // Keep warmup inside short runs unless the user set it explicitly (a

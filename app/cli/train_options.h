@@ -31,7 +31,7 @@ struct TrainOptions {
     std::optional<uint64_t> seed;
     std::optional<double> val_fraction;
     std::string optimizer, schedule, device, norm, mlp, gpus, on_nonfinite;
-    bool qk_norm = false, untied = false;
+    bool qk_norm = false, untied = false, grad_checkpoint = false;
     std::vector<std::string> data;
 
     // Registers the model/training flags on a command.

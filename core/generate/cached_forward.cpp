@@ -9,7 +9,7 @@
 namespace crucible {
 
 CachedForward::CachedForward(ParamStore& params, KvCache& cache, int64_t max_tokens, int64_t max_logit_rows,
-                             LoraAdapters* lora)
+                             LoraAdapters* lora, const Nf4Base* nf4)
     : m_params(&params), m_cache(&cache), m_max_tokens(max_tokens),
       m_max_logit_rows(std::min(max_logit_rows, max_tokens))
 {
@@ -25,7 +25,7 @@ CachedForward::CachedForward(ParamStore& params, KvCache& cache, int64_t max_tok
             &layout.at(ParamRole::attn_norm, l), layernorm ? &layout.at(ParamRole::attn_norm_bias, l) : nullptr,
             c.qk_norm ? &layout.at(ParamRole::q_norm, l) : nullptr,
             c.qk_norm ? &layout.at(ParamRole::k_norm, l) : nullptr, &layout.at(ParamRole::mlp_norm, l),
-            layernorm ? &layout.at(ParamRole::mlp_norm_bias, l) : nullptr, layer_projections(params, lora, l)});
+            layernorm ? &layout.at(ParamRole::mlp_norm_bias, l) : nullptr, layer_projections(params, lora, l, nf4)});
     }
     if (lora) lora->reserve(m_max_tokens);
     m_embedding = &layout.at(ParamRole::embedding);
@@ -110,7 +110,7 @@ void CachedForward::run_layers(const Chunk& chunk)
         // looks the tokens up.
         const Backend::EmbeddingLookup lookup = l == 0 ? Backend::EmbeddingLookup{chunk.tokens, embedding}
                                                        : Backend::EmbeddingLookup{};
-        if (!(fuse && !P.proj.qkv.has_adapters() &&
+        if (!(fuse && !P.proj.qkv.has_adapters() && !P.proj.qkv.is_nf4() &&
               be.decode_norm_qkv(qkv, m_cache->keys(l), m_cache->values(l), x, m_params->compute(*P.attn_norm),
                                  c.norm_eps, P.proj.qkv.weight(), positions, s, c.rope_theta, lookup))) {
             if (l == 0) be.embedding_forward(x, chunk.tokens, embedding);
@@ -133,7 +133,7 @@ void CachedForward::run_layers(const Chunk& chunk)
 
         // MLP block.
         const bool swiglu = c.mlp == MlpType::swiglu;
-        if (!(fuse && swiglu && !P.proj.mlp_in.has_adapters() &&
+        if (!(fuse && swiglu && !P.proj.mlp_in.has_adapters() && !P.proj.mlp_in.is_nf4() &&
               be.decode_norm_linear(rows(m_mlp_act), x, m_params->compute(*P.mlp_norm), c.norm_eps,
                                     P.proj.mlp_in.weight(), true))) {
             norm_forward(norm_out, x, *P.mlp_norm, P.mlp_norm_bias, n);

@@ -36,9 +36,11 @@ class CachedForward {
 public:
     // With `lora`, its adapters add to the projections (unmerged: a layer
     // whose projection has adapters runs the separate ops instead of the
-    // fused ones; merge them into the base for full decode speed).
+    // fused ones; merge them into the base for full decode speed). With
+    // `nf4`, the projections are its NF4 weights (the fused NF4 GEMV for
+    // decode rows) and `params` holds the rest (nf4_base_layout).
     CachedForward(ParamStore& params, KvCache& cache, int64_t max_tokens, int64_t max_logit_rows,
-                  LoraAdapters* lora = nullptr);
+                  LoraAdapters* lora = nullptr, const Nf4Base* nf4 = nullptr);
     ~CachedForward();
     CachedForward(const CachedForward&) = delete;
     CachedForward& operator=(const CachedForward&) = delete;

@@ -6,7 +6,7 @@ void Activations::carve(Arena& a, const ModelConfig& c, DType dt)
 {
     const int64_t n = m_shape.tokens(), d = c.d_model;
     const bool layernorm = c.norm == NormType::layernorm;
-    const size_t sets = m_shape.training ? size_t(c.n_layers) : 1;
+    const size_t sets = m_shape.per_layer_sets() ? size_t(c.n_layers) : 1;
     const size_t streams = m_shape.training ? size_t(c.n_layers) + 1 : 2;
 
     m_residual.clear();

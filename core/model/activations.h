@@ -24,7 +24,13 @@ struct ActivationShape {
     int64_t batch = 1;
     int64_t seq = 1;
     bool training = true;
+    // Gradient checkpointing (training only): every layer's input is kept,
+    // but one set of block activations serves all layers; the backward
+    // recomputes a layer's set from its input before using it.
+    bool checkpoint = false;
     int64_t tokens() const { return batch * seq; }
+    // Layers that keep their own set of block activations.
+    bool per_layer_sets() const { return training && !checkpoint; }
 };
 
 class Activations {
@@ -37,11 +43,12 @@ public:
     const ActivationShape& shape() const { return m_shape; }
     size_t bytes() const { return m_buffer.bytes(); }
 
-    LayerActivations& layer(int l) { return m_layers[m_shape.training ? size_t(l) : 0]; }
+    LayerActivations& layer(int l) { return m_layers[m_shape.per_layer_sets() ? size_t(l) : 0]; }
     // Residual stream: residual(0) is the embedding output, residual(l + 1) the
-    // output of layer l; mid(l) is layer l's stream after its attention block.
+    // output of layer l (kept for every layer when training, checkpointed or
+    // not); mid(l) is layer l's stream after its attention block.
     Tensor residual(int l) { return m_shape.training ? m_residual[size_t(l)] : m_residual[size_t(l % 2)]; }
-    Tensor mid(int l) { return m_mid[m_shape.training ? size_t(l) : 0]; }
+    Tensor mid(int l) { return m_mid[m_shape.per_layer_sets() ? size_t(l) : 0]; }
 
     Tensor final_norm_out, final_norm_rstd, final_norm_mean;
     Tensor tokens, targets;        // [N] i32

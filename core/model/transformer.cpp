@@ -15,7 +15,8 @@ const ParamEntry* find_role(const ParamLayout& layout, ParamRole role, int layer
 
 } // namespace
 
-Transformer::Transformer(ParamStore& params, int64_t max_batch, int64_t max_seq, bool training, LoraAdapters* lora)
+Transformer::Transformer(ParamStore& params, int64_t max_batch, int64_t max_seq, bool training, LoraAdapters* lora,
+                         bool grad_checkpoint, const Nf4Base* nf4)
     : m_params(&params), m_lora(lora), m_max_batch(max_batch), m_max_seq(max_seq)
 {
     const ModelConfig& c = params.config();
@@ -25,7 +26,7 @@ Transformer::Transformer(ParamStore& params, int64_t max_batch, int64_t max_seq,
     if (training && params.grads().empty() && !(lora && !lora->store().grads().empty()))
         throw Error("training needs a ParamStore with gradients, or adapters with gradients");
     if (lora) lora->reserve(max_batch * max_seq);
-    m_acts = std::make_unique<Activations>(params.backend(), c, ActivationShape{max_batch, max_seq, training});
+    m_acts = std::make_unique<Activations>(params.backend(), c, ActivationShape{max_batch, max_seq, training, training && grad_checkpoint});
 
     const ParamLayout& layout = params.layout();
     for (int l = 0; l < c.n_layers; ++l) {
@@ -33,7 +34,7 @@ Transformer::Transformer(ParamStore& params, int64_t max_batch, int64_t max_seq,
             find_role(layout, ParamRole::attn_norm, l), find_role(layout, ParamRole::attn_norm_bias, l),
             find_role(layout, ParamRole::q_norm, l), find_role(layout, ParamRole::k_norm, l),
             find_role(layout, ParamRole::mlp_norm, l), find_role(layout, ParamRole::mlp_norm_bias, l),
-            layer_projections(params, lora, l)});
+            layer_projections(params, lora, l, nf4)});
     }
     m_embedding = &layout.at(ParamRole::embedding);
     m_final_norm = &layout.at(ParamRole::final_norm);
@@ -88,45 +89,55 @@ void Transformer::forward_layers(int64_t batch, int64_t seq, bool training)
     Activations& A = *m_acts;
     if (training && m_lora) m_lora->begin_training_forward();
     const int64_t n = batch * seq;
-    const AttentionShape s{batch, seq, c.n_heads, c.n_kv_heads, c.resolved_head_dim()};
 
     be.embedding_forward(rows(A.residual(0), n), rows(A.tokens, n), m_params->compute(*m_embedding));
-    for (int l = 0; l < c.n_layers; ++l) {
-        LayerActivations& L = A.layer(l);
-        const LayerParams& P = m_layer_params[size_t(l)];
-        const Tensor x = rows(A.residual(l), n);
-        const Tensor mid = rows(A.mid(l), n);
-        const Tensor qkv = rows(L.qkv, n);
-
-        // Attention block.
-        norm_forward(rows(L.norm1_out, n), rows(L.norm1_rstd, n), L.norm1_mean.empty() ? Tensor() : rows(L.norm1_mean, n),
-                     x, *P.attn_norm, P.attn_norm_bias);
-        if (c.qk_norm) {
-            P.proj.qkv.forward(be, rows(L.qkv_raw, n), rows(L.norm1_out, n), false, training);
-            be.qk_norm_forward(qkv, rows(L.qk_rstd, n), rows(L.qkv_raw, n), m_params->compute(*P.q_norm),
-                               m_params->compute(*P.k_norm), s, c.norm_eps);
-        } else {
-            P.proj.qkv.forward(be, qkv, rows(L.norm1_out, n), false, training);
-        }
-        be.rope_forward(qkv, s, 0, c.rope_theta);
-        const Tensor lse = L.lse.sub(0, Shape{batch, c.n_heads, seq});
-        be.attention_forward(rows(L.attn_out, n), lse, qkv, s);
-        be.convert(mid, x);
-        P.proj.o.forward(be, mid, rows(L.attn_out, n), true, training);
-
-        // MLP block.
-        norm_forward(rows(L.norm2_out, n), rows(L.norm2_rstd, n), L.norm2_mean.empty() ? Tensor() : rows(L.norm2_mean, n),
-                     mid, *P.mlp_norm, P.mlp_norm_bias);
-        P.proj.mlp_in.forward(be, rows(L.mlp_in, n), rows(L.norm2_out, n), false, training);
-        if (c.mlp == MlpType::swiglu) be.swiglu_forward(rows(L.mlp_act, n), rows(L.mlp_in, n));
-        else be.gelu_forward(rows(L.mlp_act, n), rows(L.mlp_in, n));
-        const Tensor out = rows(A.residual(l + 1), n);
-        be.convert(out, mid);
-        P.proj.down.forward(be, out, rows(L.mlp_act, n), true, training);
-    }
+    for (int l = 0; l < c.n_layers; ++l) forward_block(l, batch, seq, training, true);
     norm_forward(rows(A.final_norm_out, n), rows(A.final_norm_rstd, n),
                  A.final_norm_mean.empty() ? Tensor() : rows(A.final_norm_mean, n), rows(A.residual(c.n_layers), n),
                  *m_final_norm, m_final_norm_bias);
+}
+
+void Transformer::forward_block(int l, int64_t batch, int64_t seq, bool training, bool write_output)
+{
+    const ModelConfig& c = config();
+    Backend& be = backend();
+    Activations& A = *m_acts;
+    const int64_t n = batch * seq;
+    const AttentionShape s{batch, seq, c.n_heads, c.n_kv_heads, c.resolved_head_dim()};
+    LayerActivations& L = A.layer(l);
+    const LayerParams& P = m_layer_params[size_t(l)];
+    const Tensor x = rows(A.residual(l), n);
+    const Tensor mid = rows(A.mid(l), n);
+    const Tensor qkv = rows(L.qkv, n);
+
+    // Attention block.
+    norm_forward(rows(L.norm1_out, n), rows(L.norm1_rstd, n), L.norm1_mean.empty() ? Tensor() : rows(L.norm1_mean, n),
+                 x, *P.attn_norm, P.attn_norm_bias);
+    if (c.qk_norm) {
+        P.proj.qkv.forward(be, rows(L.qkv_raw, n), rows(L.norm1_out, n), false, training);
+        be.qk_norm_forward(qkv, rows(L.qk_rstd, n), rows(L.qkv_raw, n), m_params->compute(*P.q_norm),
+                           m_params->compute(*P.k_norm), s, c.norm_eps);
+    } else {
+        P.proj.qkv.forward(be, qkv, rows(L.norm1_out, n), false, training);
+    }
+    be.rope_forward(qkv, s, 0, c.rope_theta);
+    const Tensor lse = L.lse.sub(0, Shape{batch, c.n_heads, seq});
+    be.attention_forward(rows(L.attn_out, n), lse, qkv, s);
+    be.convert(mid, x);
+    P.proj.o.forward(be, mid, rows(L.attn_out, n), true, training);
+
+    // MLP block.
+    norm_forward(rows(L.norm2_out, n), rows(L.norm2_rstd, n), L.norm2_mean.empty() ? Tensor() : rows(L.norm2_mean, n),
+                 mid, *P.mlp_norm, P.mlp_norm_bias);
+    P.proj.mlp_in.forward(be, rows(L.mlp_in, n), rows(L.norm2_out, n), false, training);
+    if (c.mlp == MlpType::swiglu) be.swiglu_forward(rows(L.mlp_act, n), rows(L.mlp_in, n));
+    else be.gelu_forward(rows(L.mlp_act, n), rows(L.mlp_in, n));
+    // A recomputation stops here: the block's output is already kept, and
+    // the backward reads only what comes before it.
+    if (!write_output) return;
+    const Tensor out = rows(A.residual(l + 1), n);
+    be.convert(out, mid);
+    P.proj.down.forward(be, out, rows(L.mlp_act, n), true, training);
 }
 
 void Transformer::backward_layers(int64_t batch, int64_t seq)
@@ -145,6 +156,9 @@ void Transformer::backward_layers(int64_t batch, int64_t seq)
                   rows(A.final_norm_rstd, n), A.final_norm_mean.empty() ? Tensor() : rows(A.final_norm_mean, n));
 
     for (int l = c.n_layers - 1; l >= 0; --l) {
+        // Checkpointed: rebuild this layer's activations from its kept input,
+        // with the same dropout masks (the forward count has not moved).
+        if (A.shape().checkpoint) forward_block(l, batch, seq, true, false);
         LayerActivations& L = A.layer(l);
         const LayerParams& P = m_layer_params[size_t(l)];
 

@@ -33,8 +33,13 @@ public:
     // max_batch × max_seq bounds every call; training allocates what the
     // backward needs, inference only one layer's worth. With `lora`, its
     // adapters add to the projections; a base without gradients then stays
-    // frozen and only the adapters train.
-    Transformer(ParamStore& params, int64_t max_batch, int64_t max_seq, bool training, LoraAdapters* lora = nullptr);
+    // frozen and only the adapters train. `grad_checkpoint` (training only)
+    // keeps each layer's input alone and recomputes the layer's activations
+    // in backward: the same gradients for about one more forward's work.
+    // With `nf4` (QLoRA) the projections are its NF4 weights and `params`
+    // holds the rest of the model (nf4_base_layout).
+    Transformer(ParamStore& params, int64_t max_batch, int64_t max_seq, bool training, LoraAdapters* lora = nullptr,
+                bool grad_checkpoint = false, const Nf4Base* nf4 = nullptr);
 
     const ModelConfig& config() const { return m_params->config(); }
     ParamStore& params() const { return *m_params; }
@@ -57,6 +62,9 @@ private:
     void check_shape(int64_t batch, int64_t seq) const;
     void upload_tokens(const int32_t* tokens, const int32_t* targets, int64_t n);
     void forward_layers(int64_t batch, int64_t seq, bool training);
+    // Layer l from residual(l): its activations, and with `write_output` the
+    // layer's output residual(l + 1).
+    void forward_block(int l, int64_t batch, int64_t seq, bool training, bool write_output);
     // The base's gradient of `e`, or nothing when the base is frozen.
     Tensor grad(const ParamEntry& e) const { return m_params->grads().empty() ? Tensor() : m_params->grad(e); }
     void backward_layers(int64_t batch, int64_t seq);

@@ -4,6 +4,7 @@
 #include "core/io/hf_model_dir.h"
 #include "core/io/peft_adapter.h"
 #include "core/model/lora.h"
+#include "core/model/nf4_base.h"
 #include "core/train/finetune.h"
 #include "core/train/run_config.h"
 #include "core/train/checkpoint.h"
@@ -14,10 +15,17 @@ namespace fs = std::filesystem;
 
 namespace crucible {
 
-LoadedModel load_model_with_adapter(const fs::path& base, const fs::path& adapter_dir, const BackendOptions& backend)
+LoadedModel load_model_with_adapter(const fs::path& base, const fs::path& adapter_dir, const BackendOptions& backend,
+                                    bool nf4_base)
 {
     LoadedModel m = load_model(base, backend);
     if (m.lora) throw Error(base.string() + " is itself a fine-tune; merge it first (crucible-cli merge)");
+    if (nf4_base) {
+        std::vector<float> w = m.params->download_master();
+        nf4_round_trip_projections(m.params->layout(), w);
+        m.params->upload_master(w);
+        m.nf4_base = true;
+    }
     const PeftAdapterInfo info = read_peft_config(adapter_dir, m.config);
     LoraAdapters adapters(*m.backend, m.config, info.config, false);
     load_peft_weights(adapter_dir, adapters);
@@ -37,7 +45,7 @@ LoadedModel load_model(const fs::path& path, const BackendOptions& backend)
         if (RunDirectory(root).exists() && !is_hf_model_dir(root)) {
             const RunConfig cfg = RunDirectory(root).read_config();
             if (cfg.finetune) {
-                LoadedModel m = load_model_with_adapter(cfg.finetune->base, path, backend);
+                LoadedModel m = load_model_with_adapter(cfg.finetune->base, path, backend, cfg.finetune->qlora);
                 m.run_root = root;
                 return m;
             }
@@ -55,7 +63,7 @@ LoadedModel load_model(const fs::path& path, const BackendOptions& backend)
         if (cfg.finetune) {
             const auto latest = RunDirectory(path).latest_checkpoint();
             if (!latest) throw Error("the fine-tune " + path.string() + " has no checkpoint yet; train it first");
-            LoadedModel m = load_model_with_adapter(cfg.finetune->base, *latest, backend);
+            LoadedModel m = load_model_with_adapter(cfg.finetune->base, *latest, backend, cfg.finetune->qlora);
             m.run_root = path;
             return m;
         }

@@ -34,13 +34,18 @@ struct LoadedModel {
     // A fine-tune: the base it was merged into, and its adapters' settings.
     std::filesystem::path base;
     std::optional<LoraConfig> lora;
+    // A QLoRA fine-tune: its adapters were merged into the NF4 base's
+    // dequantized weights (the base it trained on), now in high precision.
+    bool nf4_base = false;
 };
 
 // Throws Error naming what is missing or corrupt.
 LoadedModel load_model(const std::filesystem::path& run_or_checkpoint, const BackendOptions& backend);
 // A base model with the adapters of `adapter_dir` (a PEFT folder or a
-// fine-tune checkpoint) merged in.
+// fine-tune checkpoint) merged in. With `nf4_base` (a QLoRA run) the base's
+// projections are first rounded through NF4 with double quant, as the run
+// trained over them: merging dequantizes the NF4 base.
 LoadedModel load_model_with_adapter(const std::filesystem::path& base, const std::filesystem::path& adapter_dir,
-                                    const BackendOptions& backend);
+                                    const BackendOptions& backend, bool nf4_base = false);
 
 } // namespace crucible

@@ -1,6 +1,7 @@
 #include "core/train/memory_estimate.h"
 
 #include "core/model/activations.h"
+#include "core/model/nf4_base.h"
 #include "core/model/param_layout.h"
 #include "kernels/backend.h"
 #include "kernels/error.h"
@@ -23,6 +24,7 @@ std::string format_bytes(double b)
 std::string MemoryEstimate::breakdown() const
 {
     std::string s = "weights " + format_bytes(double(parameters + compute_copy));
+    if (nf4_weights) s += " + NF4 base " + format_bytes(double(nf4_weights));
     if (gradients) s += ", gradients " + format_bytes(double(gradients));
     if (optimizer) s += ", optimizer " + format_bytes(double(optimizer));
     s += ", activations " + format_bytes(double(activations));
@@ -32,15 +34,17 @@ std::string MemoryEstimate::breakdown() const
 
 namespace {
 
-MemoryEstimate estimate(const ModelConfig& model, int batch, int seq, DType compute, bool training)
+MemoryEstimate estimate(const ModelConfig& model, int batch, int seq, DType compute, bool training,
+                        bool checkpoint = false, bool qlora = false)
 {
-    const int64_t n = ParamLayout(model).total();
+    const int64_t n = qlora ? nf4_base_layout(model).total() : ParamLayout(model).total();
     MemoryEstimate e;
     e.parameters = dtype_bytes(DType::f32, n);
     e.compute_copy = compute == DType::f32 ? 0 : dtype_bytes(compute, n);
     e.gradients = training ? dtype_bytes(DType::f32, n) : 0;
     e.optimizer = training ? optimizer_state_bytes(n) : 0;
-    e.activations = Activations::plan_bytes(model, ActivationShape{batch, seq, training}, compute);
+    e.activations = Activations::plan_bytes(model, ActivationShape{batch, seq, training, training && checkpoint}, compute);
+    if (qlora) e.nf4_weights = nf4_base_bytes(model);
     const int64_t chunk = std::min<int64_t>(int64_t(batch) * seq, kClassifierChunkRows);
     // The classifier's logits chunk, plus headroom for library workspaces
     // (cuBLAS, attention scratch) on GPUs.
@@ -50,15 +54,34 @@ MemoryEstimate estimate(const ModelConfig& model, int batch, int seq, DType comp
 
 } // namespace
 
-MemoryEstimate estimate_training_memory(const ModelConfig& model, int batch, int seq, DType compute)
+size_t nf4_base_bytes(const ModelConfig& model)
 {
-    return estimate(model, batch, seq, compute, true);
+    // Nf4Base's arena: the shared 256-entry code, then per module its codes,
+    // absmax codes and absmax scales, each starting on a 256-byte boundary.
+    size_t used = 0;
+    auto take = [&used](size_t bytes) { used = (used + 255) / 256 * 256 + bytes; };
+    take(256 * sizeof(float));
+    const ParamLayout layout(model);
+    for (const ParamEntry& e : layout.entries()) {
+        if (!is_nf4_projection(e.role)) continue;
+        const int64_t blocks = (e.numel() + kNf4WeightBlock - 1) / kNf4WeightBlock;
+        take(size_t(e.numel() + 1) / 2);
+        take(size_t(blocks));
+        take(sizeof(float) * size_t((blocks + kNf4WeightAbsmaxBlock - 1) / kNf4WeightAbsmaxBlock));
+    }
+    return used;
+}
+
+MemoryEstimate estimate_training_memory(const ModelConfig& model, int batch, int seq, DType compute,
+                                        bool grad_checkpoint)
+{
+    return estimate(model, batch, seq, compute, true, grad_checkpoint);
 }
 
 MemoryEstimate estimate_finetune_memory(const ModelConfig& model, const LoraConfig& lora, int batch, int seq,
-                                        DType compute)
+                                        DType compute, bool qlora, bool grad_checkpoint)
 {
-    MemoryEstimate e = estimate(model, batch, seq, compute, true);
+    MemoryEstimate e = estimate(model, batch, seq, compute, true, grad_checkpoint, qlora);
     // The adapters' store is padded (B̃ spans its stacked GEMM's rows).
     int64_t adapter = 0, max_in = 0;
     const int64_t r = lora.rank;

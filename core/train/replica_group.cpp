@@ -63,7 +63,8 @@ ReplicaGroup::ReplicaGroup(const RunConfig& cfg, int seq_len, const Dataset& dat
         // Each follower opens its device and allocates its model on its own thread.
         on_every_replica([&](Replica& r) {
             if (r.rank == 0) return;
-            r.own_device = open_training_device(backend_options(tc, r.rank), cfg.model, tc.batch_size, seq_len);
+            r.own_device = open_training_device(backend_options(tc, r.rank), cfg.model, tc.batch_size, seq_len,
+                                                nullptr, false, tc.grad_checkpoint);
             r.own_model = allocate_model(*r.own_device.backend, cfg.model, tc, seq_len, m_ranges[size_t(r.rank)]);
             r.own_batcher.emplace(dataset, seq_len, tc.seed);
             r.backend = r.own_device.backend.get();

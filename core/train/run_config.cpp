@@ -44,11 +44,6 @@ std::vector<std::string> RunConfig::problems() const
         need(t.optimizer.type == OptimizerType::adamw, "LoRA adapters train with AdamW; choose --optimizer adamw");
         for (const auto& s : finetune->lora.problems(model)) p.push_back(s);
         need(t.replicas() == 1, "a fine-tune trains on one device for now: leave out --gpus and --cpu-replicas");
-        // The settings are stored so that runs record them; the trainer that
-        // honours them is not part of this build yet.
-        need(!finetune->qlora, "QLoRA (an NF4 base) cannot train yet: switch QLoRA off to train over the bf16 base");
-        need(!finetune->grad_checkpoint,
-             "gradient checkpointing cannot train yet: switch it off (lower the batch size to save memory instead)");
     }
     return p;
 }
@@ -83,7 +78,8 @@ nlohmann::json to_json(const TrainConfig& c)
             {"threads", c.threads},
             {"on_nonfinite", c.on_nonfinite},
             {"gpus", c.gpus},
-            {"cpu_replicas", c.cpu_replicas}};
+            {"cpu_replicas", c.cpu_replicas},
+            {"grad_checkpoint", c.grad_checkpoint}};
 }
 
 nlohmann::json to_json(const DataConfig& c)
@@ -109,7 +105,7 @@ TrainConfig train_config_from_json(const nlohmann::json& j)
                  {"batch_size", "grad_accum", "steps", "seq_len", "seed", "optimizer", "schedule", "eval_every",
                   "eval_batches", "checkpoint_every", "sample_every", "sample_tokens", "sample_prompt",
                   "sample_temperature", "target_bits_per_byte", "device", "threads", "on_nonfinite", "gpus",
-                  "cpu_replicas"});
+                  "cpu_replicas", "grad_checkpoint"});
     TrainConfig c;
     r.read("batch_size", c.batch_size);
     r.read("grad_accum", c.grad_accum);
@@ -131,6 +127,7 @@ TrainConfig train_config_from_json(const nlohmann::json& j)
     r.read("gpus", c.gpus);
     r.read("cpu_replicas", c.cpu_replicas);
     r.read("on_nonfinite", c.on_nonfinite);
+    r.read("grad_checkpoint", c.grad_checkpoint);
     return c;
 }
 

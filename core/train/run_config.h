@@ -54,6 +54,10 @@ struct TrainConfig {
     // the run as diverged), "stop" ends the run there with a checkpoint of
     // the last good state.
     std::string on_nonfinite = "skip";
+    // Gradient checkpointing: the forward keeps only each block's input and
+    // the backward recomputes the block's activations (less memory, about
+    // one more forward of compute).
+    bool grad_checkpoint = false;
 
     int resolved_seq_len(const ModelConfig& m) const { return seq_len > 0 ? seq_len : m.seq_len; }
     int64_t tokens_per_step(const ModelConfig& m) const
@@ -67,7 +71,7 @@ struct TrainConfig {
 struct FinetuneConfig {
     std::string base;                 // the base model's path, absolute
     LoraConfig lora;
-    bool qlora = false;               // the base's linear weights stored in NF4 (QLoRA)
+    bool qlora = false;               // the frozen base linears in NF4 with double quant (QLoRA)
     bool grad_checkpoint = false;     // recompute each block's activations in backward
 };
 
@@ -76,6 +80,10 @@ struct RunConfig {
     TrainConfig train;
     DataConfig data;
     std::optional<FinetuneConfig> finetune{};
+
+    // Gradient checkpointing for this run (train.grad_checkpoint, or the
+    // fine-tune's switch).
+    bool grad_checkpoint() const { return train.grad_checkpoint || (finetune && finetune->grad_checkpoint); }
 
     // Every problem, each a sentence naming the setting and what to change.
     std::vector<std::string> problems() const;

@@ -130,7 +130,8 @@ void Trainer::set_up(Session& s)
     }
 
     s.device = open_training_device(backend_options(tc), mc, tc.batch_size, s.seq_len,
-                                    s.config.finetune ? &s.config.finetune->lora : nullptr);
+                                    s.config.finetune ? &s.config.finetune->lora : nullptr,
+                                    s.config.finetune && s.config.finetune->qlora, s.config.grad_checkpoint());
     std::error_code ec;
     const std::optional<fs::path> tokenizer_file = m_options.resume && fs::exists(s.run.tokenizer_file(), ec)
         ? std::optional(s.run.tokenizer_file()) : initial_tokenizer(s.config);

@@ -79,13 +79,13 @@ BackendOptions backend_options(const TrainConfig& tc, int replica)
 }
 
 TrainingDevice open_training_device(const BackendOptions& options, const ModelConfig& model, int batch, int seq_len,
-                                    const LoraConfig* lora)
+                                    const LoraConfig* lora, bool qlora, bool grad_checkpoint)
 {
     TrainingDevice d;
     d.backend = make_backend(options);
     const DType dt = d.backend->compute_dtype();
-    d.estimate = lora ? estimate_finetune_memory(model, *lora, batch, seq_len, dt)
-                      : estimate_training_memory(model, batch, seq_len, dt);
+    d.estimate = lora ? estimate_finetune_memory(model, *lora, batch, seq_len, dt, qlora, grad_checkpoint)
+                      : estimate_training_memory(model, batch, seq_len, dt, grad_checkpoint);
     check_fits(d.estimate, d.backend->memory_info().free_bytes, d.backend->name());
     return d;
 }
@@ -118,7 +118,8 @@ TrainingData load_training_data(const RunConfig& cfg, int seq_len, const std::op
 
 size_t TrainableModel::bytes() const
 {
-    return params->bytes() + (lora ? lora->store().bytes() : 0) + optimizer->bytes() + model->activations().bytes();
+    return params->bytes() + (lora ? lora->store().bytes() : 0) + (nf4 ? nf4->bytes() : 0) + optimizer->bytes() +
+           model->activations().bytes();
 }
 
 TrainableModel allocate_model(Backend& backend, const ModelConfig& mc, const TrainConfig& tc, int seq_len,
@@ -127,7 +128,7 @@ TrainableModel allocate_model(Backend& backend, const ModelConfig& mc, const Tra
     TrainableModel m;
     m.params = std::make_unique<ParamStore>(backend, mc, true);
     m.optimizer = std::make_unique<Optimizer>(*m.params, tc.optimizer, owned);
-    m.model = std::make_unique<Transformer>(*m.params, tc.batch_size, seq_len, true);
+    m.model = std::make_unique<Transformer>(*m.params, tc.batch_size, seq_len, true, nullptr, tc.grad_checkpoint);
     return m;
 }
 
@@ -137,11 +138,28 @@ TrainableModel allocate_model(Backend& backend, const RunConfig& cfg, int seq_le
     CRUCIBLE_CHECK(!owned, "a fine-tune trains on one device");
     const TrainConfig& tc = cfg.train;
     TrainableModel m;
-    m.params = std::make_unique<ParamStore>(backend, cfg.model, false);   // frozen: no gradients, no state
+    if (cfg.finetune->qlora) {
+        // The base is read on the host, its projections quantized onto the
+        // device; only the rest of it is kept in high precision there.
+        const ParamLayout full(cfg.model);
+        std::vector<float> master;
+        {
+            auto host = make_backend(BackendOptions{});
+            ParamStore whole(*host, cfg.model, false);
+            load_base_weights(open_base_model(cfg.finetune->base), whole);
+            master = whole.download_master();
+        }
+        m.nf4 = std::make_unique<Nf4Base>(backend, full, master);
+        m.params = std::make_unique<ParamStore>(backend, nf4_base_layout(cfg.model), false);
+        upload_nf4_base_rest(*m.params, full, master);
+    } else {
+        m.params = std::make_unique<ParamStore>(backend, cfg.model, false);   // frozen: no gradients, no state
+    }
     m.lora = std::make_unique<LoraAdapters>(backend, cfg.model, cfg.finetune->lora, true);
     m.lora->set_dropout_seed(tc.seed);
     m.optimizer = std::make_unique<Optimizer>(m.lora->store(), tc.optimizer);
-    m.model = std::make_unique<Transformer>(*m.params, tc.batch_size, seq_len, true, m.lora.get());
+    m.model = std::make_unique<Transformer>(*m.params, tc.batch_size, seq_len, true, m.lora.get(),
+                                            cfg.grad_checkpoint(), m.nf4.get());
     return m;
 }
 
@@ -155,7 +173,7 @@ void start_new_run(const RunDirectory& run, const RunConfig& cfg, TrainableModel
 {
     if (cfg.finetune) {
         const BaseModel base = open_base_model(cfg.finetune->base);
-        load_base_weights(base, *model.params);
+        if (!model.nf4) load_base_weights(base, *model.params);   // a QLoRA base is read when allocated
         model.lora->initialize(cfg.train.seed);
         fs::create_directories(run.root());
         run.write_config(cfg);
@@ -175,7 +193,7 @@ TrainerState resume_from_checkpoint(const fs::path& checkpoint, TrainableModel& 
                                     const RunConfig& cfg)
 {
     if (cfg.finetune) {
-        load_base_weights(open_base_model(cfg.finetune->base), *model.params);
+        if (!model.nf4) load_base_weights(open_base_model(cfg.finetune->base), *model.params);
         load_finetune_checkpoint(checkpoint, *model.lora, model.optimizer.get());
     } else {
         load_weights(checkpoint, *model.params);

@@ -9,6 +9,7 @@
 #include "core/data/dataset.h"
 #include "core/data/tokenizer.h"
 #include "core/model/lora.h"
+#include "core/model/nf4_base.h"
 #include "core/model/param_store.h"
 #include "core/model/transformer.h"
 #include "core/optim/optimizer.h"
@@ -39,9 +40,12 @@ struct TrainingDevice {
     std::unique_ptr<Backend> backend;
     MemoryEstimate estimate;
 };
-// With `lora`, the estimate is a fine-tune's (frozen base, trained adapters).
+// With `lora`, the estimate is a fine-tune's (frozen base, trained adapters;
+// `qlora`: its projections in NF4); `grad_checkpoint` keeps one layer's
+// activations instead of every layer's.
 TrainingDevice open_training_device(const BackendOptions& options, const ModelConfig& model, int batch, int seq_len,
-                                    const LoraConfig* lora = nullptr);
+                                    const LoraConfig* lora = nullptr, bool qlora = false,
+                                    bool grad_checkpoint = false);
 
 // The tokenizer and the tokenized corpus. A new run trains its tokenizer on
 // the corpus (cached under cache_dir/tokenizers); a resumed run loads
@@ -61,6 +65,9 @@ TrainingData load_training_data(const RunConfig& cfg, int seq_len,
 struct TrainableModel {
     std::unique_ptr<ParamStore> params;
     std::unique_ptr<LoraAdapters> lora;   // fine-tunes only
+    // QLoRA: the base projections in NF4, read and quantized when allocated;
+    // `params` then holds the rest of the base (nf4_base_layout).
+    std::unique_ptr<Nf4Base> nf4;
     std::unique_ptr<Optimizer> optimizer;
     std::unique_ptr<Transformer> model;
     size_t bytes() const;   // what it holds on the device

@@ -39,6 +39,7 @@
 //   * Newton–Schulz iterates five times in bf16: 3e-2 (it contracts).
 // Integer outputs (ids, token counts, cache copies) must match exactly.
 #include "core/bench/bench_table.h"
+#include "core/quant/nf4.h"
 #include "core/util/rng.h"
 #include "kernels/dropout_mask.h"
 #include "kernels/half.h"
@@ -48,6 +49,7 @@
 #include <QtTest>
 
 #include <cmath>
+#include <cstring>
 #include <set>
 
 using namespace crucible;
@@ -822,6 +824,127 @@ void graph_rows(std::vector<Row>& rows)
                     {{"scalars", kExact}}});
 }
 
+
+// ---- rows: NF4 weights ----------------------------------------------------------------------------------
+
+// An NF4 weight (double quant) of a seeded random matrix, its four tensors as
+// table buffers: the byte arrays ride in i32 buffers and are viewed as u8.
+struct Nf4Case {
+    int64_t rows, cols;
+    Nf4Tensor q;
+    Vec dequantized;   // what every backend must decode, in fp64
+};
+
+Nf4Case nf4_case(int64_t rows, int64_t cols, uint64_t seed)
+{
+    Nf4Case c{rows, cols, {}, {}};
+    const auto w = random_vector(size_t(rows * cols), seed, 0.05f);
+    c.q = nf4_quantize(w.data(), rows * cols, true);
+    std::vector<float> d(w.size());
+    nf4_dequantize(c.q, d.data());
+    c.dequantized = wide(d);
+    return c;
+}
+
+std::vector<int32_t> bytes_as_ids(const std::vector<uint8_t>& bytes)
+{
+    std::vector<int32_t> ids((bytes.size() + 3) / 4, 0);
+    std::memcpy(ids.data(), bytes.data(), bytes.size());
+    return ids;
+}
+
+// Buffers packed, absmax codes, absmax scales, code (appended to `bufs`).
+void add_nf4_bufs(std::vector<Buf>& bufs, const Nf4Case& c)
+{
+    bufs.push_back(ids_in("nf4 codes", Shape{int64_t(c.q.packed.size() + 3) / 4}, bytes_as_ids(c.q.packed)));
+    bufs.push_back(ids_in("nf4 absmax codes", Shape{int64_t(c.q.absmax_codes.size() + 3) / 4},
+                          bytes_as_ids(c.q.absmax_codes)));
+    bufs.push_back(in("nf4 absmax scales", Shape{int64_t(c.q.absmax_scales.size())}, c.q.absmax_scales, Role::f32));
+    const auto& code = dynamic_code_signed();
+    bufs.push_back(in("nf4 code", Shape{256}, std::vector<float>(code.begin(), code.end()), Role::f32));
+}
+
+// The Nf4Weight over buffers t[first .. first + 3].
+Nf4Weight nf4_view(const std::vector<Tensor>& t, size_t first, const Nf4Case& c)
+{
+    Nf4Weight w;
+    w.rows = c.rows;
+    w.cols = c.cols;
+    w.absmax_mean = c.q.absmax_mean;
+    w.packed = Tensor(t[first].data, DType::u8, Shape{int64_t(c.q.packed.size())}, t[first].device);
+    w.absmax_codes = Tensor(t[first + 1].data, DType::u8, Shape{int64_t(c.q.absmax_codes.size())}, t[first + 1].device);
+    w.absmax_scales = t[first + 2];
+    w.code = t[first + 3];
+    return w;
+}
+
+void nf4_rows(std::vector<Row>& rows)
+{
+    // Dequantizing: whole blocks, a partial last block, and more than 256
+    // blocks (several absmax scales).
+    for (const auto& [R, C] : {std::pair<int64_t, int64_t>{7, 64}, {33, 45}, {300, 512}}) {
+        const auto c = std::make_shared<Nf4Case>(nf4_case(R, C, 41));
+        std::vector<Buf> bufs = {out("out", Shape{R, C})};
+        add_nf4_bufs(bufs, *c);
+        rows.push_back({{"nf4_dequantize"}, dims({R, C}), bufs,
+                        [c](Backend& be, std::vector<Tensor>& t, Scalars&) { be.nf4_dequantize(t[0], nf4_view(t, 1, *c)); },
+                        [c] { return Outputs{{"out", c->dequantized}}; }, {{"out", {1e-6, 1e-6, 5e-3}}}});
+    }
+    // Products into a band of a wider output (one part of a stacked
+    // projection): decode rows take the fused GEMV (cols a multiple of 8 or
+    // not), more rows the dequantize-then-GEMM path.
+    struct Case {
+        int64_t M, K, N, total, col;
+    };
+    for (const Case k : {Case{1, 64, 48, 80, 16}, Case{5, 45, 33, 33, 0}, Case{8, 256, 96, 128, 32},
+                         Case{37, 200, 70, 100, 30}, Case{130, 512, 300, 300, 0}}) {
+        const auto c = std::make_shared<Nf4Case>(nf4_case(k.N, k.K, 42));
+        const auto x = act(k.M * k.K, 43), prior = act(k.M * k.total, 44);
+        const std::string v = dims({k.M, k.K, k.N}) + " in " + std::to_string(k.total) + " at " + std::to_string(k.col);
+        // The GEMM path rounds the dequantized weight to bf16 once.
+        const Tol tol{1e-5, 1e-5, 1e-2};
+        for (bool acc : {false, true}) {
+            std::vector<Buf> bufs = {out("out", Shape{k.M, k.total}, Role::act, prior), in("in", Shape{k.M, k.K}, x)};
+            add_nf4_bufs(bufs, *c);
+            rows.push_back({{"nf4_linear_forward"}, v + (acc ? " +=" : ""), bufs,
+                            [c, k, acc](Backend& be, std::vector<Tensor>& t, Scalars&) {
+                                be.nf4_linear_forward(t[0], t[1], nf4_view(t, 2, *c), k.col, acc);
+                            },
+                            [c, k, x, prior, acc] {
+                                const Vec y = ref::linear(wide(x), c->dequantized, k.M, k.K, k.N);
+                                Vec o = wide(prior);
+                                for (int64_t m = 0; m < k.M; ++m)
+                                    for (int64_t n = 0; n < k.N; ++n) {
+                                        double& e = o[size_t(m * k.total + k.col + n)];
+                                        e = (acc ? e : 0.0) + y[size_t(m * k.N + n)];
+                                    }
+                                return Outputs{{"out", o}};
+                            },
+                            {{"out", tol}}});
+        }
+        const auto dout = act(k.M * k.total, 45), prior_din = act(k.M * k.K, 46);
+        for (bool acc : {false, true}) {
+            std::vector<Buf> bufs = {out("din", Shape{k.M, k.K}, Role::act, prior_din),
+                                     in("dout", Shape{k.M, k.total}, dout)};
+            add_nf4_bufs(bufs, *c);
+            rows.push_back({{"nf4_linear_backward"}, v + (acc ? " din +=" : ""), bufs,
+                            [c, k, acc](Backend& be, std::vector<Tensor>& t, Scalars&) {
+                                be.nf4_linear_backward(t[0], t[1], nf4_view(t, 2, *c), k.col, acc);
+                            },
+                            [c, k, dout, prior_din, acc] {
+                                Vec band(size_t(k.M * k.N));
+                                for (int64_t m = 0; m < k.M; ++m)
+                                    for (int64_t n = 0; n < k.N; ++n)
+                                        band[size_t(m * k.N + n)] = dout[size_t(m * k.total + k.col + n)];
+                                Vec din = ref::linear_backward(band, Vec(size_t(k.M * k.K), 0.0), c->dequantized,
+                                                               k.M, k.K, k.N).din;
+                                return Outputs{{"din", acc ? plus(din, prior_din) : din}};
+                            },
+                            {{"din", tol}}});
+        }
+    }
+}
+
 const std::vector<Row>& table()
 {
     static const std::vector<Row> rows = [] {
@@ -829,6 +952,7 @@ const std::vector<Row>& table()
         transfer_rows(r);
         embedding_rows(r);
         linear_rows(r);
+        nf4_rows(r);
         norm_rows(r);
         attention_block_rows(r);
         mlp_rows(r);
@@ -871,6 +995,17 @@ const std::vector<GradCheck>& grad_checks()
                          }});
             c.push_back({"linear_backward", "dweight", [=] {
                              return fd(ref::linear_backward(dy, x, w, M, K, N).dweight, [&](const Vec& v) { return ref::linear(x, v, M, K, N); }, w, dy);
+                         }});
+        }
+        {
+            // The NF4 product's input gradient is the dense one over the
+            // dequantized weight (the base is frozen: no weight gradient).
+            const int64_t M = 3, K = 4, N = 5;
+            const auto x = random_ref(M * K, 61), dy = random_ref(M * N, 62);
+            const Nf4Case nc = nf4_case(N, K, 63);
+            const Vec w = nc.dequantized;
+            c.push_back({"nf4_linear_backward", "din", [=] {
+                             return fd(ref::linear_backward(dy, x, w, M, K, N).din, [&](const Vec& v) { return ref::linear(v, w, M, K, N); }, x, dy);
                          }});
         }
         {
