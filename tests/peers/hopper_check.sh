@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Flash attention on a Hopper GPU (compute capability 9.0): the machine code of
+# the Hopper forward, its correctness against the CPU reference (both flash
+# paths), then the timings of both paths beside PyTorch SDPA with its default
+# backend choice and each backend forced. From the repository root:
+#
+#   tests/peers/hopper_check.sh BIN_DIR [attention|decode|all]
+#
+# BIN_DIR holds crucible-cli, tst_flash_attention and libcrucible_cuda.so (a
+# build's bin/ with lib/crucible/ beside it works too). "decode" also runs the
+# decode peer in all its modes (torch.compile takes minutes). Logs go to $OUT
+# (or /tmp/crucible-hopper); a compact table is printed last.
+set -u
+if [ $# -lt 1 ] || [ ! -d "$1" ]; then
+  echo "usage: $0 BIN_DIR [attention|decode|all]" >&2
+  exit 2
+fi
+bin=$(cd "$1" && pwd)
+part=${2:-attention}
+out=${OUT:-/tmp/crucible-hopper}
+mkdir -p "$out"
+plugin=$bin/libcrucible_cuda.so
+[ -f "$plugin" ] || plugin=$bin/../lib/crucible/libcrucible_cuda.so
+export CRUCIBLE_CUDA_PLUGIN=$plugin
+export PATH=$bin:$PATH
+export LD_LIBRARY_PATH=$bin:$bin/lib:${LD_LIBRARY_PATH:-}
+export CRUCIBLE_CACHE_DIR=${CRUCIBLE_CACHE_DIR:-$out/cache}
+peers=$(cd "$(dirname "$0")" && pwd)
+status=()
+
+step() {   # step NAME SECONDS COMMAND...: runs it under a time limit, logs to $out/NAME.txt
+  local name=$1 limit=$2
+  shift 2
+  echo "== $name: $*"
+  timeout "$limit" "$@" > "$out/$name.txt" 2>&1
+  local rc=$?
+  status+=("$name rc=$rc")
+  tail -n 25 "$out/$name.txt"
+  return $rc
+}
+
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv,noheader 2>&1 | tee "$out/gpu.txt"
+python3 -c 'import torch; print("torch", torch.__version__, torch.cuda.get_device_name(0))' 2>&1 | tee -a "$out/gpu.txt"
+
+# Machine code: the Hopper kernel must run on HGMMA (wgmma), UTMALDG (TMA)
+# and SYNCS (mbarrier) instructions, not HMMA.
+if command -v cuobjdump > /dev/null; then
+  cuobjdump --dump-sass "$plugin" > "$out/sass.txt" 2>&1
+  awk '/Function :/ {f = $3} /HGMMA|UTMALDG|HMMA/ {for (i = 1; i <= NF; ++i) if ($i ~ /^(HGMMA|UTMALDG|HMMA)/) {split($i, op, "."); n[f " " op[1]]++}}
+       END {for (k in n) if (k ~ /hopper_forward/) print n[k], k}' "$out/sass.txt" | sort -k3 | tee "$out/sass_summary.txt"
+else
+  echo "cuobjdump not found: SASS not checked" | tee "$out/sass_summary.txt"
+fi
+
+if [ "$part" = attention ] || [ "$part" = all ]; then
+  step tst_flash_attention 420 "$bin/tst_flash_attention" -o "$out/tst_flash_attention.log,txt" -o -,txt
+  grep -E "hopper|worst|Totals|FAIL" "$out/tst_flash_attention.txt" | tail -n 40 > "$out/tst_hopper_lines.txt"
+  step bench_attention 480 crucible-cli bench attention --device cuda --no-naive --json --peer \
+    --peer-script "$peers/torch_attention_bench.py"
+fi
+if [ "$part" = decode ] || [ "$part" = all ]; then
+  step bench_generate 560 crucible-cli bench generate --device cuda --preset base --preset small --batch 1 --batch 8 \
+    --no-recompute --lengths 512 --peer --peer-script "$peers/torch_generate_bench.py"
+fi
+
+echo
+echo "== summary (logs in $out)"
+printf '%s\n' "${status[@]}"
+cat "$out/sass_summary.txt"
+[ -f "$out/tst_hopper_lines.txt" ] && cat "$out/tst_hopper_lines.txt"
+[ -f "$out/bench_generate.txt" ] && grep -E "B1 L512|B8 L512|pytorch" "$out/bench_generate.txt" | head -n 30
+if [ -f "$out/bench_attention.txt" ]; then
+  python3 - "$out/bench_attention.txt" <<'PY'
+import json, math, sys
+text = open(sys.argv[1]).read()
+j = json.loads(text[text.index("{"):])
+cols = [c["key"] for c in j["columns"]]
+back = j.get("sdpa_backends", {})
+bcols = [c["key"] for c in back.get("columns", [])]
+brows = {r["label"]: r["values"] for r in back.get("rows", [])}
+def v(row, key):
+    return row[cols.index(key)] if key in cols else float("nan")
+def f(x):
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.0f}"
+print("TFLOP/s (causal bf16); hop=Hopper forward, port=portable; SDPA: default / cudnn / flash / efficient; x = ours/best SDPA")
+print(f"{'shape':<11}{'hop fwd':>8}{'port fwd':>9}{'SDPA fwd d/c/f/e':>22}{'x':>6} |{'f+b':>6}{'hop f+b':>8}{'SDPA f+b d/c/f/e':>22}{'x':>6}")
+for r in j["rows"]:
+    vals = r["values"]
+    b = brows.get(r["label"], [])
+    sd = "/".join(f(b[bcols.index("fwd_" + k)]) if b else "-" for k in ("default", "cudnn", "flash", "efficient"))
+    sb = "/".join(f(b[bcols.index("fwdbwd_" + k)]) if b else "-" for k in ("default", "cudnn", "flash", "efficient"))
+    hop, port = v(vals, "hopper_fwd_tflops"), v(vals, "portable_fwd_tflops")
+    best_f, best_fb = v(vals, "peer_fwd_tflops"), v(vals, "peer_fwdbwd_tflops")
+    ours_f = max(x for x in (hop, port, v(vals, "fwd_tflops")) if not math.isnan(x)) if not all(math.isnan(x) for x in (hop, port, v(vals, "fwd_tflops"))) else float("nan")
+    hfb = v(vals, "hopper_fwdbwd_tflops")
+    ours_fb = max(x for x in (hfb, v(vals, "fwdbwd_tflops")) if not math.isnan(x)) if not (math.isnan(hfb) and math.isnan(v(vals, "fwdbwd_tflops"))) else float("nan")
+    rf = ours_f / best_f if best_f and not math.isnan(best_f) else float("nan")
+    rfb = ours_fb / best_fb if best_fb and not math.isnan(best_fb) else float("nan")
+    print(f"{r['label']:<11}{f(hop):>8}{f(port):>9}{sd:>22}{rf:>6.2f} |{f(v(vals, 'fwdbwd_tflops')):>6}{f(hfb):>8}{sb:>22}{rfb:>6.2f}")
+PY
+fi
