@@ -4,16 +4,24 @@
 // A block owns 128 query rows of one (batch, head) and has three warpgroups:
 //   warpgroup 0, the producer, gives most of its registers away (setmaxnreg)
 //     and has one thread issue bulk tensor copies (TMA): the block's Q tile
-//     once, then the K and V tiles of 128 keys into two shared-memory stages,
-//     each stage's copies completing on its "full" mbarrier; it refills a
-//     stage once both consumers have arrived on its "empty" mbarrier.
+//     once, then the K and V tiles of 128 keys into three shared-memory
+//     stages, each stage's copies completing on its "full" mbarrier; it
+//     refills a stage once every consumer warp has arrived on its "empty" one.
 //   warpgroups 1 and 2, the consumers, own 64 query rows each and take the
-//     registers the producer gave up. Per key tile:
-//       S = Q·Kᵀ      wgmma m64n128k16, Q and K straight from the swizzled tiles
-//       causal/length mask (only tiles that reach the diagonal or T),
-//       online softmax as in the portable kernel (m, l per row, P = 2^(..)),
+//     registers the producer gave up. Per key tile j:
+//       S = Q·Kᵀ      wgmma m64n128k16, Q and K straight from the swizzled tiles;
+//       causal/length mask (only tiles that reach the diagonal or T);
+//       online softmax as in the portable kernel (m, l per row, P = 2^(..));
 //       O += P·V      wgmma m64n64k16 per 64 columns of V, P from registers
 //                     (the S accumulators packed to bf16), V read N-major.
+//
+// Schedule (the FlashAttention-3 recipe): the products of P(j-1)·V(j-1) and
+// Q·K(j)ᵀ are issued together, and the softmax of tile j runs while
+// P(j-1)·V(j-1) is still on the tensor cores; the two consumers take turns
+// issuing (two named barriers), so one's softmax overlaps the other's
+// products. CRUCIBLE_HOPPER_SCHEDULE=serial runs the plain order instead
+// (S, softmax, P·V, no turns), kept to tell a schedule fault from a layout one.
+//
 // Key tiles past the block's last row are never loaded (causal skipping). K
 // and V come from the packed qkv rows of kv head h / (H / KV): GQA without
 // copies. The tensor map views qkv as [B][T][(H + 2·KV)·D], so rows past T
@@ -26,6 +34,8 @@
 #include <cuda.h>
 #include <cudaTypedefs.h>
 
+#include <cstdlib>
+#include <cstring>
 
 namespace crucible::cuda::attn {
 
@@ -39,9 +49,10 @@ constexpr float kLn2 = 0.6931471805599453f;
 constexpr int kConsumers = 2;                  // warpgroups of 64 query rows
 constexpr int kRows = 64 * kConsumers;         // query rows per block
 constexpr int kKeys = 128;                     // keys per tile
-constexpr int kStages = 2;
+constexpr int kStages = 3;
 constexpr int kThreads = 128 * (1 + kConsumers);
 constexpr int kHalfCols = 64;                  // one 128-byte swizzled tile is 64 bf16 wide
+constexpr int kTurnBarrier = 1;                // named barriers 1, 2: the consumers' turns
 
 template <int D>
 struct HopperFwd {
@@ -50,15 +61,130 @@ struct HopperFwd {
     static constexpr int kTileBytes = kKeys * D * 2;   // K or V, one stage
     static constexpr int kBarrierBytes = 64;
     static constexpr size_t kSmem = 1024 + kQBytes + 2 * kStages * kTileBytes + kBarrierBytes;
+    static_assert(kSmem <= 232448, "over the 227 KB a block may have");
 };
 
-__device__ __forceinline__ uint32_t pack2(float lo, float hi)
+// Per consumer thread: the S accumulators of one 64×128 tile (sc), P packed
+// for the A operand (pa), O (o, per 64-column half), row maxima m (log2
+// domain, scaled) and row sums l for its two rows g and g + 8 of the warp.
+// Accumulator layout: chunk c of 8 columns holds sc[4c + 2r + e] =
+// S[row g + 8r][col 8c + 2t + e].
+template <int H2>
+struct ConsumerState {
+    float sc[64];
+    uint32_t pa[kKeys / 16][4];
+    float o[H2][32];
+    float m[2], l[2];
+};
+
+template <int H2>
+__device__ __forceinline__ void issue_qk(ConsumerState<H2>& st, const bf16* sQ_rows, const bf16* Ks)
 {
-    return pack_bf16(lo, hi);
+#pragma unroll
+    for (int hf = 0; hf < H2; ++hf)
+#pragma unroll
+        for (int k = 0; k < 4; ++k) {
+            const uint64_t da = smem_desc_sw128(sQ_rows + hf * kRows * kHalfCols + k * 16, 16);
+            const uint64_t db = smem_desc_sw128(Ks + hf * kKeys * kHalfCols + k * 16, 16);
+            wgmma_m64n128k16_ss(st.sc, da, db, (hf | k) != 0);
+        }
 }
 
+template <int H2>
+__device__ __forceinline__ void issue_pv(ConsumerState<H2>& st, const bf16* Vs)
+{
+#pragma unroll
+    for (int kk = 0; kk < kKeys / 16; ++kk)
+#pragma unroll
+        for (int hf = 0; hf < H2; ++hf) {
+            const uint64_t db = smem_desc_sw128(Vs + hf * kKeys * kHalfCols + kk * 16 * kHalfCols, 1024);
+            wgmma_m64n64k16_rs_tn(st.o[hf], st.pa[kk], db, 1);
+        }
+}
+
+// Masks keys past the diagonal or T, then turns S into P in place and
+// returns the factor alpha[r] by which O's rows must shrink.
+template <int H2>
+__device__ __forceinline__ void softmax_tile(ConsumerState<H2>& st, float alpha[2], int key0, int warp_row0, int T,
+                                             int g, int t, float scale_log2)
+{
+    if (key0 + kKeys - 1 > warp_row0 || key0 + kKeys > T) {
+#pragma unroll
+        for (int c = 0; c < 16; ++c)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+                const int key = key0 + c * 8 + 2 * t + (e & 1);
+                const int row = warp_row0 + g + 8 * (e >> 1);
+                if (key > row || key >= T) st.sc[4 * c + e] = -INFINITY;
+            }
+    }
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        float part[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
+#pragma unroll
+        for (int c = 0; c < 16; ++c)
+#pragma unroll
+            for (int e = 0; e < 2; ++e) part[(c % 2) * 2 + e] = fmaxf(part[(c % 2) * 2 + e], st.sc[4 * c + 2 * r + e]);
+        float mx = fmaxf(fmaxf(part[0], part[1]), fmaxf(part[2], part[3]));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        const float m_new = fmaxf(st.m[r], mx * scale_log2);
+        const float m_use = m_new == -INFINITY ? 0.0f : m_new;
+        alpha[r] = fast_exp2(st.m[r] - m_use);
+        st.m[r] = m_new;
+#pragma unroll
+        for (int k = 0; k < 4; ++k) part[k] = 0.0f;
+#pragma unroll
+        for (int c = 0; c < 16; ++c)
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+                const float p = fast_exp2(fmaf(st.sc[4 * c + 2 * r + e], scale_log2, -m_use));
+                st.sc[4 * c + 2 * r + e] = p;
+                part[(c % 2) * 2 + e] += p;
+            }
+        st.l[r] = st.l[r] * alpha[r] + ((part[0] + part[1]) + (part[2] + part[3]));
+    }
+}
+
+// O *= alpha per row, then P packed to bf16: the A fragment of keys
+// 16kk..16kk+15 is accumulator chunks 2kk and 2kk+1.
+template <int H2>
+__device__ __forceinline__ void rescale_and_pack(ConsumerState<H2>& st, const float alpha[2])
+{
+#pragma unroll
+    for (int hf = 0; hf < H2; ++hf)
+#pragma unroll
+        for (int c = 0; c < 8; ++c)
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+                st.o[hf][4 * c + 2 * r] *= alpha[r];
+                st.o[hf][4 * c + 2 * r + 1] *= alpha[r];
+            }
+#pragma unroll
+    for (int kk = 0; kk < kKeys / 16; ++kk) {
+        st.pa[kk][0] = pack_bf16(st.sc[8 * kk + 0], st.sc[8 * kk + 1]);
+        st.pa[kk][1] = pack_bf16(st.sc[8 * kk + 2], st.sc[8 * kk + 3]);
+        st.pa[kk][2] = pack_bf16(st.sc[8 * kk + 4], st.sc[8 * kk + 5]);
+        st.pa[kk][3] = pack_bf16(st.sc[8 * kk + 6], st.sc[8 * kk + 7]);
+    }
+}
+
+template <int H2>
+__device__ __forceinline__ void fence_state(ConsumerState<H2>& st)
+{
+    fence_registers(st.sc);
+#pragma unroll
+    for (int hf = 0; hf < H2; ++hf) fence_registers(st.o[hf]);
+}
+
+// The consumers' turns at the tensor cores: consumer c waits on barrier
+// kTurnBarrier + c, which the other consumer arrives on after its products.
+__device__ __forceinline__ void take_turn(int cw) { named_sync(kTurnBarrier + cw, 256); }
+__device__ __forceinline__ void pass_turn(int cw) { named_arrive(kTurnBarrier + (cw ^ 1), 256); }
+
 template <int D>
-__global__ void __launch_bounds__(kThreads, 1) hopper_forward_kernel(const __grid_constant__ CUtensorMap qkv_map, AttnArgs a)
+__global__ void __launch_bounds__(kThreads, 1)
+    hopper_forward_kernel(const __grid_constant__ CUtensorMap qkv_map, AttnArgs a, int pipelined)
 {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     using Cfg = HopperFwd<D>;
@@ -117,115 +243,88 @@ __global__ void __launch_bounds__(kThreads, 1) hopper_forward_kernel(const __gri
         const int cw = warpgroup - 1, warp = tid_wg / 32, lane = tid_wg % 32, g = lane / 4, t = lane % 4;
         const int warp_row0 = q0 + cw * 64 + warp * 16;
         const float scale_log2 = a.scale * kLog2e;
+        const bf16* sQ_rows = sQ + cw * 64 * kHalfCols;
+        auto K_at = [&](int j) { return sK + (j % kStages) * kKeys * D; };
+        auto V_at = [&](int j) { return sV + (j % kStages) * kKeys * D; };
+        auto release = [&](int j) {   // this warp is done reading tile j's stage
+            __syncwarp();
+            if (lane == 0) mbar_arrive(&kv_empty[j % kStages]);
+        };
 
-        float o[H2][32];
+        ConsumerState<H2> st;
 #pragma unroll
         for (int hf = 0; hf < H2; ++hf)
 #pragma unroll
-            for (int i = 0; i < 32; ++i) o[hf][i] = 0.0f;
-        float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+            for (int i = 0; i < 32; ++i) st.o[hf][i] = 0.0f;
+#pragma unroll
+        for (int i = 0; i < 64; ++i) st.sc[i] = 0.0f;
+        st.m[0] = st.m[1] = -INFINITY;
+        st.l[0] = st.l[1] = 0.0f;
+        float alpha[2];
 
         mbar_wait(q_full, 0);
-        for (int j = 0; j < n_tiles; ++j) {
-            const int s = j % kStages;
-            mbar_wait(&kv_full[s], (j / kStages) & 1);
-            const bf16* Ks = sK + s * kKeys * D;
-            const bf16* Vs = sV + s * kKeys * D;
-
-            // S = Q·Kᵀ over D in steps of 16 (4 per 64-column half).
-            float sc[64];
-#pragma unroll
-            for (int i = 0; i < 64; ++i) sc[i] = 0.0f;
-            fence_registers(sc);
+        if (!pipelined) {
+            for (int j = 0; j < n_tiles; ++j) {
+                mbar_wait(&kv_full[j % kStages], (j / kStages) & 1);
+                fence_state(st);
+                wgmma_fence();
+                issue_qk(st, sQ_rows, K_at(j));
+                wgmma_commit();
+                wgmma_wait<0>();
+                fence_state(st);
+                softmax_tile(st, alpha, j * kKeys, warp_row0, T, g, t, scale_log2);
+                rescale_and_pack(st, alpha);
+                fence_state(st);
+                wgmma_fence();
+                issue_pv(st, V_at(j));
+                wgmma_commit();
+                wgmma_wait<0>();
+                fence_state(st);
+                release(j);
+            }
+        } else {
+            // Consumer 0 goes first: consumer 1 hands it the first turn.
+            if (cw == 1) pass_turn(cw);
+            mbar_wait(&kv_full[0], 0);
+            take_turn(cw);
+            fence_state(st);
             wgmma_fence();
-#pragma unroll
-            for (int hf = 0; hf < H2; ++hf)
-#pragma unroll
-                for (int k = 0; k < 4; ++k) {
-                    const uint64_t da = smem_desc_sw128(sQ + hf * kRows * kHalfCols + cw * 64 * kHalfCols + k * 16, 16);
-                    const uint64_t db = smem_desc_sw128(Ks + hf * kKeys * kHalfCols + k * 16, 16);
-                    wgmma_m64n128k16_ss(sc, da, db, (hf | k) != 0);
-                }
+            issue_qk(st, sQ_rows, K_at(0));
             wgmma_commit();
+            pass_turn(cw);
             wgmma_wait<0>();
-            fence_registers(sc);
-
-            // Accumulator layout: chunk c of 8 columns holds, per thread,
-            // sc[4c + 2·r + e] = S[row g + 8r][col 8c + 2t + e].
-            const int key0 = j * kKeys;
-            if (key0 + kKeys - 1 > warp_row0 || key0 + kKeys > T) {
-#pragma unroll
-                for (int c = 0; c < 16; ++c)
-#pragma unroll
-                    for (int e = 0; e < 4; ++e) {
-                        const int key = key0 + c * 8 + 2 * t + (e & 1);
-                        const int row = warp_row0 + g + 8 * (e >> 1);
-                        if (key > row || key >= T) sc[4 * c + e] = -INFINITY;
-                    }
+            fence_state(st);
+            softmax_tile(st, alpha, 0, warp_row0, T, g, t, scale_log2);
+            rescale_and_pack(st, alpha);
+            for (int j = 1; j < n_tiles; ++j) {
+                mbar_wait(&kv_full[j % kStages], (j / kStages) & 1);
+                take_turn(cw);
+                fence_state(st);
+                wgmma_fence();
+                issue_qk(st, sQ_rows, K_at(j));       // group 1: S(j)
+                wgmma_commit();
+                issue_pv(st, V_at(j - 1));            // group 2: O += P(j-1)·V(j-1)
+                wgmma_commit();
+                pass_turn(cw);
+                wgmma_wait<1>();                      // S(j) is in; P·V may still run
+                fence_registers(st.sc);
+                softmax_tile(st, alpha, j * kKeys, warp_row0, T, g, t, scale_log2);
+                wgmma_wait<0>();
+                fence_state(st);
+                release(j - 1);
+                rescale_and_pack(st, alpha);
             }
-
-#pragma unroll
-            for (int r = 0; r < 2; ++r) {
-                float part[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
-#pragma unroll
-                for (int c = 0; c < 16; ++c)
-#pragma unroll
-                    for (int e = 0; e < 2; ++e) part[(c % 2) * 2 + e] = fmaxf(part[(c % 2) * 2 + e], sc[4 * c + 2 * r + e]);
-                float mx = fmaxf(fmaxf(part[0], part[1]), fmaxf(part[2], part[3]));
-                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-                const float m_new = fmaxf(m[r], mx * scale_log2);
-                const float m_use = m_new == -INFINITY ? 0.0f : m_new;
-                const float alpha = fast_exp2(m[r] - m_use);
-                m[r] = m_new;
-#pragma unroll
-                for (int k = 0; k < 4; ++k) part[k] = 0.0f;
-#pragma unroll
-                for (int c = 0; c < 16; ++c)
-#pragma unroll
-                    for (int e = 0; e < 2; ++e) {
-                        const float p = fast_exp2(fmaf(sc[4 * c + 2 * r + e], scale_log2, -m_use));
-                        sc[4 * c + 2 * r + e] = p;
-                        part[(c % 2) * 2 + e] += p;
-                    }
-                l[r] = l[r] * alpha + ((part[0] + part[1]) + (part[2] + part[3]));
-#pragma unroll
-                for (int hf = 0; hf < H2; ++hf)
-#pragma unroll
-                    for (int c = 0; c < 8; ++c) {
-                        o[hf][4 * c + 2 * r] *= alpha;
-                        o[hf][4 * c + 2 * r + 1] *= alpha;
-                    }
-            }
-
-            // O += P·V, 16 keys per step; the A fragment of keys 16kk..16kk+15
-            // is accumulator chunks 2kk and 2kk+1 packed to bf16.
-            // All of P is packed before the first product: registers written
-            // between the products would make the compiler serialise them.
-            uint32_t pa[kKeys / 16][4];
-#pragma unroll
-            for (int kk = 0; kk < kKeys / 16; ++kk) {
-                pa[kk][0] = pack2(sc[8 * kk + 0], sc[8 * kk + 1]);
-                pa[kk][1] = pack2(sc[8 * kk + 2], sc[8 * kk + 3]);
-                pa[kk][2] = pack2(sc[8 * kk + 4], sc[8 * kk + 5]);
-                pa[kk][3] = pack2(sc[8 * kk + 6], sc[8 * kk + 7]);
-            }
-#pragma unroll
-            for (int hf = 0; hf < H2; ++hf) fence_registers(o[hf]);
+            // The last tile's P·V. Consumer 1's last turn hands nothing on,
+            // so both turn barriers end with every arrival consumed.
+            take_turn(cw);
+            fence_state(st);
             wgmma_fence();
-#pragma unroll
-            for (int kk = 0; kk < kKeys / 16; ++kk)
-#pragma unroll
-                for (int hf = 0; hf < H2; ++hf) {
-                    const uint64_t db = smem_desc_sw128(Vs + hf * kKeys * kHalfCols + kk * 16 * kHalfCols, 1024);
-                    wgmma_m64n64k16_rs_tn(o[hf], pa[kk], db, 1);
-                }
+            issue_pv(st, V_at(n_tiles - 1));
             wgmma_commit();
+            if (cw == 0) pass_turn(cw);
             wgmma_wait<0>();
-#pragma unroll
-            for (int hf = 0; hf < H2; ++hf) fence_registers(o[hf]);
-            __syncwarp();
-            if (lane == 0) mbar_arrive(&kv_empty[s]);   // this warp is done reading the stage
+            fence_state(st);
+            release(n_tiles - 1);
         }
 
         // O / l straight from the accumulators, and the log-sum-exp per row.
@@ -233,7 +332,7 @@ __global__ void __launch_bounds__(kThreads, 1) hopper_forward_kernel(const __gri
         bf16* og = static_cast<bf16*>(a.out) + int64_t(b) * T * a.ld_out() + int64_t(h) * D;
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
-            float sum = l[r];
+            float sum = st.l[r];
             sum += __shfl_xor_sync(0xffffffffu, sum, 1);
             sum += __shfl_xor_sync(0xffffffffu, sum, 2);
             const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
@@ -245,8 +344,8 @@ __global__ void __launch_bounds__(kThreads, 1) hopper_forward_kernel(const __gri
 #pragma unroll
                     for (int c = 0; c < 8; ++c)
                         *reinterpret_cast<uint32_t*>(orow + hf * kHalfCols + c * 8 + 2 * t) =
-                            pack2(o[hf][4 * c + 2 * r] * inv, o[hf][4 * c + 2 * r + 1] * inv);
-                if (t == 0) lse[row] = (m[r] + __log2f(sum)) * kLn2;
+                            pack_bf16(st.o[hf][4 * c + 2 * r] * inv, st.o[hf][4 * c + 2 * r + 1] * inv);
+                if (t == 0) lse[row] = (st.m[r] + __log2f(sum)) * kLn2;
             }
         }
     }
@@ -297,7 +396,9 @@ void launch(const AttnArgs& a, cudaStream_t stream)
     auto kernel = hopper_forward_kernel<D>;
     CRUCIBLE_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(Cfg::kSmem)));
     const dim3 grid((a.T + kRows - 1) / kRows, a.H, a.B);
-    kernel<<<grid, kThreads, Cfg::kSmem, stream>>>(map, a);
+    const char* schedule = std::getenv("CRUCIBLE_HOPPER_SCHEDULE");
+    const int pipelined = !(schedule && std::strcmp(schedule, "serial") == 0);
+    kernel<<<grid, kThreads, Cfg::kSmem, stream>>>(map, a, pipelined);
     CRUCIBLE_CUDA_LAUNCH_CHECK();
 }
 

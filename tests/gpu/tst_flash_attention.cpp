@@ -159,6 +159,20 @@ private slots:
         }
     }
 
+    void hopper_serial_schedule()
+    {
+        // The Hopper kernel's plain schedule (no overlap, no turns), kept to
+        // tell a schedule fault from a layout fault: it must be right too.
+        if (flash_kinds(*m_bf16, 64).size() < 2) QSKIP("no Hopper attention kernel on this device");
+        qputenv("CRUCIBLE_HOPPER_SCHEDULE", "serial");
+        uint64_t seed = 400;
+        for (int64_t D : {64, 128}) {
+            check({2, 129, 4, 2, D}, true, seed++);
+            check({1, 1000, 8, 1, D}, true, seed++);
+        }
+        qunsetenv("CRUCIBLE_HOPPER_SCHEDULE");
+    }
+
     void fallback_head_dims()
     {
         // Head dims the flash kernels are not built for run the exact kernel.

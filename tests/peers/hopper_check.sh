@@ -57,6 +57,9 @@ if [ "$part" = attention ] || [ "$part" = all ]; then
   grep -E "hopper|worst|Totals|FAIL" "$out/tst_flash_attention.txt" | tail -n 40 > "$out/tst_hopper_lines.txt"
   step bench_attention 480 crucible-cli bench attention --device cuda --no-naive --json --peer \
     --peer-script "$peers/torch_attention_bench.py"
+  # The Hopper kernel's plain schedule, forward only: what the overlap buys.
+  CRUCIBLE_HOPPER_SCHEDULE=serial step bench_attention_serial 240 crucible-cli bench attention --device cuda \
+    --no-naive --forward-only
 fi
 if [ "$part" = decode ] || [ "$part" = all ]; then
   step bench_generate 560 crucible-cli bench generate --device cuda --preset base --preset small --batch 1 --batch 8 \
@@ -68,12 +71,17 @@ echo "== summary (logs in $out)"
 printf '%s\n' "${status[@]}"
 cat "$out/sass_summary.txt"
 [ -f "$out/tst_hopper_lines.txt" ] && cat "$out/tst_hopper_lines.txt"
+[ -f "$out/bench_attention_serial.txt" ] && grep -E "^D|hopper fwd" "$out/bench_attention_serial.txt" | sed 's/^/serial schedule: /'
 [ -f "$out/bench_generate.txt" ] && grep -E "B1 L512|B8 L512|pytorch" "$out/bench_generate.txt" | head -n 30
 if [ -f "$out/bench_attention.txt" ]; then
   python3 - "$out/bench_attention.txt" <<'PY'
 import json, math, sys
 text = open(sys.argv[1]).read()
 j = json.loads(text[text.index("{"):])
+nan = float("nan")
+for t in (j, j.get("sdpa_backends", {})):
+    for r in t.get("rows", []):
+        r["values"] = [nan if x is None else x for x in r["values"]]
 cols = [c["key"] for c in j["columns"]]
 back = j.get("sdpa_backends", {})
 bcols = [c["key"] for c in back.get("columns", [])]
