@@ -62,7 +62,10 @@ void merge_peer(BenchTable& table, BenchTable& backends, const std::vector<nlohm
     std::string peer_name;
     std::vector<std::string> failures;
     for (const auto& r : rows) {
-        if (!r.contains("label")) continue;
+        if (!r.contains("label")) {
+            if (r.contains("error")) table.notes.push_back("peer: " + r["error"].get<std::string>());
+            continue;
+        }
         const std::string backend = r.value("backend", std::string("flash"));
         by_label[r["label"].get<std::string>()][backend] = r;
         peer_name = r.value("peer", std::string()) + " " + r.value("torch", std::string());
