@@ -249,6 +249,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         auto release = [&](int j) {   // this warp is done reading tile j's stage
             __syncwarp();
             if (lane == 0) mbar_arrive(&kv_empty[j % kStages]);
+            __syncwarp();   // the warp reconverges before its next warpgroup-wide instruction
         };
 
         ConsumerState<H2> st;
