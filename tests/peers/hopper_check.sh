@@ -79,31 +79,30 @@ import json, math, sys
 text = open(sys.argv[1]).read()
 j = json.loads(text[text.index("{"):])
 nan = float("nan")
-for t in (j, j.get("sdpa_backends", {})):
-    for r in t.get("rows", []):
-        r["values"] = [nan if x is None else x for x in r["values"]]
-cols = [c["key"] for c in j["columns"]]
-back = j.get("sdpa_backends", {})
-bcols = [c["key"] for c in back.get("columns", [])]
-brows = {r["label"]: r["values"] for r in back.get("rows", [])}
 def v(row, key):
-    return row[cols.index(key)] if key in cols else float("nan")
+    x = row.get(key) if row else None
+    return nan if x is None else x
 def f(x):
-    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.0f}"
-print("TFLOP/s (causal bf16); hop=Hopper forward, port=portable; SDPA: default / cudnn / flash / efficient; x = ours/best SDPA")
-print(f"{'shape':<11}{'hop fwd':>8}{'port fwd':>9}{'SDPA fwd d/c/f/e':>22}{'x':>6} |{'f+b':>6}{'hop f+b':>8}{'SDPA f+b d/c/f/e':>22}{'x':>6}")
+    return "-" if math.isnan(x) else f"{x:.0f}"
+def best(*xs):
+    xs = [x for x in xs if not math.isnan(x)]
+    return max(xs) if xs else nan
+backends = {r["label"]: r for r in j.get("sdpa_backends", {}).get("rows", [])}
+names = ("default", "cudnn", "flash", "efficient")
+print("TFLOP/s (causal bf16); hop = Hopper forward, port = portable; SDPA: default/cudnn/flash/efficient;"
+      " x = our best / fastest SDPA")
+print(f"{'shape':<11}{'hop fwd':>8}{'port fwd':>9}{'SDPA fwd d/c/f/e':>22}{'x':>6} |"
+      f"{'port f+b':>9}{'hop f+b':>8}{'SDPA f+b d/c/f/e':>22}{'x':>6}")
 for r in j["rows"]:
-    vals = r["values"]
-    b = brows.get(r["label"], [])
-    sd = "/".join(f(b[bcols.index("fwd_" + k)]) if b else "-" for k in ("default", "cudnn", "flash", "efficient"))
-    sb = "/".join(f(b[bcols.index("fwdbwd_" + k)]) if b else "-" for k in ("default", "cudnn", "flash", "efficient"))
-    hop, port = v(vals, "hopper_fwd_tflops"), v(vals, "portable_fwd_tflops")
-    best_f, best_fb = v(vals, "peer_fwd_tflops"), v(vals, "peer_fwdbwd_tflops")
-    ours_f = max(x for x in (hop, port, v(vals, "fwd_tflops")) if not math.isnan(x)) if not all(math.isnan(x) for x in (hop, port, v(vals, "fwd_tflops"))) else float("nan")
-    hfb = v(vals, "hopper_fwdbwd_tflops")
-    ours_fb = max(x for x in (hfb, v(vals, "fwdbwd_tflops")) if not math.isnan(x)) if not (math.isnan(hfb) and math.isnan(v(vals, "fwdbwd_tflops"))) else float("nan")
-    rf = ours_f / best_f if best_f and not math.isnan(best_f) else float("nan")
-    rfb = ours_fb / best_fb if best_fb and not math.isnan(best_fb) else float("nan")
-    print(f"{r['label']:<11}{f(hop):>8}{f(port):>9}{sd:>22}{rf:>6.2f} |{f(v(vals, 'fwdbwd_tflops')):>6}{f(hfb):>8}{sb:>22}{rfb:>6.2f}")
+    b = backends.get(r["label"])
+    sd = "/".join(f(v(b, "fwd_" + k)) for k in names)
+    sb = "/".join(f(v(b, "fwdbwd_" + k)) for k in names)
+    hop, port = v(r, "hopper_fwd_tflops"), v(r, "portable_fwd_tflops")
+    hfb, pfb = v(r, "hopper_fwdbwd_tflops"), v(r, "portable_fwdbwd_tflops")
+    ours_f = best(hop, port, v(r, "fwd_tflops"))
+    ours_fb = best(hfb, pfb, v(r, "fwdbwd_tflops"))
+    rf = ours_f / v(r, "peer_fwd_tflops")
+    rfb = ours_fb / v(r, "peer_fwdbwd_tflops")
+    print(f"{r['label']:<11}{f(hop):>8}{f(port):>9}{sd:>22}{rf:>6.2f} |{f(pfb):>9}{f(hfb):>8}{sb:>22}{rfb:>6.2f}")
 PY
 fi
