@@ -77,7 +77,10 @@ if [ -f "$out/bench_attention.txt" ]; then
   python3 - "$out/bench_attention.txt" <<'PY'
 import json, math, sys
 text = open(sys.argv[1]).read()
-j = json.loads(text[text.index("{"):])
+try:
+    j = json.loads(text[text.index("{"):])
+except ValueError:
+    sys.exit("bench attention wrote no table (see bench_attention.txt)")
 nan = float("nan")
 def v(row, key):
     x = row.get(key) if row else None
