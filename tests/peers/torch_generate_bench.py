@@ -138,11 +138,12 @@ class Model(nn.Module):
         inv = 1.0 / (10000.0 ** (torch.arange(0, a.head_dim, 2, device=device).double() / a.head_dim))
         angles = torch.outer(torch.arange(context, device=device).double(), inv)
         emb = torch.cat([angles, angles], dim=-1)
-        self.cos, self.sin = emb.cos().to(dtype), emb.sin().to(dtype)
-        # Caches are buffers: torch.compile then treats them as static state
-        # that its CUDA graph mutates in place.
+        # Tables and caches are buffers: torch.compile then treats them as
+        # static state (the caches mutated in place by its CUDA graph).
+        self.register_buffer("cos", emb.cos().to(dtype), persistent=False)
+        self.register_buffer("sin", emb.sin().to(dtype), persistent=False)
         shape = (a.batch, a.kv_heads, context, a.head_dim)
-        for i, layer in enumerate(self.layers):
+        for layer in self.layers:
             layer.register_buffer("k_cache", torch.zeros(shape, device=device, dtype=dtype), persistent=False)
             layer.register_buffer("v_cache", torch.zeros(shape, device=device, dtype=dtype), persistent=False)
         self.register_buffer("positions", torch.arange(context, device=device), persistent=False)
