@@ -19,9 +19,18 @@ bin=$(cd "$1" && pwd)
 part=${2:-attention}
 out=${OUT:-/tmp/crucible-hopper}
 mkdir -p "$out"
-plugin=$bin/libcrucible_cuda.so
-[ -f "$plugin" ] || plugin=$bin/../lib/crucible/libcrucible_cuda.so
+# The plugin: beside the binaries, in a build's lib/crucible/, or wherever
+# CRUCIBLE_CUDA_PLUGIN already points.
+plugin=
+for p in "$bin/libcrucible_cuda.so" "$bin/../lib/crucible/libcrucible_cuda.so" "${CRUCIBLE_CUDA_PLUGIN:-}"; do
+  if [ -n "$p" ] && [ -f "$p" ]; then plugin=$(cd "$(dirname "$p")" && pwd)/$(basename "$p"); break; fi
+done
+if [ -z "$plugin" ]; then
+  echo "no libcrucible_cuda.so in $bin, $bin/../lib/crucible or CRUCIBLE_CUDA_PLUGIN" >&2
+  exit 2
+fi
 export CRUCIBLE_CUDA_PLUGIN=$plugin
+echo "plugin: $plugin"
 export PATH=$bin:$PATH
 export LD_LIBRARY_PATH=$bin:$bin/lib:${LD_LIBRARY_PATH:-}
 export CRUCIBLE_CACHE_DIR=${CRUCIBLE_CACHE_DIR:-$out/cache}
