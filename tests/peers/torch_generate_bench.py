@@ -31,6 +31,12 @@ import statistics
 import sys
 import time
 
+# On the CPU, OpenMP teams wait passively (see torch_train_bench.py): on a
+# machine whose cores anything else uses, spinning teams stall at every
+# parallel region. An OMP_WAIT_POLICY already in the environment wins.
+if "--device" not in sys.argv or sys.argv[sys.argv.index("--device") + 1:][:1] != ["cuda"]:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
