@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <sstream>
+#include <vector>
 
 namespace crucible::cli {
 
@@ -48,6 +49,81 @@ size_t column(const BenchTable& t, const std::string& key)
     throw Error("attention benchmark table has no column " + key);
 }
 
+// SDPA's backends as the peer names them: PyTorch's own choice, then each forced.
+const std::vector<std::string> kSdpaBackends{"default", "cudnn", "flash", "efficient"};
+
+// Adds to `table` the fastest SDPA backend of each shape (forward and
+// forward+backward separately) and Crucible's ratio to it, and fills
+// `backends` with every backend's TFLOP/s: the peer is the best a PyTorch
+// user can get on this GPU, not one backend.
+void merge_peer(BenchTable& table, BenchTable& backends, const std::vector<nlohmann::json>& rows)
+{
+    std::map<std::string, std::map<std::string, nlohmann::json>> by_label;   // label -> backend -> row
+    std::string peer_name;
+    std::vector<std::string> failures;
+    for (const auto& r : rows) {
+        if (!r.contains("label")) {
+            if (r.contains("error")) table.notes.push_back("peer: " + r["error"].get<std::string>());
+            continue;
+        }
+        const std::string backend = r.value("backend", std::string("flash"));
+        by_label[r["label"].get<std::string>()][backend] = r;
+        peer_name = r.value("peer", std::string()) + " " + r.value("torch", std::string());
+        if (r.contains("error"))
+            failures.push_back(r["label"].get<std::string>() + " " + backend + ": " + r["error"].get<std::string>());
+    }
+    backends.name = "SDPA backends (TFLOP/s)";
+    backends.device = table.device;
+    for (const char* phase : {"fwd", "f+b"})
+        for (const auto& b : kSdpaBackends)
+            backends.columns.push_back({std::string(phase == std::string("fwd") ? "fwd_" : "fwdbwd_") + b,
+                                        b + " " + phase, 0});
+
+    const size_t fwd = column(table, "fwd_tflops"), fwdbwd = column(table, "fwdbwd_tflops");
+    const size_t ours = table.columns.size();
+    table.columns.push_back({"peer_fwd_tflops", "SDPA fwd", 0});
+    table.columns.push_back({"fwd_vs_peer", "fwd ×", 2});
+    table.columns.push_back({"peer_fwdbwd_tflops", "SDPA f+b", 0});
+    table.columns.push_back({"fwdbwd_vs_peer", "f+b ×", 2});
+    std::map<std::string, int> fastest_fwd, fastest_fb;
+    for (auto& row : table.rows) {
+        double best_f = NAN, best_fb = NAN;
+        std::string best_f_by, best_fb_by;
+        BenchRow per_backend{row.label, {}};
+        for (const char* key : {"fwd_tflops", "fwdbwd_tflops"}) {
+            for (const auto& b : kSdpaBackends) {
+                double v = NAN;
+                if (auto it = by_label.find(row.label); it != by_label.end())
+                    if (auto jt = it->second.find(b); jt != it->second.end()) v = jt->second.value(key, NAN);
+                per_backend.values.push_back(v);
+                double& best = key == std::string("fwd_tflops") ? best_f : best_fb;
+                std::string& by = key == std::string("fwd_tflops") ? best_f_by : best_fb_by;
+                if (!std::isnan(v) && (std::isnan(best) || v > best)) {
+                    best = v;
+                    by = b;
+                }
+            }
+        }
+        backends.rows.push_back(std::move(per_backend));
+        if (!best_f_by.empty()) ++fastest_fwd[best_f_by];
+        if (!best_fb_by.empty()) ++fastest_fb[best_fb_by];
+        row.values.resize(ours, NAN);
+        row.values.push_back(best_f);
+        row.values.push_back(row.values[fwd] / best_f);
+        row.values.push_back(best_fb);
+        row.values.push_back(row.values[fwdbwd] / best_fb);
+    }
+    auto tally = [](const std::map<std::string, int>& m) {
+        std::string s;
+        for (const auto& [b, n] : m) s += (s.empty() ? "" : ", ") + b + " " + std::to_string(n);
+        return s.empty() ? std::string("none") : s;
+    };
+    table.notes.push_back("peer: " + peer_name + ", same GPU, same command; SDPA fwd and f+b are the fastest of its "
+                          "backends (default choice, cuDNN, flash, efficient) per row, fastest fwd: " +
+                          tally(fastest_fwd) + "; f+b: " + tally(fastest_fb));
+    for (const auto& f : failures) backends.notes.push_back("not run: " + f);
+}
+
 int run(const AttentionBenchCommand& c)
 {
     BackendOptions bo;
@@ -68,38 +144,23 @@ int run(const AttentionBenchCommand& c)
     };
     BenchTable table = run_attention_bench(*backend, o);
 
+    BenchTable backends;   // SDPA per backend, when --peer
     if (c.peer) {
         const std::string script = find_peer_script(c.peer_script, "torch_attention_bench.py");
         if (script.empty()) throw Error("cannot find torch_attention_bench.py; pass --peer-script PATH");
         const auto rows = run_peer(script, fmt::format("--head-dims {} --seqs {} --tokens {} --model-dim {} --warmup {} "
                                                        "--repeats {}",
                                                        c.head_dims, c.seqs, c.tokens, c.model_dim, c.warmup, c.repeats));
-        std::map<std::string, nlohmann::json> by_label;
-        for (const auto& r : rows)
-            if (r.contains("label")) by_label[r["label"].get<std::string>()] = r;
-        const size_t fwd = column(table, "fwd_tflops"), fwdbwd = column(table, "fwdbwd_tflops");
-        table.columns.push_back({"peer_fwd_tflops", "SDPA fwd", 0});
-        table.columns.push_back({"fwd_vs_peer", "fwd ×", 2});
-        table.columns.push_back({"peer_fwdbwd_tflops", "SDPA f+b", 0});
-        table.columns.push_back({"fwdbwd_vs_peer", "f+b ×", 2});
-        std::string peer_name;
-        for (auto& row : table.rows) {
-            double pf = NAN, pfb = NAN;
-            if (auto it = by_label.find(row.label); it != by_label.end()) {
-                pf = it->second.value("fwd_tflops", NAN);
-                pfb = it->second.value("fwdbwd_tflops", NAN);
-                peer_name = it->second.value("peer", std::string()) + " " + it->second.value("torch", std::string());
-            }
-            row.values.resize(table.columns.size() - 4, NAN);
-            row.values.push_back(pf);
-            row.values.push_back(row.values[fwd] / pf);
-            row.values.push_back(pfb);
-            row.values.push_back(row.values[fwdbwd] / pfb);
-        }
-        table.notes.push_back("peer: " + peer_name + ", same GPU, same command");
+        merge_peer(table, backends, rows);
     }
-    if (c.json) fmt::print("{}\n", table.to_json().dump(2));
-    else fmt::print("{}", table.to_text());
+    if (c.json) {
+        nlohmann::json j = table.to_json();
+        if (c.peer) j["sdpa_backends"] = backends.to_json();
+        fmt::print("{}\n", j.dump(2));
+    } else {
+        if (c.peer) fmt::print("{}\n", backends.to_text());
+        fmt::print("{}", table.to_text());
+    }
     return 0;
 }
 
@@ -118,7 +179,7 @@ void add_bench_attention_command(CLI::App& bench, int& exit_code)
     cmd->add_option("--repeats", c->repeats, "Timed samples")->capture_default_str();
     cmd->add_flag("--no-naive", c->no_naive, "Skip the naive (T×T scores) kernels");
     cmd->add_flag("--forward-only", c->forward_only, "Skip forward+backward");
-    cmd->add_flag("--peer", c->peer, "Also run PyTorch SDPA (flash) on the same shapes and print ratios");
+    cmd->add_flag("--peer", c->peer, "Also run PyTorch SDPA (its default choice and each backend forced) on the same shapes; ratios against the fastest");
     cmd->add_option("--peer-script", c->peer_script, "Path to torch_attention_bench.py");
     cmd->add_flag("--json", c->json, "Print JSON instead of a table");
     cmd->callback([c, &exit_code] {

@@ -57,6 +57,16 @@ BenchTable run_attention_bench(Backend& be, const AttentionBenchOptions& o)
                      {"speedup", "flash/naive", 1}};
     const DType dt = be.compute_dtype();
     const AttentionKind previous = be.attention_kind();
+    // A backend with a Hopper kernel times it beside the portable one.
+    bool has_hopper = false;
+    for (const auto& [key, value] : be.facts().details)
+        if (key == "hopper attention" && value.rfind("yes", 0) == 0) has_hopper = true;
+    if (has_hopper)
+        for (const char* k : {"portable_fwd_tflops", "portable_fwdbwd_tflops", "hopper_fwd_tflops", "hopper_fwdbwd_tflops"})
+            table.columns.push_back({k, std::string(k).find("fwdbwd") != std::string::npos
+                                            ? (k[0] == 'p' ? "portable f+b" : "hopper f+b")
+                                            : (k[0] == 'p' ? "portable fwd" : "hopper fwd"),
+                                     3});
 
     size_t row = 0;
     const size_t rows = o.head_dims.size() * o.seq_lens.size();
@@ -112,18 +122,30 @@ BenchTable run_attention_bench(Backend& be, const AttentionBenchOptions& o)
                                           " skipped: its scores need " + std::to_string(need / 1'000'000) + " MB");
                 }
             }
+            double pf_ms = NAN, pfb_ms = NAN, hf_ms = NAN, hfb_ms = NAN;
+            if (has_hopper && (D == 64 || D == 128)) {
+                measure(AttentionKind::flash_portable, pf_ms, pfb_ms);
+                measure(AttentionKind::flash_hopper, hf_ms, hfb_ms);
+            }
             be.set_attention_kind(previous);
             auto tflops = [](double flops, double ms) { return std::isnan(ms) ? NAN : flops / (ms * 1e-3) / 1e12; };
-            table.rows.push_back(BenchRow{"D" + std::to_string(D) + " T" + std::to_string(T),
-                                          {double(D), double(T), double(B), double(H), f_ms, tflops(fwd_flops, f_ms),
-                                           fb_ms, tflops(fb_flops, fb_ms), tflops(fwd_flops, nf_ms),
-                                           tflops(fb_flops, nfb_ms), nfb_ms / fb_ms}});
+            BenchRow r{"D" + std::to_string(D) + " T" + std::to_string(T),
+                       {double(D), double(T), double(B), double(H), f_ms, tflops(fwd_flops, f_ms), fb_ms,
+                        tflops(fb_flops, fb_ms), tflops(fwd_flops, nf_ms), tflops(fb_flops, nfb_ms), nfb_ms / fb_ms}};
+            if (has_hopper)
+                for (double v : {tflops(fwd_flops, pf_ms), tflops(fb_flops, pfb_ms), tflops(fwd_flops, hf_ms),
+                                 tflops(fb_flops, hfb_ms)})
+                    r.values.push_back(v);
+            table.rows.push_back(std::move(r));
         }
     }
     table.notes.push_back("causal, " + std::string(dtype_name(dt)) + ", B·T = " + std::to_string(o.tokens) +
                           ", H = " + std::to_string(o.model_dim) + "/D; FLOPs 4·B·H·T²·D/2 forward, 2.5× that "
                           "backward; median of " + std::to_string(o.repeats) + " samples after " +
                           std::to_string(o.warmup) + " warm-up calls");
+    if (has_hopper)
+        table.notes.push_back("fwd and f+b: the flash kernel the backend picks by default; portable and hopper: each "
+                              "forward forced (the backward is the portable kernel after either)");
     return table;
 }
 

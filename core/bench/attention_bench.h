@@ -31,7 +31,9 @@ struct AttentionBenchOptions {
 
 // Rows "D<d> T<t>" with columns head_dim, seq, batch, heads, fwd_ms,
 // fwd_tflops, fwdbwd_ms, fwdbwd_tflops, naive_fwd_tflops,
-// naive_fwdbwd_tflops, speedup (flash over naive, forward+backward).
+// naive_fwdbwd_tflops, speedup (flash over naive, forward+backward), and on a
+// backend with a Hopper forward portable_/hopper_ fwd_tflops and fwdbwd_tflops
+// (each flash forward forced).
 // Unmeasured cells are NaN.
 BenchTable run_attention_bench(Backend& backend, const AttentionBenchOptions& options = {});
 
