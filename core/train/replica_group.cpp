@@ -37,13 +37,28 @@ struct ReplicaGroup::Replica {
 };
 
 ReplicaGroup::ReplicaGroup(const RunConfig& cfg, int seq_len, const Dataset& dataset, TrainableModel& leader,
-                           Backend& leader_device, Batcher& leader_batcher)
+                           Backend& leader_device, Batcher& leader_batcher, const ProcessLaunch* launch)
 {
     const TrainConfig& tc = cfg.train;
-    const int world = tc.replicas();
-    m_ranges = shard_ranges(leader.params->layout(), world);
-    CRUCIBLE_CHECK(leader.optimizer->owned() == m_ranges.front(),
-                   "rank 0's optimizer must hold the first share of the state");
+    m_world = tc.replicas();
+    m_first_rank = launch ? launch->rank : 0;
+    m_ranges = shard_ranges(leader.params->layout(), m_world);
+    CRUCIBLE_CHECK(leader.optimizer->owned() == m_ranges[size_t(m_first_rank)],
+                   "this process's optimizer must hold its rank's share of the state");
+    if (launch) {
+        CRUCIBLE_CHECK(launch->world == m_world, "the launch and the configuration disagree on the world size");
+        auto r = std::make_unique<Replica>();
+        r->rank = launch->rank;
+        r->step.emplace(tc.batch_size, seq_len, tc.grad_accum, ReplicaShare{launch->rank, m_world});
+        r->backend = &leader_device;
+        r->model = &leader;
+        r->batcher = &leader_batcher;
+        m_communicators.push_back(make_process_communicator(*launch, leader_device));
+        r->comm = m_communicators.front().get();
+        m_replicas.push_back(std::move(r));
+        return;
+    }
+    const int world = m_world;
     for (int rank = 0; rank < world; ++rank) {
         auto r = std::make_unique<Replica>();
         r->rank = rank;
@@ -145,7 +160,7 @@ void ReplicaGroup::on_every_replica(const std::function<void(Replica&)>& work)
         std::lock_guard lock(m_mutex);
         if (!m_error.empty()) throw Error(m_error);   // the group is broken for good
         m_task = work;
-        m_pending = world() - 1;
+        m_pending = int(m_replicas.size()) - 1;
         ++m_generation;
     }
     m_wake.notify_all();
@@ -177,8 +192,59 @@ void ReplicaGroup::align_with_leader(const std::optional<std::filesystem::path>&
     });
 }
 
+bool ReplicaGroup::agree(bool mine)
+{
+    if (!across_processes()) return mine;
+    bool any = mine;
+    on_every_replica([&](Replica& r) { any = r.comm->all_reduce_sum(mine ? 1.0 : 0.0) > 0.0; });
+    return any;
+}
+
+OptimizerSnapshot ReplicaGroup::gather_across_processes()
+{
+    Replica& r = *m_replicas.front();
+    const Optimizer& opt = *r.model->optimizer;
+    OptimizerSnapshot s;
+    s.config = opt.config();
+    s.steps = opt.steps_taken();
+    const bool collector = r.rank == 0;
+    if (collector) {
+        s.m.assign(size_t(r.model->params->layout().total()), 0.0f);
+        s.v.assign(s.m.size(), 0.0f);
+        opt.download_state(s.m.data(), s.v.data());
+    }
+    // Each owner's moments go to rank 0 through a device buffer the size of
+    // the largest share, so that no rank ever holds more than its share twice.
+    int64_t largest = 0;
+    for (const ParamRange& range : m_ranges) largest = std::max(largest, range.size());
+    Backend& backend = *r.backend;
+    void* buffer = backend.allocate(size_t(largest) * sizeof(float));
+    try {
+        const Tensor staging(buffer, DType::f32, Shape{largest}, backend.device());
+        on_every_replica([&](Replica& me) {
+            for (int owner = 1; owner < world(); ++owner) {
+                const ParamRange& range = m_ranges[size_t(owner)];
+                if (range.size() == 0) continue;
+                for (int moment = 0; moment < 2; ++moment) {
+                    const Tensor own = moment == 0 ? opt.first_moment() : opt.second_moment();
+                    const Tensor data = me.rank == owner ? own : staging.sub(0, Shape{range.size()});
+                    me.comm->broadcast(data, owner);
+                    if (collector)
+                        backend.download((moment == 0 ? s.m.data() : s.v.data()) + range.begin, DType::f32, data);
+                }
+            }
+        });
+    } catch (...) {
+        backend.deallocate(buffer);
+        throw;
+    }
+    backend.deallocate(buffer);
+    return s;
+}
+
 OptimizerSnapshot ReplicaGroup::gather_optimizer_state()
 {
+    if (across_processes()) return gather_across_processes();
     const Optimizer& lead = *m_replicas.front()->model->optimizer;
     OptimizerSnapshot s;
     s.config = lead.config();

@@ -28,6 +28,13 @@ std::vector<std::string> RunConfig::problems() const
          "on_nonfinite must be \"skip\" or \"stop\", got \"" + t.on_nonfinite + "\"");
     need(t.cpu_replicas >= 1 && t.cpu_replicas <= 64, "CPU replicas must be between 1 and 64");
     need(t.device == "cuda" || t.gpus.empty(), "GPUs are chosen only when training on \"cuda\"");
+    if (t.processes > 1) {
+        need(t.cpu_replicas == 1, "a job of several processes runs one replica in each: leave out --cpu-replicas");
+        need(t.device != "cuda" || t.gpus.empty() || t.local_rank < int(t.gpus.size()),
+             "--gpus lists " + std::to_string(t.gpus.size()) + " GPU(s) but this process has local rank " +
+                 std::to_string(t.local_rank) + ": list one GPU for each process of a host, or leave --gpus out "
+                 "(process k then trains on GPU k)");
+    }
     for (size_t i = 0; i < t.gpus.size(); ++i) {
         need(t.gpus[i] >= 0, "GPU numbers start at 0, got " + std::to_string(t.gpus[i]));
         for (size_t k = 0; k < i; ++k)
