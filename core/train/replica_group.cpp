@@ -23,11 +23,13 @@ struct ReplicaGroup::Replica {
     Batcher* batcher = nullptr;
     Communicator* comm = nullptr;
     std::optional<TrainStep> step;
+    std::unique_ptr<GradientOverlap> overlap;   // the communication thread, when overlapping
     std::thread thread;
     StepResult result;
 
     void release()
     {
+        overlap.reset();
         own_batcher.reset();
         own_model.model.reset();
         own_model.optimizer.reset();
@@ -41,6 +43,8 @@ ReplicaGroup::ReplicaGroup(const RunConfig& cfg, int seq_len, const Dataset& dat
 {
     const TrainConfig& tc = cfg.train;
     m_world = tc.replicas();
+    m_overlap = tc.overlap_comm;
+    if (tc.overlap_bucket_elements > 0) m_bucket_elements = tc.overlap_bucket_elements;
     m_first_rank = launch ? launch->rank : 0;
     m_ranges = shard_ranges(leader.params->layout(), m_world);
     CRUCIBLE_CHECK(leader.optimizer->owned() == m_ranges[size_t(m_first_rank)],
@@ -102,8 +106,9 @@ ReplicaGroup::~ReplicaGroup()
 
 void ReplicaGroup::shut_down()
 {
-    // Communicators go first (they refer to the backends); the followers then
-    // release their devices on their own threads.
+    // Communication threads and communicators go first (they refer to the
+    // backends); the followers then release their devices on their own threads.
+    for (auto& r : m_replicas) r->overlap.reset();
     m_communicators.clear();
     {
         std::lock_guard lock(m_mutex);
@@ -261,11 +266,22 @@ StepResult ReplicaGroup::step_share(Replica& r, double lr_multiplier)
     StepResult res;
     res.lr_multiplier = lr_multiplier;
     ParamStore& params = *r.model->params;
-    res.loss = r.step->accumulate(params, *r.model->model, *r.batcher);
-    r.backend->synchronize();
-
     auto comm_start = Clock::now();
-    r.comm->all_reduce_sum(params.grads());
+    if (m_overlap) {
+        // The buckets go out during the last backward; what is left is the
+        // wait for the last of them: the communication the step still sees.
+        if (!r.overlap) r.overlap = std::make_unique<GradientOverlap>(*r.comm, params.grads(), m_bucket_elements);
+        res.loss = r.step->accumulate(params, *r.model->model, *r.batcher,
+                                      [&](int64_t begin, int64_t end) { r.overlap->ready(begin, end); });
+        comm_start = Clock::now();
+        r.overlap->finish();
+        r.backend->synchronize();
+    } else {
+        res.loss = r.step->accumulate(params, *r.model->model, *r.batcher);
+        r.backend->synchronize();
+        comm_start = Clock::now();
+        r.comm->all_reduce_sum(params.grads());
+    }
     res.loss.loss = r.comm->all_reduce_sum(res.loss.loss);
     res.loss.tokens = std::llround(r.comm->all_reduce_sum(double(res.loss.tokens)));
     res.comm_seconds = std::chrono::duration<double>(Clock::now() - comm_start).count();

@@ -29,6 +29,7 @@
 // target reached) the whole job's.
 #pragma once
 
+#include "core/train/gradient_overlap.h"
 #include "core/train/run_config.h"
 #include "core/train/train_step.h"
 #include "core/train/training_setup.h"
@@ -97,6 +98,8 @@ private:
 
     OptimizerSnapshot gather_across_processes();
 
+    bool m_overlap = true;   // TrainConfig::overlap_comm
+    int64_t m_bucket_elements = GradientOverlap::kDefaultBucketElements;
     int m_world = 1;
     int m_first_rank = 0;
     std::vector<ParamRange> m_ranges;

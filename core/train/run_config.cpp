@@ -85,7 +85,8 @@ nlohmann::json to_json(const TrainConfig& c)
             {"threads", c.threads},
             {"on_nonfinite", c.on_nonfinite},
             {"gpus", c.gpus},
-            {"cpu_replicas", c.cpu_replicas}};
+            {"cpu_replicas", c.cpu_replicas},
+            {"overlap_comm", c.overlap_comm}};
 }
 
 nlohmann::json to_json(const DataConfig& c)
@@ -107,7 +108,7 @@ TrainConfig train_config_from_json(const nlohmann::json& j)
                  {"batch_size", "grad_accum", "steps", "seq_len", "seed", "optimizer", "schedule", "eval_every",
                   "eval_batches", "checkpoint_every", "sample_every", "sample_tokens", "sample_prompt",
                   "sample_temperature", "target_bits_per_byte", "device", "threads", "on_nonfinite", "gpus",
-                  "cpu_replicas"});
+                  "cpu_replicas", "overlap_comm"});
     TrainConfig c;
     r.read("batch_size", c.batch_size);
     r.read("grad_accum", c.grad_accum);
@@ -128,6 +129,7 @@ TrainConfig train_config_from_json(const nlohmann::json& j)
     r.read("threads", c.threads);
     r.read("gpus", c.gpus);
     r.read("cpu_replicas", c.cpu_replicas);
+    r.read("overlap_comm", c.overlap_comm);
     r.read("on_nonfinite", c.on_nonfinite);
     return c;
 }

@@ -51,6 +51,11 @@ struct TrainConfig {
     // `processes`, and its rank among the processes of its host, which picks
     // its GPU (gpus[local_rank], or GPU local_rank when gpus is empty). Set
     // from the launch, never saved: a run resumes on any number of processes.
+    // Data parallel: all-reduce each bucket of gradients while the backward
+    // computes the layers below it (false: one all-reduce after the backward).
+    // The results are the same bits either way.
+    bool overlap_comm = true;
+    int64_t overlap_bucket_elements = 0;   // 0 = GradientOverlap's default; never saved (tests, benchmarks)
     int processes = 1;
     int process_rank = 0;
     int local_rank = 0;

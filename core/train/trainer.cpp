@@ -115,6 +115,7 @@ void Trainer::set_up(Session& s)
             if (!m_options.placement->device.empty()) tc.device = m_options.placement->device;
             tc.gpus = m_options.placement->gpus;
             tc.cpu_replicas = m_options.placement->cpu_replicas;
+            tc.overlap_comm = m_options.placement->overlap_comm;
         }
         tc.processes = launch->world;
         tc.process_rank = launch->rank;
@@ -126,6 +127,7 @@ void Trainer::set_up(Session& s)
         if (!m_options.placement->device.empty()) tc.device = m_options.placement->device;
         tc.gpus = m_options.placement->gpus;
         tc.cpu_replicas = m_options.placement->cpu_replicas;
+        tc.overlap_comm = m_options.placement->overlap_comm;
         s.config.validate();
     }
     const ModelConfig& mc = s.config.model;

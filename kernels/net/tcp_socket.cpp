@@ -84,8 +84,17 @@ TcpSocket TcpSocket::connect(const std::string& host, int port, Deadline deadlin
         const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0) throw Error("cannot open a socket: " + errno_text());
         if (::connect(fd, reinterpret_cast<const sockaddr*>(&target), sizeof target) == 0) {
-            tune(fd);
-            return TcpSocket(fd);
+            // Dialling a free local port over and over, the kernel may pick
+            // that very port as the source and connect the socket to itself
+            // (TCP's simultaneous open): that is nobody listening, too.
+            sockaddr_in self{};
+            socklen_t len = sizeof self;
+            ::getsockname(fd, reinterpret_cast<sockaddr*>(&self), &len);
+            if (self.sin_port != target.sin_port || self.sin_addr.s_addr != target.sin_addr.s_addr) {
+                tune(fd);
+                return TcpSocket(fd);
+            }
+            errno = ECONNREFUSED;
         }
         last_error = errno_text();
         ::close(fd);

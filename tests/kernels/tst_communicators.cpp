@@ -177,7 +177,8 @@ private slots:
             QVERIFY2(std::string(e.what()).find("rank 1 of 2 did not join") != std::string::npos, e.what());
         }
         try {
-            RendezvousStore lonely("127.0.0.1", TcpSocket::listen(0).local_port(), 1, 0.5);
+            const int unserved = TcpSocket::listen(0).local_port();   // closed again: nobody listens
+            RendezvousStore lonely("127.0.0.1", unserved, 1, 0.5);
             QFAIL("reached a rendezvous nobody serves");
         } catch (const Error& e) {
             QVERIFY2(std::string(e.what()).find("could not reach the rendezvous") != std::string::npos, e.what());
