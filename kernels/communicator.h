@@ -27,7 +27,8 @@ public:
     int rank() const { return m_rank; }
     int world() const { return m_world; }
 
-    // data ← Σ over ranks of data (f32, on this rank's device).
+    // data ← Σ over ranks of data (on this rank's device): f32, or bf16
+    // added up in f32 and rounded once (NCCL: in its own precision).
     void all_reduce_sum(Tensor data);
     // data ← root's data.
     void broadcast(Tensor data, int root);

@@ -106,7 +106,8 @@ private:
     {
         CRUCIBLE_CHECK(data.device == DeviceKind::cuda, "an NCCL group reduces device memory only");
         CudaDeviceGuard guard(m_backend->device_ordinal());
-        nccl_check(NcclLibrary::get().all_reduce(data.data, data.data, size_t(data.numel()), ncclFloat32, ncclSum,
+        const ncclDataType_t type = data.dtype == DType::bf16 ? ncclBfloat16 : ncclFloat32;
+        nccl_check(NcclLibrary::get().all_reduce(data.data, data.data, size_t(data.numel()), type, ncclSum,
                                                  m_comm, m_backend->stream()),
                    "all-reduce");
     }

@@ -1,6 +1,7 @@
 #include "kernels/net/socket_communicator.h"
 
 #include "kernels/error.h"
+#include "kernels/half.h"
 
 #include <poll.h>
 #include <sys/socket.h>
@@ -109,25 +110,32 @@ private:
     {
         CRUCIBLE_CHECK(data.device == DeviceKind::cpu, "the socket communicator reduces host memory only");
         const int64_t n = data.numel();
-        float* values = data.as<float>();
+        const bool bf16 = data.dtype == DType::bf16;
+        const size_t width = bf16 ? 2 : 4;   // bytes per element on the wire
+        char* bytes = static_cast<char*>(data.data);
         const auto [begin, end] = slice_of(n, rank(), world());
         const size_t mine = size_t(end - begin);
-        m_scratch.resize(mine * size_t(world()));
+        m_scratch.resize(mine * size_t(world()) * width);
+        auto value = [&](const char* at, size_t i) {
+            return bf16 ? f32_from_bf16(reinterpret_cast<const uint16_t*>(at)[i]) : reinterpret_cast<const float*>(at)[i];
+        };
 
         // Reduce-scatter: every rank's copy of my slice, into scratch by rank.
         std::vector<Transfer> transfers;
         for (int p = 0; p < world(); ++p) {
             if (p == rank()) continue;
             const auto [pb, pe] = slice_of(n, p, world());
-            transfers.push_back({p, reinterpret_cast<const char*>(values + pb), size_t(pe - pb) * sizeof(float),
-                                 reinterpret_cast<char*>(m_scratch.data() + size_t(p) * mine), mine * sizeof(float)});
+            transfers.push_back({p, bytes + size_t(pb) * width, size_t(pe - pb) * width,
+                                 m_scratch.data() + size_t(p) * mine * width, mine * width});
         }
         exchange(transfers);
+        char* own = bytes + size_t(begin) * width;
         for (size_t i = 0; i < mine; ++i) {
             float sum = 0.0f;
             for (int p = 0; p < world(); ++p)
-                sum += p == rank() ? values[size_t(begin) + i] : m_scratch[size_t(p) * mine + i];
-            values[size_t(begin) + i] = sum;
+                sum += p == rank() ? value(own, i) : value(m_scratch.data() + size_t(p) * mine * width, i);
+            if (bf16) reinterpret_cast<uint16_t*>(own)[i] = bf16_from_f32(sum);
+            else reinterpret_cast<float*>(own)[i] = sum;
         }
 
         // All-gather: my summed slice to everyone, theirs into place.
@@ -135,8 +143,7 @@ private:
         for (int p = 0; p < world(); ++p) {
             if (p == rank()) continue;
             const auto [pb, pe] = slice_of(n, p, world());
-            transfers.push_back({p, reinterpret_cast<const char*>(values + begin), mine * sizeof(float),
-                                 reinterpret_cast<char*>(values + pb), size_t(pe - pb) * sizeof(float)});
+            transfers.push_back({p, own, mine * width, bytes + size_t(pb) * width, size_t(pe - pb) * width});
         }
         exchange(transfers);
     }
@@ -177,7 +184,7 @@ private:
 
     std::vector<TcpSocket> m_peers;   // by rank; this rank's own is empty
     double m_timeout_s;
-    std::vector<float> m_scratch;
+    std::vector<char> m_scratch;
     std::atomic<bool> m_aborted{false};
 };
 

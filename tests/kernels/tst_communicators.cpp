@@ -4,6 +4,7 @@
 // With two or more GPUs, the NCCL group is checked the same way.
 #include "kernels/backend_factory.h"
 #include "kernels/communicator.h"
+#include "kernels/half.h"
 #include "kernels/net/process_launch.h"
 #include "kernels/net/rendezvous_store.h"
 #include "kernels/net/socket_communicator.h"
@@ -144,6 +145,29 @@ private slots:
             std::vector<double> sums(static_cast<size_t>(world));
             on_threads(world, [&](int r) { sums[size_t(r)] = sockets[size_t(r)]->all_reduce_sum(double(r) + 0.5); });
             for (double s : sums) QCOMPARE(s, world * (world - 1) / 2.0 + 0.5 * world);
+        }
+    }
+
+    void bf16SumsInF32AndRoundsOnce()
+    {
+        const int world = 3;
+        const size_t n = 777;
+        auto sockets = make_socket_group(world);
+        auto threads = make_thread_communicator_group(world);
+        std::vector<std::vector<uint16_t>> a(static_cast<size_t>(world));
+        std::vector<float> expected(n, 0.0f);
+        for (int r = 0; r < world; ++r)
+            for (float x : test::random_vector(n, 40 + uint64_t(r))) a[size_t(r)].push_back(bf16_from_f32(x));
+        for (size_t i = 0; i < n; ++i)
+            for (int r = 0; r < world; ++r) expected[i] += f32_from_bf16(a[size_t(r)][i]);
+        auto b = a;
+        on_threads(world, [&](int r) {
+            sockets[size_t(r)]->all_reduce_sum(Tensor(a[size_t(r)].data(), DType::bf16, {int64_t(n)}));
+            threads[size_t(r)]->all_reduce_sum(Tensor(b[size_t(r)].data(), DType::bf16, {int64_t(n)}));
+        });
+        for (int r = 0; r < world; ++r) {
+            QVERIFY(a[size_t(r)] == b[0]);
+            for (size_t i = 0; i < n; ++i) QCOMPARE(a[size_t(r)][i], bf16_from_f32(expected[i]));
         }
     }
 
