@@ -8,7 +8,9 @@
 //
 // The CPU group runs its ranks as threads of this process (tests, and data
 // parallelism over CPU sockets); CUDA groups go through NCCL, one rank per
-// GPU, the way PyTorch DDP and llm.c do it.
+// GPU, the way PyTorch DDP and llm.c do it. With one process per device
+// (mpirun, torchrun) each process holds one rank: NCCL across GPUs, TCP
+// between CPU processes (kernels/net/).
 #pragma once
 
 #include "kernels/backend.h"
