@@ -137,6 +137,21 @@ std::vector<std::unique_ptr<Communicator>> make_cuda_communicator_group(const st
     return cuda_plugin().api->make_communicator_group(backends);
 }
 
+std::string cuda_nccl_unique_id()
+{
+    std::string why;
+    if (!cuda_available(&why)) throw Error("CUDA is not available: " + why);
+    return cuda_plugin().api->nccl_unique_id();
+}
+
+std::unique_ptr<Communicator> make_cuda_communicator_rank(Backend& backend, int rank, int world,
+                                                          const std::string& unique_id)
+{
+    std::string why;
+    if (!cuda_available(&why)) throw Error("CUDA is not available: " + why);
+    return cuda_plugin().api->make_communicator_rank(backend, rank, world, unique_id);
+}
+
 std::unique_ptr<Backend> make_backend(const BackendOptions& options)
 {
     if (auto p = cpu_threads_problem(options.threads); !p.empty()) throw Error(p);

@@ -2,6 +2,7 @@
 
 #include "kernels/cuda_plugin.h"
 #include "kernels/error.h"
+#include "kernels/half.h"
 
 #include <algorithm>
 #include <condition_variable>
@@ -14,7 +15,8 @@ namespace crucible {
 
 void Communicator::all_reduce_sum(Tensor data)
 {
-    CRUCIBLE_CHECK(data.dtype == DType::f32, "all_reduce_sum takes f32 tensors, not " + std::string(dtype_name(data.dtype)));
+    CRUCIBLE_CHECK(data.dtype == DType::f32 || data.dtype == DType::bf16,
+                   "all_reduce_sum takes f32 or bf16 tensors, not " + std::string(dtype_name(data.dtype)));
     if (m_world == 1 || data.numel() == 0) return;
     do_all_reduce_sum(data);
 }
@@ -108,13 +110,17 @@ private:
         if (rank() == 0) g.result.resize(size_t(n));
         post(data);   // after this barrier, result is sized
         const auto [begin, end] = slice_of(n, rank(), world());
+        const bool bf16 = data.dtype == DType::bf16;
         for (int64_t i = begin; i < end; ++i) {
             float sum = 0.0f;
-            for (const Tensor& t : g.posted) sum += t.as<const float>()[i];
+            for (const Tensor& t : g.posted) sum += bf16 ? f32_from_bf16(t.as<const uint16_t>()[i]) : t.as<const float>()[i];
             g.result[size_t(i)] = sum;
         }
         g.wait_for_all();
-        std::copy(g.result.begin(), g.result.begin() + n, data.as<float>());
+        if (bf16)
+            for (int64_t i = 0; i < n; ++i) data.as<uint16_t>()[i] = bf16_from_f32(g.result[size_t(i)]);
+        else
+            std::copy(g.result.begin(), g.result.begin() + n, data.as<float>());
         g.wait_for_all();   // nobody reuses posted/result before all copied
     }
 

@@ -8,7 +8,9 @@
 //
 // The CPU group runs its ranks as threads of this process (tests, and data
 // parallelism over CPU sockets); CUDA groups go through NCCL, one rank per
-// GPU, the way PyTorch DDP and llm.c do it.
+// GPU, the way PyTorch DDP and llm.c do it. With one process per device
+// (mpirun, torchrun) each process holds one rank: NCCL across GPUs, TCP
+// between CPU processes (kernels/net/).
 #pragma once
 
 #include "kernels/backend.h"
@@ -27,7 +29,8 @@ public:
     int rank() const { return m_rank; }
     int world() const { return m_world; }
 
-    // data ← Σ over ranks of data (f32, on this rank's device).
+    // data ← Σ over ranks of data (on this rank's device): f32, or bf16
+    // added up in f32 and rounded once (NCCL: in its own precision).
     void all_reduce_sum(Tensor data);
     // data ← root's data.
     void broadcast(Tensor data, int root);

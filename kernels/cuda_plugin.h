@@ -26,7 +26,7 @@
 namespace crucible {
 
 // Bumped whenever Backend, Tensor, BackendOptions or this table change shape.
-inline constexpr int kCudaPluginInterface = 2;
+inline constexpr int kCudaPluginInterface = 3;
 inline constexpr const char* kCudaPluginFile = "libcrucible_cuda.so";
 inline constexpr const char* kCudaPluginEntry = "crucible_cuda_plugin";
 
@@ -38,6 +38,11 @@ struct CudaPluginApi {
     int (*device_count)(std::string* why_not);
     // An NCCL group over the backends' GPUs, one communicator per backend.
     std::vector<std::unique_ptr<Communicator>> (*make_communicator_group)(const std::vector<Backend*>& backends);
+    // One process's rank of an NCCL group that spans processes (and hosts):
+    // rank 0 draws the unique id, the launcher's rendezvous hands it to all.
+    std::string (*nccl_unique_id)();
+    std::unique_ptr<Communicator> (*make_communicator_rank)(Backend& backend, int rank, int world,
+                                                            const std::string& unique_id);
 };
 
 using CudaPluginEntry = const CudaPluginApi* (*)();
@@ -47,5 +52,9 @@ std::string cuda_plugin_path(std::string* why_not = nullptr);
 
 // The plugin's NCCL group (make_communicator_group for CUDA backends).
 std::vector<std::unique_ptr<Communicator>> make_cuda_communicator_group(const std::vector<Backend*>& backends);
+// The plugin's NCCL unique id (opaque bytes) and one process's rank of a group.
+std::string cuda_nccl_unique_id();
+std::unique_ptr<Communicator> make_cuda_communicator_rank(Backend& backend, int rank, int world,
+                                                          const std::string& unique_id);
 
 } // namespace crucible

@@ -13,6 +13,7 @@
 #include "core/train/run_dir.h"
 #include "core/train/trainer.h"
 #include "core/util/paths.h"
+#include "kernels/net/process_launch.h"
 
 #include <fmt/core.h>
 
@@ -32,6 +33,9 @@ struct FinetuneCommand {
 
 int run_finetune(const FinetuneCommand& c)
 {
+    // Every rank would write the same adapters: a fine-tune is one process.
+    if (process_launch_from_environment())
+        throw Error("a fine-tune trains in one process on one device: start it without mpirun or torchrun");
     TrainerOptions topts;
     if (!c.resume.empty()) {
         if (!c.out.empty() || !c.base.empty())

@@ -5,6 +5,7 @@
 
 #include "core/train/trainer.h"
 #include "core/util/paths.h"
+#include "kernels/net/process_launch.h"
 
 #include <fmt/core.h>
 
@@ -54,7 +55,9 @@ struct TrainCommand {
 // which writes a checkpoint.
 int run_training(const RunConfig& config, const TrainerOptions& topts, bool json, bool quiet)
 {
-    ProgressSink sink(json, quiet);
+    // Under mpirun or torchrun, rank 0 reports the run; the others only fail loudly.
+    const bool reports = !topts.launch || topts.launch->rank == 0;
+    ProgressSink sink(json, quiet || !reports);
     Trainer trainer(config, topts, &sink);
     g_interrupted = 0;
     for (int sig : kStopSignals) std::signal(sig, on_interrupt);
@@ -73,11 +76,12 @@ int run_training(const RunConfig& config, const TrainerOptions& topts, bool json
     watcher.join();
     for (int sig : kStopSignals) std::signal(sig, SIG_DFL);
     if (summary.outcome == RunOutcome::failed) {
-        fmt::print(stderr, "error: {}\n", summary.error);
+        if (topts.launch) fmt::print(stderr, "error: rank {}: {}\n", topts.launch->rank, summary.error);
+        else fmt::print(stderr, "error: {}\n", summary.error);
         return kExitFailure;
     }
     if (summary.outcome == RunOutcome::stopped) {
-        if (!json)
+        if (!json && reports)
             fmt::print("stopped; resume with: crucible-cli {} --resume {}\n", config.finetune ? "finetune" : "train",
                        topts.run_dir.string());
         return kExitStopped;
@@ -108,6 +112,13 @@ int run_train(const TrainCommand& c)
     } else {
         config = c.options.resolve();
         topts.run_dir = c.out.empty() ? default_runs_dir() / (config.model.name + "-" + timestamp()) : std::filesystem::path(c.out);
+    }
+    // Launched once per device by mpirun or torchrun: one replica of the job.
+    topts.launch = process_launch_from_environment();
+    if (topts.launch) {
+        if (c.out.empty() && c.resume.empty())
+            throw Error("a job of several processes needs --out (or --resume): every rank must name the same run folder");
+        fmt::print(stderr, "crucible: training as {}\n", topts.launch->describe());
     }
     return run_training(config, topts, c.json, c.quiet);
 }

@@ -26,6 +26,8 @@ void TrainOptions::add_to(CLI::App& cmd, bool with_data)
     cmd.add_option("--threads", threads, "CPU threads (0 = all cores)");
     cmd.add_option("--gpus", gpus, "GPUs to train on, data parallel, e.g. 0,1,2,3 (implies --device cuda)");
     cmd.add_option("--cpu-replicas", cpu_replicas, "Data-parallel replicas on the CPU, sharing its cores");
+    cmd.add_flag("--no-overlap", no_overlap,
+                 "Data parallel: all-reduce the gradients after the backward instead of bucket by bucket during it");
     cmd.add_option("--on-nonfinite", on_nonfinite,
                    "A NaN or infinite loss or gradient: skip (the update, counted) or stop (with a checkpoint)")
         ->check(CLI::IsMember({"skip", "stop"}));
@@ -150,6 +152,7 @@ void TrainOptions::apply_overrides(RunConfig& c) const
 void TrainOptions::apply_placement(TrainConfig& t) const
 {
     if (cpu_replicas) t.cpu_replicas = *cpu_replicas;
+    if (no_overlap) t.overlap_comm = false;
     if (gpus.empty()) return;
     t.device = "cuda";
     t.gpus.clear();

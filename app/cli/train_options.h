@@ -31,7 +31,7 @@ struct TrainOptions {
     std::optional<uint64_t> seed;
     std::optional<double> val_fraction;
     std::string optimizer, schedule, device, norm, mlp, gpus, on_nonfinite;
-    bool qk_norm = false, untied = false, grad_checkpoint = false;
+    bool qk_norm = false, untied = false, grad_checkpoint = false, no_overlap = false;
     std::vector<std::string> data;
 
     // Registers the model/training flags on a command.
@@ -39,7 +39,7 @@ struct TrainOptions {
     // The preset (or file) with every given override applied; validated.
     RunConfig resolve() const;
     // --gpus / --cpu-replicas as given (a resumed run may change them).
-    bool placement_given() const { return !gpus.empty() || cpu_replicas.has_value(); }
+    bool placement_given() const { return !gpus.empty() || cpu_replicas.has_value() || no_overlap; }
     void apply_placement(TrainConfig& t) const;
     // The training settings for a fine-tune of `base`: the model flags are
     // refused (the architecture is the base's), the rest apply as for train.

@@ -140,6 +140,13 @@ void Transformer::forward_block(int l, int64_t batch, int64_t seq, bool training
     P.proj.down.forward(be, out, rows(L.mlp_act, n), true, training);
 }
 
+int64_t Transformer::layer_begin(int layer) const
+{
+    const ParamLayout& layout = m_params->layout();
+    return layer < config().n_layers ? layout.at(ParamRole::attn_norm, layer).offset
+                                     : layout.at(ParamRole::final_norm).offset;
+}
+
 void Transformer::backward_layers(int64_t batch, int64_t seq)
 {
     const ModelConfig& c = config();
@@ -154,6 +161,7 @@ void Transformer::backward_layers(int64_t batch, int64_t seq)
     be.fill(dres, 0.0f);
     norm_backward(dres, *m_final_norm, m_final_norm_bias, dnorm, rows(A.residual(c.n_layers), n),
                   rows(A.final_norm_rstd, n), A.final_norm_mean.empty() ? Tensor() : rows(A.final_norm_mean, n));
+    if (m_gradients_ready) m_gradients_ready(layer_begin(c.n_layers), m_params->layout().total());
 
     for (int l = c.n_layers - 1; l >= 0; --l) {
         // Checkpointed: rebuild this layer's activations from its kept input,
@@ -185,8 +193,10 @@ void Transformer::backward_layers(int64_t batch, int64_t seq)
         P.proj.qkv.backward(be, dnorm, dqkv_in, rows(L.norm1_out, n), false, true);
         norm_backward(dres, *P.attn_norm, P.attn_norm_bias, dnorm, rows(A.residual(l), n), rows(L.norm1_rstd, n),
                       L.norm1_mean.empty() ? Tensor() : rows(L.norm1_mean, n));
+        if (m_gradients_ready) m_gradients_ready(layer_begin(l), layer_begin(l + 1));
     }
     if (!m_params->grads().empty()) be.embedding_backward(m_params->grad(*m_embedding), rows(A.tokens, n), dres);
+    if (m_gradients_ready) m_gradients_ready(0, layer_begin(0));
 }
 
 namespace {

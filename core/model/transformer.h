@@ -16,6 +16,7 @@
 #include "core/model/projection.h"
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -53,6 +54,15 @@ public:
     // arrays [B·T]); weight gradients accumulate scaled by grad_scale.
     LossSum train_micro_batch(const int32_t* tokens, const int32_t* targets, int64_t batch, int64_t seq,
                               float grad_scale);
+    // Called from train_micro_batch's backward each time the weight gradients
+    // of a span [begin, end) of the layout are complete (the head and final
+    // norm, then each layer from the last, then the embedding), so that a
+    // data-parallel replica can send them while the backward goes on. Ranges
+    // come in that order, adjacent, and cover the layout once per call. The
+    // span's kernels are queued on the backend, not necessarily done.
+    using GradientsReady = std::function<void(int64_t begin, int64_t end)>;
+    void set_gradients_ready(GradientsReady fn) { m_gradients_ready = std::move(fn); }
+
     // Loss and next-token accuracy, no gradients.
     LossSum evaluate(const int32_t* tokens, const int32_t* targets, int64_t batch, int64_t seq);
     // Logits [B, V] of the last position of each sequence (full recompute).
@@ -85,6 +95,8 @@ private:
         LayerProjections proj;
     };
     std::vector<LayerParams> m_layer_params;
+    GradientsReady m_gradients_ready;
+    int64_t layer_begin(int layer) const;   // where layer `layer`'s tensors start (n_layers: the tail's)
     const ParamEntry *m_embedding, *m_final_norm, *m_final_norm_bias, *m_head;
 };
 

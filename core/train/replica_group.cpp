@@ -23,11 +23,13 @@ struct ReplicaGroup::Replica {
     Batcher* batcher = nullptr;
     Communicator* comm = nullptr;
     std::optional<TrainStep> step;
+    std::unique_ptr<GradientOverlap> overlap;   // the communication thread, when overlapping
     std::thread thread;
     StepResult result;
 
     void release()
     {
+        overlap.reset();
         own_batcher.reset();
         own_model.model.reset();
         own_model.optimizer.reset();
@@ -37,13 +39,30 @@ struct ReplicaGroup::Replica {
 };
 
 ReplicaGroup::ReplicaGroup(const RunConfig& cfg, int seq_len, const Dataset& dataset, TrainableModel& leader,
-                           Backend& leader_device, Batcher& leader_batcher)
+                           Backend& leader_device, Batcher& leader_batcher, const ProcessLaunch* launch)
 {
     const TrainConfig& tc = cfg.train;
-    const int world = tc.replicas();
-    m_ranges = shard_ranges(leader.params->layout(), world);
-    CRUCIBLE_CHECK(leader.optimizer->owned() == m_ranges.front(),
-                   "rank 0's optimizer must hold the first share of the state");
+    m_world = tc.replicas();
+    m_overlap = tc.overlap_comm;
+    if (tc.overlap_bucket_elements > 0) m_bucket_elements = tc.overlap_bucket_elements;
+    m_first_rank = launch ? launch->rank : 0;
+    m_ranges = shard_ranges(leader.params->layout(), m_world);
+    CRUCIBLE_CHECK(leader.optimizer->owned() == m_ranges[size_t(m_first_rank)],
+                   "this process's optimizer must hold its rank's share of the state");
+    if (launch) {
+        CRUCIBLE_CHECK(launch->world == m_world, "the launch and the configuration disagree on the world size");
+        auto r = std::make_unique<Replica>();
+        r->rank = launch->rank;
+        r->step.emplace(tc.batch_size, seq_len, tc.grad_accum, ReplicaShare{launch->rank, m_world});
+        r->backend = &leader_device;
+        r->model = &leader;
+        r->batcher = &leader_batcher;
+        m_communicators.push_back(make_process_communicator(*launch, leader_device));
+        r->comm = m_communicators.front().get();
+        m_replicas.push_back(std::move(r));
+        return;
+    }
+    const int world = m_world;
     for (int rank = 0; rank < world; ++rank) {
         auto r = std::make_unique<Replica>();
         r->rank = rank;
@@ -88,8 +107,9 @@ ReplicaGroup::~ReplicaGroup()
 
 void ReplicaGroup::shut_down()
 {
-    // Communicators go first (they refer to the backends); the followers then
-    // release their devices on their own threads.
+    // Communication threads and communicators go first (they refer to the
+    // backends); the followers then release their devices on their own threads.
+    for (auto& r : m_replicas) r->overlap.reset();
     m_communicators.clear();
     {
         std::lock_guard lock(m_mutex);
@@ -146,7 +166,7 @@ void ReplicaGroup::on_every_replica(const std::function<void(Replica&)>& work)
         std::lock_guard lock(m_mutex);
         if (!m_error.empty()) throw Error(m_error);   // the group is broken for good
         m_task = work;
-        m_pending = world() - 1;
+        m_pending = int(m_replicas.size()) - 1;
         ++m_generation;
     }
     m_wake.notify_all();
@@ -178,8 +198,59 @@ void ReplicaGroup::align_with_leader(const std::optional<std::filesystem::path>&
     });
 }
 
+bool ReplicaGroup::agree(bool mine)
+{
+    if (!across_processes()) return mine;
+    bool any = mine;
+    on_every_replica([&](Replica& r) { any = r.comm->all_reduce_sum(mine ? 1.0 : 0.0) > 0.0; });
+    return any;
+}
+
+OptimizerSnapshot ReplicaGroup::gather_across_processes()
+{
+    Replica& r = *m_replicas.front();
+    const Optimizer& opt = *r.model->optimizer;
+    OptimizerSnapshot s;
+    s.config = opt.config();
+    s.steps = opt.steps_taken();
+    const bool collector = r.rank == 0;
+    if (collector) {
+        s.m.assign(size_t(r.model->params->layout().total()), 0.0f);
+        s.v.assign(s.m.size(), 0.0f);
+        opt.download_state(s.m.data(), s.v.data());
+    }
+    // Each owner's moments go to rank 0 through a device buffer the size of
+    // the largest share, so that no rank ever holds more than its share twice.
+    int64_t largest = 0;
+    for (const ParamRange& range : m_ranges) largest = std::max(largest, range.size());
+    Backend& backend = *r.backend;
+    void* buffer = backend.allocate(size_t(largest) * sizeof(float));
+    try {
+        const Tensor staging(buffer, DType::f32, Shape{largest}, backend.device());
+        on_every_replica([&](Replica& me) {
+            for (int owner = 1; owner < world(); ++owner) {
+                const ParamRange& range = m_ranges[size_t(owner)];
+                if (range.size() == 0) continue;
+                for (int moment = 0; moment < 2; ++moment) {
+                    const Tensor own = moment == 0 ? opt.first_moment() : opt.second_moment();
+                    const Tensor data = me.rank == owner ? own : staging.sub(0, Shape{range.size()});
+                    me.comm->broadcast(data, owner);
+                    if (collector)
+                        backend.download((moment == 0 ? s.m.data() : s.v.data()) + range.begin, DType::f32, data);
+                }
+            }
+        });
+    } catch (...) {
+        backend.deallocate(buffer);
+        throw;
+    }
+    backend.deallocate(buffer);
+    return s;
+}
+
 OptimizerSnapshot ReplicaGroup::gather_optimizer_state()
 {
+    if (across_processes()) return gather_across_processes();
     const Optimizer& lead = *m_replicas.front()->model->optimizer;
     OptimizerSnapshot s;
     s.config = lead.config();
@@ -196,11 +267,22 @@ StepResult ReplicaGroup::step_share(Replica& r, double lr_multiplier)
     StepResult res;
     res.lr_multiplier = lr_multiplier;
     ParamStore& params = *r.model->params;
-    res.loss = r.step->accumulate(params, *r.model->model, *r.batcher);
-    r.backend->synchronize();
-
     auto comm_start = Clock::now();
-    r.comm->all_reduce_sum(params.grads());
+    if (m_overlap) {
+        // The buckets go out during the last backward; what is left is the
+        // wait for the last of them: the communication the step still sees.
+        if (!r.overlap) r.overlap = std::make_unique<GradientOverlap>(*r.comm, params.grads(), m_bucket_elements);
+        res.loss = r.step->accumulate(params, *r.model->model, *r.batcher,
+                                      [&](int64_t begin, int64_t end) { r.overlap->ready(begin, end); });
+        comm_start = Clock::now();
+        r.overlap->finish();
+        r.backend->synchronize();
+    } else {
+        res.loss = r.step->accumulate(params, *r.model->model, *r.batcher);
+        r.backend->synchronize();
+        comm_start = Clock::now();
+        r.comm->all_reduce_sum(params.grads());
+    }
     res.loss.loss = r.comm->all_reduce_sum(res.loss.loss);
     res.loss.tokens = std::llround(r.comm->all_reduce_sum(double(res.loss.tokens)));
     res.comm_seconds = std::chrono::duration<double>(Clock::now() - comm_start).count();

@@ -20,12 +20,21 @@
 // thread) and idling between the steps the trainer asks for. A failure on any
 // rank aborts the group's collectives, so nobody waits forever, and the step
 // throws that rank's message.
+//
+// Launched as one process per device (mpirun, torchrun: see
+// kernels/net/process_launch.h), the group has a single replica here, rank
+// `launch.rank` of the job, and its communicator reaches the other processes.
+// Every process then runs the trainer's loop in step with the others; rank 0
+// alone writes, and agree() makes the decisions that only it can take (stop,
+// target reached) the whole job's.
 #pragma once
 
+#include "core/train/gradient_overlap.h"
 #include "core/train/run_config.h"
 #include "core/train/train_step.h"
 #include "core/train/training_setup.h"
 #include "kernels/communicator.h"
+#include "kernels/net/process_launch.h"
 
 #include <condition_variable>
 #include <filesystem>
@@ -43,20 +52,29 @@ class ReplicaGroup {
 public:
     // Opens replicas 1 … cfg.train.replicas()-1 beside `leader` (rank 0, on
     // `leader_device`). Throws Error when a device is missing or too small.
+    // With `launch`, the group is this process's replica of a multi-process job.
     ReplicaGroup(const RunConfig& cfg, int seq_len, const Dataset& dataset, TrainableModel& leader,
-                 Backend& leader_device, Batcher& leader_batcher);
+                 Backend& leader_device, Batcher& leader_batcher, const ProcessLaunch* launch = nullptr);
     ~ReplicaGroup();
     ReplicaGroup(const ReplicaGroup&) = delete;
     ReplicaGroup& operator=(const ReplicaGroup&) = delete;
 
-    int world() const { return int(m_replicas.size()); }
+    int world() const { return m_world; }
+    // This process's first rank: 0, or its rank in a multi-process job.
+    int first_rank() const { return m_first_rank; }
+    bool across_processes() const { return m_world != int(m_replicas.size()); }
+
+    // True on every process when any process passes true (a stop request,
+    // a target rank 0 saw reached). Within one process: `mine`.
+    bool agree(bool mine);
 
     // Gives every replica rank 0's weights, step count and data position, and
     // its share of the optimizer state from `checkpoint` when resuming: after
     // a fresh initialisation or a resume of rank 0.
     void align_with_leader(const std::optional<std::filesystem::path>& checkpoint);
 
-    // The whole optimizer state, each replica's share downloaded: for a checkpoint.
+    // The whole optimizer state, each replica's share downloaded: for a
+    // checkpoint. Across processes every rank takes part and rank 0 gets it.
     OptimizerSnapshot gather_optimizer_state();
 
     // The range of the parameters replica `rank` owns the optimizer state of.
@@ -78,6 +96,12 @@ private:
     void shut_down();
     StepResult step_share(Replica& r, double lr_multiplier);
 
+    OptimizerSnapshot gather_across_processes();
+
+    bool m_overlap = true;   // TrainConfig::overlap_comm
+    int64_t m_bucket_elements = GradientOverlap::kDefaultBucketElements;
+    int m_world = 1;
+    int m_first_rank = 0;
     std::vector<ParamRange> m_ranges;
     std::vector<std::unique_ptr<Replica>> m_replicas;
     std::vector<std::unique_ptr<Communicator>> m_communicators;

@@ -28,6 +28,13 @@ std::vector<std::string> RunConfig::problems() const
          "on_nonfinite must be \"skip\" or \"stop\", got \"" + t.on_nonfinite + "\"");
     need(t.cpu_replicas >= 1 && t.cpu_replicas <= 64, "CPU replicas must be between 1 and 64");
     need(t.device == "cuda" || t.gpus.empty(), "GPUs are chosen only when training on \"cuda\"");
+    if (t.processes > 1) {
+        need(t.cpu_replicas == 1, "a job of several processes runs one replica in each: leave out --cpu-replicas");
+        need(t.device != "cuda" || t.gpus.empty() || t.local_rank < int(t.gpus.size()),
+             "--gpus lists " + std::to_string(t.gpus.size()) + " GPU(s) but this process has local rank " +
+                 std::to_string(t.local_rank) + ": list one GPU for each process of a host, or leave --gpus out "
+                 "(process k then trains on GPU k)");
+    }
     for (size_t i = 0; i < t.gpus.size(); ++i) {
         need(t.gpus[i] >= 0, "GPU numbers start at 0, got " + std::to_string(t.gpus[i]));
         for (size_t k = 0; k < i; ++k)
@@ -79,7 +86,8 @@ nlohmann::json to_json(const TrainConfig& c)
             {"on_nonfinite", c.on_nonfinite},
             {"gpus", c.gpus},
             {"cpu_replicas", c.cpu_replicas},
-            {"grad_checkpoint", c.grad_checkpoint}};
+            {"grad_checkpoint", c.grad_checkpoint},
+            {"overlap_comm", c.overlap_comm}};
 }
 
 nlohmann::json to_json(const DataConfig& c)
@@ -105,7 +113,7 @@ TrainConfig train_config_from_json(const nlohmann::json& j)
                  {"batch_size", "grad_accum", "steps", "seq_len", "seed", "optimizer", "schedule", "eval_every",
                   "eval_batches", "checkpoint_every", "sample_every", "sample_tokens", "sample_prompt",
                   "sample_temperature", "target_bits_per_byte", "device", "threads", "on_nonfinite", "gpus",
-                  "cpu_replicas", "grad_checkpoint"});
+                  "cpu_replicas", "grad_checkpoint", "overlap_comm"});
     TrainConfig c;
     r.read("batch_size", c.batch_size);
     r.read("grad_accum", c.grad_accum);
@@ -126,6 +134,7 @@ TrainConfig train_config_from_json(const nlohmann::json& j)
     r.read("threads", c.threads);
     r.read("gpus", c.gpus);
     r.read("cpu_replicas", c.cpu_replicas);
+    r.read("overlap_comm", c.overlap_comm);
     r.read("on_nonfinite", c.on_nonfinite);
     r.read("grad_checkpoint", c.grad_checkpoint);
     return c;

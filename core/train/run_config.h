@@ -47,8 +47,24 @@ struct TrainConfig {
     // cores. Each replica takes batch_size × grad_accum sequences of a step.
     std::vector<int> gpus;
     int cpu_replicas = 1;
+    // One process per device (mpirun, torchrun): this process's rank of
+    // `processes`, and its rank among the processes of its host, which picks
+    // its GPU (gpus[local_rank], or GPU local_rank when gpus is empty). Set
+    // from the launch, never saved: a run resumes on any number of processes.
+    // Data parallel: all-reduce each bucket of gradients while the backward
+    // computes the layers below it (false: one all-reduce after the backward).
+    // The results are the same bits either way.
+    bool overlap_comm = true;
+    int64_t overlap_bucket_elements = 0;   // 0 = GradientOverlap's default; never saved (tests, benchmarks)
+    int processes = 1;
+    int process_rank = 0;
+    int local_rank = 0;
 
-    int replicas() const { return device == "cuda" ? std::max<int>(1, int(gpus.size())) : cpu_replicas; }
+    int replicas() const
+    {
+        if (processes > 1) return processes;
+        return device == "cuda" ? std::max<int>(1, int(gpus.size())) : cpu_replicas;
+    }
     // A step whose loss or gradient norm is not finite: "skip" drops its
     // update and goes on with the next batch (counted; a few in a row end
     // the run as diverged), "stop" ends the run there with a checkpoint of

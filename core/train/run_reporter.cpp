@@ -42,7 +42,7 @@ void RunReporter::paused(bool paused) { m_sink->on_paused(paused); }
 void RunReporter::started(const RunInfo& info, bool resumed)
 {
     m_sink->on_started(info);
-    m_log->append({{"type", "start"},
+    if (m_log) m_log->append({{"type", "start"},
                    {"step", info.start_step},
                    {"device", info.device},
                    {"parameters", info.parameters},
@@ -52,25 +52,25 @@ void RunReporter::started(const RunInfo& info, bool resumed)
 
 void RunReporter::step(const StepMetrics& m)
 {
-    m_log->append(step_record(m));
+    if (m_log) m_log->append(step_record(m));
     m_sink->on_step(m);
 }
 
 void RunReporter::eval(const EvalMetrics& e)
 {
-    m_log->append(eval_record(e));
+    if (m_log) m_log->append(eval_record(e));
     m_sink->on_eval(e);
 }
 
 void RunReporter::sample(int64_t step, const std::string& prompt, const std::string& text)
 {
-    m_log->append({{"type", "sample"}, {"step", step}, {"prompt", prompt}, {"text", text}});
+    if (m_log) m_log->append({{"type", "sample"}, {"step", step}, {"prompt", prompt}, {"text", text}});
     m_sink->on_sample(step, prompt, text);
 }
 
 void RunReporter::checkpoint(int64_t step, const std::string& path)
 {
-    m_log->append({{"type", "checkpoint"}, {"step", step}, {"path", path}});
+    if (m_log) m_log->append({{"type", "checkpoint"}, {"step", step}, {"path", path}});
     m_sink->on_checkpoint(step, path);
 }
 
@@ -78,7 +78,7 @@ void RunReporter::skipped_update(int64_t step, int64_t skipped)
 {
     m_sink->on_warning("non-finite loss or gradient at step " + std::to_string(step) + "; the update was skipped (" +
                        std::to_string(skipped) + (skipped == 1 ? " step" : " steps") + " skipped in this run)");
-    m_log->append({{"type", "warning"},
+    if (m_log) m_log->append({{"type", "warning"},
                    {"step", step},
                    {"message", "non-finite loss; update skipped"},
                    {"skipped_steps", skipped}});
@@ -86,7 +86,7 @@ void RunReporter::skipped_update(int64_t step, int64_t skipped)
 
 void RunReporter::target_reached(int64_t step, double elapsed_s, double bits_per_byte)
 {
-    m_log->append({{"type", "target"}, {"step", step}, {"elapsed_s", elapsed_s}, {"bits_per_byte", bits_per_byte}});
+    if (m_log) m_log->append({{"type", "target"}, {"step", step}, {"elapsed_s", elapsed_s}, {"bits_per_byte", bits_per_byte}});
 }
 
 void RunReporter::finished(const RunSummary& summary)

@@ -21,7 +21,8 @@ TrainStep::TrainStep(int batch, int seq_len, int grad_accum, ReplicaShare share)
 {
 }
 
-LossSum TrainStep::accumulate(ParamStore& params, Transformer& model, Batcher& batcher)
+LossSum TrainStep::accumulate(ParamStore& params, Transformer& model, Batcher& batcher,
+                              const Transformer::GradientsReady& last_backward)
 {
     params.zero_grads();
     LossSum loss;
@@ -29,7 +30,16 @@ LossSum TrainStep::accumulate(ParamStore& params, Transformer& model, Batcher& b
     batcher.skip(share_windows * m_share.rank);
     for (int micro = 0; micro < m_grad_accum; ++micro) {
         batcher.next(m_batch, m_tokens.data(), m_targets.data());
-        const LossSum l = model.train_micro_batch(m_tokens.data(), m_targets.data(), m_batch, m_seq_len, m_grad_scale);
+        const bool last = micro == m_grad_accum - 1;
+        if (last && last_backward) model.set_gradients_ready(last_backward);
+        LossSum l;
+        try {
+            l = model.train_micro_batch(m_tokens.data(), m_targets.data(), m_batch, m_seq_len, m_grad_scale);
+        } catch (...) {
+            model.set_gradients_ready({});
+            throw;
+        }
+        if (last && last_backward) model.set_gradients_ready({});
         loss.loss += l.loss;
         loss.tokens += l.tokens;
     }

@@ -54,7 +54,10 @@ public:
     // micro-batches from `batcher` through `model`, whose backward fills them
     // (each token weighted for the whole world's step). The batcher ends
     // where the step ends, on every replica.
-    LossSum accumulate(ParamStore& params, Transformer& model, Batcher& batcher);
+    // `last_backward`: told, during the last micro-batch's backward, which
+    // gradients are final (Transformer::set_gradients_ready).
+    LossSum accumulate(ParamStore& params, Transformer& model, Batcher& batcher,
+                       const Transformer::GradientsReady& last_backward = {});
     static OptimizerStepInfo update(Optimizer& optimizer, double lr_multiplier);
 
     StepResult run(ParamStore& params, Transformer& model, Batcher& batcher, Optimizer& optimizer,

@@ -35,6 +35,7 @@ struct Trainer::Session {
     TrainerState state;
     RunInfo info;
     CheckpointWriter checkpoints;
+    bool writes = true;   // false on ranks other than 0 of a multi-process job
 };
 
 Trainer::Trainer(RunConfig config, TrainerOptions options, TrainingSink* sink)
@@ -104,12 +105,29 @@ void Trainer::set_up(Session& s)
 {
     if (m_options.run_dir.empty()) throw Error("no run directory given");
     s.run = RunDirectory(m_options.run_dir);
-    s.config = resolve_run_config(m_config, s.run, m_options.resume);
-    if (m_options.resume && m_options.placement) {
+    const ProcessLaunch* launch = m_options.launch ? &*m_options.launch : nullptr;
+    s.writes = !launch || launch->rank == 0;
+    // Rank 0 creates a new run's folder; the others need not find it empty.
+    s.config = s.writes || m_options.resume ? resolve_run_config(m_config, s.run, m_options.resume) : m_config;
+    if (launch) {
+        TrainConfig& tc = s.config.train;
+        if (m_options.resume && m_options.placement) {
+            if (!m_options.placement->device.empty()) tc.device = m_options.placement->device;
+            tc.gpus = m_options.placement->gpus;
+            tc.cpu_replicas = m_options.placement->cpu_replicas;
+            tc.overlap_comm = m_options.placement->overlap_comm;
+        }
+        tc.processes = launch->world;
+        tc.process_rank = launch->rank;
+        tc.local_rank = launch->local_rank;
+        s.config.validate();
+    }
+    if (m_options.resume && m_options.placement && !launch) {
         TrainConfig& tc = s.config.train;
         if (!m_options.placement->device.empty()) tc.device = m_options.placement->device;
         tc.gpus = m_options.placement->gpus;
         tc.cpu_replicas = m_options.placement->cpu_replicas;
+        tc.overlap_comm = m_options.placement->overlap_comm;
         s.config.validate();
     }
     const ModelConfig& mc = s.config.model;
@@ -122,8 +140,9 @@ void Trainer::set_up(Session& s)
     // with its own configuration.
     std::optional<CheckpointToResume> resume_from;
     if (m_options.resume) {
-        s.lock = RunLock(s.run.root());
-        if (const uint64_t freed = remove_stale_staging(s.run); freed > 0)
+        if (s.writes) s.lock = RunLock(s.run.root());
+        if (!s.writes) {
+        } else if (const uint64_t freed = remove_stale_staging(s.run); freed > 0)
             s.reporter.status("removed " + std::to_string(freed / 1024) + " KiB of unfinished writes");
         resume_from = find_checkpoint_to_resume(s.run);
         if (!resume_from) s.reporter.status("the run has no checkpoint yet: starting it over from step 0");
@@ -143,7 +162,8 @@ void Trainer::set_up(Session& s)
     // With several replicas each holds the optimizer state of its own share
     // of the parameters (ZeRO stage 1); rank 0's is the first.
     const std::optional<ParamRange> owned =
-        tc.replicas() > 1 ? std::optional(shard_ranges(ParamLayout(mc), tc.replicas()).front()) : std::nullopt;
+        tc.replicas() > 1 ? std::optional(shard_ranges(ParamLayout(mc), tc.replicas())[size_t(tc.process_rank)])
+                          : std::nullopt;
     s.model = allocate_model(*s.device.backend, s.config, s.seq_len, owned);
     std::optional<fs::path> resumed;
     if (resume_from) {
@@ -153,7 +173,7 @@ void Trainer::set_up(Session& s)
         check_state_matches_folder(resume_from->dir, resume_from->step, s.state.step);
         s.checkpoints.resumed_from(resume_from->dir, s.state.step);
         check_steps_left(s.state, tc);
-    } else {
+    } else if (s.writes) {
         if (!s.lock.held()) {
             fs::create_directories(s.run.root(), ec);
             s.lock = RunLock(s.run.root());
@@ -162,12 +182,15 @@ void Trainer::set_up(Session& s)
     }
     if (tc.replicas() > 1) {
         s.reporter.status("opening " + std::to_string(tc.replicas()) + " data-parallel replicas");
+        if (launch) s.reporter.status("joining the job as " + launch->describe());
         s.replicas = std::make_unique<ReplicaGroup>(s.config, s.seq_len, s.data->dataset, s.model,
-                                                    *s.device.backend, *s.batcher);
+                                                    *s.device.backend, *s.batcher, launch);
         s.replicas->align_with_leader(resumed);
     }
-    truncate_metrics(s.run, s.state.step);
-    s.reporter.open_log(s.run.metrics_file());
+    if (s.writes) {
+        truncate_metrics(s.run, s.state.step);
+        s.reporter.open_log(s.run.metrics_file());
+    }
 
     s.info = describe_run(s.run, s.config, s.seq_len, s.device, s.data->dataset, s.state.step);
     s.reporter.started(s.info, m_options.resume);
@@ -185,7 +208,11 @@ RunSummary Trainer::train(Session& s)
     s.reporter.phase(TrainerPhase::training);
     while (s.state.step < tc.steps) {
         wait_while_paused(s.reporter);
-        if (m_stop.load()) break;
+        // Across processes a stop asked of any of them stops them all, at the same step.
+        if (s.replicas ? s.replicas->agree(m_stop.load()) : m_stop.load()) {
+            m_stop = true;
+            break;
+        }
 
         const double lr_mult = lr_multiplier(tc.schedule, s.state.step, tc.steps);
         const StepResult r = s.replicas ? s.replicas->step(lr_mult)
@@ -213,13 +240,16 @@ RunSummary Trainer::train(Session& s)
         s.reporter.step(metrics);
 
         const DueWork due = work_due_after(tc, s.state.step);
-        if (due.eval && !m_stop.load()) evaluate(s);
-        if (due.eval && target_reached(tc, s.state)) {
+        if (due.eval && !m_stop.load() && s.writes) evaluate(s);
+        // Only rank 0 evaluates: it tells the others whether the target is reached.
+        const bool reached = due.eval && s.writes && target_reached(tc, s.state);
+        if (due.eval && (s.replicas ? s.replicas->agree(reached) : reached)) {
             summary.reached_target = true;
-            s.reporter.target_reached(s.state.step, s.state.elapsed_s, s.state.last_eval->bits_per_byte);
+            if (s.writes)
+                s.reporter.target_reached(s.state.step, s.state.elapsed_s, s.state.last_eval->bits_per_byte);
             break;
         }
-        if (due.sample && !m_stop.load()) sample(s);
+        if (due.sample && !m_stop.load() && s.writes) sample(s);
         if (due.checkpoint) checkpoint(s);
     }
 
@@ -253,6 +283,12 @@ void Trainer::checkpoint(Session& s)
     // Data parallel: each replica holds a share of the optimizer state.
     std::optional<OptimizerSnapshot> gathered;
     if (s.replicas) gathered = s.replicas->gather_optimizer_state();
+    if (!s.writes) {
+        // The others took part in the gather; rank 0 writes. Counted here too,
+        // so that every rank skips the same checkpoints.
+        s.checkpoints.resumed_from(s.run.root(), s.state.step);
+        return;
+    }
     const FinetuneConfig* ft = s.config.finetune ? &*s.config.finetune : nullptr;
     if (const auto dir = s.checkpoints.write(s.run, s.state, *s.model.params, s.data->tokenizer,
                                              s.model.optimizer.get(), s.model.lora.get(), ft ? ft->base : "",

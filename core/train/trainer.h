@@ -11,11 +11,14 @@
 // thread); pause, resume and stop are atomic requests honoured between steps.
 // run() never throws: a failure ends the run with outcome `failed` and a
 // message that says what to change, and never leaves a half-written file
-// behind.
+// behind. In a multi-process job every process runs it (see
+// TrainerOptions::launch); a failed or killed process ends the others' runs
+// with a message naming it.
 #pragma once
 
 #include "core/train/run_config.h"
 #include "core/train/training_sink.h"
+#include "kernels/net/process_launch.h"
 
 #include <atomic>
 #include <condition_variable>
@@ -35,6 +38,12 @@ struct TrainerOptions {
     // not empty, device) instead of the run's own. The global batch changes
     // with the number of replicas.
     std::optional<TrainConfig> placement;
+    // One process of a job launched per device (mpirun, torchrun): this
+    // process trains one replica, in step with the others. Rank 0 alone
+    // writes the run (config, checkpoints, metrics); the others only read it
+    // when resuming, so across hosts the run folder must be on a file system
+    // they all see at the same path.
+    std::optional<ProcessLaunch> launch;
 };
 
 class Trainer {

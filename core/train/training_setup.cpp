@@ -71,6 +71,12 @@ BackendOptions backend_options(const TrainConfig& tc, int replica)
     BackendOptions bo;
     bo.device = tc.device == "cuda" ? DeviceKind::cuda : DeviceKind::cpu;
     bo.threads = tc.threads;
+    if (tc.processes > 1) {
+        // One replica in this process: its host's GPU number local_rank.
+        if (bo.device == DeviceKind::cuda)
+            bo.cuda_device = tc.gpus.empty() ? tc.local_rank : tc.gpus[size_t(tc.local_rank)];
+        return bo;
+    }
     if (bo.device == DeviceKind::cuda && !tc.gpus.empty()) bo.cuda_device = tc.gpus[size_t(replica)];
     // CPU replicas share the cores.
     if (bo.device == DeviceKind::cpu && tc.cpu_replicas > 1)

@@ -7,6 +7,9 @@ namespace crucible {
 std::unique_ptr<Backend> make_cuda_backend(const BackendOptions& options);
 int cuda_device_count_impl(std::string* why_not);
 std::vector<std::unique_ptr<Communicator>> make_nccl_communicator_group(const std::vector<Backend*>& backends);
+std::string nccl_unique_id();
+std::unique_ptr<Communicator> make_nccl_communicator_rank(Backend& backend, int rank, int world,
+                                                          const std::string& unique_id);
 
 } // namespace crucible
 
@@ -14,6 +17,8 @@ extern "C" __attribute__((visibility("default"))) const crucible::CudaPluginApi*
 {
     static const crucible::CudaPluginApi api{crucible::kCudaPluginInterface, CRUCIBLE_VERSION,
                                              &crucible::make_cuda_backend, &crucible::cuda_device_count_impl,
-                                             &crucible::make_nccl_communicator_group};
+                                             &crucible::make_nccl_communicator_group,
+                                             &crucible::nccl_unique_id,
+                                             &crucible::make_nccl_communicator_rank};
     return &api;
 }

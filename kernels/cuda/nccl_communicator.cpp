@@ -13,6 +13,7 @@
 #include <dlfcn.h>
 
 #include <atomic>
+#include <cstring>
 #include <set>
 #include <string>
 
@@ -22,6 +23,8 @@ namespace {
 
 struct NcclLibrary {
     decltype(&ncclCommInitAll) comm_init_all = nullptr;
+    decltype(&ncclCommInitRank) comm_init_rank = nullptr;
+    decltype(&ncclGetUniqueId) get_unique_id = nullptr;
     decltype(&ncclCommDestroy) comm_destroy = nullptr;
     decltype(&ncclCommAbort) comm_abort = nullptr;
     decltype(&ncclAllReduce) all_reduce = nullptr;
@@ -47,6 +50,8 @@ private:
             if (!fn) throw Error(std::string("the installed NCCL lacks ") + name + "; update libnccl2");
         };
         load(lib.comm_init_all, "ncclCommInitAll");
+        load(lib.comm_init_rank, "ncclCommInitRank");
+        load(lib.get_unique_id, "ncclGetUniqueId");
         load(lib.comm_destroy, "ncclCommDestroy");
         load(lib.comm_abort, "ncclCommAbort");
         load(lib.all_reduce, "ncclAllReduce");
@@ -101,7 +106,8 @@ private:
     {
         CRUCIBLE_CHECK(data.device == DeviceKind::cuda, "an NCCL group reduces device memory only");
         CudaDeviceGuard guard(m_backend->device_ordinal());
-        nccl_check(NcclLibrary::get().all_reduce(data.data, data.data, size_t(data.numel()), ncclFloat32, ncclSum,
+        const ncclDataType_t type = data.dtype == DType::bf16 ? ncclBfloat16 : ncclFloat32;
+        nccl_check(NcclLibrary::get().all_reduce(data.data, data.data, size_t(data.numel()), type, ncclSum,
                                                  m_comm, m_backend->stream()),
                    "all-reduce");
     }
@@ -163,6 +169,31 @@ std::vector<std::unique_ptr<Communicator>> make_nccl_communicator_group(const st
     for (int r = 0; r < world; ++r)
         group.push_back(std::make_unique<NcclCommunicator>(r, world, comms[size_t(r)], *cuda[size_t(r)]));
     return group;
+}
+
+// The plugin's nccl_unique_id: drawn by rank 0 of a job of several processes.
+std::string nccl_unique_id()
+{
+    ncclUniqueId id;
+    nccl_check(NcclLibrary::get().get_unique_id(&id), "unique id");
+    return std::string(reinterpret_cast<const char*>(&id), sizeof id);
+}
+
+// The plugin's make_communicator_rank: this process's GPU as rank `rank`.
+std::unique_ptr<Communicator> make_nccl_communicator_rank(Backend& backend, int rank, int world,
+                                                          const std::string& unique_id)
+{
+    auto* cuda = dynamic_cast<CudaBackend*>(&backend);
+    CRUCIBLE_REQUIRE(cuda, "an NCCL group needs a CUDA backend");
+    ncclUniqueId id;
+    CRUCIBLE_REQUIRE(unique_id.size() == sizeof id, "the NCCL unique id from the rendezvous has the wrong size (" +
+                                                        std::to_string(unique_id.size()) +
+                                                        " bytes): are all ranks from the same build?");
+    std::memcpy(&id, unique_id.data(), sizeof id);
+    CudaDeviceGuard guard(cuda->device_ordinal());
+    ncclComm_t comm = nullptr;
+    nccl_check(NcclLibrary::get().comm_init_rank(&comm, world, id, rank), "initialisation");
+    return std::make_unique<NcclCommunicator>(rank, world, comm, *cuda);
 }
 
 } // namespace crucible

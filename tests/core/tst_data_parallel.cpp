@@ -93,6 +93,39 @@ private slots:
         }
     }
 
+    void overlapGivesTheSameBits_data()
+    {
+        QTest::addColumn<int>("replicas");
+        QTest::addColumn<int>("optimizer");
+        QTest::newRow("2 replicas, adamw") << 2 << int(OptimizerType::adamw);
+        QTest::newRow("3 replicas, muon") << 3 << int(OptimizerType::muon);
+    }
+
+    void overlapGivesTheSameBits()
+    {
+        // Buckets all-reduced during the backward (small ones, so that a step
+        // has several) against one all-reduce after it.
+        QFETCH(int, replicas);
+        QFETCH(int, optimizer);
+        const std::string tag = std::to_string(replicas) + (optimizer ? "-muon" : "-adamw");
+        RunConfig after = tiny_run(3);
+        after.train.optimizer.type = OptimizerType(optimizer);
+        after.train.cpu_replicas = replicas;
+        after.train.overlap_comm = false;
+        RunConfig during = after;
+        during.train.overlap_comm = true;
+        during.train.overlap_bucket_elements = 3000;   // several layers' spans per bucket, and lone ones
+        StepRecorder s_after, s_during;
+        QCOMPARE(int(train(after, dir(("after-" + tag).c_str()), &s_after).outcome), int(RunOutcome::finished));
+        QCOMPARE(int(train(during, dir(("during-" + tag).c_str()), &s_during).outcome), int(RunOutcome::finished));
+        QCOMPARE(s_during.steps.size(), s_after.steps.size());
+        for (size_t i = 0; i < s_after.steps.size(); ++i) {
+            QCOMPARE(s_during.steps[i].loss, s_after.steps[i].loss);
+            QCOMPARE(s_during.steps[i].grad_norm, s_after.steps[i].grad_norm);
+        }
+        QVERIFY(final_weights(dir(("during-" + tag).c_str())) == final_weights(dir(("after-" + tag).c_str())));
+    }
+
     void replicasTakeTheAccumulatedStep_data()
     {
         QTest::addColumn<int>("optimizer");
