@@ -62,12 +62,12 @@ else
 fi
 
 if [ "$part" = attention ] || [ "$part" = all ]; then
-  step tst_flash_attention 420 "$bin/tst_flash_attention" -o "$out/tst_flash_attention.log,txt" -o -,txt
+  step tst_flash_attention ${HOPPER_TEST_LIMIT:-420} "$bin/tst_flash_attention" -o "$out/tst_flash_attention.log,txt" -o -,txt
   grep -E "hopper|worst|Totals|FAIL" "$out/tst_flash_attention.txt" | tail -n 40 > "$out/tst_hopper_lines.txt"
-  step bench_attention 480 crucible-cli bench attention --device cuda --no-naive --json --peer \
+  step bench_attention ${HOPPER_BENCH_LIMIT:-480} crucible-cli bench attention --device cuda --no-naive --json --peer \
     --peer-script "$peers/torch_attention_bench.py"
   # The Hopper kernel's plain schedule, forward only: what the overlap buys.
-  CRUCIBLE_HOPPER_SCHEDULE=serial step bench_attention_serial 240 crucible-cli bench attention --device cuda \
+  [ "${HOPPER_SKIP_SERIAL:-0}" = 1 ] || CRUCIBLE_HOPPER_SCHEDULE=serial step bench_attention_serial 240 crucible-cli bench attention --device cuda \
     --no-naive --forward-only
 fi
 if [ "$part" = decode ] || [ "$part" = all ]; then
