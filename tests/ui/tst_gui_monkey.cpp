@@ -19,6 +19,8 @@
 #include <QAbstractSpinBox>
 #include <QComboBox>
 #include <QDialog>
+#include <QElapsedTimer>
+#include <QKeyEvent>
 #include <QLineEdit>
 #include <QMenu>
 #include <QPlainTextEdit>
@@ -68,20 +70,40 @@ class Monkey {
 public:
     Monkey(QWidget* window, uint32_t seed) : m_window(window), m_rng(seed) {}
 
-    // One user action on a random visible, enabled widget of the window.
+    // One user action on a random visible, enabled widget of the window; the
+    // slowest action is remembered (what it touched, how long it held the
+    // GUI thread), so a stutter can be traced to its widget.
     void act()
+    {
+        QElapsedTimer clock;
+        clock.start();
+        QString touched = actOnce();
+        const double ms = double(clock.nsecsElapsed()) / 1e6;
+        if (ms > m_slowestMs) {
+            m_slowestMs = ms;
+            m_slowest = touched;
+        }
+    }
+
+    int events() const { return m_events; }
+    double slowestMs() const { return m_slowestMs; }
+    const QString& slowest() const { return m_slowest; }
+
+private:
+    QString actOnce()
     {
         ++m_events;
         if (pick(40) == 0) {
             static const QSize sizes[] = {{1280, 720}, {1920, 1080}, {900, 600}, {1600, 1000}};
             m_window->resize(sizes[pick(4)]);
-            return;
+            return QStringLiteral("window resize");
         }
         QList<QWidget*> candidates;
         for (QWidget* w : m_window->findChildren<QWidget*>())
             if (w->isVisible() && w->isEnabled() && !w->visibleRegion().isEmpty() && !offLimits(w)) candidates.push_back(w);
-        if (candidates.isEmpty()) return;
+        if (candidates.isEmpty()) return QString();
         QWidget* w = candidates[int(pick(uint32_t(candidates.size())))];
+        const QString touched = QString::fromLatin1(w->metaObject()->className()) + QLatin1Char(' ') + w->objectName();
         if (auto* tabs = qobject_cast<QTabBar*>(w); tabs && tabs->count() > 0) {
             QTest::mouseClick(tabs, Qt::LeftButton, {}, tabs->tabRect(int(pick(uint32_t(tabs->count())))).center());
         } else if (qobject_cast<QAbstractSpinBox*>(w) || qobject_cast<QLineEdit*>(w) || qobject_cast<QPlainTextEdit*>(w) ||
@@ -107,11 +129,9 @@ public:
         } else {
             QTest::mouseClick(w, pick(4) == 0 ? Qt::RightButton : Qt::LeftButton, {}, randomPoint(w));
         }
+        return touched;
     }
 
-    int events() const { return m_events; }
-
-private:
     uint32_t pick(uint32_t n) { return std::uniform_int_distribution<uint32_t>(0, n - 1)(m_rng); }
 
     QPoint randomPoint(const QWidget* w)
@@ -127,7 +147,16 @@ private:
                                         "1,5", "-", "12", "ROMEO:", "\t", "∞", "2048"};
         w->setFocus();
         if (pick(2) == 0) QTest::keyClick(w, Qt::Key_A, Qt::ControlModifier);
-        QTest::keyClicks(w, QString::fromUtf8(samples[pick(std::size(samples))]));
+        for (const QChar c : QString::fromUtf8(samples[pick(std::size(samples))])) {
+            if (c.unicode() < 128) {
+                QTest::keyClick(w, char(c.unicode()));
+            } else {   // QTest's key tables are ASCII only: a composed character, as an input method delivers it
+                QKeyEvent press(QEvent::KeyPress, Qt::Key_unknown, Qt::NoModifier, QString(c));
+                QKeyEvent release(QEvent::KeyRelease, Qt::Key_unknown, Qt::NoModifier, QString(c));
+                QCoreApplication::sendEvent(w, &press);
+                QCoreApplication::sendEvent(w, &release);
+            }
+        }
         static const Qt::Key ends[] = {Qt::Key_Return, Qt::Key_Tab, Qt::Key_Escape, Qt::Key_Up, Qt::Key_Backspace};
         QTest::keyClick(w, ends[pick(5)]);
     }
@@ -143,6 +172,8 @@ private:
     QWidget* m_window;
     std::mt19937 m_rng;
     int m_events = 0;
+    double m_slowestMs = 0.0;
+    QString m_slowest;
 };
 
 } // namespace
@@ -174,35 +205,38 @@ private slots:
         Monkey monkey(app->window.get(), seed);
         EventLoopProbe probe;
         probe.start();
+        // A dialog or menu the monkey opened is dismissed, as an impatient user
+        // would. This needs a timer of its own: a modal dialog runs a nested
+        // event loop inside the driver's tick, and Qt never re-enters a timer
+        // that is still in its slot.
+        QTimer dismisser;
+        dismisser.setInterval(20);
+        QObject::connect(&dismisser, &QTimer::timeout, [] {
+            if (QWidget* popup = QApplication::activePopupWidget()) popup->close();
+            else if (auto* dialog = qobject_cast<QDialog*>(QApplication::activeModalWidget())) dialog->reject();
+            else if (QWidget* modal = QApplication::activeModalWidget()) modal->close();
+        });
+        dismisser.start();
         // Driven from the event loop, as real input arrives, so that the probe
-        // sees how long each action keeps the GUI thread busy.
+        // sees how long each action keeps the GUI thread busy. Nothing behind
+        // a modal dialog or an open menu is touched.
         QTimer driver;
         driver.setInterval(2);
         QObject::connect(&driver, &QTimer::timeout, [&] {
-            // A dialog or menu the monkey opened is dismissed, as an impatient
-            // user would; nothing behind a modal dialog is touched meanwhile.
-            if (QWidget* popup = QApplication::activePopupWidget()) {
-                popup->close();
-                return;
-            }
-            if (auto* dialog = qobject_cast<QDialog*>(QApplication::activeModalWidget())) {
-                dialog->reject();
-                return;
-            }
-            if (QApplication::activeModalWidget()) {
-                QApplication::activeModalWidget()->close();
-                return;
-            }
+            if (QApplication::activePopupWidget() || QApplication::activeModalWidget()) return;
             if (!training->isActive() && monkey.events() % 100 == 0) startTinyRun();
             if (monkey.events() < total) monkey.act();
         });
         driver.start();
         QTRY_VERIFY_WITH_TIMEOUT(monkey.events() >= total, 600'000);
         driver.stop();
+        dismisser.stop();
         probe.stop();
         const EventLoopProbe::Stats lag = probe.stats();
-        qInfo("monkey: seed %u, %d events, %d runs started; event loop lag p50 %.1f ms, p99 %.1f ms, max %.1f ms",
-              seed, monkey.events(), runsStarted, lag.p50_ms, lag.p99_ms, lag.max_ms);
+        qInfo("monkey: seed %u, %d events, %d runs started; event loop lag p50 %.1f ms, p99 %.1f ms, max %.1f ms; "
+              "slowest action %.1f ms (%s)",
+              seed, monkey.events(), runsStarted, lag.p50_ms, lag.p99_ms, lag.max_ms, monkey.slowestMs(),
+              qPrintable(monkey.slowest()));
 
         // Whatever the monkey left behind, the app still stops its run and quits.
         if (QWidget* modal = QApplication::activeModalWidget()) modal->close();
