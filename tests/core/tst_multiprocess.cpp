@@ -1,9 +1,10 @@
 // Data parallel across processes, as mpirun or torchrun launch it: 2 and 3
 // crucible-cli processes on this host, torchrun-style environment, train
 // together over sockets and write one run (rank 0's) that is bit for bit the
-// one-process run with as many thread replicas. A rank that never comes ends
-// the others with a message after the rendezvous timeout; a rank killed
-// mid-run ends the others with a message, not a hang.
+// one-process run with as many thread replicas. A stop asked of one rank
+// stops them all at one step; a rank that never comes ends the others with a
+// message after the rendezvous timeout; a rank killed mid-run ends the others
+// with a message, not a hang.
 #include "core/io/file_util.h"
 #include "core/train/load_model.h"
 #include "core/train/run_dir.h"
