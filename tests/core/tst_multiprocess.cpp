@@ -1,9 +1,10 @@
 // Data parallel across processes, as mpirun or torchrun launch it: 2 and 3
 // crucible-cli processes on this host, torchrun-style environment, train
 // together over sockets and write one run (rank 0's) that is bit for bit the
-// one-process run with as many thread replicas. A rank that never comes ends
-// the others with a message after the rendezvous timeout; a rank killed
-// mid-run ends the others with a message, not a hang.
+// one-process run with as many thread replicas. A stop asked of one rank
+// stops them all at one step; a rank that never comes ends the others with a
+// message after the rendezvous timeout; a rank killed mid-run ends the others
+// with a message, not a hang.
 #include "core/io/file_util.h"
 #include "core/train/load_model.h"
 #include "core/train/run_dir.h"
@@ -199,6 +200,24 @@ private slots:
         QVERIFY(orphan.ranks[0]->wait(120s) != 0);
         out = read_text(orphan.logs[0]);
         QVERIFY2(out.find("could not reach the rendezvous of rank 0") != std::string::npos, out.c_str());
+    }
+
+    void stopOnOneRankStopsAll()
+    {
+        // Ctrl-C (SIGINT) reaches rank 1 only: the job stops at one step on
+        // every rank, and rank 0 writes the checkpoint to resume from.
+        const fs::path run = path("stopped");
+        Job job = launch(std::string(kTinyRun) + " --steps 100000 --threads 1 --out " + run.string(), 2, {0, 1},
+                         m_tmp.path().toStdString());
+        for (int i = 0; i < 1200 && step_records(run).empty(); ++i) std::this_thread::sleep_for(100ms);
+        QVERIFY2(!step_records(run).empty(), read_text(job.logs[0]).c_str());
+        job.ranks[1]->signal(SIGINT);
+        const int stopped = 3;   // crucible-cli's exit code for a stopped run
+        QCOMPARE(job.ranks[1]->wait(120s), stopped);
+        QVERIFY2(job.ranks[0]->wait(120s) == stopped, read_text(job.logs[0]).c_str());
+        const std::vector<int64_t> saved = RunDirectory(run).checkpoint_steps();
+        QCOMPARE(saved.size(), size_t(1));
+        QCOMPARE(saved.back(), int64_t(step_records(run).size()));
     }
 
     void killedRankStopsTheOthers()
