@@ -2,7 +2,10 @@
 // weights costs, scheme by scheme (core/quant/weight_quant.h): the mean
 // squared weight error, the bits per weight stored, and the bits per byte of
 // the whole model with those weights on a text, against the f32 model.
-// Embeddings, norms and the head stay in f32, as in QLoRA.
+// Embeddings, norms and the head stay in f32, as in QLoRA. Without --text it
+// is the quant suite (core/bench): the given run, or a byte-level model
+// trained on the spot, on the embedded text, with --out and --size.
+#include "app/cli/bench_sink.h"
 #include "app/cli/commands.h"
 
 #include "core/data/corpus.h"
@@ -19,7 +22,7 @@ namespace crucible::cli {
 namespace {
 
 struct QuantBenchCommand {
-    std::string run, text;
+    std::string run, text, out, size = "standard", device = "cpu";
     int batch = 8, threads = 0, max_tokens = 65536;
     bool json = false;
 };
@@ -73,6 +76,21 @@ int run_quant_bench(const QuantBenchCommand& c)
     return 0;
 }
 
+int run_quant_suite(const QuantBenchCommand& c)
+{
+    SuiteRunOptions o;
+    if (c.device == "cuda") o.request.device = DeviceKind::cuda;
+    else if (c.device != "cpu") throw Error("--device must be cpu or cuda");
+    const auto size = bench::size_class_from_string(c.size);
+    if (!size) throw Error("--size must be standard or tiny, got \"" + c.size + "\"");
+    o.request.size = *size;
+    o.request.threads = c.threads;
+    if (!c.run.empty()) o.request.options["run"] = c.run;
+    o.out = c.out;
+    o.json = c.json;
+    return run_suites({"quant"}, o);
+}
+
 } // namespace
 
 void add_bench_quant_command(CLI::App& bench, int& exit_code)
@@ -80,15 +98,20 @@ void add_bench_quant_command(CLI::App& bench, int& exit_code)
     auto c = std::make_shared<QuantBenchCommand>();
     auto* cmd = bench.add_subcommand("quant", "Weight quantization schemes (NF4, int4, int8, bf16) on a trained model: "
                                               "weight error, bits per weight, bits per byte");
-    cmd->add_option("--run", c->run, "Run, checkpoint or model folder")->required();
-    cmd->add_option("--text", c->text, "Text file to evaluate on")->required();
+    cmd->add_option("--run", c->run, "Run, checkpoint or model folder (without it: a byte-level model trained here)");
+    cmd->add_option("--text", c->text, "Text file to evaluate on (without it: the quant suite, on the embedded text)");
+    cmd->add_option("--out", c->out, "Without --text: also write the results to this file (JSON lines)");
+    cmd->add_option("--size", c->size, "Without --text: standard or tiny")->capture_default_str();
+    cmd->add_option("--device", c->device, "Without --text: cpu or cuda")->capture_default_str();
     cmd->add_option("--max-tokens", c->max_tokens, "Evaluate on at most this many tokens (0 = all)")->capture_default_str();
     cmd->add_option("--batch", c->batch, "Sequences per batch")->capture_default_str();
     cmd->add_option("--threads", c->threads, "CPU threads (0 = all cores)");
     cmd->add_flag("--json", c->json, "Print JSON instead of a table");
     cmd->callback([c, &exit_code] {
         try {
-            exit_code = run_quant_bench(*c);
+            if (c->text.empty()) exit_code = run_quant_suite(*c);
+            else if (c->run.empty()) throw Error("--text needs --run: the model to evaluate");
+            else exit_code = run_quant_bench(*c);
         } catch (const std::exception& e) {
             exit_code = report_error(e);
         }

@@ -298,7 +298,7 @@ Outcome run_suite(std::string_view id, const SuiteRequest& request, RowSink& sin
         sink.progress(1.0, "done");
     } catch (const Cancelled&) {
         outcome = Outcome::cancelled;
-        message = "cancelled";
+        message = "stopped before it finished";
     } catch (const std::exception& e) {
         outcome = Outcome::failed;
         message = e.what();

@@ -92,8 +92,8 @@ void run_attention_suite(SuiteContext& c)
 {
     const std::vector<int> dims = c.integers("head_dims"), seqs = c.integers("seqs");
     const int64_t tokens = c.integer("tokens"), model_dim = c.integer("model_dim");
-    const int repeats = c.integer("repeats"), warmup = c.tiny() ? 1 : 2;
-    const bool backward = c.integer("backward") != 0;
+    const int repeats = c.integer("repeats"), warmup = c.integer("warmup");
+    const bool backward = c.integer("backward") != 0, with_naive = c.integer("naive") != 0;
     Backend& be = c.backend();
     const DType dt = be.compute_dtype();
     const bool cuda = c.cuda();
@@ -179,7 +179,9 @@ void run_attention_suite(SuiteContext& c)
             // Naive: its scores (and on CUDA their gradient) must fit.
             const size_t score_bytes = dtype_bytes(cuda ? dt : DType::f32, B * H * int64_t(T) * T);
             const MemoryInfo mem = be.memory_info();
-            if (2 * score_bytes >= mem.free_bytes / 10 * 9) {
+            if (!with_naive) {
+                // asked not to
+            } else if (2 * score_bytes >= mem.free_bytes / 10 * 9) {
                 c.note(fmt::format("naive D{} T{} skipped: its scores need {} MB", D, T, 2 * score_bytes / 1'000'000));
             } else if (cuda) {
                 be.set_attention_kind(AttentionKind::naive);
