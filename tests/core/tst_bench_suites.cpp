@@ -250,6 +250,8 @@ private slots:
         QVERIFY(h.peak_tflops > 0 && std::isfinite(h.peak_tflops));
         QVERIFY(h.bandwidth_gbs > 0 && std::isfinite(h.bandwidth_gbs));
         QVERIFY(h.source.find("measured") != std::string::npos);
+        // Measured once per device, then the same answer.
+        QCOMPARE(hardware_limits(DeviceKind::cpu, 1).peak_tflops, h.peak_tflops);
     }
 
     void resultsFilesRoundTrip()
