@@ -44,7 +44,7 @@ BenchTable rows_table(const std::string& name, const std::string& device, const 
                 const std::string title = m.unit == "bytes" ? m.key + " MB"
                                           : m.unit.empty() || m.unit == m.key ? m.key
                                                                               : m.key + " " + m.unit;
-                t.columns.push_back({m.key, title, m.key == "mse" ? 6 : m.key == "ms" ? 4 : big ? 1 : 3});
+                t.columns.push_back({m.key, title, m.key == "mse" ? 6 : m.key == "ms" ? 4 : m.key == "lr" ? 4 : big ? 1 : 3});
             }
     for (const Row& r : rows) {
         BenchRow line{r.label(), std::vector<double>(keys.size(), NAN)};

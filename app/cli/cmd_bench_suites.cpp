@@ -1,10 +1,12 @@
 // crucible-cli bench <suite>: the suites of core/bench, one subcommand each,
 // whose flags come from the suite's own options (--widths for norms' widths);
 // `bench all` runs every suite, `bench suites` lists them, `bench compare A B`
-// pairs the rows of two results files.
+// pairs the rows of two results files, `bench claims FILE...` judges the
+// deep dive's claims from their rows.
 #include "app/cli/bench_sink.h"
 #include "app/cli/commands.h"
 
+#include "core/bench/claims.h"
 #include "core/bench/results_file.h"
 #include "kernels/error.h"
 
@@ -126,6 +128,21 @@ int compare(const std::string& a_path, const std::string& b_path, bool json)
     return 0;
 }
 
+int print_claims(const std::vector<std::string>& paths)
+{
+    std::vector<Row> rows;
+    for (const std::string& p : paths) {
+        const ResultsFile f = read_results(p);
+        rows.insert(rows.end(), f.rows.begin(), f.rows.end());
+    }
+    for (const ClaimResult& c : evaluate_claims(rows)) {
+        fmt::print("{:<48} {:<16} {}{}\n", c.claim.text, to_string(c.verdict),
+                   c.measured.empty() ? "(run the " + c.claim.suite + " suite)" : c.measured,
+                   c.turns_at.empty() ? "" : "; " + c.turns_at);
+    }
+    return 0;
+}
+
 } // namespace
 
 void add_bench_suite_commands(CLI::App& bench, int& exit_code)
@@ -161,6 +178,17 @@ void add_bench_suite_commands(CLI::App& bench, int& exit_code)
                            o.tiny.empty() ? "-" : o.tiny);
         }
         exit_code = 0;
+    });
+
+    auto claim_files = std::make_shared<std::vector<std::string>>();
+    auto* claims_cmd = bench.add_subcommand("claims", "The deep dive's claims beside what results files measured");
+    claims_cmd->add_option("FILES", *claim_files, "Results files (--out)")->required();
+    claims_cmd->callback([claim_files, &exit_code] {
+        try {
+            exit_code = print_claims(*claim_files);
+        } catch (const std::exception& e) {
+            exit_code = report_error(e);
+        }
     });
 
     auto files = std::make_shared<std::pair<std::string, std::string>>();

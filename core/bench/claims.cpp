@@ -218,9 +218,8 @@ void muon(ClaimResult& r, Rows rows)
     const double faster = *adamw_steps / *muon_steps - 1.0;
     r.value = 100.0 * faster;
     r.verdict = faster >= 0.3 ? Verdict::holds : Verdict::does_not_hold;
-    r.measured = fmt::format("{:+.0f}% fewer-step convergence: AdamW's final {:.3f} bits/byte after {:.0f} Muon steps "
-                             "vs {:.0f}",
-                             100.0 * faster, target, *muon_steps, *adamw_steps);
+    r.measured = fmt::format("Muon reached AdamW's final {:.3f} bits/byte in {:.0f} steps, AdamW in {:.0f} ({:+.0f}%)",
+                             target, *muon_steps, *adamw_steps, 100.0 * faster);
 }
 
 void lora(ClaimResult& r, Rows rows)
