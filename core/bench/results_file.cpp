@@ -147,7 +147,11 @@ std::string ResultsFile::to_jsonl() const
 
 void write_results(const fs::path& path, const ResultsFile& file)
 {
-    if (path.has_parent_path()) fs::create_directories(path.parent_path());
+    std::error_code ec;
+    if (path.has_parent_path()) fs::create_directories(path.parent_path(), ec);
+    if (ec)
+        throw Error("cannot create the folder " + path.parent_path().string() + " for the results (" + ec.message() +
+                    "): choose another place with --out");
     write_file_atomic(path, file.to_jsonl());
 }
 

@@ -283,6 +283,25 @@ private slots:
         QCOMPARE(back.to_jsonl(), f.to_jsonl());
     }
 
+    void recorderKeepsWhatASuiteMeasured()
+    {
+        // Rows pass through to the next sink and into the file as they come;
+        // a cancelled run keeps its rows and says it was cancelled.
+        QTemporaryDir dir;
+        const fs::path path = fs::path(dir.path().toStdString()) / "run.jsonl";
+        CancelToken cancel;
+        CancellingSink next(cancel, 3);
+        ResultsRecorder recorder(path, collect_machine_facts(nullptr), &next);
+        QVERIFY(fs::exists(path));   // written at once: a bad path fails before measuring
+        QCOMPARE(run_suite("norms", tiny_cpu(), recorder, cancel), Outcome::cancelled);
+        const ResultsFile back = read_results(path);
+        QCOMPARE(back.rows.size(), next.rows.size());
+        QVERIFY(back.rows.size() >= 3);
+        for (size_t i = 0; i < back.rows.size(); ++i) QCOMPARE(back.rows[i].label(), next.rows[i].label());
+        QVERIFY(!back.notes.empty() && back.notes.back().find("norms: cancelled") == 0);
+        QVERIFY_THROWS_EXCEPTION(Error, ResultsRecorder(fs::path("/proc/no/such/dir/run.jsonl"), MachineFacts{}));
+    }
+
     void truncatedForeignAndNewerFilesAreRefused()
     {
         QTemporaryDir dir;
