@@ -102,8 +102,8 @@ std::set<double> xs(const std::vector<const Row*>& rows, const std::string& seri
     return out;
 }
 
-// The group whose conclusion the table shows: the one with the most points
-// (ties: the last, which sorts the larger sizes later).
+// The group (chart) whose conclusion the table shows: the one with the most
+// points (ties: the last in tag order, e.g. forward+backward over forward).
 template <class F>
 void evaluate_groups(ClaimResult& r, Rows rows, const std::string& x_name, F&& points_of, bool headline_smallest = false)
 {
@@ -116,6 +116,10 @@ void evaluate_groups(ClaimResult& r, Rows rows, const std::string& x_name, F&& p
         candidate.claim = r.claim;
         candidate.tags = tags;
         conclude(candidate, std::move(points), x_name, headline_smallest);
+        // Say which chart decided it when a suite has several.
+        std::string which;
+        for (const auto& [k, v] : tags) which += (which.empty() ? "" : ", ") + k + " " + v;
+        if (!which.empty()) candidate.measured += " (" + which + ")";
         r = candidate;
     }
 }
