@@ -15,6 +15,7 @@
 
 #include <fmt/core.h>
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 
@@ -22,12 +23,18 @@ namespace crucible::bench {
 
 namespace {
 
+// N(0, 1) values: one random block uploaded over and over (GPU-sized
+// tensors hold hundreds of millions of values; they need only be realistic).
 void fill_random(Backend& be, Tensor t, uint64_t seed)
 {
-    std::vector<float> host(size_t(t.numel()));
+    const int64_t block = std::min<int64_t>(t.numel(), int64_t(1) << 22);
+    std::vector<float> host(static_cast<size_t>(block));
     Rng rng(seed);
     for (auto& x : host) x = float(rng.normal());
-    be.upload(t, host.data(), DType::f32);
+    for (int64_t at = 0; at < t.numel(); at += block) {
+        const int64_t n = std::min(block, t.numel() - at);
+        be.upload(t.sub(at, Shape{n}), host.data(), DType::f32);
+    }
 }
 
 // Naive causal attention on the CPU backend (host memory, f32): the scores
