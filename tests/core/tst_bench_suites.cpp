@@ -177,6 +177,10 @@ private slots:
         QTest::newRow("train") << "train" << 6 << "presets=tiny,nano";
         QTest::newRow("optimizers") << "optimizers" << 1 << "";
         QTest::newRow("finetune") << "finetune" << 1 << "";
+        QTest::newRow("gqa") << "gqa" << 1 << "";
+        QTest::newRow("kv_cache") << "kv_cache" << 2 << "";   // one decode run gives a rate per length
+        QTest::newRow("decode") << "decode" << 1 << "";
+        QTest::newRow("quant") << "quant" << 1 << "";
     }
 
     void cancelStopsWithinOneMeasurement()
