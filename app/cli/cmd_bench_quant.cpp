@@ -11,7 +11,7 @@
 #include "core/data/corpus.h"
 #include "core/io/file_util.h"
 #include "core/model/transformer.h"
-#include "core/quant/weight_quant.h"
+#include "core/bench/weight_quant_bench.h"
 #include "core/train/evaluate.h"
 #include "core/train/load_model.h"
 
@@ -42,33 +42,20 @@ int run_quant_bench(const QuantBenchCommand& c)
     const int seq = m.config.seq_len;
     if (int64_t(ids.size()) < 2) throw Error(c.text + " is too short to evaluate on");
 
-    const std::vector<float> original = m.params->download_master();
     Transformer model(*m.params, c.batch, seq, false);
-    const double f32_bpb = evaluate_token_stream(model, ids, lengths, c.batch, seq).bits_per_byte;
+    auto bits_per_byte = [&] { return evaluate_token_stream(model, ids, lengths, c.batch, seq).bits_per_byte; };
+    const double f32_bpb = bits_per_byte();
     nlohmann::json rows = nlohmann::json::array();
     if (!c.json)
         fmt::print("{} on {} ({} tokens); f32: {:.4f} bits/byte\n{:<14} {:>10} {:>14} {:>11} {:>9}\n", c.run, c.text,
                    ids.size(), f32_bpb, "scheme", "bits/wt", "weight MSE", "bits/byte", "vs f32");
-    for (WeightQuant q : weight_quant_schemes()) {
-        std::vector<float> w = original;
-        double err = 0, bits = 0;
-        int64_t count = 0;
-        for (const ParamEntry& e : m.params->layout().entries()) {
-            if (!e.is_hidden_matrix()) continue;
-            float* p = w.data() + e.offset;
-            const std::vector<float> before(p, p + e.numel());
-            bits += quantize_roundtrip(q, before.data(), e.shape[0], e.shape[1], p) * double(e.numel());
-            for (int64_t i = 0; i < e.numel(); ++i) err += double(p[i] - before[size_t(i)]) * (p[i] - before[size_t(i)]);
-            count += e.numel();
-        }
-        m.params->upload_master(w);
-        const double bpb = evaluate_token_stream(model, ids, lengths, c.batch, seq).bits_per_byte;
-        const double mse = err / double(count), bpw = bits / double(count);
-        rows.push_back({{"scheme", to_string(q)}, {"bits_per_weight", bpw}, {"weight_mse", mse},
+    measure_weight_quant(*m.params, bits_per_byte, [&](const WeightQuantResult& r) {
+        const double bpb = r.bits_per_byte, mse = r.weight_mse, bpw = r.bits_per_weight;
+        rows.push_back({{"scheme", to_string(r.scheme)}, {"bits_per_weight", bpw}, {"weight_mse", mse},
                         {"bits_per_byte", bpb}, {"delta_bits_per_byte", bpb - f32_bpb}});
-        if (!c.json) fmt::print("{:<14} {:>10.3f} {:>14.3e} {:>11.4f} {:>+9.4f}\n", to_string(q), bpw, mse, bpb, bpb - f32_bpb);
-    }
-    m.params->upload_master(original);
+        if (!c.json)
+            fmt::print("{:<14} {:>10.3f} {:>14.3e} {:>11.4f} {:>+9.4f}\n", to_string(r.scheme), bpw, mse, bpb, bpb - f32_bpb);
+    });
     if (c.json)
         fmt::print("{}\n", nlohmann::json{{"run", c.run}, {"text", c.text}, {"tokens", ids.size()},
                                           {"f32_bits_per_byte", f32_bpb}, {"schemes", rows}}
