@@ -192,16 +192,15 @@ void run_attention_suite(SuiteContext& c)
                 c.note(fmt::format("naive D{} T{} skipped: its scores need {} MB", D, T, 2 * score_bytes / 1'000'000));
             } else if (cuda) {
                 be.set_attention_kind(AttentionKind::naive);
+                // The device's scratch is kept and shared between kernels, so
+                // after naive it holds the larger of the two needs; naive's
+                // is at least its scores (and their gradient backward).
                 try {
-                    const MemoryInfo pre = be.memory_info();
                     const double nf = c.time(fwd, warmup, repeats).median_ms;
-                    const size_t grown = pre.free_bytes > be.memory_info().free_bytes
-                                             ? pre.free_bytes - be.memory_info().free_bytes
-                                             : 0;
-                    emit("naive", "fwd", nf, fwd_flops, double(fwd_tensors + scratch() + std::max(grown, score_bytes)));
+                    emit("naive", "fwd", nf, fwd_flops, double(fwd_tensors + std::max(scratch(), score_bytes)));
                     if (backward) {
                         const double nfb = c.time(fwd_bwd, warmup, repeats).median_ms;
-                        emit("naive", "fwd+bwd", nfb, fb_flops, double(fb_tensors + scratch() + 2 * score_bytes));
+                        emit("naive", "fwd+bwd", nfb, fb_flops, double(fb_tensors + std::max(scratch(), 2 * score_bytes)));
                     }
                 } catch (const Cancelled&) {
                     be.set_attention_kind(previous);
