@@ -93,7 +93,9 @@ int run_suites(const std::vector<std::string>& ids, const SuiteRunOptions& o,
         tee.a = &terminal;
         tee.b = recorder.get();
         const Outcome outcome = run_suite(id, o.request, tee, never);
-        if (o.json) {
+        if (terminal.rows.empty() && outcome != Outcome::completed) {
+            // nothing measured: only the error below
+        } else if (o.json) {
             for (const Row& r : terminal.rows) fmt::print("{}\n", row_to_json(r).dump());
         } else if (print_table) {
             print_table(id, terminal);
