@@ -69,7 +69,8 @@ void add_suite_command(CLI::App& bench, const SuiteInfo& suite, int& exit_code)
         std::map<std::string, std::string> values;
     };
     auto st = std::make_shared<State>();
-    auto* cmd = bench.add_subcommand(flag_name(suite.id), suite.title + ": " + suite.measures);
+    auto* cmd = bench.add_subcommand(flag_name(suite.id), suite.title);
+    cmd->footer(suite.measures);
     add_common_flags(cmd, st->common);
     if (suite.has_peer)
         cmd->add_flag("--peer", st->common.peer, "Also run the PyTorch peer on the same shapes");
