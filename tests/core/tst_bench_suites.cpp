@@ -306,6 +306,20 @@ private slots:
         QVERIFY_THROWS_EXCEPTION(Error, ResultsRecorder(fs::path("/proc/no/such/dir/run.jsonl"), MachineFacts{}));
     }
 
+    void appResultsGoUnderTheDataFolder()
+    {
+        const QByteArray saved = qgetenv("XDG_DATA_HOME");
+        QTemporaryDir dir;
+        qputenv("XDG_DATA_HOME", dir.path().toUtf8());
+        const fs::path p = new_results_path("attention + norms");
+        QCOMPARE(p.parent_path(), fs::path(dir.path().toStdString()) / "crucible" / "benchmarks");
+        QCOMPARE(p.extension().string(), std::string(".jsonl"));
+        QVERIFY2(p.filename().string().find("attention___norms") != std::string::npos, p.c_str());
+        write_results(p, ResultsFile{});
+        QVERIFY(new_results_path("attention + norms") != p);   // one file per run, never over another
+        qputenv("XDG_DATA_HOME", saved);
+    }
+
     void truncatedForeignAndNewerFilesAreRefused()
     {
         QTemporaryDir dir;
