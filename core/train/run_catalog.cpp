@@ -2,6 +2,7 @@
 
 #include "core/train/metrics.h"
 #include "core/train/run_dir.h"
+#include "core/train/run_lock.h"
 #include "kernels/error.h"
 
 #include <algorithm>
@@ -23,9 +24,10 @@ const char* to_string(RunStatus s)
     case RunStatus::finished: return "finished";
     case RunStatus::stopped: return "stopped";
     case RunStatus::failed: return "failed";
-    case RunStatus::incomplete: return "incomplete";
+    case RunStatus::training: return "training";
+    case RunStatus::interrupted: return "interrupted";
     }
-    return "incomplete";
+    return "interrupted";
 }
 
 namespace {
@@ -145,6 +147,7 @@ RunRecord read_run(const fs::path& root)
 
     const std::string text = read_text(run.metrics_file());
     std::string_view last_step;
+    bool ended = false;   // the last start record has its end record
     for_each_line(text, [&](std::string_view line) {
         const std::string_view type = record_type(line);
         if (type == "step") {
@@ -158,19 +161,21 @@ RunRecord read_run(const fs::path& root)
             r.last_eval = eval_from_json(j);
         } else if (type == "start") {
             // A resumed run starts again: its outcome is the one after this.
-            r.status = RunStatus::incomplete;
+            ended = false;
             r.error.clear();
             r.device = value_or<std::string>(j, "device", r.device);
             r.parameters = value_or<int64_t>(j, "parameters", r.parameters);
         } else {
             const std::string outcome = value_or<std::string>(j, "outcome", "");
-            r.status = outcome == "finished" ? RunStatus::finished
-                       : outcome == "stopped" ? RunStatus::stopped
-                       : outcome == "failed"  ? RunStatus::failed
-                                              : RunStatus::incomplete;
+            ended = outcome == "finished" || outcome == "stopped" || outcome == "failed";
+            if (ended)
+                r.status = outcome == "finished" ? RunStatus::finished
+                           : outcome == "stopped" ? RunStatus::stopped
+                                                  : RunStatus::failed;
             r.error = value_or<std::string>(j, "error", "");
         }
     });
+    if (!ended) r.status = RunLock::held_by_anyone(run.root()) ? RunStatus::training : RunStatus::interrupted;
     if (!last_step.empty()) {
         const auto j = nlohmann::json::parse(last_step, nullptr, false);
         if (!j.is_discarded() && j.is_object()) {

@@ -24,7 +24,8 @@ enum class RunStatus {
     finished,     // reached its last step
     stopped,      // stopped by the user; resumable from its checkpoint
     failed,       // ended with an error (see RunRecord::error)
-    incomplete,   // no end record: still training, or the process died
+    training,     // no end record and a trainer holds the run's lock
+    interrupted,  // no end record and no trainer: killed, crashed or the power went; resumable
 };
 const char* to_string(RunStatus s);
 
@@ -33,7 +34,7 @@ struct RunRecord {
     std::string name;                      // the folder name
     std::optional<RunConfig> config;       // nullopt when config.json cannot be read
     std::string problem;                   // why config.json could not be read
-    RunStatus status = RunStatus::incomplete;
+    RunStatus status = RunStatus::interrupted;
     std::string error;                     // a failed run's message
     std::string device;                    // as reported when the run started
     int64_t parameters = 0;

@@ -3,8 +3,10 @@
 #include "kernels/error.h"
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <fcntl.h>
+#include <thread>
 #include <sys/file.h>
 #include <unistd.h>
 #include <utility>
@@ -18,8 +20,16 @@ RunLock::RunLock(const std::filesystem::path& root)
     if (m_fd < 0)
         throw Error("cannot write in " + root.string() + ": " + std::strerror(errno) +
                     "; choose a folder you can write to");
-    if (::flock(m_fd, LOCK_EX | LOCK_NB) != 0) {
-        const int err = errno;
+    // held_by_anyone() probes with a shared lock for a moment; a few retries
+    // ride over such a probe instead of calling it another trainer.
+    int rc = -1, err = 0;
+    for (int attempt = 0; attempt < 20; ++attempt) {
+        rc = ::flock(m_fd, LOCK_EX | LOCK_NB);
+        err = errno;
+        if (rc == 0 || err != EWOULDBLOCK) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    if (rc != 0) {
         ::close(m_fd);
         m_fd = -1;
         if (err == EWOULDBLOCK)
@@ -27,6 +37,17 @@ RunLock::RunLock(const std::filesystem::path& root)
                         "; wait for it to finish or stop it before resuming");
         throw Error("cannot lock " + file.string() + ": " + std::strerror(err));
     }
+}
+
+bool RunLock::held_by_anyone(const std::filesystem::path& root)
+{
+    const int fd = ::open((root / kFileName).c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;   // never locked: no trainer ever started here
+    // A new open file description conflicts with every other one, this
+    // process's own trainer included, so a busy lock means a live trainer.
+    const bool busy = ::flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+    ::close(fd);   // releases the shared lock if it was taken
+    return busy;
 }
 
 RunLock::~RunLock()

@@ -22,6 +22,10 @@ public:
     RunLock& operator=(const RunLock&) = delete;
 
     bool held() const { return m_fd >= 0; }
+    // Whether some process (this one included) holds the lock of the run in
+    // `root` right now: a run with no end record is still training when it is
+    // held, and was interrupted (killed, crashed, power lost) when it is not.
+    static bool held_by_anyone(const std::filesystem::path& root);
     static constexpr const char* kFileName = ".lock";
 
 private:

@@ -3,6 +3,7 @@
 #include "core/train/run_catalog.h"
 
 #include "core/train/run_dir.h"
+#include "core/train/run_lock.h"
 #include "core/train/trainer.h"
 #include "kernels/error.h"
 #include "tests/support/test_support.h"
@@ -10,7 +11,10 @@
 #include <QTemporaryDir>
 #include <QTest>
 
+#include <csignal>
 #include <fstream>
+#include <sys/wait.h>
+#include <unistd.h>
 
 namespace fs = std::filesystem;
 using namespace crucible;
@@ -115,16 +119,53 @@ private slots:
     {
         QTemporaryDir tmp;
         const fs::path dir = tmp.path().toStdString();
-        // Stopped, then resumed and still going: incomplete.
+        // Stopped, then resumed, with no end record since: training while a
+        // trainer holds the run's lock, interrupted once none does.
         const fs::path r = make_run(dir, "r", start_line(0) + step_line(1, 5, 1) + finished_line("stopped", 1) +
                                                   start_line(1) + step_line(2, 4, 2));
-        QCOMPARE(read_run(r).status, RunStatus::incomplete);
+        QCOMPARE(read_run(r).status, RunStatus::interrupted);
+        {
+            const RunLock trainer(r);
+            QCOMPARE(read_run(r).status, RunStatus::training);
+        }
+        QCOMPARE(read_run(r).status, RunStatus::interrupted);
         QCOMPARE(read_run(r).steps_done, int64_t(2));
         // Failed runs carry their message.
         const fs::path f = make_run(dir, "f", start_line(0) + nlohmann::json{{"type", "finished"}, {"outcome", "failed"},
                                               {"step", 0}, {"error", "out of memory"}}.dump() + "\n");
         QCOMPARE(read_run(f).status, RunStatus::failed);
         QCOMPARE(read_run(f).error, std::string("out of memory"));
+    }
+
+    // A trainer killed with SIGKILL leaves no end record and no lock: the
+    // kernel drops an flock with its holder, so the run reads as interrupted
+    // (and resumable), never as still training.
+    void killedTrainerReadsAsInterrupted()
+    {
+        QTemporaryDir tmp;
+        const fs::path r = make_run(fs::path(tmp.path().toStdString()), "k", start_line(0) + step_line(1, 5, 1));
+        int ready[2];
+        QVERIFY(::pipe(ready) == 0);
+        const pid_t child = ::fork();
+        QVERIFY(child >= 0);
+        if (child == 0) {
+            const RunLock trainer(r);
+            const char byte = 1;
+            (void)!::write(ready[1], &byte, 1);
+            for (;;) ::pause();
+        }
+        char byte = 0;
+        QCOMPARE(::read(ready[0], &byte, 1), ssize_t(1));
+        QCOMPARE(read_run(r).status, RunStatus::training);
+        // Resuming now is refused: another process trains it.
+        QVERIFY_THROWS_EXCEPTION(Error, RunLock{r});
+        ::kill(child, SIGKILL);
+        int status = 0;
+        ::waitpid(child, &status, 0);
+        ::close(ready[0]);
+        ::close(ready[1]);
+        QCOMPARE(read_run(r).status, RunStatus::interrupted);
+        QVERIFY(RunLock(r).held());
     }
 
     void unreadableConfigIsListedWithTheProblem()

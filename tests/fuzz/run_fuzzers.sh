@@ -14,10 +14,10 @@ cd "$(dirname "$0")/../.."
 SECONDS_EACH=${1:-60}
 JOBS=${2:-$(( $(nproc) / 2 > 0 ? $(nproc) / 2 : 1 ))}
 BUILD=${BUILD_DIR:-build-fuzz}
-HARNESSES=(safetensors gguf hf_config run_config trainer_state token_cache metrics tokenizer)
+HARNESSES=(safetensors gguf hf_config run_config trainer_state token_cache metrics tokenizer peft_config chat_conversation)
 
 cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
-  -DCRUCIBLE_FUZZ=ON -DCRUCIBLE_BUILD_GUI=OFF -DCRUCIBLE_BUILD_TESTS=OFF -DCRUCIBLE_ENABLE_CUDA=OFF >/dev/null
+  -DCRUCIBLE_FUZZ=ON -DCRUCIBLE_BUILD_GUI=ON -DCRUCIBLE_BUILD_TESTS=OFF -DCRUCIBLE_ENABLE_CUDA=OFF >/dev/null
 cmake --build "$BUILD" --target $(printf 'fuzz_%s ' "${HARNESSES[@]}")
 
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:symbolize=1

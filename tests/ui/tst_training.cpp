@@ -13,6 +13,7 @@
 #include "ui/widgets/message_banner.h"
 #include "ui/workers/training_controller.h"
 #include "ui/workers/training_sink_adapter.h"
+#include "tests/support/cli_process.h"
 #include "tests/ui/ui_test_support.h"
 
 #include <QComboBox>
@@ -23,6 +24,8 @@
 #include <QTextBrowser>
 #include <QTimer>
 #include <QTreeWidget>
+
+#include <csignal>
 
 using namespace crucible;
 using namespace crucible::ui;
@@ -238,6 +241,56 @@ private slots:
         QCOMPARE(chart->seriesCount(), 2);
         QCOMPARE(chart->pointCount(0), size_t(2));
         QCOMPARE(chart->title(), QStringLiteral("Validation loss"));
+    }
+
+    // A run whose trainer was killed (here crucible-cli, SIGKILL after its
+    // first checkpoint: no end record, the lock gone with the process) is
+    // listed as training while it lives, then as interrupted, and resumes.
+    void killedRunIsListedAsInterruptedAndResumes()
+    {
+        const QString root = m_app->env.runsDir() + QStringLiteral("/killed");
+        const std::string log = m_app->env.path(QStringLiteral("killed.log")).toStdString();
+        test::CliProcess cli({"train", "--preset", "nano", "--steps", "100000", "--batch", "2", "--seq", "32",
+                              "--checkpoint-every", "2", "--eval-every", "0", "--sample-tokens", "0", "--quiet",
+                              "--out", root.toStdString()},
+                             log);
+        QTRY_VERIFY_WITH_TIMEOUT(!RunDirectory(root.toStdString()).checkpoint_steps().empty(), kRunTimeoutMs);
+
+        m_app->window->showPage(QStringLiteral("Runs"));
+        auto* resume = m_app->window->findChild<QPushButton*>(QStringLiteral("resumeRunButton"));
+        const auto listed = [&]() -> QTreeWidgetItem* {
+            runsPage()->refresh();
+            if (!QTest::qWaitFor([&] { return !runsPage()->scanning(); }, 30000)) return nullptr;
+            QTreeWidgetItem* item = runsPage()->itemFor(root);
+            if (item) runsPage()->table()->setCurrentItem(item);
+            return item;
+        };
+        QTreeWidgetItem* item = listed();
+        QVERIFY(item);
+        QCOMPARE(item->text(7), QStringLiteral("training"));
+        QVERIFY(!resume->isEnabled());
+
+        cli.signal(SIGKILL);
+        QCOMPARE(cli.wait(), 128 + SIGKILL);
+        const int64_t lastCheckpoint = RunDirectory(root.toStdString()).checkpoint_steps().back();
+        item = listed();
+        QVERIFY(item);
+        QCOMPARE(item->text(7), QStringLiteral("interrupted"));
+        QVERIFY(resume->isEnabled());
+
+        TrainingController* training = m_app->context->training();
+        QSignalSpy starting(training, &TrainingController::runStarting);
+        QSignalSpy steps(training, &TrainingController::stepsReceived);
+        QSignalSpy finished(training, &TrainingController::finished);
+        QTest::mouseClick(resume, Qt::LeftButton);
+        QCOMPARE(starting.count(), 1);
+        QCOMPARE(starting.at(0).at(1).toBool(), true);
+        QTRY_VERIFY_WITH_TIMEOUT(!steps.isEmpty(), kRunTimeoutMs);
+        const int64_t resumedAt = steps.first().at(0).value<QVector<StepMetrics>>().front().step;
+        QCOMPARE(resumedAt, lastCheckpoint + 1);
+        QTest::mouseClick(trainPage()->stopButton(), Qt::LeftButton);
+        QTRY_COMPARE_WITH_TIMEOUT(finished.count(), 1, kRunTimeoutMs);
+        QVERIFY(summaryIn(finished).outcome == RunOutcome::stopped);
     }
 
     void closingDuringARunAsksThenStopsCleanly()

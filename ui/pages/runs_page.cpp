@@ -75,7 +75,8 @@ QColor statusColor(const RunRecord& r, bool training)
     case RunStatus::finished: return theme::success();
     case RunStatus::stopped: return theme::warning();
     case RunStatus::failed: return theme::danger();
-    case RunStatus::incomplete: return theme::mutedText();
+    case RunStatus::training: return theme::accent();
+    case RunStatus::interrupted: return theme::warning();
     }
     return theme::mutedText();
 }
@@ -411,12 +412,16 @@ const RunRecord* RunsPage::selectedRecord() const
 void RunsPage::updateButtons()
 {
     const RunRecord* r = selectedRecord();
-    const bool training = r && isTraining(qs(r->root.string()));
+    // Trained here, or by another process (crucible-cli, a second window).
+    const bool training = r && (isTraining(qs(r->root.string())) || r->status == RunStatus::training);
     const bool busy = m_context.training()->isActive();
     m_open->setEnabled(r && r->config && !busy);
-    m_resume->setEnabled(r && r->resumable() && !busy);
-    m_resume->setToolTip(r && !r->resumable() ? tr("This run has no checkpoint to resume from")
-                                              : tr("Continue training from the latest checkpoint"));
+    m_resume->setEnabled(r && r->resumable() && !busy && !training);
+    m_resume->setToolTip(r && training        ? tr("This run is training now")
+                         : r && !r->resumable() ? tr("This run has no checkpoint to resume from")
+                         : r && r->status == RunStatus::interrupted
+                             ? tr("Its trainer was killed or crashed: continue from the latest checkpoint")
+                             : tr("Continue training from the latest checkpoint"));
     m_rename->setEnabled(r && !training);
     m_delete->setEnabled(r && !training);
 }
