@@ -84,7 +84,11 @@ struct AttentionShape {
 
 // Which attention implementation the backend uses. Flash never materialises
 // the T×T scores; naive does (kept for the benchmark dashboard and as a peer).
-enum class AttentionKind { flash, naive };
+// flash picks the best flash kernel for the device; flash_portable and
+// flash_hopper name one of them (for tests and side-by-side timing). A
+// backend without a Hopper kernel for the shape runs the portable one for
+// flash_hopper: DeviceFacts' "hopper attention" detail says whether it has one.
+enum class AttentionKind { flash, naive, flash_portable, flash_hopper };
 
 struct AdamWHyper {
     float lr = 1e-3f;

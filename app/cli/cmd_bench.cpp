@@ -80,7 +80,7 @@ int run_train_bench_command(const TrainBenchCommand& c)
                          {"warmup", std::to_string(c.warmup)}, {"optimizer", c.optimizer}};
     if (!c.peer_script.empty()) {
         if (!std::filesystem::exists(c.peer_script)) throw Error("cannot find the peer script " + c.peer_script);
-        o.request.peer_script_dir = std::filesystem::path(c.peer_script).parent_path().string();
+        o.request.peer_scripts["train"] = c.peer_script;
     }
     o.out = c.out;
     return run_suites({"train"}, o, [&c](const std::string&, const TerminalSink& sink) { print_table(c, sink); });

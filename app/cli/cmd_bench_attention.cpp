@@ -1,7 +1,9 @@
 // crucible-cli bench attention: flash vs naive attention, and vs PyTorch SDPA
 // measured on the same GPU in the same command (--peer). The measurement is
 // the attention suite (core/bench); this prints its rows as one table line
-// per head dim and length.
+// per head dim and length: the default flash kernel, the portable and Hopper
+// forwards where the GPU has both, and the fastest SDPA backend, with every
+// SDPA backend in a table of its own.
 #include "app/cli/bench_sink.h"
 #include "app/cli/commands.h"
 
@@ -9,8 +11,10 @@
 
 #include <fmt/core.h>
 
+#include <algorithm>
 #include <cmath>
 #include <memory>
+#include <string_view>
 
 namespace crucible::cli {
 
@@ -32,6 +36,16 @@ double value(const std::vector<bench::Row>& rows, const std::string& series, con
     return NAN;
 }
 
+bool has_series(const std::vector<bench::Row>& rows, const std::string& series)
+{
+    return std::any_of(rows.begin(), rows.end(), [&](const bench::Row& r) { return r.series == series; });
+}
+
+// SDPA's backends as the peer names them (the suite's "sdpa_" series).
+const char* const kSdpaBackends[] = {"default", "cudnn", "flash", "efficient"};
+// The suite's note for an SDPA backend that could not run a shape.
+constexpr std::string_view kSdpaNotRun = "SDPA not run: ";
+
 void print_table(const AttentionBenchCommand& c, const TerminalSink& sink)
 {
     BenchTable table;
@@ -43,6 +57,14 @@ void print_table(const AttentionBenchCommand& c, const TerminalSink& sink)
                      {"fwdbwd_ms", "f+b ms", 3},    {"fwdbwd_tflops", "f+b TFLOP/s", 3},
                      {"naive_fwd_tflops", "naive fwd", 3}, {"naive_fwdbwd_tflops", "naive f+b", 3},
                      {"speedup", "flash/naive", 1}, {"peak_mb", "flash MB", 1}, {"naive_peak_mb", "naive MB", 1}};
+    // The portable and Hopper forwards, each forced: only on a GPU with both.
+    const bool forced = has_series(sink.rows, "flash_portable") || has_series(sink.rows, "flash_hopper");
+    if (forced)
+        for (BenchColumn col : std::initializer_list<BenchColumn>{{"portable_fwd_tflops", "portable fwd", 3},
+                                                                  {"portable_fwdbwd_tflops", "portable f+b", 3},
+                                                                  {"hopper_fwd_tflops", "hopper fwd", 3},
+                                                                  {"hopper_fwdbwd_tflops", "hopper f+b", 3}})
+            table.columns.push_back(col);
     if (c.peer)
         for (BenchColumn col : std::initializer_list<BenchColumn>{{"peer_fwd_tflops", "SDPA fwd", 0}, {"fwd_vs_peer", "fwd ×", 2},
                                     {"peer_fwdbwd_tflops", "SDPA f+b", 0}, {"fwdbwd_vs_peer", "f+b ×", 2}})
@@ -67,15 +89,42 @@ void print_table(const AttentionBenchCommand& c, const TerminalSink& sink)
                                   value(rows, "naive", "fwd+bwd", D, T, "tflops"), speedup,
                                   value(rows, "flash", "fwd", D, T, "peak_bytes") / 1e6,
                                   value(rows, "naive", "fwd", D, T, "peak_bytes") / 1e6};
+            if (forced)
+                for (const char* series : {"flash_portable", "flash_hopper"})
+                    for (const char* pass : {"fwd", "fwd+bwd"}) v.push_back(value(rows, series, pass, D, T, "tflops"));
             if (c.peer) {
                 const double pf = value(rows, "peer", "fwd", D, T, "tflops"), pfb = value(rows, "peer", "fwd+bwd", D, T, "tflops");
                 v.insert(v.end(), {pf, v[5] / pf, pfb, v[7] / pfb});
             }
             table.rows.push_back({fmt::format("D{} T{}", D, T), v});
         }
-    table.notes = sink.notes;
-    if (c.json) fmt::print("{}\n", table.to_json().dump(2));
-    else fmt::print("{}", table.to_text());
+    // Every SDPA backend's TFLOP/s per shape, and what did not run.
+    BenchTable backends;
+    backends.name = "SDPA backends (TFLOP/s)";
+    backends.device = sink.device;
+    for (const char* pass : {"fwd", "fwd+bwd"})
+        for (const char* b : kSdpaBackends)
+            backends.columns.push_back({fmt::format("{}_{}", pass == std::string("fwd") ? "fwd" : "fwdbwd", b),
+                                        fmt::format("{} {}", b, pass == std::string("fwd") ? "fwd" : "f+b"), 0});
+    for (const auto& row : table.rows) {
+        const int D = int(row.values[0]), T = int(row.values[1]);
+        BenchRow r{row.label, {}};
+        for (const char* pass : {"fwd", "fwd+bwd"})
+            for (const char* b : kSdpaBackends)
+                r.values.push_back(value(sink.rows, std::string("sdpa_") + b, pass, D, T, "tflops"));
+        backends.rows.push_back(std::move(r));
+    }
+    for (const auto& n : sink.notes)
+        (n.rfind(kSdpaNotRun, 0) == 0 ? backends.notes : table.notes).push_back(n);
+
+    if (c.json) {
+        nlohmann::json j = table.to_json();
+        if (c.peer) j["sdpa_backends"] = backends.to_json();
+        fmt::print("{}\n", j.dump(2));
+    } else {
+        if (c.peer) fmt::print("{}\n", backends.to_text());
+        fmt::print("{}", table.to_text());
+    }
 }
 
 int run(const AttentionBenchCommand& c)
@@ -90,7 +139,7 @@ int run(const AttentionBenchCommand& c)
     o.request.peer = c.peer;
     if (!c.peer_script.empty()) {
         if (!std::filesystem::exists(c.peer_script)) throw Error("cannot find the peer script " + c.peer_script);
-        o.request.peer_script_dir = std::filesystem::path(c.peer_script).parent_path().string();
+        o.request.peer_scripts["attention"] = c.peer_script;
     }
     o.out = c.out;
     return run_suites({"attention"}, o, [&c](const std::string&, const TerminalSink& sink) { print_table(c, sink); });
@@ -111,7 +160,7 @@ void add_bench_attention_command(CLI::App& bench, int& exit_code)
     cmd->add_option("--repeats", c->repeats, "Timed samples")->capture_default_str();
     cmd->add_flag("--no-naive", c->no_naive, "Skip the naive (T×T scores) kernels");
     cmd->add_flag("--forward-only", c->forward_only, "Skip forward+backward");
-    cmd->add_flag("--peer", c->peer, "Also run PyTorch SDPA (flash) on the same shapes and print ratios");
+    cmd->add_flag("--peer", c->peer, "Also run PyTorch SDPA (its default choice and each backend forced) on the same shapes; ratios against the fastest");
     cmd->add_option("--peer-script", c->peer_script, "Path to torch_attention_bench.py");
     cmd->add_option("--out", c->out, "Also write the results to this file (JSON lines, with the machine's facts)");
     cmd->add_flag("--json", c->json, "Print JSON instead of a table");

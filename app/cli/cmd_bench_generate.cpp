@@ -169,6 +169,9 @@ int run_generate_bench_command(const GenerateBenchCommand& c)
                       best_peer, std::isnan(best_peer) ? NAN : pt.kv_tokens_per_s / best_peer}});
             }
             for (const auto& p : peers) {
+                if (p.contains("error"))
+                    notes.push_back(fmt::format("{} B{}: peer mode {} did not run: {}", target.name, batch,
+                                                p.value("mode", std::string("?")), p.value("error", std::string())));
                 std::string label = "  " + p.value("peer", std::string("pytorch"));
                 if (p.contains("mode")) label += " (" + p.value("mode", std::string()) + ")";
                 table.rows.push_back({label + fmt::format(" B{} L{}", batch, fit.back()),
@@ -196,6 +199,7 @@ int run_generate_bench_command(const GenerateBenchCommand& c)
     notes.push_back(fmt::format("{}; prompt {} tokens; decode tok/s at length L = (L-1)·batch / time from the first "
                                 "to the L-th token; KV: median of {} runs, recompute: one run",
                                 decoding, c.prompt_tokens, c.repeats));
+    if (c.peer) notes.push_back("peer tok/s and vs peer: the fastest of the peer's modes at that length");
     table.notes = notes;
     if (c.json) fmt::print("{}\n", all.dump(2));
     else fmt::print("{}", table.to_text());
@@ -235,7 +239,7 @@ void add_bench_generate_command(CLI::App& bench, int& exit_code)
         ->capture_default_str();
     cmd->add_option("--device", c->device, "cpu or cuda")->capture_default_str();
     cmd->add_option("--threads", c->threads, "CPU threads (0 = all cores)");
-    cmd->add_flag("--peer", c->peer, "Also run the same shapes in PyTorch (static KV cache) and print the ratio");
+    cmd->add_flag("--peer", c->peer, "Also run the same shapes in PyTorch (static KV cache; on CUDA as a CUDA graph, compiled and max-autotune) and print the ratio to its fastest mode");
     cmd->add_option("--peer-script", c->peer_script, "Path to torch_generate_bench.py");
     cmd->add_flag("--json", c->json, "Print JSON (per model and batch, rates at every length) instead of a table");
     cmd->callback([c, &exit_code] {

@@ -1,5 +1,6 @@
 #include "core/bench/suite.h"
 
+#include "core/bench/peer.h"
 #include "core/bench/suite_context.h"
 #include "core/generate/kv_cache.h"
 #include "kernels/error.h"
@@ -159,6 +160,13 @@ std::vector<int> SuiteContext::integers(const std::string& key) const
                                 m_info.id, key, text(key)));
     }
     return out;
+}
+
+std::string SuiteContext::peer_script(const std::string& name) const
+{
+    if (const auto it = m_request.peer_scripts.find(m_info.id); it != m_request.peer_scripts.end())
+        return find_peer_script(it->second, name);
+    return find_peer_script(m_request.peer_script_dir.empty() ? "" : m_request.peer_script_dir + "/" + name, name);
 }
 
 void SuiteContext::check_cancel() const

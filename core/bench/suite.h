@@ -155,6 +155,9 @@ struct SuiteRequest {
     std::map<std::string, std::string> options;   // overrides of SuiteInfo::options defaults
     bool peer = false;                // also run the PyTorch peer where the suite has one
     std::string peer_script_dir;      // where the peer scripts are; empty = found (peer.h)
+    // A peer script named by hand, per suite id ("attention" -> a path): a
+    // one-suite command's --peer-script. Wins over peer_script_dir.
+    std::map<std::string, std::string> peer_scripts;
 
     // The option's value: the override, else the default for device and size.
     std::string option(const SuiteInfo& suite, const std::string& key) const;

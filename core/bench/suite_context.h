@@ -39,6 +39,11 @@ public:
     std::vector<int> integers(const std::string& key) const;
     std::vector<std::string> words(const std::string& key) const;
 
+    // The suite's peer script `name` (torch_attention_bench.py): the one the
+    // request names for this suite, else `name` in peer_script_dir, else
+    // found beside the program (peer.h). Empty when there is none.
+    std::string peer_script(const std::string& name) const;
+
     // Throws Cancelled when the token is set.
     void check_cancel() const;
     bool cancel_requested() const { return m_cancel.requested(); }

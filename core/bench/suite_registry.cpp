@@ -11,9 +11,11 @@ const std::vector<SuiteInfo>& suites()
         {"attention",
          "Attention: naive vs flash vs PyTorch",
          "Causal self-attention time, TFLOP/s and peak memory over sequence length T, per head dim, forward and "
-         "forward+backward: the naive kernel (T×T scores in memory) against the flash kernel and PyTorch SDPA.",
+         "forward+backward: the naive kernel (T×T scores in memory) against the flash kernel (its portable and "
+         "Hopper forwards side by side where the GPU has both) and PyTorch SDPA (its fastest backend, and each).",
          true, true, true, "T",
-         {"flash", "naive", "peer"},
+         {"flash", "flash_portable", "flash_hopper", "naive", "peer", "sdpa_default", "sdpa_cudnn", "sdpa_flash",
+          "sdpa_efficient"},
          {{"tflops", "Attention throughput", "TFLOP/s", true, false, LimitKind::compute_tflops},
           {"ms", "Attention time per call", "ms", true, true, LimitKind::none},
           {"peak_bytes", "Attention memory", "bytes", true, true, LimitKind::none}},

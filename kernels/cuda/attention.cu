@@ -1,14 +1,20 @@
 // Attention entry points: this backend's limits, then the implementation for
 // the setting.
 //   naive kind              -> attention_naive.cu (scores in memory)
-//   bf16, head dim built in -> attention_flash_*.cu (tensor cores)
+//   bf16, head dim built in -> attention_flash_*.cu (tensor cores); the
+//                              forward on a 9.0 device -> attention_hopper_fwd_sm90a.cu
 //   otherwise (f32 parity mode, other head dims) -> attention_exact.cu
 // All three produce the same lse convention (natural log of Σ exp(scale·qk)),
 // so any backward accepts any forward's output.
 #include "kernels/cuda/attention_common.cuh"
 #include "kernels/cuda/cuda_backend.h"
+#if CRUCIBLE_HOPPER_ATTENTION
+#include "kernels/cuda/attention_hopper.h"
+#endif
 
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 
 namespace crucible {
 
@@ -41,7 +47,48 @@ bool use_flash(const attn::AttnArgs& a, DType dtype, std::initializer_list<const
     return true;
 }
 
+// Whether AttentionKind::flash takes the Hopper forward where it can. The
+// environment overrides it for side-by-side timing:
+// CRUCIBLE_FLASH_ATTENTION=hopper or =portable.
+constexpr bool kHopperByDefault = false;
+
+bool hopper_by_default()
+{
+    const char* env = std::getenv("CRUCIBLE_FLASH_ATTENTION");
+    if (env && std::strcmp(env, "hopper") == 0) return true;
+    if (env && std::strcmp(env, "portable") == 0) return false;
+    return kHopperByDefault;
+}
+
+// The Hopper forward for this call? flash_hopper and flash_portable decide;
+// flash follows hopper_by_default(). Only a 9.0 device runs the sm_90a code.
+bool use_hopper_forward(const cudaDeviceProp& props, AttentionKind kind, int head_dim)
+{
+#if CRUCIBLE_HOPPER_ATTENTION
+    if (kind == AttentionKind::flash_portable || props.major != 9 || props.minor != 0 ||
+        !attn::hopper_forward_supported(head_dim))
+        return false;
+    return kind == AttentionKind::flash_hopper || hopper_by_default();
+#else
+    (void)props, (void)kind, (void)head_dim;
+    return false;
+#endif
+}
+
 } // namespace
+
+std::string hopper_attention_detail(const cudaDeviceProp& props)
+{
+#if CRUCIBLE_HOPPER_ATTENTION
+    if (props.major != 9 || props.minor != 0) return "no (needs compute capability 9.0)";
+    if (!attn::hopper_forward_supported(64)) return "no (the driver cannot encode tensor maps)";
+    return hopper_by_default() ? "yes: forward, head dims 64 and 128, the default"
+                               : "yes: forward, head dims 64 and 128, off unless CRUCIBLE_FLASH_ATTENTION=hopper";
+#else
+    (void)props;
+    return "no (not built)";
+#endif
+}
 
 void CudaBackend::do_attention_forward(Tensor out, Tensor lse, Tensor qkv, const AttentionShape& s)
 {
@@ -50,7 +97,15 @@ void CudaBackend::do_attention_forward(Tensor out, Tensor lse, Tensor qkv, const
     a.out = out.data;
     a.lse = lse.as<float>();
     if (attention_kind() == AttentionKind::naive) attn::naive_forward(*this, a, qkv.dtype);
-    else if (use_flash(a, qkv.dtype, {qkv.data, out.data})) attn::flash_forward(a, m_stream);
+    else if (use_flash(a, qkv.dtype, {qkv.data, out.data})) {
+#if CRUCIBLE_HOPPER_ATTENTION
+        if (use_hopper_forward(m_props, attention_kind(), a.D)) {
+            attn::hopper_forward(a, m_stream);
+            return;
+        }
+#endif
+        attn::flash_forward(a, m_stream);
+    }
     else attn::exact_forward(a, qkv.dtype, m_stream);
 }
 

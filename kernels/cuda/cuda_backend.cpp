@@ -139,6 +139,7 @@ DeviceFacts CudaBackend::do_facts() const
     add("device", std::to_string(m_device));
     add("compute capability", std::to_string(m_props.major) + "." + std::to_string(m_props.minor));
     add("multiprocessors", std::to_string(m_props.multiProcessorCount));
+    add("hopper attention", hopper_attention_detail(m_props));
     std::snprintf(buf, sizeof buf, "%.1f GB (%.1f GB free)", double(total_b) / 1e9, double(free_b) / 1e9);
     add("memory", buf);
     std::snprintf(buf, sizeof buf, "%.0f MB", double(m_props.l2CacheSize) / 1e6);

@@ -68,6 +68,10 @@ private:
     size_t m_total = 0;
 };
 
+// Whether flash attention's Hopper forward serves this device, in words (a
+// DeviceFacts detail, "hopper attention").
+std::string hopper_attention_detail(const cudaDeviceProp& props);
+
 class CudaBackend final : public Backend {
 public:
     explicit CudaBackend(const BackendOptions& options);

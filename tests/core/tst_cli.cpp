@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
+#include <fstream>
 #include <map>
 
 namespace fs = std::filesystem;
@@ -149,6 +150,59 @@ private slots:
         for (const char* part : {"flash/naive", "D16 T16", "D16 T32", "fwd TFLOP/s"})
             QVERIFY2(att.output.find(part) != std::string::npos, (part + std::string(" in ") + att.output).c_str());
         QVERIFY(read_file(path("att.jsonl")).find("\"series\":\"naive\"") != std::string::npos);
+    }
+
+    void benchAttentionComparesWithTheFastestSdpaBackend()
+    {
+        // A stand-in peer reports SDPA per backend, one of them failing: the
+        // peer columns take the fastest backend of each phase, the ratios
+        // divide by it, and every backend lands in the sdpa_backends table.
+        const fs::path script = path("fake_sdpa_peer.py");
+        {
+            std::ofstream f(script);
+            f << "import json\n"
+                 "rows = [('default', 2.0, 1.0), ('cudnn', 4.0, 0.5), ('flash', None, None), ('efficient', 1.0, 3.0)]\n"
+                 "for name, fwd, fb in rows:\n"
+                 "    r = {'peer': 'fake-sdpa', 'torch': '0', 'backend': name, 'label': 'D64 T64'}\n"
+                 "    if fwd is None: r['error'] = 'no kernel'\n"
+                 "    else: r.update(fwd_tflops=fwd, fwdbwd_tflops=fb)\n"
+                 "    print(json.dumps(r))\n";
+        }
+        const Result r = cli("bench attention --device cpu --head-dims 64 --seqs 64 --tokens 64 --model-dim 128"
+                             " --warmup 0 --repeats 1 --no-naive --peer --peer-script '" + script.string() + "' --json");
+        QVERIFY2(r.code == 0, r.output.c_str());
+        const auto j = nlohmann::json::parse(r.output.substr(r.output.find('{')));
+        const auto& row = j.at("rows").at(0);
+        QCOMPARE(row.at("peer_fwd_tflops").get<double>(), 4.0);      // cuDNN, not the default choice
+        QCOMPARE(row.at("peer_fwdbwd_tflops").get<double>(), 3.0);   // efficient
+        QCOMPARE(row.at("fwd_vs_peer").get<double>(), row.at("fwd_tflops").get<double>() / 4.0);
+        QCOMPARE(row.at("fwdbwd_vs_peer").get<double>(), row.at("fwdbwd_tflops").get<double>() / 3.0);
+        const auto& backends = j.at("sdpa_backends").at("rows").at(0);
+        QCOMPARE(backends.at("fwd_default").get<double>(), 2.0);
+        QVERIFY(backends.at("fwd_flash").is_null());
+        QCOMPARE(backends.at("fwdbwd_cudnn").get<double>(), 0.5);
+        QVERIFY2(j.at("sdpa_backends").at("notes").dump().find("flash: no kernel") != std::string::npos,
+                 j.dump().c_str());
+    }
+
+    void benchTrainSaysWhenThePeerHadABusyMachine()
+    {
+        // A peer that got a third of its thread's time is flagged: its rate
+        // says more about the machine than about PyTorch.
+        const fs::path script = path("fake_train_peer.py");
+        {
+            std::ofstream f(script);
+            f << "import json\n"
+                 "print(json.dumps({'peer': 'fake', 'device': 'cpu', 'threads': 1, 'tokens_per_s': 100.0,"
+                 " 'ms_per_step': 1.0, 'cpu_share': 0.33}))\n"
+                 "print(json.dumps({'peer': 'fake', 'device': 'cpu', 'threads': 2, 'tokens_per_s': 150.0,"
+                 " 'ms_per_step': 1.0, 'cpu_share': 0.95}))\n";
+        }
+        const Result r = cli("bench train --device cpu --preset nano --batch 2 --seq 32 --steps 1 --warmup 0"
+                             " --peer --peer-script '" + script.string() + "'");
+        QVERIFY2(r.code == 0, r.output.c_str());
+        QVERIFY2(r.output.find("with 1 thread(s) had its threads busy only 33%") != std::string::npos, r.output.c_str());
+        QVERIFY2(r.output.find("with 2 thread(s)") == std::string::npos, r.output.c_str());
     }
 
     void benchGenerateMeasuresARun()

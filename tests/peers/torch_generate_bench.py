@@ -4,14 +4,22 @@
 The same LLaMA-style model as Crucible (pre-norm RMSNorm, GQA, RoPE, SwiGLU,
 tied head) with random weights, generating greedily from random prompts with
 a static KV cache ([batch, kv_heads, context, head_dim] per layer, allocated
-once). On CUDA the model runs in bf16 and the decode step (cache write,
-attention over the whole static cache under a position mask, argmax, position
-increment) is captured once as a CUDA graph and replayed; on the CPU it runs
-eagerly in fp32 and attends over the filled part of the cache only.
+once), written as a PyTorch user would: fused qkv and gate/up projections,
+F.rms_norm (a hand-written RMSNorm where this PyTorch has none), SDPA with
+GQA. On CUDA the model runs in bf16 and the decode step (cache write,
+attention over the whole static cache under a position mask, argmax) runs in
+each of these modes (--modes):
+  graph         the eager step captured once as a CUDA graph and replayed;
+  compile       the step under torch.compile(mode="reduce-overhead",
+                fullgraph=True): fused by Inductor and replayed as one CUDA
+                graph, the gpt-fast recipe;
+  max-autotune  the same with mode="max-autotune" (Inductor tunes its GEMMs).
+On the CPU it runs eagerly in fp32 and attends over the filled part of the
+cache only.
 
-Prints one JSON object: prefill tokens/s and, at each length L, the decode
-rate (L - 1) * batch / (time from the first to the L-th token), the same
-definition Crucible uses.
+Prints one JSON object per mode: prefill tokens/s and, at each length L, the
+decode rate (L - 1) * batch / (time from the first to the L-th token), the
+same definition Crucible uses. The CLI compares Crucible with the fastest.
 
   torch_generate_bench.py --vocab 2048 --d-model 128 --layers 4 --heads 4 \\
       --kv-heads 2 --head-dim 32 --ff 384 --prompt 32 --lengths 64,128,256,512 --batch 1
@@ -22,6 +30,12 @@ import os
 import statistics
 import sys
 import time
+
+# On the CPU, OpenMP teams wait passively (see torch_train_bench.py): on a
+# machine whose cores anything else uses, spinning teams stall at every
+# parallel region. An OMP_WAIT_POLICY already in the environment wins.
+if "--device" not in sys.argv or sys.argv[sys.argv.index("--device") + 1:][:1] != ["cuda"]:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch
 import torch.nn as nn
@@ -35,9 +49,43 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x):
+        if hasattr(F, "rms_norm"):   # PyTorch >= 2.4
+            return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
         x32 = x.float()
         y = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
         return (y * self.weight).to(x.dtype)
+
+
+def sdpa_has_gqa():
+    """Whether SDPA takes fewer kv heads than query heads (PyTorch >= 2.5)."""
+    try:
+        q = torch.zeros(1, 2, 1, 4)
+        kv = torch.zeros(1, 1, 1, 4)
+        F.scaled_dot_product_attention(q, kv, kv, enable_gqa=True)
+        return True
+    except (TypeError, RuntimeError, AttributeError):
+        return False
+
+
+SDPA = hasattr(F, "scaled_dot_product_attention")   # PyTorch >= 2.0
+SDPA_GQA = SDPA and sdpa_has_gqa()
+
+
+def attend(q, keys, values, mask=None, causal=False):
+    """softmax(q·kᵀ/√d + mask)·v; keys/values may have fewer heads (GQA)."""
+    group = q.shape[1] // keys.shape[1]
+    if group > 1 and not SDPA_GQA:
+        keys = keys.repeat_interleave(group, dim=1)
+        values = values.repeat_interleave(group, dim=1)
+    if SDPA:
+        extra = {"enable_gqa": True} if group > 1 else {}
+        return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, is_causal=causal, **extra)
+    s = (q @ keys.transpose(-1, -2)) * (q.shape[-1] ** -0.5)
+    if causal:
+        mask = torch.ones(q.shape[2], keys.shape[2], dtype=torch.bool, device=q.device).tril()
+    if mask is not None:
+        s = s.masked_fill(~mask, float("-inf"))
+    return s.float().softmax(-1).to(values.dtype) @ values
 
 
 def rotate_half(x):
@@ -71,18 +119,13 @@ class Block(nn.Module):
         v_cache.index_copy_(2, pos, v)
         keys = k_cache if mask is not None else k_cache[:, :, :limit]
         values = v_cache if mask is not None else v_cache[:, :, :limit]
-        group = self.h // self.kv
-        if group > 1:
-            keys = keys.repeat_interleave(group, dim=1)
-            values = values.repeat_interleave(group, dim=1)
-        s = (q @ keys.transpose(-1, -2)) * (self.hd ** -0.5)
-        if mask is None:
-            # Causal within the chunk: query t sits at position limit - T + t.
-            causal = torch.ones(T, limit, dtype=torch.bool, device=x.device).tril(limit - T)
-            s = s.masked_fill(~causal, float("-inf"))
+        if mask is not None or T == 1:
+            y = attend(q, keys, values, mask=mask)
+        elif T == limit:
+            y = attend(q, keys, values, causal=True)
         else:
-            s = s.masked_fill(~mask, float("-inf"))
-        y = s.float().softmax(-1).to(values.dtype) @ values
+            # Causal within the chunk: query t sits at position limit - T + t.
+            y = attend(q, keys, values, mask=torch.ones(T, limit, dtype=torch.bool, device=x.device).tril(limit - T))
         x = x + self.o_proj(y.transpose(1, 2).reshape(B, T, self.h * self.hd))
         gate, up = self.gate_up(self.post_attention_layernorm(x)).chunk(2, dim=-1)
         return x + self.down_proj(F.silu(gate) * up)
@@ -101,17 +144,21 @@ class Model(nn.Module):
         inv = 1.0 / (10000.0 ** (torch.arange(0, a.head_dim, 2, device=device).double() / a.head_dim))
         angles = torch.outer(torch.arange(context, device=device).double(), inv)
         emb = torch.cat([angles, angles], dim=-1)
-        self.cos, self.sin = emb.cos().to(dtype), emb.sin().to(dtype)
+        # Tables and caches are buffers: torch.compile then treats them as
+        # static state (the caches mutated in place by its CUDA graph).
+        self.register_buffer("cos", emb.cos().to(dtype), persistent=False)
+        self.register_buffer("sin", emb.sin().to(dtype), persistent=False)
         shape = (a.batch, a.kv_heads, context, a.head_dim)
-        self.k_cache = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(a.layers)]
-        self.v_cache = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(a.layers)]
-        self.positions = torch.arange(context, device=device)
+        for layer in self.layers:
+            layer.register_buffer("k_cache", torch.zeros(shape, device=device, dtype=dtype), persistent=False)
+            layer.register_buffer("v_cache", torch.zeros(shape, device=device, dtype=dtype), persistent=False)
+        self.register_buffer("positions", torch.arange(context, device=device), persistent=False)
 
     def forward(self, tokens, pos, limit=None, mask=None):
         x = self.embed_tokens(tokens)
         cos, sin = self.cos[pos], self.sin[pos]
-        for layer, kc, vc in zip(self.layers, self.k_cache, self.v_cache):
-            x = layer(x, cos, sin, kc, vc, pos, limit, mask)
+        for layer in self.layers:
+            x = layer(x, cos, sin, layer.k_cache, layer.v_cache, pos, limit, mask)
         return F.linear(self.norm(x[:, -1]), self.embed_tokens.weight)
 
 
@@ -154,7 +201,7 @@ def graph_decoder(a, model, context):
     static_pos = torch.zeros(1, dtype=torch.long, device="cuda")
 
     def body():
-        mask = (model.positions <= static_pos).view(1, context)
+        mask = (model.positions <= static_pos).view(1, 1, 1, context)
         logits = model(static_token, static_pos, mask=mask)
         static_token.copy_(logits.argmax(-1, keepdim=True))
         static_pos.add_(1)
@@ -179,6 +226,32 @@ def graph_decoder(a, model, context):
     return make
 
 
+def compiled_decoder(a, model, context, mode):
+    """The decode step under torch.compile: Inductor fuses it and, in these
+    modes, replays it as one CUDA graph (gpt-fast's decode_one_token)."""
+    def decode_one(token, pos):
+        mask = (model.positions <= pos).view(1, 1, 1, context)
+        logits = model(token, pos, mask=mask)
+        return logits.argmax(-1, keepdim=True)
+
+    step_fn = torch.compile(decode_one, mode=mode, fullgraph=True)
+    token = torch.zeros((a.batch, 1), dtype=torch.long, device="cuda")
+    pos = torch.zeros(1, dtype=torch.long, device="cuda")
+    for i in range(3):   # compilation and graph recording stay outside the timing
+        pos.fill_(i)
+        token = step_fn(token, pos).clone()
+    torch.cuda.synchronize()
+
+    def make(first):
+        state = {"token": first, "pos": torch.full((1,), a.prompt, dtype=torch.long, device="cuda")}
+
+        def step(i):
+            state["token"] = step_fn(state["token"], state["pos"]).clone()
+            state["pos"] += 1
+        return step
+    return make
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     for name, default in [("vocab", 2048), ("d-model", 128), ("layers", 4), ("heads", 4), ("kv-heads", 2),
@@ -187,27 +260,44 @@ def main():
         p.add_argument("--" + name, type=int, default=default)
     p.add_argument("--lengths", default="64,128,256,512")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--modes", default="", help="CUDA: graph,compile,max-autotune (the default: all); CPU: eager")
     a = p.parse_args()
     a.lengths = [int(x) for x in a.lengths.split(",")]
     a.head_dim = a.head_dim or a.d_model // a.heads
     if a.device == "cpu":
         torch.set_num_threads(a.threads or os.cpu_count() or 1)
+    modes = [m for m in (a.modes or ("graph,compile,max-autotune" if a.device == "cuda" else "eager")).split(",") if m]
     torch.manual_seed(0)
     context = a.prompt + max(a.lengths)
     dtype = torch.bfloat16 if a.device == "cuda" else torch.float32
-    with torch.inference_mode():
+    with torch.no_grad():
         model = Model(a, context, a.device, dtype)
-        a.decode_step = graph_decoder(a, model, context) if a.device == "cuda" else eager_decoder(a, model)
-        measure(a, model, a.device)   # warm-up
-        runs = [measure(a, model, a.device) for _ in range(max(a.repeats, 1))]
-    mode = "cuda-graph" if a.device == "cuda" else "eager"
-    print(json.dumps({
-        "peer": "pytorch " + torch.__version__, "mode": mode, "device": a.device, "batch": a.batch,
-        "threads": torch.get_num_threads() if a.device == "cpu" else None,
-        "prefill_tokens_per_s": statistics.median(r[0] for r in runs),
-        "points": [{"length": L, "decode_tokens_per_s": statistics.median(r[1][L] for r in runs)}
-                   for L in sorted(a.lengths)],
-    }), flush=True)
+    for mode in modes:
+        row = {"peer": "pytorch " + torch.__version__, "mode": mode, "device": a.device, "batch": a.batch,
+               "threads": torch.get_num_threads() if a.device == "cpu" else None}
+        try:
+            with torch.no_grad():
+                if mode == "eager":
+                    a.decode_step = eager_decoder(a, model)
+                elif a.device != "cuda":
+                    raise RuntimeError(f"mode {mode} needs --device cuda")
+                elif mode == "graph":
+                    a.decode_step = graph_decoder(a, model, context)
+                elif mode in ("compile", "max-autotune"):
+                    if not hasattr(torch, "compile"):
+                        raise RuntimeError("this PyTorch has no torch.compile")
+                    a.decode_step = compiled_decoder(a, model, context,
+                                                     "reduce-overhead" if mode == "compile" else "max-autotune")
+                else:
+                    raise RuntimeError(f"unknown mode {mode}")
+                measure(a, model, a.device)   # warm-up
+                runs = [measure(a, model, a.device) for _ in range(max(a.repeats, 1))]
+            row.update(prefill_tokens_per_s=statistics.median(r[0] for r in runs),
+                       points=[{"length": L, "decode_tokens_per_s": statistics.median(r[1][L] for r in runs)}
+                               for L in sorted(a.lengths)])
+        except Exception as e:  # a mode this PyTorch or GPU cannot run is reported, not fatal
+            row["error"] = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        print(json.dumps(row), flush=True)
 
 
 if __name__ == "__main__":

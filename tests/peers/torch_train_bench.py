@@ -13,10 +13,19 @@ fused AdamW, SDPA, optionally torch.compile).
 import argparse
 import json
 import math
+import os
 import resource
 import statistics
 import sys
 import time
+
+# On the CPU, OpenMP teams wait passively: on a machine whose cores are
+# shared with anything else, spinning threads wait for a descheduled team
+# mate at every parallel region (measured on a busy 2-core machine: 2 threads
+# ran 4-5x faster passive). Set before torch loads its OpenMP runtime; an
+# OMP_WAIT_POLICY already in the environment wins.
+if "--device" not in sys.argv or sys.argv[sys.argv.index("--device") + 1:][:1] != ["cuda"]:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch
 import torch.nn as nn
@@ -180,12 +189,16 @@ def run(a, threads, mode):
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     times = []
+    cpu0, wall0 = time.process_time(), time.perf_counter()
     for _ in range(a.steps):
         t0 = time.perf_counter()
         step()
         if device == "cuda":
             torch.cuda.synchronize()
         times.append((time.perf_counter() - t0) * 1e3)
+    # The share of its threads' time the process got: well under 1 means the
+    # machine was busy and the wall-clock rate understates this peer.
+    cpu_share = (time.process_time() - cpu0) / max(time.perf_counter() - wall0, 1e-9) / max(threads, 1)
     med = statistics.median(times)
     peak = (torch.cuda.max_memory_allocated() if device == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
@@ -194,6 +207,7 @@ def run(a, threads, mode):
         "device": device, "threads": threads if device == "cpu" else None, "optimizer": a.optimizer,
         "tokens_per_s": a.batch * a.seq / (med / 1e3), "ms_per_step": med,
         "ms_min": min(times), "ms_max": max(times), "peak_bytes": peak,
+        "cpu_share": cpu_share if device == "cpu" else None,
     }
 
 

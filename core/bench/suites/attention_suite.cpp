@@ -3,6 +3,14 @@
 // forward+backward. FLOPs as FlashAttention counts them: 4·B·H·T²·D/2 for
 // the causal forward, 2.5× that for the backward.
 //
+// Series: "flash" is the flash kernel the backend picks by default. On a
+// backend with a Hopper forward (DeviceFacts "hopper attention"),
+// "flash_portable" and "flash_hopper" time each forward forced, side by side
+// (the backward is the portable kernel after either). The PyTorch peer times
+// SDPA with its own backend choice and with each backend forced:
+// "sdpa_default", "sdpa_cudnn", "sdpa_flash", "sdpa_efficient"; "peer" is the
+// fastest of them per shape and pass, the best a PyTorch user gets.
+//
 // The CUDA backend has both kernels (AttentionKind). The CPU backend has
 // only its tiled kernel, so on a CPU "naive" is the textbook forward written
 // here out of the backend's GEMM: all B·H·T² scores, a causal softmax over
@@ -22,6 +30,21 @@
 namespace crucible::bench {
 
 namespace {
+
+// SDPA's backends as the peer names them: PyTorch's own choice, then each forced.
+constexpr const char* kSdpaBackends[] = {"default", "cudnn", "flash", "efficient"};
+
+// Whether the backend has flash attention's Hopper forward on this device.
+bool has_hopper_forward(Backend& be)
+{
+    for (const auto& [key, value] : be.facts().details)
+        if (key == "hopper attention" && value.rfind("yes", 0) == 0) return true;
+    return false;
+}
+
+// The head dims the Hopper forward serves; others run the portable kernel
+// even when it is forced, so timing them would say nothing about it.
+bool hopper_serves(int head_dim) { return head_dim == 64 || head_dim == 128; }
 
 // N(0, 1) values: one random block uploaded over and over (GPU-sized
 // tensors hold hundreds of millions of values; they need only be realistic).
@@ -105,26 +128,42 @@ void run_attention_suite(SuiteContext& c)
     const DType dt = be.compute_dtype();
     const bool cuda = c.cuda();
     const AttentionKind previous = be.attention_kind();
+    const bool hopper = has_hopper_forward(be);
 
-    // The PyTorch peer first (CUDA only: it measures SDPA's flash kernel),
-    // so its rows land beside ours as the chart fills.
-    std::map<std::string, nlohmann::json> peer;
-    if (c.request().peer && cuda) {
-        const std::string script = find_peer_script(
-            c.request().peer_script_dir.empty() ? "" : c.request().peer_script_dir + "/torch_attention_bench.py",
-            "torch_attention_bench.py");
+    // The PyTorch peer first, so its rows land beside ours as the chart
+    // fills. It says itself when it cannot time SDPA (no CUDA device for
+    // PyTorch): on a CPU only our kernels are compared.
+    std::map<std::string, std::map<std::string, nlohmann::json>> peer;   // "D64 T1024" -> backend -> its row
+    std::string peer_name;
+    if (c.request().peer) {
+        const std::string script = c.peer_script("torch_attention_bench.py");
         if (script.empty()) c.note("PyTorch peer skipped: torch_attention_bench.py not found");
         else {
             c.step(0, 1, "PyTorch SDPA peer");
-            for (const auto& r : run_peer(script, fmt::format("--head-dims {} --seqs {} --tokens {} --model-dim {} "
-                                                              "--warmup {} --repeats {}",
-                                                              c.text("head_dims"), c.text("seqs"), tokens, model_dim,
-                                                              warmup, repeats)))
-                if (r.contains("label") && !r.contains("error")) peer[r["label"].get<std::string>()] = r;
+            std::vector<nlohmann::json> rows;
+            try {
+                rows = run_peer(script, fmt::format("--head-dims {} --seqs {} --tokens {} --model-dim {} --warmup {} "
+                                                    "--repeats {}",
+                                                    c.text("head_dims"), c.text("seqs"), tokens, model_dim, warmup,
+                                                    repeats));
+            } catch (const Error& e) {
+                c.note(std::string("PyTorch peer failed: ") + e.what());
+            }
+            for (const auto& r : rows) {
+                const std::string error = r.contains("error") ? r["error"].get<std::string>() : "";
+                if (!r.contains("label")) {
+                    if (!error.empty()) c.note("PyTorch peer: " + error);
+                    continue;
+                }
+                // A peer of one backend (before it timed each) timed flash.
+                const std::string label = r["label"].get<std::string>(), backend = r.value("backend", "flash");
+                if (!error.empty()) c.note(fmt::format("SDPA not run: {} {}: {}", label, backend, error));
+                else peer[label][backend] = r;
+                peer_name = r.value("peer", std::string("pytorch")) + " " + r.value("torch", std::string());
+            }
         }
-    } else if (c.request().peer) {
-        c.note("PyTorch peer: SDPA's flash kernel needs a GPU; on the CPU only our kernels are compared");
     }
+    std::map<std::string, int> fastest_fwd, fastest_fb;   // backend -> shapes where it was the fastest
 
     size_t index = 0;
     const size_t total = dims.size() * seqs.size();
@@ -183,6 +222,28 @@ void run_attention_suite(SuiteContext& c)
                 emit("flash", "fwd+bwd", flash_fb, fb_flops, double(fb_tensors + scratch()));
             }
 
+            // The portable and the Hopper forward, each forced.
+            if (hopper && hopper_serves(D)) {
+                const std::pair<AttentionKind, const char*> forced[] = {{AttentionKind::flash_portable, "flash_portable"},
+                                                                        {AttentionKind::flash_hopper, "flash_hopper"}};
+                for (const auto& [kind, series] : forced) {
+                    be.set_attention_kind(kind);
+                    try {
+                        emit(series, "fwd", c.time(fwd, warmup, repeats).median_ms, fwd_flops,
+                             double(fwd_tensors + scratch()));
+                        if (backward)
+                            emit(series, "fwd+bwd", c.time(fwd_bwd, warmup, repeats).median_ms, fb_flops,
+                                 double(fb_tensors + scratch()));
+                    } catch (const Cancelled&) {
+                        be.set_attention_kind(previous);
+                        throw;
+                    } catch (const Error& e) {
+                        c.note(fmt::format("{} D{} T{} skipped: {}", series, D, T, e.what()));
+                    }
+                }
+                be.set_attention_kind(previous);
+            }
+
             // Naive: its scores (and on CUDA their gradient) must fit.
             const size_t score_bytes = dtype_bytes(cuda ? dt : DType::f32, B * H * int64_t(T) * T);
             const MemoryInfo mem = be.memory_info();
@@ -215,13 +276,59 @@ void run_attention_suite(SuiteContext& c)
                 emit("naive", "fwd", nf, fwd_flops, double(fwd_tensors + naive.bytes()));
             }
 
+            // SDPA per backend, then the fastest of them as "peer". A peer row
+            // may give a time, a rate or both; the other follows from the FLOPs.
             if (const auto it = peer.find(fmt::format("D{} T{}", D, T)); it != peer.end()) {
-                const auto& p = it->second;
-                if (p.contains("fwd_ms")) emit("peer", "fwd", p["fwd_ms"].get<double>(), fwd_flops, 0);
-                if (backward && p.contains("fwdbwd_ms")) emit("peer", "fwd+bwd", p["fwdbwd_ms"].get<double>(), fb_flops, 0);
+                auto emit_peer = [&](const std::string& series, const std::string& pass, double ms, double tflops) {
+                    Row r = make_row(c, series, "T", T, "tokens");
+                    r.tags = {{"D", std::to_string(D)}, {"pass", pass}};
+                    add(r, "ms", ms, "ms");
+                    add(r, "tflops", tflops, "TFLOP/s");
+                    c.emit(std::move(r));
+                };
+                for (const std::string pass : {"fwd", "fwd+bwd"}) {
+                    if (pass == "fwd+bwd" && !backward) continue;
+                    const std::string key = pass == "fwd" ? "fwd" : "fwdbwd";
+                    const double flops = pass == "fwd" ? fwd_flops : fb_flops;
+                    std::string best;
+                    double best_ms = NAN, best_tflops = NAN;
+                    for (const char* backend : kSdpaBackends) {
+                        const auto jt = it->second.find(backend);
+                        if (jt == it->second.end()) continue;
+                        const auto& p = jt->second;
+                        const bool has_ms = p.contains(key + "_ms") && p[key + "_ms"].is_number();
+                        const bool has_tflops = p.contains(key + "_tflops") && p[key + "_tflops"].is_number();
+                        if (!has_ms && !has_tflops) continue;
+                        const double ms = has_ms ? p[key + "_ms"].get<double>()
+                                                 : flops / (p[key + "_tflops"].get<double>() * 1e12) * 1e3;
+                        const double tflops = has_tflops ? p[key + "_tflops"].get<double>() : flops / (ms * 1e-3) / 1e12;
+                        emit_peer(std::string("sdpa_") + backend, pass, ms, tflops);
+                        if (best.empty() || tflops > best_tflops) {
+                            best = backend;
+                            best_ms = ms;
+                            best_tflops = tflops;
+                        }
+                    }
+                    if (best.empty()) continue;
+                    emit_peer("peer", pass, best_ms, best_tflops);
+                    ++(pass == "fwd" ? fastest_fwd : fastest_fb)[best];
+                }
             }
         }
     be.set_attention_kind(previous);
+    if (!peer.empty()) {
+        auto tally = [](const std::map<std::string, int>& m) {
+            std::string s;
+            for (const auto& [b, n] : m) s += fmt::format("{}{} {}", s.empty() ? "" : ", ", b, n);
+            return s.empty() ? std::string("none") : s;
+        };
+        c.note(fmt::format("peer: {}, same device, same command; \"peer\" is the fastest of SDPA's backends (its default "
+                           "choice, cuDNN, flash, efficient) per shape and pass; fastest fwd: {}; fwd+bwd: {}",
+                           peer_name, tally(fastest_fwd), tally(fastest_fb)));
+    }
+    if (hopper)
+        c.note("flash: the flash kernel the backend picks by default; flash_portable and flash_hopper: each forward "
+               "forced (the backward is the portable kernel after either), head dims 64 and 128");
     c.note(fmt::format("causal {}, B·T = {}, H = {}/D; FLOPs 4·B·H·T²·D/2 forward, 2.5× that backward; median of {} "
                        "samples; memory: the tensors of the call plus the scratch the device reports{}",
                        dtype_name(dt), tokens, model_dim, repeats,

@@ -73,9 +73,7 @@ void run_train_suite(SuiteContext& c)
         }
 
         if (c.request().peer) {
-            const std::string script = find_peer_script(
-                c.request().peer_script_dir.empty() ? "" : c.request().peer_script_dir + "/torch_train_bench.py",
-                "torch_train_bench.py");
+            const std::string script = c.peer_script("torch_train_bench.py");
             if (script.empty()) {
                 c.note("PyTorch peer skipped: torch_train_bench.py not found");
                 continue;
@@ -100,6 +98,13 @@ void run_train_suite(SuiteContext& c)
                 tried += fmt::format("{}{} {:.0f} tok/s", tried.empty() ? "" : ", ", setting,
                                      p["tokens_per_s"].get<double>());
                 if (!best || p["tokens_per_s"].get<double>() > (*best)["tokens_per_s"].get<double>()) best = p;
+                // The peer reports the share of its threads' time it got: on a
+                // shared machine its wall-clock rate understates PyTorch.
+                if (p.contains("cpu_share") && p["cpu_share"].is_number() && p["cpu_share"].get<double>() < 0.8)
+                    c.note(fmt::format("{}: PyTorch with {} thread(s) had its threads busy only {:.0f}% of the time: "
+                                       "the machine was shared, so its rate (and the ratio) is not a fair one; re-run "
+                                       "on an idle machine",
+                                       name, p.value("threads", 0), 100.0 * p["cpu_share"].get<double>()));
             }
             if (best) {
                 Row pr = make_row(c, "peer", "params", params);
