@@ -16,6 +16,7 @@
 #include <QTest>
 
 #include <cmath>
+#include <map>
 #include <set>
 
 using namespace crucible;
@@ -165,6 +166,41 @@ private slots:
                 for (const Row& f : sink.rows)
                     if (f.series == "flash" && f.x == n.x && f.tags == n.tags)
                         QVERIFY(*n.get("peak_bytes") > *f.get("peak_bytes"));
+    }
+
+    void attentionPeerIsTheFastestSdpaBackend()
+    {
+        // A stand-in peer (named by hand, as --peer-script does) times SDPA
+        // per backend, one failing: each backend is a series, "peer" is the
+        // fastest per pass, and the failure is a note.
+        QTemporaryDir dir;
+        const std::string script = dir.filePath("fake_sdpa.py").toStdString();
+        write_file_atomic(script, "import json\n"
+                                  "for name, f, fb in [('default', 2.0, 4.0), ('cudnn', 1.0, 5.0), ('flash', 0, 0),"
+                                  " ('efficient', 3.0, 3.0)]:\n"
+                                  "    r = {'peer': 'fake', 'backend': name, 'label': 'D16 T16'}\n"
+                                  "    if f: r.update(fwd_ms=f, fwdbwd_ms=fb)\n"
+                                  "    else: r['error'] = 'no kernel'\n"
+                                  "    print(json.dumps(r))\n");
+        SuiteRequest request = tiny_cpu();
+        request.peer = true;
+        request.peer_scripts["attention"] = script;
+        CollectingSink sink;
+        CancelToken cancel;
+        QCOMPARE(run_suite("attention", request, sink, cancel), Outcome::completed);
+        std::map<std::string, double> ms;   // "series pass" -> ms at T16
+        for (const Row& r : sink.rows) {
+            if (r.series == "peer" || r.series.rfind("sdpa_", 0) == 0) QCOMPARE(r.x, 16.0);   // the peer's one shape
+            if (r.x == 16) ms[r.series + " " + r.tag("pass")] = r.get("ms").value_or(NAN);
+        }
+        QCOMPARE(ms.at("sdpa_default fwd"), 2.0);
+        QCOMPARE(ms.at("sdpa_efficient fwd+bwd"), 3.0);
+        QVERIFY(!ms.count("sdpa_flash fwd"));
+        QCOMPARE(ms.at("peer fwd"), 1.0);       // cuDNN
+        QCOMPARE(ms.at("peer fwd+bwd"), 3.0);   // efficient
+        bool noted = false;
+        for (const auto& n : sink.notes) noted |= n.find("D16 T16 flash: no kernel") != std::string::npos;
+        QVERIFY(noted);
     }
 
     void cancelStopsWithinOneMeasurement_data()
