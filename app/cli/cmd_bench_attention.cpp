@@ -1,158 +1,122 @@
 // crucible-cli bench attention: flash vs naive attention, and vs PyTorch SDPA
-// measured on the same GPU in the same command (--peer).
+// measured on the same GPU in the same command (--peer). The measurement is
+// the attention suite (core/bench); this prints its rows as one table line
+// per head dim and length: the default flash kernel, the portable and Hopper
+// forwards where the GPU has both, and the fastest SDPA backend, with every
+// SDPA backend in a table of its own.
+#include "app/cli/bench_sink.h"
 #include "app/cli/commands.h"
-#include "app/cli/peer.h"
 
-#include "core/bench/attention_bench.h"
-#include "kernels/backend_factory.h"
 #include "kernels/error.h"
 
 #include <fmt/core.h>
 
+#include <algorithm>
 #include <cmath>
-#include <map>
 #include <memory>
-#include <sstream>
-#include <vector>
+#include <string_view>
 
 namespace crucible::cli {
 
 namespace {
 
 struct AttentionBenchCommand {
-    std::string device = "cuda", head_dims = "64,128", seqs = "1024,2048,4096,8192", peer_script;
+    std::string device = "cuda", head_dims = "64,128", seqs = "1024,2048,4096,8192", peer_script, out;
     int64_t tokens = 32768, model_dim = 2048;
     int warmup = 3, repeats = 10;
     bool no_naive = false, forward_only = false, peer = false, json = false;
 };
 
-std::vector<int> parse_list(const std::string& s, const char* what)
+double value(const std::vector<bench::Row>& rows, const std::string& series, const std::string& pass, int D, int T,
+             const char* key)
 {
-    std::vector<int> out;
-    std::stringstream in(s);
-    std::string item;
-    while (std::getline(in, item, ',')) {
-        try {
-            out.push_back(std::stoi(item));
-        } catch (...) {
-            throw Error(std::string(what) + " must be a comma-separated list of integers, got \"" + s + "\"");
-        }
-    }
-    if (out.empty()) throw Error(std::string(what) + " is empty");
-    return out;
+    for (const auto& r : rows)
+        if (r.series == series && r.tag("pass") == pass && r.tag("D") == std::to_string(D) && r.x == T)
+            if (auto v = r.get(key)) return *v;
+    return NAN;
 }
 
-size_t column(const BenchTable& t, const std::string& key)
+bool has_series(const std::vector<bench::Row>& rows, const std::string& series)
 {
-    for (size_t i = 0; i < t.columns.size(); ++i)
-        if (t.columns[i].key == key) return i;
-    throw Error("attention benchmark table has no column " + key);
+    return std::any_of(rows.begin(), rows.end(), [&](const bench::Row& r) { return r.series == series; });
 }
 
-// SDPA's backends as the peer names them: PyTorch's own choice, then each forced.
-const std::vector<std::string> kSdpaBackends{"default", "cudnn", "flash", "efficient"};
+// SDPA's backends as the peer names them (the suite's "sdpa_" series).
+const char* const kSdpaBackends[] = {"default", "cudnn", "flash", "efficient"};
+// The suite's note for an SDPA backend that could not run a shape.
+constexpr std::string_view kSdpaNotRun = "SDPA not run: ";
 
-// Adds to `table` the fastest SDPA backend of each shape (forward and
-// forward+backward separately) and Crucible's ratio to it, and fills
-// `backends` with every backend's TFLOP/s: the peer is the best a PyTorch
-// user can get on this GPU, not one backend.
-void merge_peer(BenchTable& table, BenchTable& backends, const std::vector<nlohmann::json>& rows)
+void print_table(const AttentionBenchCommand& c, const TerminalSink& sink)
 {
-    std::map<std::string, std::map<std::string, nlohmann::json>> by_label;   // label -> backend -> row
-    std::string peer_name;
-    std::vector<std::string> failures;
-    for (const auto& r : rows) {
-        if (!r.contains("label")) {
-            if (r.contains("error")) table.notes.push_back("peer: " + r["error"].get<std::string>());
-            continue;
-        }
-        const std::string backend = r.value("backend", std::string("flash"));
-        by_label[r["label"].get<std::string>()][backend] = r;
-        peer_name = r.value("peer", std::string()) + " " + r.value("torch", std::string());
-        if (r.contains("error"))
-            failures.push_back(r["label"].get<std::string>() + " " + backend + ": " + r["error"].get<std::string>());
+    BenchTable table;
+    table.name = "bench attention";
+    table.device = sink.device;
+    table.columns = {{"head_dim", "D", 0},          {"seq", "T", 0},
+                     {"batch", "B", 0},             {"heads", "H", 0},
+                     {"fwd_ms", "fwd ms", 3},       {"fwd_tflops", "fwd TFLOP/s", 3},
+                     {"fwdbwd_ms", "f+b ms", 3},    {"fwdbwd_tflops", "f+b TFLOP/s", 3},
+                     {"naive_fwd_tflops", "naive fwd", 3}, {"naive_fwdbwd_tflops", "naive f+b", 3},
+                     {"speedup", "flash/naive", 1}, {"peak_mb", "flash MB", 1}, {"naive_peak_mb", "naive MB", 1}};
+    // The portable and Hopper forwards, each forced: only on a GPU with both.
+    const bool forced = has_series(sink.rows, "flash_portable") || has_series(sink.rows, "flash_hopper");
+    if (forced)
+        for (BenchColumn col : std::initializer_list<BenchColumn>{{"portable_fwd_tflops", "portable fwd", 3},
+                                                                  {"portable_fwdbwd_tflops", "portable f+b", 3},
+                                                                  {"hopper_fwd_tflops", "hopper fwd", 3},
+                                                                  {"hopper_fwdbwd_tflops", "hopper f+b", 3}})
+            table.columns.push_back(col);
+    if (c.peer)
+        for (BenchColumn col : std::initializer_list<BenchColumn>{{"peer_fwd_tflops", "SDPA fwd", 0}, {"fwd_vs_peer", "fwd ×", 2},
+                                    {"peer_fwdbwd_tflops", "SDPA f+b", 0}, {"fwdbwd_vs_peer", "f+b ×", 2}})
+            table.columns.push_back(col);
+    std::vector<int> dims, seqs;
+    for (const auto& r : sink.rows) {
+        const int D = std::stoi(r.tag("D")), T = int(r.x);
+        if (std::find(dims.begin(), dims.end(), D) == dims.end()) dims.push_back(D);
+        if (std::find(seqs.begin(), seqs.end(), T) == seqs.end()) seqs.push_back(T);
     }
-    backends.name = "SDPA backends (TFLOP/s)";
-    backends.device = table.device;
-    for (const char* phase : {"fwd", "f+b"})
-        for (const auto& b : kSdpaBackends)
-            backends.columns.push_back({std::string(phase == std::string("fwd") ? "fwd_" : "fwdbwd_") + b,
-                                        b + " " + phase, 0});
-
-    const size_t fwd = column(table, "fwd_tflops"), fwdbwd = column(table, "fwdbwd_tflops");
-    const size_t ours = table.columns.size();
-    table.columns.push_back({"peer_fwd_tflops", "SDPA fwd", 0});
-    table.columns.push_back({"fwd_vs_peer", "fwd ×", 2});
-    table.columns.push_back({"peer_fwdbwd_tflops", "SDPA f+b", 0});
-    table.columns.push_back({"fwdbwd_vs_peer", "f+b ×", 2});
-    std::map<std::string, int> fastest_fwd, fastest_fb;
-    for (auto& row : table.rows) {
-        double best_f = NAN, best_fb = NAN;
-        std::string best_f_by, best_fb_by;
-        BenchRow per_backend{row.label, {}};
-        for (const char* key : {"fwd_tflops", "fwdbwd_tflops"}) {
-            for (const auto& b : kSdpaBackends) {
-                double v = NAN;
-                if (auto it = by_label.find(row.label); it != by_label.end())
-                    if (auto jt = it->second.find(b); jt != it->second.end()) v = jt->second.value(key, NAN);
-                per_backend.values.push_back(v);
-                double& best = key == std::string("fwd_tflops") ? best_f : best_fb;
-                std::string& by = key == std::string("fwd_tflops") ? best_f_by : best_fb_by;
-                if (!std::isnan(v) && (std::isnan(best) || v > best)) {
-                    best = v;
-                    by = b;
-                }
+    for (int D : dims)
+        for (int T : seqs) {
+            const auto& rows = sink.rows;
+            const double f = value(rows, "flash", "fwd", D, T, "ms"), fb = value(rows, "flash", "fwd+bwd", D, T, "ms");
+            const double nfb_ms = value(rows, "naive", "fwd+bwd", D, T, "ms"), nf_ms = value(rows, "naive", "fwd", D, T, "ms");
+            const double speedup = std::isnan(nfb_ms) ? nf_ms / f : nfb_ms / fb;
+            std::vector<double> v{double(D), double(T), double(std::max<int64_t>(1, c.tokens / T)),
+                                  double(std::max<int64_t>(1, c.model_dim / D)), f,
+                                  value(rows, "flash", "fwd", D, T, "tflops"), fb,
+                                  value(rows, "flash", "fwd+bwd", D, T, "tflops"),
+                                  value(rows, "naive", "fwd", D, T, "tflops"),
+                                  value(rows, "naive", "fwd+bwd", D, T, "tflops"), speedup,
+                                  value(rows, "flash", "fwd", D, T, "peak_bytes") / 1e6,
+                                  value(rows, "naive", "fwd", D, T, "peak_bytes") / 1e6};
+            if (forced)
+                for (const char* series : {"flash_portable", "flash_hopper"})
+                    for (const char* pass : {"fwd", "fwd+bwd"}) v.push_back(value(rows, series, pass, D, T, "tflops"));
+            if (c.peer) {
+                const double pf = value(rows, "peer", "fwd", D, T, "tflops"), pfb = value(rows, "peer", "fwd+bwd", D, T, "tflops");
+                v.insert(v.end(), {pf, v[5] / pf, pfb, v[7] / pfb});
             }
+            table.rows.push_back({fmt::format("D{} T{}", D, T), v});
         }
-        backends.rows.push_back(std::move(per_backend));
-        if (!best_f_by.empty()) ++fastest_fwd[best_f_by];
-        if (!best_fb_by.empty()) ++fastest_fb[best_fb_by];
-        row.values.resize(ours, NAN);
-        row.values.push_back(best_f);
-        row.values.push_back(row.values[fwd] / best_f);
-        row.values.push_back(best_fb);
-        row.values.push_back(row.values[fwdbwd] / best_fb);
+    // Every SDPA backend's TFLOP/s per shape, and what did not run.
+    BenchTable backends;
+    backends.name = "SDPA backends (TFLOP/s)";
+    backends.device = sink.device;
+    for (const char* pass : {"fwd", "fwd+bwd"})
+        for (const char* b : kSdpaBackends)
+            backends.columns.push_back({fmt::format("{}_{}", pass == std::string("fwd") ? "fwd" : "fwdbwd", b),
+                                        fmt::format("{} {}", b, pass == std::string("fwd") ? "fwd" : "f+b"), 0});
+    for (const auto& row : table.rows) {
+        const int D = int(row.values[0]), T = int(row.values[1]);
+        BenchRow r{row.label, {}};
+        for (const char* pass : {"fwd", "fwd+bwd"})
+            for (const char* b : kSdpaBackends)
+                r.values.push_back(value(sink.rows, std::string("sdpa_") + b, pass, D, T, "tflops"));
+        backends.rows.push_back(std::move(r));
     }
-    auto tally = [](const std::map<std::string, int>& m) {
-        std::string s;
-        for (const auto& [b, n] : m) s += (s.empty() ? "" : ", ") + b + " " + std::to_string(n);
-        return s.empty() ? std::string("none") : s;
-    };
-    table.notes.push_back("peer: " + peer_name + ", same GPU, same command; SDPA fwd and f+b are the fastest of its "
-                          "backends (default choice, cuDNN, flash, efficient) per row, fastest fwd: " +
-                          tally(fastest_fwd) + "; f+b: " + tally(fastest_fb));
-    for (const auto& f : failures) backends.notes.push_back("not run: " + f);
-}
+    for (const auto& n : sink.notes)
+        (n.rfind(kSdpaNotRun, 0) == 0 ? backends.notes : table.notes).push_back(n);
 
-int run(const AttentionBenchCommand& c)
-{
-    BackendOptions bo;
-    if (c.device == "cuda") bo.device = DeviceKind::cuda;
-    else if (c.device != "cpu") throw Error("--device must be cpu or cuda");
-    auto backend = make_backend(bo);
-    AttentionBenchOptions o;
-    o.head_dims = parse_list(c.head_dims, "--head-dims");
-    o.seq_lens = parse_list(c.seqs, "--seqs");
-    o.tokens = c.tokens;
-    o.model_dim = c.model_dim;
-    o.warmup = c.warmup;
-    o.repeats = c.repeats;
-    o.naive = !c.no_naive;
-    o.backward = !c.forward_only;
-    o.on_row = [](const std::string& row, size_t index, size_t rows) {
-        fmt::print(stderr, "measuring {} ({} of {})\n", row, index + 1, rows);
-    };
-    BenchTable table = run_attention_bench(*backend, o);
-
-    BenchTable backends;   // SDPA per backend, when --peer
-    if (c.peer) {
-        const std::string script = find_peer_script(c.peer_script, "torch_attention_bench.py");
-        if (script.empty()) throw Error("cannot find torch_attention_bench.py; pass --peer-script PATH");
-        const auto rows = run_peer(script, fmt::format("--head-dims {} --seqs {} --tokens {} --model-dim {} --warmup {} "
-                                                       "--repeats {}",
-                                                       c.head_dims, c.seqs, c.tokens, c.model_dim, c.warmup, c.repeats));
-        merge_peer(table, backends, rows);
-    }
     if (c.json) {
         nlohmann::json j = table.to_json();
         if (c.peer) j["sdpa_backends"] = backends.to_json();
@@ -161,7 +125,24 @@ int run(const AttentionBenchCommand& c)
         if (c.peer) fmt::print("{}\n", backends.to_text());
         fmt::print("{}", table.to_text());
     }
-    return 0;
+}
+
+int run(const AttentionBenchCommand& c)
+{
+    SuiteRunOptions o;
+    if (c.device == "cuda") o.request.device = DeviceKind::cuda;
+    else if (c.device != "cpu") throw Error("--device must be cpu or cuda");
+    o.request.options = {{"head_dims", c.head_dims}, {"seqs", c.seqs}, {"tokens", std::to_string(c.tokens)},
+                         {"model_dim", std::to_string(c.model_dim)}, {"repeats", std::to_string(c.repeats)},
+                         {"warmup", std::to_string(c.warmup)}, {"naive", c.no_naive ? "0" : "1"},
+                         {"backward", c.forward_only ? "0" : "1"}};
+    o.request.peer = c.peer;
+    if (!c.peer_script.empty()) {
+        if (!std::filesystem::exists(c.peer_script)) throw Error("cannot find the peer script " + c.peer_script);
+        o.request.peer_scripts["attention"] = c.peer_script;
+    }
+    o.out = c.out;
+    return run_suites({"attention"}, o, [&c](const std::string&, const TerminalSink& sink) { print_table(c, sink); });
 }
 
 } // namespace
@@ -181,6 +162,7 @@ void add_bench_attention_command(CLI::App& bench, int& exit_code)
     cmd->add_flag("--forward-only", c->forward_only, "Skip forward+backward");
     cmd->add_flag("--peer", c->peer, "Also run PyTorch SDPA (its default choice and each backend forced) on the same shapes; ratios against the fastest");
     cmd->add_option("--peer-script", c->peer_script, "Path to torch_attention_bench.py");
+    cmd->add_option("--out", c->out, "Also write the results to this file (JSON lines, with the machine's facts)");
     cmd->add_flag("--json", c->json, "Print JSON instead of a table");
     cmd->callback([c, &exit_code] {
         try {

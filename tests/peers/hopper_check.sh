@@ -9,7 +9,10 @@
 # BIN_DIR holds crucible-cli, tst_flash_attention and libcrucible_cuda.so (a
 # build's bin/ with lib/crucible/ beside it works too). "decode" also runs the
 # decode peer in all its modes (torch.compile takes minutes). Logs go to $OUT
-# (or /tmp/crucible-hopper); a compact table is printed last.
+# (or /tmp/crucible-hopper); a compact table is printed last. Time limits in
+# seconds: HOPPER_TEST_LIMIT (each test run, 420), HOPPER_BENCH_LIMIT (the
+# attention benchmark, 480); HOPPER_SKIP_SERIAL=1 skips timing the Hopper
+# kernel's plain schedule.
 set -u
 if [ $# -lt 1 ] || [ ! -d "$1" ]; then
   echo "usage: $0 BIN_DIR [attention|decode|all]" >&2
@@ -62,13 +65,20 @@ else
 fi
 
 if [ "$part" = attention ] || [ "$part" = all ]; then
-  step tst_flash_attention ${HOPPER_TEST_LIMIT:-420} "$bin/tst_flash_attention" -o "$out/tst_flash_attention.log,txt" -o -,txt
-  grep -E "hopper|worst|Totals|FAIL" "$out/tst_flash_attention.txt" | tail -n 40 > "$out/tst_hopper_lines.txt"
-  step bench_attention ${HOPPER_BENCH_LIMIT:-480} crucible-cli bench attention --device cuda --no-naive --json --peer \
-    --peer-script "$peers/torch_attention_bench.py"
+  # The Hopper slots first (short), then the whole suite.
+  step tst_hopper 120 "$bin/tst_flash_attention" hopper_error_map hopper_tiles hopper_serial_schedule deterministic
+  step tst_flash_attention "${HOPPER_TEST_LIMIT:-420}" "$bin/tst_flash_attention"
+  # A short digest (the full logs stay in $out): failures, the error maps,
+  # the worst errors and a few of the Hopper checks.
+  { grep -hE "^FAIL|error map|worst|^Totals" "$out/tst_hopper.txt" "$out/tst_flash_attention.txt" | head -n 14
+    grep -hE " hopper +vs cpu" "$out/tst_flash_attention.txt" | tail -n 4; } > "$out/tst_hopper_lines.txt"
+  step bench_attention "${HOPPER_BENCH_LIMIT:-480}" crucible-cli bench attention --device cuda --no-naive --json \
+    --peer --peer-script "$peers/torch_attention_bench.py"
   # The Hopper kernel's plain schedule, forward only: what the overlap buys.
-  [ "${HOPPER_SKIP_SERIAL:-0}" = 1 ] || CRUCIBLE_HOPPER_SCHEDULE=serial step bench_attention_serial 240 crucible-cli bench attention --device cuda \
-    --no-naive --forward-only
+  if [ "${HOPPER_SKIP_SERIAL:-0}" != 1 ]; then
+    CRUCIBLE_HOPPER_SCHEDULE=serial step bench_attention_serial 240 crucible-cli bench attention --device cuda \
+      --no-naive --forward-only
+  fi
 fi
 if [ "$part" = decode ] || [ "$part" = all ]; then
   step bench_generate 560 crucible-cli bench generate --device cuda --preset base --preset small --batch 1 --batch 8 \
