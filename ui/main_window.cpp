@@ -5,6 +5,7 @@
 #include "ui/icons.h"
 #include "ui/models/device_inventory.h"
 #include "ui/models/run_config_model.h"
+#include "ui/pages/benchmarks_page.h"
 #include "ui/pages/chat_page.h"
 #include "ui/pages/data_page.h"
 #include "ui/pages/model_page.h"
@@ -47,6 +48,8 @@ const std::vector<PageSpec>& pageSpecs()
          [](AppContext& c, QWidget* p) -> QWidget* { return new TrainPage(c, p); }},
         {QStringLiteral("Runs"), QStringLiteral("runs"), QObject::tr("Runs on disk, compared on one chart"),
          [](AppContext& c, QWidget* p) -> QWidget* { return new RunsPage(c, p); }},
+        {QStringLiteral("Benchmarks"), QStringLiteral("bench"), QObject::tr("Suites measured live, claims checked"),
+         [](AppContext& c, QWidget* p) -> QWidget* { return new BenchmarksPage(c, p); }},
         {QStringLiteral("Chat"), QStringLiteral("chat"), QObject::tr("Talk to a trained model"),
          [](AppContext& c, QWidget* p) -> QWidget* { return new ChatPage(c, p); }},
         {QStringLiteral("System"), QStringLiteral("system"), QObject::tr("Devices, memory and build"),

@@ -27,7 +27,7 @@ QString tagText(const std::map<std::string, std::string>& tags)
 } // namespace
 
 struct BenchmarkCharts::Plot {
-    std::string suite, metric;
+    std::string suite, metric, xName;
     std::map<std::string, std::string> tags;
     bench::LimitKind limit = bench::LimitKind::none;
     LiveChart* chart = nullptr;
@@ -114,14 +114,19 @@ BenchmarkCharts::Plot& BenchmarkCharts::plotFor(const bench::SuiteInfo& suite, c
                                                 const bench::Row& row)
 {
     for (auto& p : m_charts)
-        if (p->suite == suite.id && p->metric == info.metric && p->tags == row.tags) return *p;
+        if (p->suite == suite.id && p->metric == info.metric && p->tags == row.tags && p->xName == row.x_name)
+            return *p;
 
     auto p = std::make_unique<Plot>();
     p->suite = suite.id;
     p->metric = info.metric;
     p->tags = row.tags;
+    p->xName = row.x_name;
     p->limit = info.limit;
-    const QString tags = tagText(row.tags);
+    QString tags = tagText(row.tags);
+    // One metric over two axes (bits/byte over steps and over seconds): two charts, named by their axis.
+    if (!row.x_name.empty() && row.x_name != suite.x_name)
+        tags = tags.isEmpty() ? tr("over %1").arg(qs(row.x_name)) : tr("%1 · over %2").arg(tags, qs(row.x_name));
     const QString title = tags.isEmpty() ? qs(info.title) : QStringLiteral("%1 · %2").arg(qs(info.title), tags);
     auto* chart = new LiveChart(info.y_unit.empty() ? title : QStringLiteral("%1 (%2)").arg(title, qs(info.y_unit)),
                                 m_stack);
@@ -133,6 +138,7 @@ BenchmarkCharts::Plot& BenchmarkCharts::plotFor(const bench::SuiteInfo& suite, c
     chart->setSmoothingControlVisible(false);
     const QString unit = qs(info.y_unit);
     chart->setValueFormatter([unit](double v) {
+        if (unit == QLatin1String("bytes")) return formatBytes(v);
         return unit.isEmpty() ? formatNumber(v) : QStringLiteral("%1 %2").arg(formatNumber(v), unit);
     });
     chart->setPlaceholderText(tr("Waiting for the first point"));
