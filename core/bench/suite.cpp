@@ -1,6 +1,7 @@
 #include "core/bench/suite.h"
 
 #include "core/bench/suite_context.h"
+#include "core/generate/kv_cache.h"
 #include "kernels/error.h"
 
 #include <fmt/core.h>
@@ -209,6 +210,31 @@ Row make_row(const SuiteContext& c, std::string series, std::string x_name, doub
 void add(Row& r, std::string key, double value, std::string unit)
 {
     r.y.push_back(Measure{std::move(key), value, std::move(unit)});
+}
+
+ModelConfig bench_model_config(const std::string& name)
+{
+    if (name != "tiny") return preset(name);
+    ModelConfig c;
+    c.name = "tiny";
+    c.vocab_size = 260;   // the smallest vocabulary a model takes (256 bytes + specials)
+    c.d_model = 64;
+    c.n_layers = 2;
+    c.n_heads = 4;
+    c.n_kv_heads = 4;
+    c.ff_dim = 128;
+    c.seq_len = 64;
+    return c;
+}
+
+size_t measured_kv_cache_bytes(Backend& backend, const ModelConfig& config, int64_t batch, int64_t seq)
+{
+    const MemoryInfo before = backend.memory_info();
+    KvCache cache(backend, config, batch, seq);
+    const MemoryInfo after = backend.memory_info();
+    if (backend.device() == DeviceKind::cuda && before.free_bytes > after.free_bytes)
+        return before.free_bytes - after.free_bytes;
+    return cache.bytes();
 }
 
 // ---- running ----------------------------------------------------------------------

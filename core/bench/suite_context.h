@@ -5,6 +5,7 @@
 
 #include "core/bench/bench_table.h"
 #include "core/bench/suite.h"
+#include "core/model/model_config.h"
 #include "kernels/backend_factory.h"
 
 #include <functional>
@@ -61,6 +62,13 @@ private:
 // A row of this suite with one measure; more are added with add().
 Row make_row(const SuiteContext& c, std::string series, std::string x_name, double x, std::string x_unit = {});
 void add(Row& r, std::string key, double value, std::string unit);
+
+// A preset's model, or "tiny": a model small enough for a test to train and
+// decode in well under a second (byte vocabulary, 2 layers, width 64).
+ModelConfig bench_model_config(const std::string& name);
+// Device bytes of a KV cache of this model for batch × seq: the device's own
+// count of memory taken on CUDA, the allocation on the CPU.
+size_t measured_kv_cache_bytes(Backend& backend, const ModelConfig& config, int64_t batch, int64_t seq);
 
 // The suites, one file each under core/bench/suites/.
 void run_attention_suite(SuiteContext& c);

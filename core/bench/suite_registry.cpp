@@ -74,8 +74,8 @@ const std::vector<SuiteInfo>& suites()
          "Training throughput and memory",
          "Tokens/s and MFU of full optimizer steps per preset, and memory by part (weights, gradients, optimizer "
          "state, activations) measured on the device.",
-         true, true, true, "preset",
-         {"crucible", "peer"},
+         true, true, true, "params",
+         {"crucible", "peer", "weights", "gradients", "optimizer", "activations", "device"},
          {{"tok_s", "Training speed", "tok/s", false, false, LimitKind::none},
           {"mfu", "Model FLOPs utilisation", "%", false, false, LimitKind::none},
           {"bytes", "Memory by part", "bytes", false, false, LimitKind::none}},
@@ -105,7 +105,7 @@ const std::vector<SuiteInfo>& suites()
          "Bits per weight, weight MSE and bits/byte per quantization scheme of a model trained here for a few "
          "steps (or of a given run).",
          true, true, false, "bits_per_weight",
-         {"quant"},
+         {"f32", "bf16", "nf4", "nf4-dq", "int4-tensor", "int4-block64", "int8-row"},
          {{"bpb", "Bits/byte", "bits/byte", false, false, LimitKind::none},
           {"mse", "Weight MSE", "", false, true, LimitKind::none}},
          {{"run", "A run, checkpoint or model folder (empty: train a small model here)", "", "", ""},

@@ -26,6 +26,7 @@ TrainBenchResult run_train_bench(const TrainBenchOptions& o)
     }
     const float scale = 1.0f / float(tokens.size());
     auto step = [&] {
+        if (o.before_step) o.before_step();
         params.zero_grads();
         model.train_micro_batch(tokens.data(), targets.data(), o.batch, seq, scale);
         optimizer.step(1.0);
@@ -37,6 +38,10 @@ TrainBenchResult run_train_bench(const TrainBenchOptions& o)
     r.tokens_per_s = double(tokens.size()) / (r.step.median_ms / 1e3);
     const double peak = backend->facts().peak_tflops;
     if (peak > 0) r.mfu = r.tokens_per_s * training_flops_per_token(o.model, seq) / (peak * 1e12);
+    r.gradients_bytes = dtype_bytes(DType::f32, params.grads().numel());
+    r.weights_bytes = params.bytes() - r.gradients_bytes;
+    r.optimizer_bytes = optimizer.bytes();
+    r.activations_bytes = model.activations().bytes();
     r.engine_bytes = params.bytes() + optimizer.bytes() + model.activations().bytes();
     const MemoryInfo after = backend->memory_info();
     r.device_bytes = before.free_bytes > after.free_bytes ? before.free_bytes - after.free_bytes : r.engine_bytes;

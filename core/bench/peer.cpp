@@ -1,4 +1,4 @@
-#include "app/cli/peer.h"
+#include "core/bench/peer.h"
 
 #include "kernels/error.h"
 
@@ -11,7 +11,7 @@
 
 namespace fs = std::filesystem;
 
-namespace crucible::cli {
+namespace crucible {
 
 namespace {
 
@@ -71,4 +71,4 @@ std::vector<nlohmann::json> run_peer(const std::string& script, const std::strin
     return rows;
 }
 
-} // namespace crucible::cli
+} // namespace crucible
