@@ -94,7 +94,7 @@ private slots:
         QTRY_VERIFY(!chart->drawnPoints(0).isEmpty());
         QVERIFY(chart->logX());   // widths double
         // Memory throughput is bounded by the bandwidth, which the CPU measures: a dashed line.
-        const int limit = p->charts()->limitSeries(p->charts()->currentIndex());
+        const int limit = p->charts()->limitSeries();
         QVERIFY(limit >= 0);
         QVERIFY(chart->seriesDashed(limit));
         QVERIFY(chart->pointCount(limit) >= 1);

@@ -11,6 +11,7 @@
 #include <QVBoxLayout>
 
 #include <algorithm>
+#include <cmath>
 
 namespace crucible::ui {
 
@@ -24,17 +25,24 @@ QString tagText(const std::map<std::string, std::string>& tags)
     return parts.join(QStringLiteral(" · "));
 }
 
+std::vector<ChartSample> samplesOf(const std::map<double, double>& points)
+{
+    std::vector<ChartSample> out;
+    out.reserve(points.size());
+    for (const auto& [x, y] : points) out.push_back({x, 0.0, y});
+    return out;
+}
+
 } // namespace
 
 struct BenchmarkCharts::Plot {
     std::string suite, metric, xName;
     std::map<std::string, std::string> tags;
-    bench::LimitKind limit = bench::LimitKind::none;
-    LiveChart* chart = nullptr;
-    // Each line's points by x (sorted), and the line's index in the chart.
-    std::map<QString, int> seriesIndex;
-    std::vector<std::map<double, double>> points;
-    int limitSeries = -1;
+    bench::ChartInfo info;
+    QString title, xLabel;
+    std::vector<Line> lines;                 // in the order they first appeared
+    std::map<QString, int> lineIndex;        // name → index in lines
+    int limitLine = -1;
 };
 
 BenchmarkCharts::BenchmarkCharts(QWidget* parent) : QWidget(parent)
@@ -58,9 +66,13 @@ BenchmarkCharts::BenchmarkCharts(QWidget* parent) : QWidget(parent)
     m_empty->setWordWrap(true);
     m_empty->setProperty("role", "caption");
     m_stack->addWidget(m_empty);
+    m_chart = new LiveChart(QString(), m_stack);
+    m_chart->setObjectName(QStringLiteral("benchChart"));
+    m_chart->setSmoothingControlVisible(false);
+    m_stack->addWidget(m_chart);
     layout->addWidget(m_stack, 1);
     connect(m_picker, &QComboBox::currentIndexChanged, this, [this](int i) {
-        m_stack->setCurrentIndex(i < 0 ? 0 : i + 1);
+        show(i);
         emit currentChartChanged(i);
     });
 }
@@ -69,35 +81,22 @@ BenchmarkCharts::~BenchmarkCharts() = default;
 
 void BenchmarkCharts::clear()
 {
-    m_picker->clear();
-    for (auto& p : m_charts) {
-        m_stack->removeWidget(p->chart);
-        p->chart->deleteLater();
-    }
-    m_charts.clear();
-    m_stack->setCurrentIndex(0);
+    m_plots.clear();
+    m_picker->clear();   // shows nothing (index -1)
 }
 
-LiveChart* BenchmarkCharts::chartAt(int index) const
-{
-    return index >= 0 && index < chartCount() ? m_charts[size_t(index)]->chart : nullptr;
-}
-
-LiveChart* BenchmarkCharts::currentChart() const { return chartAt(m_picker->currentIndex()); }
 int BenchmarkCharts::currentIndex() const { return m_picker->currentIndex(); }
+LiveChart* BenchmarkCharts::currentChart() const { return m_shown >= 0 ? m_chart : nullptr; }
 void BenchmarkCharts::selectChart(int index) { m_picker->setCurrentIndex(index); }
 
-int BenchmarkCharts::limitSeries(int chart) const
-{
-    return chart >= 0 && chart < chartCount() ? m_charts[size_t(chart)]->limitSeries : -1;
-}
+int BenchmarkCharts::limitSeries() const { return m_shown >= 0 ? m_plots[size_t(m_shown)]->limitLine : -1; }
 
 bool BenchmarkCharts::selectChart(const std::string& suite, const std::string& metric,
                                   const std::map<std::string, std::string>& tags)
 {
     int exact = -1, sameMetric = -1, sameSuite = -1;
     for (int i = 0; i < chartCount(); ++i) {
-        const Plot& p = *m_charts[size_t(i)];
+        const Plot& p = *m_plots[size_t(i)];
         if (p.suite != suite) continue;
         if (sameSuite < 0) sameSuite = i;
         if (p.metric != metric) continue;
@@ -113,87 +112,102 @@ bool BenchmarkCharts::selectChart(const std::string& suite, const std::string& m
 BenchmarkCharts::Plot& BenchmarkCharts::plotFor(const bench::SuiteInfo& suite, const bench::ChartInfo& info,
                                                 const bench::Row& row)
 {
-    for (auto& p : m_charts)
+    for (auto& p : m_plots)
         if (p->suite == suite.id && p->metric == info.metric && p->tags == row.tags && p->xName == row.x_name)
             return *p;
 
     auto p = std::make_unique<Plot>();
     p->suite = suite.id;
     p->metric = info.metric;
-    p->tags = row.tags;
     p->xName = row.x_name;
-    p->limit = info.limit;
+    p->tags = row.tags;
+    p->info = info;
     QString tags = tagText(row.tags);
     // One metric over two axes (bits/byte over steps and over seconds): two charts, named by their axis.
     if (!row.x_name.empty() && row.x_name != suite.x_name)
         tags = tags.isEmpty() ? tr("over %1").arg(qs(row.x_name)) : tr("%1 · over %2").arg(tags, qs(row.x_name));
     const QString title = tags.isEmpty() ? qs(info.title) : QStringLiteral("%1 · %2").arg(qs(info.title), tags);
-    auto* chart = new LiveChart(info.y_unit.empty() ? title : QStringLiteral("%1 (%2)").arg(title, qs(info.y_unit)),
-                                m_stack);
-    chart->setObjectName(QStringLiteral("benchChart"));
+    p->title = info.y_unit.empty() ? title : QStringLiteral("%1 (%2)").arg(title, qs(info.y_unit));
     const std::string xName = row.x_name.empty() ? suite.x_name : row.x_name;
-    chart->setXLabel(row.x_unit.empty() ? qs(xName) : QStringLiteral("%1 (%2)").arg(qs(xName), qs(row.x_unit)));
-    chart->setLogX(info.log_x);
-    chart->setLogY(info.log_y);
-    chart->setSmoothingControlVisible(false);
-    const QString unit = qs(info.y_unit);
-    chart->setValueFormatter([unit](double v) {
-        if (unit == QLatin1String("bytes")) return formatBytes(v);
-        return unit.isEmpty() ? formatNumber(v) : QStringLiteral("%1 %2").arg(formatNumber(v), unit);
-    });
-    chart->setPlaceholderText(tr("Waiting for the first point"));
-    p->chart = chart;
-    m_stack->addWidget(chart);
-    m_charts.push_back(std::move(p));
-    updateLimit(*m_charts.back());
-    m_picker->addItem(QStringLiteral("%1 — %2").arg(qs(suite.title), title));
-    if (m_picker->currentIndex() < 0) m_picker->setCurrentIndex(0);
-    return *m_charts.back();
+    p->xLabel = row.x_unit.empty() ? qs(xName) : QStringLiteral("%1 (%2)").arg(qs(xName), qs(row.x_unit));
+    m_plots.push_back(std::move(p));
+    m_picker->addItem(QStringLiteral("%1 — %2").arg(qs(suite.title), title));   // the first one is shown at once
+    return *m_plots.back();
 }
 
-int BenchmarkCharts::seriesFor(Plot& plot, const bench::SuiteInfo& suite, const QString& name, const QString& suffix)
+int BenchmarkCharts::lineFor(Plot& plot, const bench::SuiteInfo& suite, const QString& name, const QString& suffix)
 {
     const QString key = name + suffix;
-    if (const auto it = plot.seriesIndex.find(key); it != plot.seriesIndex.end()) return it->second;
+    if (const auto it = plot.lineIndex.find(key); it != plot.lineIndex.end()) return it->second;
     // Colours follow the suite's legend order, so a series keeps its colour
     // on every chart; a compared file's lines take the palette's far end.
     const auto known = std::find(suite.series.begin(), suite.series.end(), name.toStdString());
-    int colour = known != suite.series.end() ? int(known - suite.series.begin()) : int(plot.seriesIndex.size());
+    int colour = known != suite.series.end() ? int(known - suite.series.begin()) : int(plot.lineIndex.size());
     if (!suffix.isEmpty()) colour += 4;
-    const int index = plot.chart->addSeries(key, theme::series(colour), true);
-    plot.seriesIndex[key] = index;
-    if (size_t(index) >= plot.points.size()) plot.points.resize(size_t(index) + 1);
+    plot.lines.push_back(Line{key, theme::series(colour), false, {}});
+    const int index = int(plot.lines.size()) - 1;
+    plot.lineIndex[key] = index;
     return index;
 }
 
 void BenchmarkCharts::setMachine(const bench::MachineFacts& machine)
 {
     m_machine = machine;
-    for (auto& p : m_charts) updateLimit(*p);
+    for (auto& p : m_plots) updateLimit(*p);
+    refreshShown();
 }
 
 void BenchmarkCharts::updateLimit(Plot& plot)
 {
     double limit = 0.0;
-    if (plot.limit == bench::LimitKind::compute_tflops) limit = m_machine.peak_tflops;
-    if (plot.limit == bench::LimitKind::memory_bandwidth_gbs) limit = m_machine.bandwidth_gbs;
+    if (plot.info.limit == bench::LimitKind::compute_tflops) limit = m_machine.peak_tflops;
+    if (plot.info.limit == bench::LimitKind::memory_bandwidth_gbs) limit = m_machine.bandwidth_gbs;
     if (!(limit > 0.0)) return;
-    if (plot.limitSeries < 0) {
-        plot.limitSeries = plot.chart->addSeries(tr("hardware limit"), theme::mutedText());
-        plot.chart->setSeriesDashed(plot.limitSeries, true);
-        plot.points.resize(size_t(plot.limitSeries) + 1);
-    }
     // A flat line across every size measured so far.
     double lo = INFINITY, hi = -INFINITY;
-    for (size_t i = 0; i < plot.points.size(); ++i) {
-        if (int(i) == plot.limitSeries || plot.points[i].empty()) continue;
-        lo = std::min(lo, plot.points[i].begin()->first);
-        hi = std::max(hi, plot.points[i].rbegin()->first);
+    for (int i = 0; i < int(plot.lines.size()); ++i) {
+        if (i == plot.limitLine || plot.lines[size_t(i)].points.empty()) continue;
+        lo = std::min(lo, plot.lines[size_t(i)].points.begin()->first);
+        hi = std::max(hi, plot.lines[size_t(i)].points.rbegin()->first);
     }
     if (!std::isfinite(lo)) return;
-    std::vector<ChartSample> line{{lo, 0.0, limit}};
-    if (hi > lo) line.push_back({hi, 0.0, limit});
-    plot.chart->setSeriesData(plot.limitSeries, line);
+    if (plot.limitLine < 0) {
+        plot.lines.push_back(Line{tr("hardware limit"), theme::mutedText(), true, {}});
+        plot.limitLine = int(plot.lines.size()) - 1;
+    }
+    plot.lines[size_t(plot.limitLine)].points = {{lo, limit}, {hi, limit}};
+}
+
+void BenchmarkCharts::show(int index)
+{
+    m_chart->removeAllSeries();
+    m_shownLines = 0;
+    m_shown = index >= 0 && index < chartCount() ? index : -1;
+    m_stack->setCurrentWidget(m_shown >= 0 ? static_cast<QWidget*>(m_chart) : m_empty);
+    if (m_shown < 0) return;
+    const Plot& p = *m_plots[size_t(m_shown)];
+    m_chart->setTitle(p.title);
+    m_chart->setXLabel(p.xLabel);
+    m_chart->setLogX(p.info.log_x);
+    m_chart->setLogY(p.info.log_y);
+    const QString unit = qs(p.info.y_unit);
+    m_chart->setValueFormatter([unit](double v) {
+        if (unit == QLatin1String("bytes")) return formatBytes(v);
+        return unit.isEmpty() ? formatNumber(v) : QStringLiteral("%1 %2").arg(formatNumber(v), unit);
+    });
+    refreshShown();
+}
+
+void BenchmarkCharts::refreshShown()
+{
+    if (m_shown < 0) return;
+    const Plot& p = *m_plots[size_t(m_shown)];
+    for (; m_shownLines < int(p.lines.size()); ++m_shownLines) {
+        const Line& line = p.lines[size_t(m_shownLines)];
+        m_chart->addSeries(line.name, line.color, !line.dashed);
+        m_chart->setSeriesDashed(m_shownLines, line.dashed);
+    }
+    for (int i = 0; i < int(p.lines.size()); ++i) m_chart->setSeriesData(i, samplesOf(p.lines[size_t(i)].points));
 }
 
 void BenchmarkCharts::addRows(const std::vector<bench::Row>& rows, const QString& suffix)
@@ -205,20 +219,14 @@ void BenchmarkCharts::addRows(const std::vector<bench::Row>& rows, const QString
         for (const bench::ChartInfo& info : suite->charts) {
             const std::optional<double> value = row.get(info.metric);
             if (!value || !std::isfinite(*value)) continue;
+            if (info.log_x && !(row.x > 0.0)) continue;
             Plot& plot = plotFor(*suite, info, row);
-            const int series = seriesFor(plot, *suite, qs(row.series), suffix);
-            plot.points[size_t(series)][row.x] = *value;
+            plot.lines[size_t(lineFor(plot, *suite, qs(row.series), suffix))].points[row.x] = *value;
             if (std::find(touched.begin(), touched.end(), &plot) == touched.end()) touched.push_back(&plot);
         }
     }
-    for (Plot* plot : touched) {
-        for (const auto& [name, index] : plot->seriesIndex) {
-            std::vector<ChartSample> samples;
-            for (const auto& [x, y] : plot->points[size_t(index)]) samples.push_back({x, 0.0, y});
-            plot->chart->setSeriesData(index, samples);
-        }
-        updateLimit(*plot);
-    }
+    for (Plot* plot : touched) updateLimit(*plot);
+    refreshShown();
 }
 
 } // namespace crucible::ui

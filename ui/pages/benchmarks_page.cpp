@@ -93,6 +93,10 @@ BenchmarksPage::BenchmarksPage(AppContext& context, QWidget* parent)
     outer->addWidget(splitter, 1);
 
     connect(m_claims, &ClaimsView::chartRequested, this, &BenchmarksPage::showChartFor);
+    connect(m_tabs, &QTabWidget::currentChanged, this, [this] {
+        if (m_tabs->currentWidget() == m_table) fillResultsTable();
+    });
+    connect(m_charts, &BenchmarkCharts::currentChartChanged, this, &BenchmarksPage::updateControls);
     connect(m_controller, &BenchmarkController::runningChanged, this, &BenchmarksPage::updateControls);
     connect(m_controller, &BenchmarkController::machineReady, this, [this](const bench::MachineFacts& m) {
         m_results.machine = m;
@@ -208,7 +212,6 @@ QWidget* BenchmarksPage::buildControls()
     connect(m_exportCsv, &QPushButton::clicked, this, [this] {
         if (LiveChart* chart = m_charts->currentChart()) chart->saveAsCsv();
     });
-    connect(m_charts, &BenchmarkCharts::currentChartChanged, this, &BenchmarksPage::updateControls);
     return bar;
 }
 
@@ -459,6 +462,15 @@ bool BenchmarksPage::compareWith(const QString& path)
 
 void BenchmarksPage::showResults()
 {
+    // Thousands of rows take the GUI thread a while to lay out: only when seen.
+    m_tableStale = true;
+    if (m_tabs->currentWidget() == m_table) fillResultsTable();
+}
+
+void BenchmarksPage::fillResultsTable()
+{
+    if (!m_tableStale) return;
+    m_tableStale = false;
     m_table->setSortingEnabled(false);
     m_table->clearContents();
     if (m_compared) {

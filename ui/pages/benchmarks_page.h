@@ -75,7 +75,8 @@ private:
     void onSuiteFinished(const QString& suite, bench::Outcome outcome, const QString& message);
     void onFinished(bool cancelled);
     void saveResults();
-    void showResults();   // the rows table (and ratios when comparing)
+    void showResults();   // the rows table (and ratios when comparing), built when its tab is looked at
+    void fillResultsTable();
     void log(const QString& line);
     void showChartFor(const std::string& suite, const std::string& metric,
                       const std::map<std::string, std::string>& tags);
@@ -106,6 +107,7 @@ private:
     std::optional<bench::ResultsFile> m_compared;   // the second file, overlaid
     QString m_resultsPath;
     QString m_comparedName;
+    bool m_tableStale = true;
 };
 
 } // namespace crucible::ui
