@@ -89,7 +89,13 @@ int BenchmarkCharts::currentIndex() const { return m_picker->currentIndex(); }
 LiveChart* BenchmarkCharts::currentChart() const { return m_shown >= 0 ? m_chart : nullptr; }
 void BenchmarkCharts::selectChart(int index) { m_picker->setCurrentIndex(index); }
 
-int BenchmarkCharts::limitSeries() const { return m_shown >= 0 ? m_plots[size_t(m_shown)]->limitLine : -1; }
+int BenchmarkCharts::limitSeries() const
+{
+    if (m_shown < 0) return -1;
+    const int line = m_plots[size_t(m_shown)]->limitLine;
+    const auto at = std::find(m_shownLines.begin(), m_shownLines.end(), line);
+    return line >= 0 && at != m_shownLines.end() ? int(at - m_shownLines.begin()) : -1;
+}
 
 bool BenchmarkCharts::selectChart(const std::string& suite, const std::string& metric,
                                   const std::map<std::string, std::string>& tags)
@@ -181,7 +187,7 @@ void BenchmarkCharts::updateLimit(Plot& plot)
 void BenchmarkCharts::show(int index)
 {
     m_chart->removeAllSeries();
-    m_shownLines = 0;
+    m_shownLines.clear();
     m_shown = index >= 0 && index < chartCount() ? index : -1;
     m_stack->setCurrentWidget(m_shown >= 0 ? static_cast<QWidget*>(m_chart) : m_empty);
     if (m_shown < 0) return;
@@ -202,12 +208,24 @@ void BenchmarkCharts::refreshShown()
 {
     if (m_shown < 0) return;
     const Plot& p = *m_plots[size_t(m_shown)];
-    for (; m_shownLines < int(p.lines.size()); ++m_shownLines) {
-        const Line& line = p.lines[size_t(m_shownLines)];
-        m_chart->addSeries(line.name, line.color, !line.dashed);
-        m_chart->setSeriesDashed(m_shownLines, line.dashed);
+    // A measured line new since the limit was drawn: redraw the series in order.
+    const bool limitShown = !m_shownLines.empty() && m_shownLines.back() == p.limitLine;
+    if (limitShown && m_shownLines.size() < p.lines.size()) {
+        show(m_shown);
+        return;
     }
-    for (int i = 0; i < int(p.lines.size()); ++i) m_chart->setSeriesData(i, samplesOf(p.lines[size_t(i)].points));
+    std::vector<int> order;
+    for (int i = 0; i < int(p.lines.size()); ++i)
+        if (i != p.limitLine) order.push_back(i);
+    if (p.limitLine >= 0) order.push_back(p.limitLine);
+    for (size_t k = m_shownLines.size(); k < order.size(); ++k) {
+        const Line& line = p.lines[size_t(order[k])];
+        const int series = m_chart->addSeries(line.name, line.color, !line.dashed);
+        m_chart->setSeriesDashed(series, line.dashed);
+        m_shownLines.push_back(order[k]);
+    }
+    for (size_t k = 0; k < m_shownLines.size(); ++k)
+        m_chart->setSeriesData(int(k), samplesOf(p.lines[size_t(m_shownLines[k])].points));
 }
 
 void BenchmarkCharts::addRows(const std::vector<bench::Row>& rows, const QString& suffix)

@@ -76,7 +76,9 @@ private:
     LiveChart* m_chart;
     std::vector<std::unique_ptr<Plot>> m_plots;
     int m_shown = -1;
-    int m_shownLines = 0;   // lines of the shown plot already in m_chart
+    // The shown plot's lines in m_chart's series order: measured lines as
+    // they appeared, the hardware limit last (so the legend reads that way).
+    std::vector<int> m_shownLines;
     bench::MachineFacts m_machine;
 };
 

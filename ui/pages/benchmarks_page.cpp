@@ -377,12 +377,12 @@ void BenchmarksPage::onSuiteFinished(const QString& suite, bench::Outcome outcom
 void BenchmarksPage::onFinished(bool cancelled)
 {
     saveResults();
-    const QString saved = m_resultsPath.isEmpty() ? QString() : tr(" · saved to %1").arg(m_resultsPath);
+    const QString saved = m_resultsPath.isEmpty() ? QString() : tr(" · saved as %1").arg(QFileInfo(m_resultsPath).fileName());
     m_status->setText((cancelled ? tr("Stopped: %1 points").arg(m_results.rows.size())
                                  : tr("Done: %1 points").arg(m_results.rows.size())) +
                       saved);
     m_status->setToolTip(m_resultsPath);
-    log(m_status->text());
+    log(m_resultsPath.isEmpty() ? m_status->text() : m_status->text() + QStringLiteral(" (%1)").arg(m_resultsPath));
     updateControls();
 }
 
