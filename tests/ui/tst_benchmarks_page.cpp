@@ -232,8 +232,15 @@ private slots:
         p->setSize(bench::SizeClass::standard);
         QSignalSpy rows(p->controller(), &BenchmarkController::rowsReceived);
         QSignalSpy finished(p->controller(), &BenchmarkController::finished);
+        EventLoopProbe probe;
+        probe.start();
         QTest::mouseClick(p->runButton(), Qt::LeftButton);
         QTRY_VERIFY_WITH_TIMEOUT(rows.count() >= 1, kSuiteTimeoutMs);
+        QTest::qWait(3000);   // a few seconds of live plotting, for the lag figures below
+        probe.stop();
+        const EventLoopProbe::Stats lag = probe.stats();
+        qInfo("GUI event loop while standard suites ran: p50 %.2f ms, p99 %.2f ms, max %.2f ms over %d ticks",
+              lag.p50_ms, lag.p99_ms, lag.max_ms, lag.ticks);
         QTest::mouseClick(p->stopButton(), Qt::LeftButton);
         QVERIFY(!p->stopButton()->isEnabled());
         QTRY_COMPARE_WITH_TIMEOUT(finished.count(), 1, kSuiteTimeoutMs);

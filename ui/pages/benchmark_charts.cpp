@@ -1,5 +1,6 @@
 #include "ui/pages/benchmark_charts.h"
 
+#include "ui/charts/chart_view.h"
 #include "ui/charts/live_chart.h"
 #include "ui/format.h"
 #include "ui/theme.h"
@@ -69,6 +70,11 @@ BenchmarkCharts::BenchmarkCharts(QWidget* parent) : QWidget(parent)
     m_chart = new LiveChart(QString(), m_stack);
     m_chart->setObjectName(QStringLiteral("benchChart"));
     m_chart->setSmoothingControlVisible(false);
+    // Point markers reach past the bounding box Qt Charts repaints when a
+    // line's points move (a new size rescales the axes): with partial updates
+    // a half circle of the old position stays behind. The chart repaints
+    // whole, which with a dozen points costs nothing.
+    m_chart->view()->setViewportUpdateMode(QGraphicsView::FullViewportUpdate);
     m_stack->addWidget(m_chart);
     layout->addWidget(m_stack, 1);
     connect(m_picker, &QComboBox::currentIndexChanged, this, [this](int i) {

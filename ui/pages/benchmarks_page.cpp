@@ -245,7 +245,27 @@ QWidget* BenchmarksPage::buildSuiteList()
         m_progress[qs(s.id)] = bar;
     }
     refillSuites();
-    return m_suites;
+
+    auto* panel = new QWidget(this);
+    auto* layout = new QVBoxLayout(panel);
+    layout->setContentsMargins(0, 0, 0, 0);
+    layout->addWidget(m_suites, 2);
+    m_suiteAbout = new QLabel(panel);
+    m_suiteAbout->setObjectName(QStringLiteral("benchSuiteAbout"));
+    m_suiteAbout->setWordWrap(true);
+    m_suiteAbout->setAlignment(Qt::AlignTop | Qt::AlignLeft);
+    m_suiteAbout->setTextFormat(Qt::RichText);
+    m_suiteAbout->setContentsMargins(4, 6, 4, 0);
+    layout->addWidget(m_suiteAbout, 1);
+    connect(m_suites, &QTreeWidget::currentItemChanged, this, [this](QTreeWidgetItem* item) {
+        const bench::SuiteInfo* s =
+            item ? bench::find_suite(item->data(SuiteName, Qt::UserRole).toString().toStdString()) : nullptr;
+        m_suiteAbout->setText(s ? QStringLiteral("<b>%1</b><br>%2").arg(qs(s->title).toHtmlEscaped(),
+                                                                       qs(s->measures).toHtmlEscaped())
+                                : QString());
+    });
+    m_suites->setCurrentItem(m_suites->topLevelItem(0));
+    return panel;
 }
 
 void BenchmarksPage::refillSuites()

@@ -95,6 +95,7 @@ private:
     QPushButton* m_exportCsv;
     QLabel* m_status;
     QTreeWidget* m_suites;
+    QLabel* m_suiteAbout;   // what the selected suite measures
     std::map<QString, QProgressBar*> m_progress;
     QTabWidget* m_tabs;
     BenchmarkCharts* m_charts;

@@ -41,21 +41,22 @@ ClaimsView::ClaimsView(QWidget* parent) : QWidget(parent)
     auto* layout = new QVBoxLayout(this);
     layout->setContentsMargins(0, 0, 0, 0);
     auto* intro = new QLabel(tr("Each claim of the original text, checked against what this machine measured. "
-                                "Run the suite named in the tooltip to measure a claim; double-click a row for "
-                                "its chart."),
+                                "Run the suite beside a claim to measure it; click a row for the chart that "
+                                "decides it."),
                              this);
     intro->setWordWrap(true);
     intro->setProperty("role", "caption");
     layout->addWidget(intro);
     m_table = new QTableWidget(0, ColCount, this);
     m_table->setObjectName(QStringLiteral("claimsTable"));
-    m_table->setHorizontalHeaderLabels({tr("Claim"), tr("Measured here"), tr("Verdict")});
+    m_table->setHorizontalHeaderLabels({tr("Claim"), tr("Suite"), tr("Measured here"), tr("Verdict")});
     m_table->verticalHeader()->hide();
     m_table->setEditTriggers(QAbstractItemView::NoEditTriggers);
     m_table->setSelectionBehavior(QAbstractItemView::SelectRows);
     m_table->setSelectionMode(QAbstractItemView::SingleSelection);
-    m_table->setWordWrap(true);
+    m_table->setWordWrap(false);
     m_table->horizontalHeader()->setSectionResizeMode(ColClaim, QHeaderView::Stretch);
+    m_table->horizontalHeader()->setSectionResizeMode(ColSuite, QHeaderView::ResizeToContents);
     m_table->horizontalHeader()->setSectionResizeMode(ColMeasured, QHeaderView::Stretch);
     m_table->horizontalHeader()->setSectionResizeMode(ColVerdict, QHeaderView::ResizeToContents);
     layout->addWidget(m_table, 1);
@@ -79,16 +80,17 @@ void ClaimsView::setRows(std::span<const bench::Row> rows)
         QString measured = qs(r.measured);
         if (!r.turns_at.empty()) measured += QStringLiteral(" (%1)").arg(qs(r.turns_at));
         auto* value = new QTableWidgetItem(r.verdict == bench::Verdict::not_measured ? QStringLiteral("–") : measured);
+        value->setToolTip(measured);
         auto* verdict = new QTableWidgetItem(verdictText(r.verdict));
         verdict->setForeground(verdictColour(r.verdict));
         QFont bold = verdict->font();
         bold.setBold(true);
         verdict->setFont(bold);
         m_table->setItem(i, ColClaim, claim);
+        m_table->setItem(i, ColSuite, new QTableWidgetItem(qs(r.claim.suite)));
         m_table->setItem(i, ColMeasured, value);
         m_table->setItem(i, ColVerdict, verdict);
     }
-    m_table->resizeRowsToContents();
 }
 
 } // namespace crucible::ui

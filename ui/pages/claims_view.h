@@ -24,7 +24,7 @@ public:
     QTableWidget* table() const { return m_table; }
     const std::vector<bench::ClaimResult>& results() const { return m_results; }
 
-    enum Column { ColClaim, ColMeasured, ColVerdict, ColCount };
+    enum Column { ColClaim, ColSuite, ColMeasured, ColVerdict, ColCount };
 
 signals:
     void chartRequested(const std::string& suite, const std::string& metric,
