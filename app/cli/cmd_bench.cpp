@@ -1,9 +1,10 @@
 // crucible-cli bench: speed measured for real, with a peer in the same run.
+// `bench train` is the training suite (core/bench) printed as one line per
+// preset (and one per peer); the other benchmarks register themselves below.
+#include "app/cli/bench_sink.h"
 #include "app/cli/commands.h"
-#include "app/cli/peer.h"
 
-#include "core/bench/train_bench.h"
-#include "core/train/memory_estimate.h"
+#include "core/train/metrics.h"
 #include "kernels/error.h"
 
 #include <fmt/core.h>
@@ -17,32 +18,17 @@ namespace {
 
 struct TrainBenchCommand {
     std::vector<std::string> presets{"nano"};
-    std::string device = "cpu", optimizer = "adamw", peer_script;
+    std::string device = "cpu", optimizer = "adamw", peer_script, out;
     int batch = 0, seq = 0, steps = 10, warmup = 3, threads = 0;
     bool peer = false, json = false;
 };
 
-// Batch sizes of the reference measurements: small on the CPU, large on a GPU.
-int default_batch(const std::string& preset, bool cuda)
-{
-    if (cuda) return preset == "base" ? 32 : 64;
-    if (preset == "nano") return 16;
-    if (preset == "micro") return 8;
-    if (preset == "small") return 4;
-    return 1;
-}
-
-int run_train_bench_command(const TrainBenchCommand& c)
+void print_table(const TrainBenchCommand& c, const TerminalSink& sink)
 {
     const bool cuda = c.device == "cuda";
-    if (!cuda && c.device != "cpu") throw Error("--device must be cpu or cuda");
-    std::string script;
-    if (c.peer) {
-        script = find_peer_script(c.peer_script, "torch_train_bench.py");
-        if (script.empty()) throw Error("cannot find torch_train_bench.py; pass --peer-script PATH");
-    }
     BenchTable table;
     table.name = "bench train";
+    table.device = sink.device;
     const MetricInfo& speed = metric_info(Metric::tokens_per_s);
     const MetricInfo& mfu = metric_info(Metric::mfu);
     const MetricInfo& memory = metric_info(Metric::memory_bytes);
@@ -51,55 +37,53 @@ int run_train_bench_command(const TrainBenchCommand& c)
                      {"speedup", "vs peer", 2}};
     nlohmann::json all = nlohmann::json::array();
     for (const std::string& name : c.presets) {
-        TrainBenchOptions o;
-        o.model = preset(name);
-        o.batch = c.batch > 0 ? c.batch : default_batch(name, cuda);
-        o.seq = c.seq > 0 ? c.seq : o.model.seq_len;
-        o.timed_steps = c.steps;
-        o.warmup_steps = c.warmup;
-        o.optimizer.type = optimizer_type_from_string(c.optimizer);
-        o.backend.device = cuda ? DeviceKind::cuda : DeviceKind::cpu;
-        o.backend.threads = c.threads;
-        const TrainBenchResult r = run_train_bench(o);
-        table.device = r.device;
-        const std::string shape = fmt::format("{} B{}×T{}", name, o.batch, o.seq);
-        const double memory_shown = memory.shown(double(cuda ? r.device_bytes : r.peak_rss_bytes));
-
-        double best_peer = 0.0;
-        std::vector<BenchRow> peer_rows;
-        if (c.peer) {
-            const std::string args = fmt::format(
-                "--vocab {} --d-model {} --layers {} --heads {} --kv-heads {} --ff {} --batch {} --seq {} "
-                "--steps {} --warmup {} --device {} --optimizer {} {}",
-                o.model.vocab_size, o.model.d_model, o.model.n_layers, o.model.n_heads, o.model.n_kv_heads,
-                o.model.ff_dim, o.batch, o.seq, c.steps, c.warmup, c.device, c.optimizer,
-                cuda ? "--modes eager,compiled" : "--threads 1,2");
-            for (const auto& p : run_peer(script, args)) {
-                const double tps = p.value("tokens_per_s", 0.0);
-                best_peer = std::max(best_peer, tps);
-                std::string label = "  " + p.value("peer", std::string("pytorch"));
-                if (!p["threads"].is_null()) label += fmt::format(" ({} thr)", p["threads"].get<int>());
-                peer_rows.push_back({label, {tps, p.value("ms_per_step", NAN), p.value("ms_min", NAN),
-                                             p.value("ms_max", NAN), memory.shown(p.value("peak_bytes", 0.0)), NAN, NAN}});
-                all.push_back(p);
+        const bench::Row *ours = nullptr, *peer = nullptr, *device = nullptr;
+        for (const auto& r : sink.rows)
+            if (r.tag("preset") == name) {
+                if (r.series == "crucible") ours = &r;
+                else if (r.series == "peer") peer = &r;
+                else if (r.series == "device") device = &r;
             }
-        }
-        table.rows.push_back({shape + " crucible", {r.tokens_per_s, r.step.median_ms, r.step.min_ms, r.step.max_ms,
-                                                    memory_shown, r.mfu > 0 ? mfu.shown(r.mfu) : NAN,
-                                                    best_peer > 0 ? r.tokens_per_s / best_peer : NAN}});
-        for (auto& row : peer_rows) table.rows.push_back(row);
-        all.push_back({{"preset", name}, {"batch", o.batch}, {"seq", o.seq}, {"device", r.device},
-                       {"tokens_per_s", r.tokens_per_s}, {"ms_per_step", r.step.median_ms},
-                       {"ms_min", r.step.min_ms}, {"ms_max", r.step.max_ms}, {"engine_bytes", r.engine_bytes}, {"device_bytes", r.device_bytes},
-                       {"peak_rss_bytes", r.peak_rss_bytes}, {"mfu", r.mfu},
-                       {"speedup_vs_best_peer", best_peer > 0 ? r.tokens_per_s / best_peer : 0.0}});
+        if (!ours) continue;
+        auto get = [](const bench::Row* r, const char* key) { return r ? r->get(key).value_or(NAN) : NAN; };
+        const double tps = get(ours, "tok_s"), peer_tps = get(peer, "tok_s");
+        table.rows.push_back({fmt::format("{} crucible", name),
+                              {tps, get(ours, "ms"), get(ours, "ms_min"), get(ours, "ms_max"),
+                               memory.shown(get(device, "bytes")), get(ours, "mfu"), tps / peer_tps}});
+        if (peer) table.rows.push_back({"  pytorch (best)", {peer_tps, get(peer, "ms"), NAN, NAN, NAN, NAN, NAN}});
+        nlohmann::json j{{"preset", name}, {"device", sink.device}, {"tokens_per_s", tps}, {"ms_per_step", get(ours, "ms")},
+                         {"ms_min", get(ours, "ms_min")}, {"ms_max", get(ours, "ms_max")},
+                         {"mfu", std::isnan(get(ours, "mfu")) ? 0.0 : get(ours, "mfu") / 100.0},
+                         {"speedup_vs_best_peer", std::isnan(peer_tps) ? 0.0 : tps / peer_tps}};
+        for (const auto& r : sink.rows)
+            if (r.tag("preset") == name && r.get("bytes")) j[r.series + "_bytes"] = *r.get("bytes");
+        all.push_back(j);
     }
-    table.notes.push_back(fmt::format("median of {} steps after {} warm-up steps; optimizer {}; memory = {}", c.steps,
-                                      c.warmup, c.optimizer, cuda ? "device memory taken (PyTorch: max allocated)"
-                                           : "process peak RSS: the whole process, libraries and data included"));
+    table.notes = sink.notes;
+    table.notes.push_back(fmt::format("memory = {}", cuda ? "device memory taken (PyTorch: max allocated)"
+                                                          : "process peak RSS: the whole process, libraries and data included"));
     if (c.json) fmt::print("{}\n", all.dump(2));
     else fmt::print("{}", table.to_text());
-    return 0;
+}
+
+int run_train_bench_command(const TrainBenchCommand& c)
+{
+    SuiteRunOptions o;
+    if (c.device == "cuda") o.request.device = DeviceKind::cuda;
+    else if (c.device != "cpu") throw Error("--device must be cpu or cuda");
+    o.request.threads = c.threads;
+    o.request.peer = c.peer;
+    std::string presets;
+    for (const auto& p : c.presets) presets += (presets.empty() ? "" : ",") + p;
+    o.request.options = {{"presets", presets},          {"batch", std::to_string(c.batch)},
+                         {"seq", std::to_string(c.seq)}, {"steps", std::to_string(c.steps)},
+                         {"warmup", std::to_string(c.warmup)}, {"optimizer", c.optimizer}};
+    if (!c.peer_script.empty()) {
+        if (!std::filesystem::exists(c.peer_script)) throw Error("cannot find the peer script " + c.peer_script);
+        o.request.peer_script_dir = std::filesystem::path(c.peer_script).parent_path().string();
+    }
+    o.out = c.out;
+    return run_suites({"train"}, o, [&c](const std::string&, const TerminalSink& sink) { print_table(c, sink); });
 }
 
 } // namespace
@@ -121,6 +105,7 @@ void add_bench_command(CLI::App& app, int& exit_code)
     train->add_option("--threads", c->threads, "CPU threads (0 = all cores)");
     train->add_flag("--peer", c->peer, "Also run the same model in PyTorch and print the ratio");
     train->add_option("--peer-script", c->peer_script, "Path to torch_train_bench.py");
+    train->add_option("--out", c->out, "Also write the results to this file (JSON lines, with the machine's facts)");
     train->add_flag("--json", c->json, "Print JSON instead of a table");
     train->callback([c, &exit_code] {
         try {
@@ -136,6 +121,7 @@ void add_bench_command(CLI::App& app, int& exit_code)
 #endif
     add_bench_attention_command(*bench, exit_code);
     add_bench_quant_command(*bench, exit_code);
+    add_bench_suite_commands(*bench, exit_code);
 }
 
 } // namespace crucible::cli

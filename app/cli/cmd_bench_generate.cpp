@@ -9,6 +9,7 @@
 #include "app/cli/commands.h"
 #include "app/cli/peer.h"
 
+#include "core/bench/bench_model.h"
 #include "core/bench/generate_bench.h"
 #include "core/data/corpus.h"
 #include "core/train/load_model.h"
@@ -32,39 +33,6 @@ struct GenerateBenchCommand {
     bool no_recompute = false, no_graphs = false, no_fused = false, peer = false, json = false;
     SamplingConfig sampling{.temperature = 0.0f};
 };
-
-// A model to measure: trained (from a run) or random (from a preset).
-struct BenchModel {
-    std::string name;
-    std::unique_ptr<LoadedModel> loaded;
-    std::unique_ptr<Backend> backend;
-    std::unique_ptr<ParamStore> params;
-    ParamStore& store() { return loaded ? *loaded->params : *params; }
-};
-
-// vocab > 0 replaces the preset's (a random draft takes its target's vocabulary).
-BenchModel random_model(const std::string& preset_name, int context, int vocab, Backend* shared,
-                        const BackendOptions& bo, uint64_t seed)
-{
-    BenchModel m;
-    m.name = preset_name;
-    ModelConfig c = preset(preset_name);
-    c.seq_len = std::max(c.seq_len, context);
-    if (vocab > 0) c.vocab_size = vocab;
-    if (!shared) m.backend = make_backend(bo);
-    m.params = std::make_unique<ParamStore>(shared ? *shared : *m.backend, c, false);
-    m.params->initialize(seed);
-    return m;
-}
-
-BenchModel trained_model(const std::string& run, const BackendOptions& bo)
-{
-    BenchModel m;
-    m.loaded = std::make_unique<LoadedModel>(load_model(run, bo));
-    m.name = std::filesystem::path(run).filename().string();
-    if (m.name.empty()) m.name = run;
-    return m;
-}
 
 std::string join(const std::vector<int>& v)
 {
@@ -98,9 +66,9 @@ int run_generate_bench_command(const GenerateBenchCommand& c)
     std::vector<std::string> notes;
 
     std::vector<BenchModel> targets;
-    if (!c.run.empty()) targets.push_back(trained_model(c.run, bo));
+    if (!c.run.empty()) targets.push_back(trained_bench_model(c.run, bo));
     else
-        for (const auto& p : c.presets) targets.push_back(random_model(p, c.prompt_tokens + c.new_tokens, 0, nullptr, bo, 1));
+        for (const auto& p : c.presets) targets.push_back(random_bench_model(p, c.prompt_tokens + c.new_tokens, 0, nullptr, bo, 1));
 
     BenchTable table;
     table.name = "bench generate";
@@ -124,13 +92,13 @@ int run_generate_bench_command(const GenerateBenchCommand& c)
         if (fit.back() < lengths.back())
             notes.push_back(fmt::format("{}: context {} tokens, so at most {} new tokens", target.name, mc.seq_len,
                                         fit.back()));
-        else if (!target.loaded && mc.seq_len > preset(target.name).seq_len)
+        else if (!target.trained() && mc.seq_len > preset(target.name).seq_len)
             notes.push_back(fmt::format("{}: random weights, context extended to {} tokens", target.name, mc.seq_len));
 
         // A trained model reads text: prompts are windows of the held-out
         // tail of the embedded corpus, in its own tokenizer.
         std::vector<int32_t> prompt_text;
-        if (target.loaded) {
+        if (target.trained()) {
             const Corpus corpus = Corpus::embedded_default();   // holds the text the reference below reads
             const std::string& text = corpus.documents().front().text;
             prompt_text = target.loaded->tokenizer.encode(text.substr(text.size() - text.size() / 10));
@@ -140,10 +108,10 @@ int run_generate_bench_command(const GenerateBenchCommand& c)
         BenchModel draft;
         if (!c.draft.empty()) {
             draft = std::filesystem::exists(c.draft)
-                        ? trained_model(c.draft, bo)
-                        : random_model(c.draft, std::max(mc.seq_len, c.prompt_tokens + c.new_tokens),
+                        ? trained_bench_model(c.draft, bo)
+                        : random_bench_model(c.draft, std::max(mc.seq_len, c.prompt_tokens + c.new_tokens),
                                        mc.vocab_size, &params.backend(), bo, 2);
-            if (!draft.loaded)
+            if (!draft.trained())
                 notes.push_back("draft " + c.draft + ": random weights (random tied-embedding models mostly repeat "
                                 "their input, so they agree more than trained models do)");
         }

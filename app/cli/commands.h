@@ -35,6 +35,8 @@ int describe_model_path(const std::string& path);
 void add_bench_generate_command(CLI::App& bench, int& exit_code);
 void add_bench_attention_command(CLI::App& bench, int& exit_code);
 void add_bench_quant_command(CLI::App& bench, int& exit_code);
+// `bench norms`, `gqa`, `kv-cache`, `decode`, `optimizers`, `finetune`, `all`, `suites`, `compare`, `claims`.
+void add_bench_suite_commands(CLI::App& bench, int& exit_code);
 
 // Prints "error: ..." to stderr and returns kExitFailure.
 int report_error(const std::exception& e);

@@ -102,8 +102,8 @@ std::set<double> xs(const std::vector<const Row*>& rows, const std::string& seri
     return out;
 }
 
-// The group whose conclusion the table shows: the one with the most points
-// (ties: the last, which sorts the larger sizes later).
+// The group (chart) whose conclusion the table shows: the one with the most
+// points (ties: the last in tag order, e.g. forward+backward over forward).
 template <class F>
 void evaluate_groups(ClaimResult& r, Rows rows, const std::string& x_name, F&& points_of, bool headline_smallest = false)
 {
@@ -116,6 +116,10 @@ void evaluate_groups(ClaimResult& r, Rows rows, const std::string& x_name, F&& p
         candidate.claim = r.claim;
         candidate.tags = tags;
         conclude(candidate, std::move(points), x_name, headline_smallest);
+        // Say which chart decided it when a suite has several.
+        std::string which;
+        for (const auto& [k, v] : tags) which += (which.empty() ? "" : ", ") + k + " " + v;
+        if (!which.empty()) candidate.measured += " (" + which + ")";
         r = candidate;
     }
 }
@@ -218,9 +222,8 @@ void muon(ClaimResult& r, Rows rows)
     const double faster = *adamw_steps / *muon_steps - 1.0;
     r.value = 100.0 * faster;
     r.verdict = faster >= 0.3 ? Verdict::holds : Verdict::does_not_hold;
-    r.measured = fmt::format("{:+.0f}% fewer-step convergence: AdamW's final {:.3f} bits/byte after {:.0f} Muon steps "
-                             "vs {:.0f}",
-                             100.0 * faster, target, *muon_steps, *adamw_steps);
+    r.measured = fmt::format("Muon reached AdamW's final {:.3f} bits/byte in {:.0f} steps, AdamW in {:.0f} ({:+.0f}%)",
+                             target, *muon_steps, *adamw_steps, 100.0 * faster);
 }
 
 void lora(ClaimResult& r, Rows rows)

@@ -61,7 +61,7 @@ TimedRun run_cached(Generator& gen, const std::vector<std::vector<int32_t>>& pro
 
 // Greedy decoding that runs the whole context through the model for every token.
 std::vector<double> run_recompute(ParamStore& params, std::vector<std::vector<int32_t>> seqs,
-                                  const std::vector<int>& lengths, int batch)
+                                  const std::vector<int>& lengths, int batch, const std::function<void()>& before)
 {
     const int64_t longest = int64_t(seqs[0].size()) + lengths.back();
     Transformer model(params, batch, longest, false);
@@ -70,6 +70,7 @@ std::vector<double> run_recompute(ParamStore& params, std::vector<std::vector<in
     std::vector<int32_t> flat;
     std::vector<float> logits;
     for (int i = 1; i <= lengths.back(); ++i) {
+        if (before) before();
         const int64_t len = int64_t(seqs[0].size());
         flat.clear();
         for (const auto& s : seqs) flat.insert(flat.end(), s.begin(), s.end());
@@ -138,10 +139,15 @@ GenerateBenchResult run_generate_bench(ParamStore& target, ParamStore* draft, co
     Generator gen(target, o.batch, context);
     gen.set_speedups(o.speedups);
     result.cache_bytes = gen.bytes();
+    auto before = [&] {
+        if (o.before_run) o.before_run();
+    };
+    before();
     run_cached(gen, prompts, {2, std::min(16, lengths.back())}, o.batch, o.sampling);
     std::vector<std::vector<double>> kv(lengths.size());
     std::vector<double> prefill, model_share;
     for (int r = 0; r < std::max(o.repeats, 1); ++r) {
+        before();
         const TimedRun run = run_cached(gen, prompts, lengths, o.batch, o.sampling);
         for (size_t i = 0; i < lengths.size(); ++i) kv[i].push_back(run.rates[i]);
         prefill.push_back(run.prefill_tokens_per_s);
@@ -154,10 +160,12 @@ GenerateBenchResult run_generate_bench(ParamStore& target, ParamStore* draft, co
     if (draft) {
         gen.set_draft(draft, o.lookahead);
         result.cache_bytes = gen.bytes();
+        before();
         run_cached(gen, prompts, {2, std::min(16, lengths.back())}, o.batch, o.sampling);
         std::vector<std::vector<double>> spec(lengths.size());
         std::vector<double> acceptance;
         for (int r = 0; r < std::max(o.repeats, 1); ++r) {
+            before();
             const TimedRun run = run_cached(gen, prompts, lengths, o.batch, o.sampling);
             for (size_t i = 0; i < lengths.size(); ++i) spec[i].push_back(run.rates[i]);
             acceptance.push_back(run.acceptance_rate);
@@ -167,7 +175,7 @@ GenerateBenchResult run_generate_bench(ParamStore& target, ParamStore* draft, co
     }
 
     if (o.recompute) {
-        const std::vector<double> slow = run_recompute(target, prompts, lengths, o.batch);
+        const std::vector<double> slow = run_recompute(target, prompts, lengths, o.batch, o.before_run);
         for (size_t i = 0; i < lengths.size(); ++i) result.points[i].recompute_tokens_per_s = slow[i];
     }
     return result;

@@ -17,6 +17,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <functional>
 #include <vector>
 
 namespace crucible {
@@ -37,6 +38,9 @@ struct GenerateBenchOptions {
     // Greedy unless a temperature is set: then the decode rates include the
     // host's sampling (logits cross to the host). Full recomputation stays greedy.
     SamplingConfig sampling{.temperature = 0.0f};
+    // Called before every timed run and every recomputed token: a suite's
+    // cancellation throws from here.
+    std::function<void()> before_run;
 };
 
 struct GenerateBenchPoint {

@@ -3,6 +3,7 @@
 #include "core/bench/bench_table.h"
 #include "core/tensor/buffer.h"
 #include "kernels/backend.h"
+#include "kernels/backend_factory.h"
 
 #include <algorithm>
 #include <cctype>
@@ -107,6 +108,15 @@ HardwareLimits hardware_limits(Backend& be)
     h.source = be.device() == DeviceKind::cuda ? "measured: 4096² GEMM, 1 GB copy" : "measured: 512² GEMM, 64 MB copy";
     measured[h.device] = h;
     return h;
+}
+
+HardwareLimits hardware_limits(DeviceKind device, int threads)
+{
+    BackendOptions o;
+    o.device = device;
+    o.threads = threads;
+    auto backend = make_backend(o);
+    return hardware_limits(*backend);
 }
 
 } // namespace crucible::bench

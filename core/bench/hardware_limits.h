@@ -5,6 +5,8 @@
 // compute peak, a large copy for the bandwidth.
 #pragma once
 
+#include "kernels/tensor.h"
+
 #include <optional>
 #include <string>
 #include <string_view>
@@ -39,5 +41,9 @@ struct HardwareLimits {
 // otherwise measured on it (well under a second on a CPU). Measured values
 // are cached per device name for the life of the process.
 HardwareLimits hardware_limits(Backend& backend);
+// The same for a device the caller holds no backend of (the Benchmarks page
+// before a run): opens one for the call. Throws Error when the device is
+// unavailable.
+HardwareLimits hardware_limits(DeviceKind device, int threads = 0);
 
 } // namespace crucible::bench

@@ -147,7 +147,11 @@ std::string ResultsFile::to_jsonl() const
 
 void write_results(const fs::path& path, const ResultsFile& file)
 {
-    if (path.has_parent_path()) fs::create_directories(path.parent_path());
+    std::error_code ec;
+    if (path.has_parent_path()) fs::create_directories(path.parent_path(), ec);
+    if (ec)
+        throw Error("cannot create the folder " + path.parent_path().string() + " for the results (" + ec.message() +
+                    "): choose another place with --out");
     write_file_atomic(path, file.to_jsonl());
 }
 
@@ -195,6 +199,48 @@ ResultsFile parse_results(const std::string& text, const std::string& name)
 }
 
 ResultsFile read_results(const fs::path& path) { return parse_results(read_file(path), path.string()); }
+
+ResultsRecorder::ResultsRecorder(fs::path path, MachineFacts machine, RowSink* next)
+    : m_path(std::move(path)), m_next(next)
+{
+    m_file.machine = std::move(machine);
+    m_file.started = utc_now_iso();
+    save();   // a bad path fails now, before anything is measured
+}
+
+void ResultsRecorder::save() { write_results(m_path, m_file); }
+
+void ResultsRecorder::started(const SuiteInfo& suite, const std::string& device)
+{
+    m_suite = suite.id;
+    if (m_next) m_next->started(suite, device);
+}
+
+void ResultsRecorder::row(const Row& r)
+{
+    m_file.rows.push_back(r);
+    save();
+    if (m_next) m_next->row(r);
+}
+
+void ResultsRecorder::progress(double fraction, const std::string& what)
+{
+    if (m_next) m_next->progress(fraction, what);
+}
+
+void ResultsRecorder::note(const std::string& text)
+{
+    m_file.notes.push_back(m_suite.empty() ? text : m_suite + ": " + text);
+    if (m_next) m_next->note(text);
+}
+
+void ResultsRecorder::finished(const std::string& suite_id, Outcome outcome, const std::string& message)
+{
+    if (outcome != Outcome::completed)
+        m_file.notes.push_back(suite_id + ": " + std::string(to_string(outcome)) + (message.empty() ? "" : ": " + message));
+    save();
+    if (m_next) m_next->finished(suite_id, outcome, message);
+}
 
 fs::path default_results_dir() { return default_runs_dir().parent_path() / "benchmarks"; }
 

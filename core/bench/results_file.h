@@ -68,6 +68,29 @@ void write_results(const std::filesystem::path& path, const ResultsFile& file);
 ResultsFile read_results(const std::filesystem::path& path);
 ResultsFile parse_results(const std::string& text, const std::string& name_for_messages);
 
+// A sink that records what passes through it into a results file, rewritten
+// (atomically) after every row, so a run stopped halfway keeps what it
+// measured; it forwards everything to `next`. Notes are kept with the suite's
+// id in front.
+class ResultsRecorder : public RowSink {
+public:
+    ResultsRecorder(std::filesystem::path path, MachineFacts machine, RowSink* next = nullptr);
+    void started(const SuiteInfo& suite, const std::string& device) override;
+    void row(const Row& r) override;
+    void progress(double fraction, const std::string& what) override;
+    void note(const std::string& text) override;
+    void finished(const std::string& suite_id, Outcome outcome, const std::string& message) override;
+    const ResultsFile& file() const { return m_file; }
+    const std::filesystem::path& path() const { return m_path; }
+
+private:
+    void save();
+    std::filesystem::path m_path;
+    ResultsFile m_file;
+    RowSink* m_next;
+    std::string m_suite;
+};
+
 // Where the app keeps a run's results: <app data>/benchmarks/<stamp>-<suites>.jsonl
 // ($XDG_DATA_HOME/crucible/benchmarks, else ~/.local/share/crucible/benchmarks).
 std::filesystem::path default_results_dir();

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <set>
 #include <sstream>
 
 namespace crucible::bench {
@@ -61,7 +62,10 @@ std::string Row::tag(const std::string& key) const
 std::string Row::label() const
 {
     std::string s = series;
-    for (const auto& [k, v] : tags) s += " " + (k == "pass" || k == "preset" || k == "op" ? v : k + v);
+    // Tags whose value says what it is by itself show alone ("fwd", "nano");
+    // the rest as key and value ("D64", "seed1").
+    static const std::set<std::string> self_explained = {"pass", "preset", "op", "model", "phase", "axis"};
+    for (const auto& [k, v] : tags) s += " " + (self_explained.count(k) ? v : k + v);
     return s + fmt::format(" {}={:g}", x_name, x);
 }
 
@@ -298,7 +302,7 @@ Outcome run_suite(std::string_view id, const SuiteRequest& request, RowSink& sin
         sink.progress(1.0, "done");
     } catch (const Cancelled&) {
         outcome = Outcome::cancelled;
-        message = "cancelled";
+        message = "stopped before it finished";
     } catch (const std::exception& e) {
         outcome = Outcome::failed;
         message = e.what();

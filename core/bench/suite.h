@@ -23,8 +23,10 @@
 //   steps), so run_suite() returns within one measurement of request().
 // - A Row is one measured point: suite id, a series ("flash", "naive",
 //   "peer"...), an x (name, unit, value) and y metrics with units. Rows of
-//   one chart share suite, the tags (e.g. {"D": "64", "pass": "fwd"}) and the
-//   metric key; the series name tells the lines apart. SuiteInfo::charts
+//   one chart share suite, x_name, the tags (e.g. {"D": "64", "pass": "fwd"})
+//   and the metric key; the series name tells the lines apart. (A suite may
+//   plot one metric against two x's: the optimizer race gives bits/byte
+//   against "step" and against "seconds", and its sweep against "lr".) SuiteInfo::charts
 //   lists the charts a suite feeds, their axes and which hardware limit
 //   (hardware_limits.h) applies to a metric, so the page can draw them before
 //   the first row arrives.

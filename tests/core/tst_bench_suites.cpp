@@ -177,6 +177,10 @@ private slots:
         QTest::newRow("train") << "train" << 6 << "presets=tiny,nano";
         QTest::newRow("optimizers") << "optimizers" << 1 << "";
         QTest::newRow("finetune") << "finetune" << 1 << "";
+        QTest::newRow("gqa") << "gqa" << 1 << "";
+        QTest::newRow("kv_cache") << "kv_cache" << 2 << "";   // one decode run gives a rate per length
+        QTest::newRow("decode") << "decode" << 1 << "";
+        QTest::newRow("quant") << "quant" << 1 << "";
     }
 
     void cancelStopsWithinOneMeasurement()
@@ -250,6 +254,8 @@ private slots:
         QVERIFY(h.peak_tflops > 0 && std::isfinite(h.peak_tflops));
         QVERIFY(h.bandwidth_gbs > 0 && std::isfinite(h.bandwidth_gbs));
         QVERIFY(h.source.find("measured") != std::string::npos);
+        // Measured once per device, then the same answer.
+        QCOMPARE(hardware_limits(DeviceKind::cpu, 1).peak_tflops, h.peak_tflops);
     }
 
     void resultsFilesRoundTrip()
@@ -279,6 +285,39 @@ private slots:
         QCOMPARE(back.rows[0].y[1].unit, std::string("TFLOP/s"));
         QCOMPARE(back.notes, f.notes);
         QCOMPARE(back.to_jsonl(), f.to_jsonl());
+    }
+
+    void recorderKeepsWhatASuiteMeasured()
+    {
+        // Rows pass through to the next sink and into the file as they come;
+        // a cancelled run keeps its rows and says it was cancelled.
+        QTemporaryDir dir;
+        const fs::path path = fs::path(dir.path().toStdString()) / "run.jsonl";
+        CancelToken cancel;
+        CancellingSink next(cancel, 3);
+        ResultsRecorder recorder(path, collect_machine_facts(nullptr), &next);
+        QVERIFY(fs::exists(path));   // written at once: a bad path fails before measuring
+        QCOMPARE(run_suite("norms", tiny_cpu(), recorder, cancel), Outcome::cancelled);
+        const ResultsFile back = read_results(path);
+        QCOMPARE(back.rows.size(), next.rows.size());
+        QVERIFY(back.rows.size() >= 3);
+        for (size_t i = 0; i < back.rows.size(); ++i) QCOMPARE(back.rows[i].label(), next.rows[i].label());
+        QVERIFY(!back.notes.empty() && back.notes.back().find("norms: cancelled") == 0);
+        QVERIFY_THROWS_EXCEPTION(Error, ResultsRecorder(fs::path("/proc/no/such/dir/run.jsonl"), MachineFacts{}));
+    }
+
+    void appResultsGoUnderTheDataFolder()
+    {
+        const QByteArray saved = qgetenv("XDG_DATA_HOME");
+        QTemporaryDir dir;
+        qputenv("XDG_DATA_HOME", dir.path().toUtf8());
+        const fs::path p = new_results_path("attention + norms");
+        QCOMPARE(p.parent_path(), fs::path(dir.path().toStdString()) / "crucible" / "benchmarks");
+        QCOMPARE(p.extension().string(), std::string(".jsonl"));
+        QVERIFY2(p.filename().string().find("attention___norms") != std::string::npos, p.c_str());
+        write_results(p, ResultsFile{});
+        QVERIFY(new_results_path("attention + norms") != p);   // one file per run, never over another
+        qputenv("XDG_DATA_HOME", saved);
     }
 
     void truncatedForeignAndNewerFilesAreRefused()

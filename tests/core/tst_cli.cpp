@@ -124,6 +124,33 @@ private slots:
                  text(r.output));
     }
 
+    void benchSuitesWriteAndCompareResults()
+    {
+        // A suite at its tiny size writes a results file; two of them compare
+        // row by row; a truncated one is refused with a message.
+        for (const char* name : {"a.jsonl", "b.jsonl"}) {
+            const Result r = cli("bench norms --size tiny --threads 1 --widths 32 --out " + quoted(name));
+            QVERIFY2(r.code == 0, r.output.c_str());
+            QVERIFY2(r.output.find("rmsnorm") != std::string::npos, r.output.c_str());
+        }
+        const Result cmp = cli("bench compare " + quoted("a.jsonl") + " " + quoted("b.jsonl"));
+        QVERIFY2(cmp.code == 0 && cmp.output.find("B/A") != std::string::npos, cmp.output.c_str());
+        QVERIFY2(cmp.output.find("norms layernorm op=norm pass=fwd C=32 gbs") != std::string::npos, cmp.output.c_str());
+        const std::string whole = read_file(path("a.jsonl"));
+        write_file_atomic(path("cut.jsonl"), whole.substr(0, whole.size() / 2));
+        expectFailure("bench compare " + quoted("a.jsonl") + " " + quoted("cut.jsonl"), "cut short");
+        expectFailure("bench norms --size tiny --widths 0", "positive integers");
+        expectFailure("bench warp", "warp");
+
+        // bench attention keeps its table, now over the attention suite.
+        const Result att = cli("bench attention --device cpu --head-dims 16 --seqs 16,32 --tokens 64 --model-dim 32 "
+                               "--repeats 1 --warmup 1 --out " + quoted("att.jsonl"));
+        QVERIFY2(att.code == 0, att.output.c_str());
+        for (const char* part : {"flash/naive", "D16 T16", "D16 T32", "fwd TFLOP/s"})
+            QVERIFY2(att.output.find(part) != std::string::npos, (part + std::string(" in ") + att.output).c_str());
+        QVERIFY(read_file(path("att.jsonl")).find("\"series\":\"naive\"") != std::string::npos);
+    }
+
     void benchGenerateMeasuresARun()
     {
         // The generation benchmark on the trained run, with the run as its own

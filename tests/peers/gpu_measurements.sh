@@ -2,7 +2,7 @@
 # Every GPU measurement the project quotes, side by side with PyTorch on the
 # same GPU, from the repository root of a machine with a CUDA build on PATH:
 #
-#   tests/peers/gpu_measurements.sh tests|speedrun|generate|train|attention|all
+#   tests/peers/gpu_measurements.sh tests|speedrun|generate|train|attention|suites|all
 #
 # Logs go to $OUT (or /tmp/crucible-gpu). Each part is independent.
 set -u
@@ -65,10 +65,17 @@ part_attention() {
   log crucible-cli bench attention --peer --peer-script $peers/torch_attention_bench.py
 }
 
+# Every benchmark suite at the GPU's sizes, with the peers, into one results
+# file (open it in the app, or `crucible-cli bench claims` / `bench compare` it).
+part_suites() {
+  log crucible-cli bench all --device cuda --peer --out "$out/suites.jsonl"
+  log crucible-cli bench claims "$out/suites.jsonl"
+}
+
 for part in "${@:-all}"; do
   case $part in
-    all) part_tests; part_speedrun; part_generate; part_train; part_attention ;;
-    tests|speedrun|generate|train|attention) "part_$part" ;;
+    all) part_tests; part_speedrun; part_generate; part_train; part_attention; part_suites ;;
+    tests|speedrun|generate|train|attention|suites) "part_$part" ;;
     *) echo "unknown part $part" >&2; exit 2 ;;
   esac
 done

@@ -15,6 +15,7 @@
 
 #include <fmt/core.h>
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 
@@ -22,12 +23,18 @@ namespace crucible::bench {
 
 namespace {
 
+// N(0, 1) values: one random block uploaded over and over (GPU-sized
+// tensors hold hundreds of millions of values; they need only be realistic).
 void fill_random(Backend& be, Tensor t, uint64_t seed)
 {
-    std::vector<float> host(size_t(t.numel()));
+    const int64_t block = std::min<int64_t>(t.numel(), int64_t(1) << 22);
+    std::vector<float> host(static_cast<size_t>(block));
     Rng rng(seed);
     for (auto& x : host) x = float(rng.normal());
-    be.upload(t, host.data(), DType::f32);
+    for (int64_t at = 0; at < t.numel(); at += block) {
+        const int64_t n = std::min(block, t.numel() - at);
+        be.upload(t.sub(at, Shape{n}), host.data(), DType::f32);
+    }
 }
 
 // Naive causal attention on the CPU backend (host memory, f32): the scores
@@ -92,8 +99,8 @@ void run_attention_suite(SuiteContext& c)
 {
     const std::vector<int> dims = c.integers("head_dims"), seqs = c.integers("seqs");
     const int64_t tokens = c.integer("tokens"), model_dim = c.integer("model_dim");
-    const int repeats = c.integer("repeats"), warmup = c.tiny() ? 1 : 2;
-    const bool backward = c.integer("backward") != 0;
+    const int repeats = c.integer("repeats"), warmup = c.integer("warmup");
+    const bool backward = c.integer("backward") != 0, with_naive = c.integer("naive") != 0;
     Backend& be = c.backend();
     const DType dt = be.compute_dtype();
     const bool cuda = c.cuda();
@@ -179,20 +186,21 @@ void run_attention_suite(SuiteContext& c)
             // Naive: its scores (and on CUDA their gradient) must fit.
             const size_t score_bytes = dtype_bytes(cuda ? dt : DType::f32, B * H * int64_t(T) * T);
             const MemoryInfo mem = be.memory_info();
-            if (2 * score_bytes >= mem.free_bytes / 10 * 9) {
+            if (!with_naive) {
+                // asked not to
+            } else if (2 * score_bytes >= mem.free_bytes / 10 * 9) {
                 c.note(fmt::format("naive D{} T{} skipped: its scores need {} MB", D, T, 2 * score_bytes / 1'000'000));
             } else if (cuda) {
                 be.set_attention_kind(AttentionKind::naive);
+                // The device's scratch is kept and shared between kernels, so
+                // after naive it holds the larger of the two needs; naive's
+                // is at least its scores (and their gradient backward).
                 try {
-                    const MemoryInfo pre = be.memory_info();
                     const double nf = c.time(fwd, warmup, repeats).median_ms;
-                    const size_t grown = pre.free_bytes > be.memory_info().free_bytes
-                                             ? pre.free_bytes - be.memory_info().free_bytes
-                                             : 0;
-                    emit("naive", "fwd", nf, fwd_flops, double(fwd_tensors + scratch() + std::max(grown, score_bytes)));
+                    emit("naive", "fwd", nf, fwd_flops, double(fwd_tensors + std::max(scratch(), score_bytes)));
                     if (backward) {
                         const double nfb = c.time(fwd_bwd, warmup, repeats).median_ms;
-                        emit("naive", "fwd+bwd", nfb, fb_flops, double(fb_tensors + scratch() + 2 * score_bytes));
+                        emit("naive", "fwd+bwd", nfb, fb_flops, double(fb_tensors + std::max(scratch(), 2 * score_bytes)));
                     }
                 } catch (const Cancelled&) {
                     be.set_attention_kind(previous);

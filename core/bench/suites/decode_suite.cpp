@@ -35,6 +35,7 @@ void run_decode_suite(SuiteContext& c)
             o.batch = batch;
             o.repeats = repeats;
             o.recompute = false;
+            o.before_run = [&c] { c.check_cancel(); };
             o.speedups.graphs = graphs;
             o.speedups.fused_kernels = graphs;
             o.speedups.decode_burst = graphs ? 0 : 1;

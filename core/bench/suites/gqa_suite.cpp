@@ -41,6 +41,7 @@ void run_gqa_suite(SuiteContext& c)
         o.batch = batch;
         o.repeats = c.tiny() ? 1 : 2;
         o.recompute = false;
+        o.before_run = [&c] { c.check_cancel(); };
         c.check_cancel();
         const GenerateBenchResult r = run_generate_bench(params, nullptr, o);
         Row row = make_row(c, "kv_cache", "kv_heads", kv);

@@ -32,6 +32,7 @@ void run_kv_cache_suite(SuiteContext& c)
     o.lengths = lengths;
     o.repeats = c.tiny() ? 1 : 2;
     o.recompute = false;
+    o.before_run = [&c] { c.check_cancel(); };
     const GenerateBenchResult kv = run_generate_bench(params, nullptr, o);
     for (const auto& p : kv.points) {
         Row r = make_row(c, "kv_cache", "length", p.length, "tokens");

@@ -7,7 +7,7 @@
 #include "core/bench/byte_model.h"
 #include "core/bench/suite_context.h"
 #include "core/data/corpus.h"
-#include "core/quant/weight_quant.h"
+#include "core/bench/weight_quant_bench.h"
 #include "core/train/evaluate.h"
 #include "core/train/load_model.h"
 
@@ -54,37 +54,23 @@ void run_quant_suite(SuiteContext& c)
     if (eval_tokens > 0 && int64_t(ids.size()) > eval_tokens) ids.resize(size_t(eval_tokens));
     if (int64_t(ids.size()) <= seq) throw Error("quant: the evaluation text is shorter than one sequence");
 
-    const std::vector<float> original = params->download_master();
     auto bits_per_byte = [&] { return evaluate_token_stream(*eval_model, ids, lengths, batch, seq).bits_per_byte; };
     const double f32_bpb = bits_per_byte();
     Row ref = make_row(c, "f32", "bits_per_weight", 32.0);
     add(ref, "bpb", f32_bpb, "bits/byte");
     add(ref, "mse", 0.0, "");
     c.emit(std::move(ref));
-    const auto& schemes = weight_quant_schemes();
+    const size_t schemes = weight_quant_schemes().size();
     size_t index = 0;
-    for (WeightQuant q : schemes) {
-        c.step(index++, schemes.size(), std::string("quantizing to ") + to_string(q));
-        std::vector<float> w = original;
-        double err = 0, bits = 0;
-        int64_t count = 0;
-        for (const ParamEntry& e : params->layout().entries()) {
-            if (!e.is_hidden_matrix()) continue;
-            float* p = w.data() + e.offset;
-            const std::vector<float> before(p, p + e.numel());
-            bits += quantize_roundtrip(q, before.data(), e.shape[0], e.shape[1], p) * double(e.numel());
-            for (int64_t i = 0; i < e.numel(); ++i) err += double(p[i] - before[size_t(i)]) * (p[i] - before[size_t(i)]);
-            count += e.numel();
-        }
-        params->upload_master(w);
-        const double bpb = bits_per_byte();
-        Row r = make_row(c, to_string(q), "bits_per_weight", bits / double(count));
-        add(r, "bpb", bpb, "bits/byte");
-        add(r, "delta_bpb", bpb - f32_bpb, "bits/byte");
-        add(r, "mse", err / double(count), "");
+    c.step(index, schemes, std::string("quantizing to ") + to_string(weight_quant_schemes().front()));
+    measure_weight_quant(*params, bits_per_byte, [&](const WeightQuantResult& q) {
+        Row r = make_row(c, to_string(q.scheme), "bits_per_weight", q.bits_per_weight);
+        add(r, "bpb", q.bits_per_byte, "bits/byte");
+        add(r, "delta_bpb", q.bits_per_byte - f32_bpb, "bits/byte");
+        add(r, "mse", q.weight_mse, "");
         c.emit(std::move(r));
-    }
-    params->upload_master(original);
+        if (++index < schemes) c.step(index, schemes, std::string("quantizing to ") + to_string(weight_quant_schemes()[index]));
+    });
     c.note(fmt::format("{}; {} evaluation tokens; f32 {:.4f} bits/byte",
                        run_path.empty() ? "byte-level model trained here" : run_path, ids.size(), f32_bpb));
 }
