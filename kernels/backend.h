@@ -111,9 +111,14 @@ struct MuonHyper {
     float update_scale = 1.0f; // shape-dependent factor applied to the orthogonalised update
 };
 
+// What a device holds, read when asked (each training step samples it).
 struct MemoryInfo {
-    size_t total_bytes = 0;
-    size_t free_bytes = 0;
+    size_t total_bytes = 0;   // the device's memory (CPU: the machine's RAM)
+    size_t free_bytes = 0;    // what may still be allocated (CUDA: the driver's free; CPU: MemAvailable)
+    // Held by this process: CUDA, the bytes of this backend's live allocations;
+    // CPU, the process's resident set (weights, corpus, libraries and the app alike).
+    size_t used_bytes = 0;
+    size_t peak_bytes = 0;    // the high-water mark of used_bytes (CPU: VmHWM)
 };
 
 // Facts about the device for `crucible-cli info` and the System page.

@@ -5,6 +5,7 @@
 #include "ui/icons.h"
 #include "ui/models/device_inventory.h"
 #include "ui/models/run_config_model.h"
+#include "ui/pages/benchmarks_page.h"
 #include "ui/pages/chat_page.h"
 #include "ui/pages/data_page.h"
 #include "ui/pages/model_page.h"
@@ -47,6 +48,8 @@ const std::vector<PageSpec>& pageSpecs()
          [](AppContext& c, QWidget* p) -> QWidget* { return new TrainPage(c, p); }},
         {QStringLiteral("Runs"), QStringLiteral("runs"), QObject::tr("Runs on disk, compared on one chart"),
          [](AppContext& c, QWidget* p) -> QWidget* { return new RunsPage(c, p); }},
+        {QStringLiteral("Benchmarks"), QStringLiteral("bench"), QObject::tr("Suites measured live, claims checked"),
+         [](AppContext& c, QWidget* p) -> QWidget* { return new BenchmarksPage(c, p); }},
         {QStringLiteral("Chat"), QStringLiteral("chat"), QObject::tr("Talk to a trained model"),
          [](AppContext& c, QWidget* p) -> QWidget* { return new ChatPage(c, p); }},
         {QStringLiteral("System"), QStringLiteral("system"), QObject::tr("Devices, memory and build"),
@@ -72,8 +75,8 @@ MainWindow::MainWindow(AppContext& context, QWidget* parent) : QMainWindow(paren
     m_pageList->setMovement(QListView::Static);
     m_pageList->setWrapping(false);
     m_pageList->setIconSize(QSize(26, 26));
-    m_pageList->setGridSize(QSize(84, 68));
-    m_pageList->setFixedWidth(92);
+    m_pageList->setGridSize(QSize(104, 68));   // wide enough for "Benchmarks"
+    m_pageList->setFixedWidth(112);
     m_pageList->setFocusPolicy(Qt::NoFocus);
     m_pageList->setVerticalScrollBarPolicy(Qt::ScrollBarAlwaysOff);
     m_stack = new QStackedWidget(central);
@@ -85,7 +88,7 @@ MainWindow::MainWindow(AppContext& context, QWidget* parent) : QMainWindow(paren
         auto* item = new QListWidgetItem(icons::page(spec.icon), spec.name, m_pageList);
         item->setToolTip(spec.toolTip);
         item->setTextAlignment(Qt::AlignHCenter);
-        item->setSizeHint(QSize(84, 64));
+        item->setSizeHint(QSize(104, 64));
         QWidget* page = spec.create(context, m_stack);
         page->setObjectName(spec.name.toLower() + QStringLiteral("Page"));
         // Each page fills the window and scrolls only where the window is

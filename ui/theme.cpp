@@ -53,7 +53,7 @@ void apply(QApplication& app)
 QListWidget#pageList {
     background: #1e222b; border: none; outline: 0; color: #c8ced8; padding-top: 8px;
 }
-QListWidget#pageList::item { padding: 10px 6px; margin: 2px 8px; border-radius: 8px; }
+QListWidget#pageList::item { padding: 10px 4px; margin: 2px 6px; border-radius: 8px; }
 QListWidget#pageList::item:hover { background: #2b313d; }
 QListWidget#pageList::item:selected { background: #2563eb; color: white; }
 QGroupBox {

@@ -200,7 +200,6 @@ RunSummary Trainer::train(Session& s)
 {
     const TrainConfig& tc = s.config.train;
     TrainableModel& m = s.model;
-    const int64_t memory_in_use = int64_t(m.bytes());
     TrainStep step(tc.batch_size, s.seq_len, tc.grad_accum);
     DivergenceGuard guard;
     RunSummary summary;
@@ -235,6 +234,10 @@ RunSummary Trainer::train(Session& s)
         }
         if (verdict == DivergenceGuard::Verdict::skipped) continue;   // the step is retried with the next batch
 
+        // Measured each step, not estimated: what the device holds for the
+        // run now (CUDA: the backend's live allocations; CPU: the process's
+        // resident set). The estimate travels in RunInfo beside it.
+        const int64_t memory_in_use = int64_t(s.device.backend->memory_info().used_bytes);
         const StepMetrics metrics = record_step(s.state, r, tc.optimizer.lr, s.info, memory_in_use);
         summary.final_loss = metrics.loss;
         s.reporter.step(metrics);

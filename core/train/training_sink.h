@@ -28,7 +28,7 @@ struct StepMetrics {
     double grad_norm = 0.0;        // before clipping
     double tokens_per_s = 0.0;     // this step
     double mfu = 0.0;              // fraction of the device's peak, 0 when unknown
-    int64_t memory_bytes = 0;      // device memory in use by the run
+    int64_t memory_bytes = 0;      // measured after the step: Backend::memory_info().used_bytes
     double comm_share = 0.0;       // fraction of the step spent exchanging gradients and weights (data parallel)
     double elapsed_s = 0.0;        // training time so far (excludes evaluation)
     int64_t tokens_seen = 0;

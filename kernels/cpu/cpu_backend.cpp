@@ -17,6 +17,8 @@
 #include <fstream>
 #include <sstream>
 
+#include <unistd.h>
+
 namespace crucible {
 
 namespace {
@@ -272,6 +274,14 @@ MemoryInfo CpuBackend::do_memory_info() const
     size_t available = meminfo_kib(s, "MemAvailable:");
     if (available == 0) available = meminfo_kib(s, "MemFree:");
     info.free_bytes = available * 1024;
+    // The process's resident set: statm's second field, in pages.
+    std::ifstream statm("/proc/self/statm");
+    unsigned long long size_pages = 0, resident_pages = 0;
+    if (statm >> size_pages >> resident_pages) info.used_bytes = size_t(resident_pages) * size_t(sysconf(_SC_PAGESIZE));
+    std::ifstream status("/proc/self/status");
+    std::stringstream status_text;
+    status_text << status.rdbuf();
+    info.peak_bytes = std::max(info.used_bytes, meminfo_kib(status_text.str(), "VmHWM:") * 1024);
     return info;
 }
 

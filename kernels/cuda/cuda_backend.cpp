@@ -163,6 +163,9 @@ MemoryInfo CudaBackend::do_memory_info() const
 {
     MemoryInfo m;
     CRUCIBLE_CUDA_CHECK(cudaMemGetInfo(&m.free_bytes, &m.total_bytes));
+    const std::lock_guard<std::mutex> lock(m_live_mutex);
+    m.used_bytes = m_live_bytes;
+    m.peak_bytes = m_peak_bytes;
     return m;
 }
 
@@ -180,6 +183,10 @@ void* CudaBackend::do_allocate(size_t bytes)
                         megabytes(free_b) + " free of " + megabytes(total_b) + " (" + cudaGetErrorString(err) +
                         "). Use a smaller batch, sequence length or model.");
     }
+    const std::lock_guard<std::mutex> lock(m_live_mutex);
+    m_live.emplace(p, bytes);
+    m_live_bytes += bytes;
+    m_peak_bytes = std::max(m_peak_bytes, m_live_bytes);
     return p;
 }
 
@@ -191,6 +198,11 @@ void CudaBackend::do_deallocate(void* ptr)
     cudaStreamSynchronize(m_stream);
     cudaFree(ptr);
     cudaGetLastError();
+    const std::lock_guard<std::mutex> lock(m_live_mutex);
+    if (const auto it = m_live.find(ptr); it != m_live.end()) {
+        m_live_bytes -= it->second;
+        m_live.erase(it);
+    }
 }
 
 void* CudaBackend::do_allocate_host(size_t bytes)
@@ -221,8 +233,7 @@ void CudaBackend::do_synchronize()
 
 void CudaBackend::regrow(void*& buffer, size_t& bytes, size_t needed, size_t minimum)
 {
-    CRUCIBLE_CUDA_CHECK(cudaStreamSynchronize(m_stream));   // queued work may still use the old one
-    if (buffer) CRUCIBLE_CUDA_CHECK(cudaFree(buffer));
+    deallocate(buffer);   // waits for queued work that may still use the old one
     buffer = nullptr;
     bytes = 0;
     ++m_graph_epoch;   // graphs that baked in the old address are stale

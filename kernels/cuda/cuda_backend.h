@@ -25,7 +25,9 @@
 
 #include <array>
 #include <map>
+#include <mutex>
 #include <string>
+#include <unordered_map>
 
 namespace crucible {
 
@@ -134,6 +136,15 @@ private:
     float2* m_rope = nullptr;
     int64_t m_rope_positions = 0, m_rope_dim = 0;
     float m_rope_theta = 0.0f;
+
+    // Every live allocate() and its size, for memory_info(): the bytes this
+    // backend holds and their high-water mark, which the driver's free count
+    // cannot tell apart from other processes on the same GPU. Destructors on
+    // other threads may free, hence the lock.
+    mutable std::mutex m_live_mutex;
+    std::unordered_map<void*, size_t> m_live;
+    size_t m_live_bytes = 0;
+    size_t m_peak_bytes = 0;
 };
 
 } // namespace crucible

@@ -94,8 +94,7 @@ const float2* CudaBackend::rope_table(int64_t positions, int64_t head_dim, float
     if (m_rope && head_dim == m_rope_dim && theta == m_rope_theta && positions <= m_rope_positions) return m_rope;
     const int64_t grown = std::max<int64_t>(positions, 1024);
     if (m_rope) {
-        CRUCIBLE_CUDA_CHECK(cudaStreamSynchronize(m_stream));
-        CRUCIBLE_CUDA_CHECK(cudaFree(m_rope));
+        deallocate(m_rope);   // waits for queued work that may still read it
         m_rope = nullptr;
         ++m_graph_epoch;
     }

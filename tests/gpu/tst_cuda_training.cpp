@@ -9,7 +9,7 @@
 // backward, so the loss must agree within 1e-2 relative and each gradient
 // tensor within 1e-1 relative (typically a few 1e-2; the printed numbers are
 // the measured ones). Determinism: two runs in bf16 give bit-identical loss
-// and gradients.
+// and gradients. The backend's memory accounting is checked here too.
 #include "tests/gpu/gpu_compare.h"
 
 #include "core/model/param_store.h"
@@ -122,6 +122,29 @@ private slots:
                       worst_name.c_str(), worst, grad_tol);
             }
         }
+    }
+
+    // memory_info() counts this backend's live allocations (what the Train
+    // page's memory chart shows each step) and their high-water mark.
+    void memory_in_use_is_counted()
+    {
+        const MemoryInfo before = m_bf16->memory_info();
+        QVERIFY(before.total_bytes > 0 && before.free_bytes <= before.total_bytes);
+        QVERIFY(before.peak_bytes >= before.used_bytes);
+        constexpr size_t kBytes = size_t(96) << 20;
+        void* block = m_bf16->allocate(kBytes);
+        const MemoryInfo during = m_bf16->memory_info();
+        QCOMPARE(during.used_bytes, before.used_bytes + kBytes);
+        QVERIFY(during.peak_bytes >= during.used_bytes);
+        m_bf16->deallocate(block);
+        const MemoryInfo after = m_bf16->memory_info();
+        QCOMPARE(after.used_bytes, before.used_bytes);
+        QCOMPARE(after.peak_bytes, during.peak_bytes);
+        {
+            ParamStore params(*m_bf16, tiny(false), true);   // weights, gradients, optimizer state
+            QVERIFY(m_bf16->memory_info().used_bytes > before.used_bytes);
+        }
+        QCOMPARE(m_bf16->memory_info().used_bytes, before.used_bytes);
     }
 
     void deterministic()

@@ -201,6 +201,49 @@ private slots:
         QVERIFY(image.width() > 100 && image.height() > 100);
     }
 
+    // A chart of sizes (the Benchmarks page): a named X, a base-2 log axis,
+    // data replaced per series, and a dashed reference line.
+    void sizesOnALogAxisWithAReferenceLine()
+    {
+        QTemporaryDir dir;
+        auto chart = shownChart();
+        const int flash = chart->addSeries(QStringLiteral("flash"), QColor(), true);
+        const int limit = chart->addSeries(QStringLiteral("hardware limit"));
+        chart->setSeriesDashed(limit, true);
+        QVERIFY(chart->seriesDashed(limit) && !chart->seriesDashed(flash));
+        chart->setXLabel(QStringLiteral("T"));
+        chart->setLogX(true);
+        QVERIFY(chart->logX());
+        // Out of order, as rows may come: the page sorts and replaces.
+        chart->setSeriesData(flash, {{128, 0, 2.0}, {256, 0, 3.0}, {512, 0, 3.5}, {1024, 0, 3.75}});
+        chart->setSeriesData(limit, {{128, 0, 5.0}, {1024, 0, 5.0}});
+        chart->redrawNow();
+        QCOMPARE(chart->drawnPoints(flash).size(), 4);
+        QCOMPARE(chart->drawnPoints(limit).size(), 2);
+        auto* logX = qobject_cast<QLogValueAxis*>(chart->chart()->axes(Qt::Horizontal).value(0));
+        QVERIFY(logX);
+        QCOMPARE(logX->base(), 2.0);
+        QVERIFY(logX->min() < 128 && logX->max() > 1024);
+        // Sizes that double sit evenly apart.
+        const QPointF a = chart->chart()->mapToPosition(QPointF(128, 2.0), chart->chart()->series().value(0));
+        const QPointF b = chart->chart()->mapToPosition(QPointF(256, 2.0), chart->chart()->series().value(0));
+        const QPointF c = chart->chart()->mapToPosition(QPointF(512, 2.0), chart->chart()->series().value(0));
+        QVERIFY(std::fabs((b.x() - a.x()) - (c.x() - b.x())) < 1.0);
+        // The readout names the axis and snaps by ratio: 370 is nearer 512
+        // than 256 on this axis (though not in plain difference).
+        chart->showHoverAt(370);
+        QVERIFY2(chart->hoverText().startsWith(QStringLiteral("T 512")), qPrintable(chart->hoverText()));
+        QVERIFY2(chart->hoverText().contains(QStringLiteral("flash 3.5")), qPrintable(chart->hoverText()));
+        chart->setSeriesData(flash, {{64, 0, 1.0}});
+        QCOMPARE(chart->pointCount(flash), size_t(1));
+        QVERIFY(chart->exportCsv(dir.filePath(QStringLiteral("t.csv"))));
+        QFile csv(dir.filePath(QStringLiteral("t.csv")));
+        QVERIFY(csv.open(QIODevice::ReadOnly));
+        QVERIFY(csv.readLine().startsWith("series,T,time_s,value"));
+        chart->setLogX(false);
+        QVERIFY(qobject_cast<QValueAxis*>(chart->chart()->axes(Qt::Horizontal).value(0)));
+    }
+
     void ringBufferKeepsTheNewestSamples()
     {
         SampleRing ring(100);

@@ -106,6 +106,7 @@ private slots:
         QSignalSpy evals(training, &TrainingController::evalReceived);
         QSignalSpy samples(training, &TrainingController::sampleReceived);
         QSignalSpy finished(training, &TrainingController::finished);
+        QSignalSpy started(training, &TrainingController::started);
         QVERIFY(trainPage()->startButton()->isEnabled());
         QTest::mouseClick(trainPage()->startButton(), Qt::LeftButton);
         QVERIFY(training->isActive());
@@ -123,6 +124,25 @@ private slots:
         QCOMPARE(loss->pointCount(1), size_t(2));
         QTRY_COMPARE(loss->drawnPoints(0).size(), 6);
         for (LiveChart* chart : trainPage()->charts()) QCOMPARE(chart->pointCount(0), size_t(6));
+
+        // Memory is measured each step (the process's resident set on the
+        // CPU), not the estimate, which is the dashed line beside it.
+        QCOMPARE(started.count(), 1);
+        const int64_t estimate = started.first().at(0).value<RunInfo>().estimated_memory_bytes;
+        QVERIFY(estimate > 0);
+        for (const auto& batch : steps)
+            for (const StepMetrics& m : batch.at(0).value<QVector<StepMetrics>>()) {
+                QVERIFY(m.memory_bytes > 0);
+                QVERIFY(m.memory_bytes != estimate);
+            }
+        LiveChart* memory = trainPage()->memoryChart();
+        const int dashed = trainPage()->memoryEstimateSeries();
+        QVERIFY(memory && dashed > 0);
+        QVERIFY(memory->seriesDashed(dashed) && !memory->seriesDashed(0));
+        QCOMPARE(memory->pointCount(dashed), size_t(6));
+        QTRY_COMPARE(memory->drawnPoints(dashed).size(), 6);
+        QCOMPARE(memory->drawnPoints(dashed).front().y(), double(estimate) * 1e-6);
+        QVERIFY(memory->drawnPoints(0).front().y() != memory->drawnPoints(dashed).front().y());
         QVERIFY(!m_app->window->findChild<QTextBrowser*>(QStringLiteral("samplesView"))->toPlainText().isEmpty());
         auto* banner = m_app->window->findChild<MessageBanner*>(QStringLiteral("trainBanner"));
         QCOMPARE(banner->kind(), MessageBanner::Kind::Success);

@@ -37,6 +37,7 @@ namespace crucible::ui {
 struct LiveChart::Series {
     QString name;
     QColor color;
+    Qt::PenStyle style = Qt::SolidLine;
     SampleRing data;
     QLineSeries* raw = nullptr;
     QLineSeries* smooth = nullptr;
@@ -226,13 +227,19 @@ LiveChart::LiveChart(const QString& title, QWidget* parent) : QWidget(parent)
     m_axisLogY->setLabelFormat(QStringLiteral("%.3g"));
     m_axisLogY->setMinorTickCount(-1);
     styleAxis(m_axisLogY);
+    m_axisLogX = new QLogValueAxis;
+    m_axisLogX->setBase(2.0);
+    m_axisLogX->setLabelFormat(QStringLiteral("%.0f"));
+    m_axisLogX->setMinorTickCount(0);
+    styleAxis(m_axisLogX);
     m_chart->addAxis(m_axisX, Qt::AlignBottom);
     m_chart->addAxis(m_axisY, Qt::AlignLeft);
     m_axisX->setRange(0, 1);
     m_axisY->setRange(0, 1);
     m_axisLogY->setRange(0.1, 1);
+    m_axisLogX->setRange(1, 2);
     for (QAbstractAxis* axis : {static_cast<QAbstractAxis*>(m_axisX), static_cast<QAbstractAxis*>(m_axisY),
-                                static_cast<QAbstractAxis*>(m_axisLogY)})
+                                static_cast<QAbstractAxis*>(m_axisLogY), static_cast<QAbstractAxis*>(m_axisLogX)})
         axis->setLabelsVisible(false);   // until there is data (redraw)
 
     m_view = new ChartView(m_chart, this);
@@ -371,7 +378,7 @@ int LiveChart::addSeries(const QString& name, const QColor& color, bool showPoin
     m_chart->addSeries(s->raw);
     m_chart->addSeries(s->smooth);
     for (QLineSeries* ls : {s->raw, s->smooth}) {
-        ls->attachAxis(m_axisX);
+        ls->attachAxis(m_logX ? static_cast<QAbstractAxis*>(m_axisLogX) : m_axisX);
         ls->attachAxis(m_logY ? static_cast<QAbstractAxis*>(m_axisLogY) : m_axisY);
     }
     s->marker = new QGraphicsEllipseItem(-4, -4, 8, 8, m_chart);
@@ -406,6 +413,16 @@ void LiveChart::removeAllSeries()
 
 QString LiveChart::seriesName(int series) const { return m_series.at(size_t(series))->name; }
 
+void LiveChart::setSeriesDashed(int series, bool dashed)
+{
+    m_series.at(size_t(series))->style = dashed ? Qt::DashLine : Qt::SolidLine;
+    scheduleRedraw();
+}
+
+bool LiveChart::seriesDashed(int series) const { return m_series.at(size_t(series))->style == Qt::DashLine; }
+
+void LiveChart::setXLabel(const QString& name) { m_xLabel = name; }
+
 void LiveChart::append(int series, double step, double time, double value)
 {
     m_series.at(size_t(series))->data.push({step, time, value});
@@ -415,6 +432,14 @@ void LiveChart::append(int series, double step, double time, double value)
 void LiveChart::append(int series, const std::vector<ChartSample>& samples)
 {
     SampleRing& ring = m_series.at(size_t(series))->data;
+    for (const ChartSample& s : samples) ring.push(s);
+    scheduleRedraw();
+}
+
+void LiveChart::setSeriesData(int series, const std::vector<ChartSample>& samples)
+{
+    SampleRing& ring = m_series.at(size_t(series))->data;
+    ring.clear();
     for (const ChartSample& s : samples) ring.push(s);
     scheduleRedraw();
 }
@@ -479,6 +504,31 @@ void LiveChart::attachYAxis()
         s->raw->attachAxis(to);
         s->smooth->attachAxis(to);
     }
+}
+
+void LiveChart::attachXAxis()
+{
+    QAbstractAxis* from = m_logX ? static_cast<QAbstractAxis*>(m_axisX) : m_axisLogX;
+    QAbstractAxis* to = m_logX ? static_cast<QAbstractAxis*>(m_axisLogX) : m_axisX;
+    for (auto& s : m_series) {
+        s->raw->detachAxis(from);
+        s->smooth->detachAxis(from);
+    }
+    m_chart->removeAxis(from);
+    m_chart->addAxis(to, Qt::AlignBottom);
+    for (auto& s : m_series) {
+        s->raw->attachAxis(to);
+        s->smooth->attachAxis(to);
+    }
+}
+
+void LiveChart::setLogX(bool on)
+{
+    if (on == m_logX) return;
+    m_logX = on;
+    m_zoom.reset();
+    attachXAxis();
+    redrawNow();
 }
 
 void LiveChart::setLogY(bool on)
@@ -582,7 +632,7 @@ void LiveChart::redraw()
     // An empty chart has no scale to label (its 0..1 placeholder range
     // would read "0 0 0 1 1 1").
     for (QAbstractAxis* axis : {static_cast<QAbstractAxis*>(m_axisX), static_cast<QAbstractAxis*>(m_axisY),
-                                static_cast<QAbstractAxis*>(m_axisLogY)})
+                                static_cast<QAbstractAxis*>(m_axisLogY), static_cast<QAbstractAxis*>(m_axisLogX)})
         if (axis->labelsVisible() != any) axis->setLabelsVisible(any);
     if (m_zoom) {
         x0 = m_zoom->first;
@@ -626,8 +676,9 @@ void LiveChart::redraw()
 
         QColor faded = s->color;
         faded.setAlphaF(0.28);
-        QPen rawPen(smoothing ? faded : s->color, smoothing ? 1.2 : 2.0);
+        QPen rawPen(smoothing ? faded : s->color, smoothing ? 1.2 : 2.0, s->style);
         s->raw->setPen(rawPen);
+        s->smooth->setPen(QPen(s->color, 2.0, s->style));
         s->raw->replace(s->drawnRaw);
         s->smooth->replace(s->drawnSmooth);
         s->smooth->setVisible(smoothing);
@@ -639,7 +690,10 @@ void LiveChart::redraw()
             smoothMarkers.front()->setVisible(smoothing);
     }
 
-    setRangeWithTicks(m_axisX, x0, x1, m_xAxis == XAxis::Step, QString());
+    if (m_logX && x0 > 0.0)
+        m_axisLogX->setRange(x0 / 1.15, x1 * 1.15);   // a margin, so end points keep their markers whole
+    else
+        setRangeWithTicks(m_axisX, x0, x1, m_xAxis == XAxis::Step, QString());
     if (!std::isfinite(yMin)) {
         yMin = m_logY ? 0.1 : 0.0;
         yMax = 1.0;
@@ -692,13 +746,17 @@ void LiveChart::placeHover(double x, const QPointF& viewPos)
     };
     std::vector<Hit> hits;
     double snapX = x, bestDistance = INFINITY;
+    // Nearest as drawn: on a log axis, by ratio.
+    auto distance = [&](double at) {
+        return m_logX && at > 0.0 && x > 0.0 ? std::fabs(std::log(at / x)) : std::fabs(at - x);
+    };
     for (const auto& s : m_series) {
         if (s->data.empty()) continue;
         size_t i = lowerIndex(*s, x);
         if (i >= s->data.size()) i = s->data.size() - 1;
-        if (i > 0 && std::fabs(xOf(s->data[i - 1]) - x) <= std::fabs(xOf(s->data[i]) - x)) --i;
+        if (i > 0 && distance(xOf(s->data[i - 1])) <= distance(xOf(s->data[i]))) --i;
         hits.push_back({s.get(), i});
-        const double d = std::fabs(xOf(s->data[i]) - x);
+        const double d = distance(xOf(s->data[i]));
         if (d < bestDistance) {
             bestDistance = d;
             snapX = xOf(s->data[i]);
@@ -716,12 +774,13 @@ void LiveChart::placeHover(double x, const QPointF& viewPos)
     m_crosshair->show();
 
     const ChartSample& nearest = hits.front().s->data[hits.front().i];
+    const QString xName = m_xLabel.isEmpty() ? QStringLiteral("step") : m_xLabel;
     QString html = m_xAxis == XAxis::Step
-                       ? QStringLiteral("<b>step %1</b>").arg(qint64(std::llround(nearest.step)))
+                       ? QStringLiteral("<b>%1 %2</b>").arg(xName.toHtmlEscaped()).arg(qint64(std::llround(nearest.step)))
                        : QStringLiteral("<b>%1</b>").arg(formatDuration(nearest.time));
-    QString plain = m_xAxis == XAxis::Step ? QStringLiteral("step %1").arg(qint64(std::llround(nearest.step)))
+    QString plain = m_xAxis == XAxis::Step ? QStringLiteral("%1 %2").arg(xName).arg(qint64(std::llround(nearest.step)))
                                            : formatDuration(nearest.time);
-    if (m_xAxis == XAxis::Step)
+    if (m_xAxis == XAxis::Step && m_xLabel.isEmpty())
         html += QStringLiteral(" <span style='color:#6b7280'>· %1</span>").arg(formatDuration(nearest.time));
     for (const auto& s : m_series) s->marker->hide();
     for (const Hit& h : hits) {
@@ -776,7 +835,9 @@ QString LiveChart::toCsv() const
 {
     QString out;
     QTextStream csv(&out);
-    csv << "series,step,time_s,value";
+    QString xName = m_xLabel.isEmpty() ? QStringLiteral("step") : m_xLabel;
+    xName.replace(QLatin1Char(','), QLatin1Char(' '));
+    csv << "series," << xName << ",time_s,value";
     if (m_smoothing > 0.0) csv << ",smoothed";
     csv << '\n';
     std::vector<double> smoothed;
@@ -787,7 +848,10 @@ QString LiveChart::toCsv() const
             name = QLatin1Char('"') + name.replace(QLatin1Char('"'), QStringLiteral("\"\"")) + QLatin1Char('"');
         for (size_t i = 0; i < s->data.size(); ++i) {
             const ChartSample& p = s->data[i];
-            csv << name << ',' << qint64(std::llround(p.step)) << ',' << QString::number(p.time, 'g', 10) << ','
+            // Steps are integers; a named X (sizes, seconds) is written as it is.
+            const QString x = m_xLabel.isEmpty() ? QString::number(qint64(std::llround(p.step)))
+                                                 : QString::number(p.step, 'g', 10);
+            csv << name << ',' << x << ',' << QString::number(p.time, 'g', 10) << ','
                 << QString::number(p.value, 'g', 10);
             if (m_smoothing > 0.0) csv << ',' << QString::number(smoothed[i], 'g', 10);
             csv << '\n';

@@ -11,6 +11,8 @@
 // X is the optimizer step or the training time. Hovering shows a crosshair
 // with every series' value at that step; dragging zooms into a range of
 // steps, a double click zooms out. Charts and their data export as PNG and CSV.
+// A chart of sizes rather than steps (the Benchmarks page) names its X axis
+// and may make it logarithmic (base 2: sizes that double sit evenly apart).
 #pragma once
 
 #include "ui/charts/sample_ring.h"
@@ -60,11 +62,17 @@ public:
     int addSeries(const QString& name, const QColor& color = QColor(), bool showPoints = false,
                   size_t capacity = kDefaultCapacity);
     void removeAllSeries();
+    // A dashed line: a reference (an estimate, a hardware limit) beside measurements.
+    void setSeriesDashed(int series, bool dashed);
+    bool seriesDashed(int series) const;
     int seriesCount() const { return int(m_series.size()); }
     QString seriesName(int series) const;
 
     void append(int series, double step, double time, double value);
     void append(int series, const std::vector<ChartSample>& samples);
+    // Replaces one series' samples (in x order): for data that does not
+    // arrive in order, such as benchmark rows kept sorted by size.
+    void setSeriesData(int series, const std::vector<ChartSample>& samples);
     void clearData();   // keeps the series
 
     size_t pointCount(int series) const;
@@ -73,6 +81,11 @@ public:
 
     double smoothing() const { return m_smoothing; }
     bool logY() const { return m_logY; }
+    bool logX() const { return m_logX; }
+    // The X axis's name in the readout and the CSV header instead of "step"
+    // ("T", "batch"); the readout then leaves out the training time.
+    void setXLabel(const QString& name);
+    QString xLabel() const { return m_xLabel; }
     XAxis xAxis() const { return m_xAxis; }
     std::optional<std::pair<double, double>> zoomRange() const { return m_zoom; }
 
@@ -105,6 +118,7 @@ public:
 public slots:
     void setSmoothing(double weight);   // 0 (off) .. 0.999
     void setLogY(bool on);
+    void setLogX(bool on);   // base 2; only for positive X values
     void setXAxis(crucible::ui::LiveChart::XAxis axis);
     void setZoomRange(double from, double to);
     void resetZoom();
@@ -129,6 +143,7 @@ private:
     void updateHover(const QPointF& viewPos);
     void placeHover(double x, const QPointF& viewPos);
     void attachYAxis();
+    void attachXAxis();
     double xOf(const ChartSample& s) const { return m_xAxis == XAxis::Step ? s.step : s.time; }
     size_t lowerIndex(const Series& s, double x) const;
 
@@ -137,6 +152,7 @@ private:
     QValueAxis* m_axisX;
     QValueAxis* m_axisY;
     QLogValueAxis* m_axisLogY;
+    QLogValueAxis* m_axisLogX;
     QLabel* m_titleLabel;
     QToolButton* m_logButton;
     QToolButton* m_menuButton;
@@ -152,6 +168,8 @@ private:
     QTimer m_redrawTimer;
     double m_smoothing = 0.0;
     bool m_logY = false;
+    bool m_logX = false;
+    QString m_xLabel;
     XAxis m_xAxis = XAxis::Step;
     std::optional<std::pair<double, double>> m_zoom;
     bool m_dirty = false;

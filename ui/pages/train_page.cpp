@@ -68,12 +68,13 @@ const std::vector<ChartSpec>& chartSpecs()
          {{Metric::tokens_per_s, QT_TRANSLATE_NOOP("crucible::ui::TrainPage", "tokens/s"), 2}}},
         {"mfuChart", QT_TRANSLATE_NOOP("crucible::ui::TrainPage", "MFU (% of the device's peak)"),
          {{Metric::mfu, QT_TRANSLATE_NOOP("crucible::ui::TrainPage", "MFU %"), 5}}},
-        {"memoryChart", QT_TRANSLATE_NOOP("crucible::ui::TrainPage", "Memory allocated by the run (MB)"),
-         {{Metric::memory_bytes, QT_TRANSLATE_NOOP("crucible::ui::TrainPage", "memory"), 7}},
+        {"memoryChart", QT_TRANSLATE_NOOP("crucible::ui::TrainPage", "Device memory (MB)"),
+         {{Metric::memory_bytes, QT_TRANSLATE_NOOP("crucible::ui::TrainPage", "measured"), 7}},
          QT_TRANSLATE_NOOP("crucible::ui::TrainPage",
-                           "What the run holds on its device: weights, gradients, optimizer state, activations and "
-                           "scratch buffers. The Model page estimates it before training; the whole process "
-                           "(libraries, the corpus, the app) takes more.")},
+                           "Measured after every step. On a GPU: the bytes the run holds on it (weights, "
+                           "gradients, optimizer state, activations, scratch). On the CPU: the whole process's "
+                           "resident memory (the app, the corpus and libraries too). The dashed line is the "
+                           "Model page's estimate of what the run itself needs.")},
     };
     return specs;
 }
@@ -278,6 +279,11 @@ QWidget* TrainPage::buildMonitor()
         const MetricInfo& first = metric_info(spec.series.front().metric);
         if (first.style != MetricStyle::number)
             chart->setValueFormatter([&first](double v) { return formatMetric(first, v); });
+        if (spec.series.front().metric == Metric::memory_bytes) {
+            m_memoryChart = chart;
+            m_estimateSeries = chart->addSeries(tr("estimate"), theme::series(spec.series.front().color));
+            chart->setSeriesDashed(m_estimateSeries, true);
+        }
         m_plots.push_back(std::move(plot));
     }
     const QList<LiveChart*> all = charts();
@@ -418,6 +424,7 @@ void TrainPage::clearMonitor()
     m_firstStep = m_lastStep = m_totalSteps = 0;
     m_statusStep = -1;
     m_latest = StepMetrics{};
+    m_estimateShown = 0.0;
     m_numbersTimer.stop();
     m_lastElapsed = 0.0;
     m_firstElapsed = -1.0;
@@ -470,6 +477,7 @@ void TrainPage::onStarted(const RunInfo& info)
 {
     m_firstStep = info.start_step;
     m_totalSteps = info.total_steps;
+    m_estimateShown = metric_info(Metric::memory_bytes).shown(double(info.estimated_memory_bytes));
     m_progress->setFormat(QStringLiteral("%v / %m"));
     m_progress->setRange(0, int(std::min<int64_t>(info.total_steps, INT32_MAX)));
     m_progress->setValue(int(info.start_step));
@@ -496,6 +504,11 @@ void TrainPage::onSteps(const QVector<StepMetrics>& steps)
             for (const StepMetrics& m : steps) samples.push_back(metricSample(info, m));
             p.chart->append(int(i), samples);
         }
+    }
+    if (m_estimateShown > 0.0) {
+        samples.clear();
+        for (const StepMetrics& m : steps) samples.push_back({double(m.step), m.elapsed_s, m_estimateShown});
+        m_memoryChart->append(m_estimateSeries, samples);
     }
 
     if (m_firstElapsed < 0) {

@@ -42,6 +42,8 @@ public:
     QPushButton* pauseButton() const { return m_pause; }
     QPushButton* stopButton() const { return m_stop; }
     LiveChart* lossChart() const { return m_plots.front().chart; }
+    LiveChart* memoryChart() const { return m_memoryChart; }
+    int memoryEstimateSeries() const { return m_estimateSeries; }
     QList<LiveChart*> charts() const;
 
 public slots:
@@ -84,6 +86,11 @@ private:
         std::vector<Metric> series;
     };
     std::vector<Plot> m_plots;
+    // The memory chart's dashed line: the run's estimate (RunInfo), one point
+    // per measured step so it spans the same steps; 0 until a run starts.
+    LiveChart* m_memoryChart = nullptr;
+    int m_estimateSeries = -1;
+    double m_estimateShown = 0.0;
     QTabWidget* m_tabs;
     QTextBrowser* m_samples;
     QPlainTextEdit* m_log;
