@@ -114,7 +114,7 @@ int describe_model_path(const std::string& path)
             base = run.read_config().finetune->base;
             const auto latest = run.latest_checkpoint();
             if (!latest) {
-                const LoraConfig& l = run.read_config().finetune->lora;
+                const LoraConfig l = run.read_config().finetune->lora;   // a copy: the config is a temporary
                 fmt::print("{}: LoRA fine-tune of {} (r {}, alpha {}), no checkpoint yet\n", path, base.string(),
                            l.rank, l.alpha);
                 return 0;

@@ -60,10 +60,11 @@ FinetuneBenchRow run_mode(const FinetuneBenchOptions& o, const LoraConfig& lora,
         oc.lr = o.lr;
         if (mode == FinetuneMode::qlora) {
             nf4 = std::make_unique<Nf4Base>(be, ParamLayout(c), master);
-            params = std::make_unique<ParamStore>(be, nf4_base_layout(c), false);
+            params = std::make_unique<ParamStore>(be, nf4_base_layout(c), false, false);
             upload_nf4_base_rest(*params, ParamLayout(c), master);
         } else {
-            params = std::make_unique<ParamStore>(be, c, mode == FinetuneMode::full);
+            const bool full = mode == FinetuneMode::full;   // a frozen base keeps no f32 master copy
+            params = std::make_unique<ParamStore>(be, c, full, full);
             params->upload_master(master);
         }
         if (mode != FinetuneMode::full) {

@@ -6,18 +6,22 @@
 
 namespace crucible {
 
-ParamStore::ParamStore(Backend& backend, const ModelConfig& config, bool with_grads)
-    : ParamStore(backend, ParamLayout(config), with_grads)
+ParamStore::ParamStore(Backend& backend, const ModelConfig& config, bool with_grads, bool keep_master)
+    : ParamStore(backend, ParamLayout(config), with_grads, keep_master)
 {
 }
 
-ParamStore::ParamStore(Backend& backend, ParamLayout layout, bool with_grads)
+ParamStore::ParamStore(Backend& backend, ParamLayout layout, bool with_grads, bool keep_master)
     : m_backend(&backend), m_layout(std::move(layout))
 {
     const int64_t n = m_layout.total();
-    m_master_buffer = DeviceBuffer(backend, dtype_bytes(DType::f32, n));
-    m_master = m_master_buffer.tensor(DType::f32, Shape{n});
-    if (backend.compute_dtype() == DType::f32) {
+    const bool mirror = backend.compute_dtype() != DType::f32;
+    CRUCIBLE_CHECK(keep_master || !with_grads, "a store that trains needs its f32 master weights");
+    if (keep_master || !mirror) {
+        m_master_buffer = DeviceBuffer(backend, dtype_bytes(DType::f32, n));
+        m_master = m_master_buffer.tensor(DType::f32, Shape{n});
+    }
+    if (!mirror) {
         m_compute = m_master;
     } else {
         m_compute_buffer = DeviceBuffer(backend, dtype_bytes(backend.compute_dtype(), n));
@@ -27,7 +31,8 @@ ParamStore::ParamStore(Backend& backend, ParamLayout layout, bool with_grads)
         m_grad_buffer = DeviceBuffer(backend, dtype_bytes(DType::f32, n));
         m_grads = m_grad_buffer.tensor(DType::f32, Shape{n});
     }
-    backend.fill(m_master, 0.0f);   // padding between tensors stays zero forever
+    // Padding between tensors stays zero forever.
+    backend.fill(m_master.empty() ? m_compute : m_master, 0.0f);
     if (!m_grads.empty()) backend.fill(m_grads, 0.0f);
 }
 
@@ -63,20 +68,22 @@ void ParamStore::zero_grads()
 
 void ParamStore::sync_compute()
 {
-    if (m_compute.data != m_master.data) m_backend->convert(m_compute, m_master);
+    if (!m_master.empty() && m_compute.data != m_master.data) m_backend->convert(m_compute, m_master);
 }
 
 std::vector<float> ParamStore::download_master() const
 {
-    std::vector<float> host(static_cast<size_t>(m_master.numel()));
-    m_backend->download(host.data(), DType::f32, m_master);
+    const Tensor weights = m_master.empty() ? m_compute : m_master;
+    std::vector<float> host(static_cast<size_t>(weights.numel()));
+    m_backend->download(host.data(), DType::f32, weights);
     return host;
 }
 
 void ParamStore::upload_master(const std::vector<float>& host)
 {
-    CRUCIBLE_CHECK(int64_t(host.size()) == m_master.numel(), "parameter vector has the wrong size");
-    m_backend->upload(m_master, host.data(), DType::f32);
+    const Tensor weights = m_master.empty() ? m_compute : m_master;
+    CRUCIBLE_CHECK(int64_t(host.size()) == weights.numel(), "parameter vector has the wrong size");
+    m_backend->upload(weights, host.data(), DType::f32);
     sync_compute();
 }
 

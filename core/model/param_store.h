@@ -13,15 +13,19 @@ namespace crucible {
 
 class ParamStore {
 public:
-    ParamStore(Backend& backend, const ModelConfig& config, bool with_grads);
+    // keep_master false (a frozen base: no gradients) keeps the weights in the
+    // compute dtype alone, with no f32 master copy where the two differ:
+    // upload_master() rounds into the compute copy, download_master() reads it
+    // back, master() is empty. (On an f32 backend both are one buffer anyway.)
+    ParamStore(Backend& backend, const ModelConfig& config, bool with_grads, bool keep_master = true);
     // A store of other tensors (adapters) laid out by `layout`.
-    ParamStore(Backend& backend, ParamLayout layout, bool with_grads);
+    ParamStore(Backend& backend, ParamLayout layout, bool with_grads, bool keep_master = true);
 
     Backend& backend() const { return *m_backend; }
     const ParamLayout& layout() const { return m_layout; }
     const ModelConfig& config() const { return m_layout.config(); }
 
-    Tensor master() const { return m_master; }    // f32 [total]
+    Tensor master() const { return m_master; }    // f32 [total]; empty without a master copy
     Tensor compute() const { return m_compute; }  // compute dtype [total]; aliases master in f32
     Tensor grads() const { return m_grads; }      // f32 [total]; empty without grads
 

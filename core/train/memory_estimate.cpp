@@ -82,6 +82,8 @@ MemoryEstimate estimate_finetune_memory(const ModelConfig& model, const LoraConf
                                         DType compute, bool qlora, bool grad_checkpoint)
 {
     MemoryEstimate e = estimate(model, batch, seq, compute, true, grad_checkpoint, qlora);
+    // The frozen base keeps no f32 master copy where the compute dtype differs.
+    if (compute != DType::f32) e.parameters = 0;
     // The adapters' store is padded (B̃ spans its stacked GEMM's rows).
     int64_t adapter = 0, max_in = 0;
     const int64_t r = lora.rank;

@@ -156,10 +156,12 @@ TrainableModel allocate_model(Backend& backend, const RunConfig& cfg, int seq_le
             master = whole.download_master();
         }
         m.nf4 = std::make_unique<Nf4Base>(backend, full, master);
-        m.params = std::make_unique<ParamStore>(backend, nf4_base_layout(cfg.model), false);
+        m.params = std::make_unique<ParamStore>(backend, nf4_base_layout(cfg.model), false, false);
         upload_nf4_base_rest(*m.params, full, master);
     } else {
-        m.params = std::make_unique<ParamStore>(backend, cfg.model, false);   // frozen: no gradients, no state
+        // Frozen: no gradients, no optimizer state, and no f32 master copy
+        // beside the compute dtype's.
+        m.params = std::make_unique<ParamStore>(backend, cfg.model, false, false);
     }
     m.lora = std::make_unique<LoraAdapters>(backend, cfg.model, cfg.finetune->lora, true);
     m.lora->set_dropout_seed(tc.seed);

@@ -222,6 +222,27 @@ private slots:
         }
     }
 
+    // --qlora and --grad-checkpoint: kept in the run's config, shown by
+    // info, and merging says it dequantized the NF4 base.
+    void qloraFromTheCommandLine()
+    {
+        const fs::path out = m_root / "qlora-cli";
+        const Cli r = cli("finetune --base '" + (m_root / "base").string() +
+                          "' --qlora --grad-checkpoint --lora-r 4 --steps 2 --batch 2 --seq 16 --threads 2 "
+                          "--eval-every 0 --out '" + out.string() + "'");
+        QVERIFY2(r.code == 0, r.output.c_str());
+        QVERIFY2(r.output.find("QLoRA (NF4 base)") != std::string::npos, r.output.c_str());
+        const RunConfig c = RunDirectory(out).read_config();
+        QVERIFY(c.finetune->qlora);
+        QVERIFY(c.finetune->grad_checkpoint);
+        QVERIFY(!c.train.grad_checkpoint);
+        const Cli info = cli("info '" + out.string() + "'");
+        QVERIFY2(info.output.find("NF4 with double quant") != std::string::npos, info.output.c_str());
+        const Cli merge = cli("merge --run '" + out.string() + "' --out '" + (m_root / "qlora-merged").string() + "'");
+        QVERIFY2(merge.code == 0, merge.output.c_str());
+        QVERIFY2(merge.output.find("dequantized") != std::string::npos, merge.output.c_str());
+    }
+
 private:
     QTemporaryDir m_tmp;
     fs::path m_root;

@@ -324,10 +324,36 @@ private slots:
         QVERIFY2(l.outcome == RunOutcome::finished, l.error.c_str());
         QVERIFY2(l.final_loss < a.final_loss - 0.3, qPrintable(QString("loss %1 after 30 steps, %2 after 4").arg(l.final_loss).arg(a.final_loss)));
 
-        // For inference the adapters merge into the dequantized NF4 base.
+        // For inference the adapters merge into the dequantized NF4 base: the
+        // merged model computes what the NF4 base with the adapters does.
         const LoadedModel m = load_model(straight, BackendOptions{});
         QVERIFY(m.nf4_base);
         QVERIFY(m.lora.has_value());
+        Backend& be = *m.backend;
+        const ModelConfig& mc = m.config;
+        ParamStore whole(be, mc, false);
+        load_base_weights(open_base_model(m_root / "base"), whole);
+        const std::vector<float> master = whole.download_master();
+        Nf4Base nf4(be, whole.layout(), master);
+        ParamStore rest(be, nf4_base_layout(mc), false);
+        upload_nf4_base_rest(rest, whole.layout(), master);
+        LoraAdapters adapters(be, mc, *m.lora, false);
+        load_finetune_checkpoint(ca, adapters, nullptr);
+        const int64_t B = 2, T = 24;
+        const auto tokens = test::random_ids(size_t(B * T), mc.vocab_size, 21);
+        const auto targets = test::random_ids(size_t(B * T), mc.vocab_size, 22);
+        Transformer unmerged(rest, B, T, false, &adapters, false, &nf4), merged(*m.params, B, T, false);
+        const double lu = unmerged.evaluate(tokens.data(), targets.data(), B, T).loss;
+        const double lm = merged.evaluate(tokens.data(), targets.data(), B, T).loss;
+        QVERIFY2(std::abs(lu - lm) <= 1e-5 * std::abs(lm), qPrintable(QString("NF4 + adapters %1, merged %2").arg(lu).arg(lm)));
+        // Not the plain base: the NF4 rounding is there.
+        ParamStore plain(be, mc, false);
+        plain.upload_master(master);
+        LoraAdapters again(be, mc, *m.lora, false);
+        load_finetune_checkpoint(ca, again, nullptr);
+        again.merge_into(plain);
+        const double lp = Transformer(plain, B, T, false).evaluate(tokens.data(), targets.data(), B, T).loss;
+        QVERIFY(lp != lm);
     }
 
 private:

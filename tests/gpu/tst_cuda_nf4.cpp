@@ -5,7 +5,7 @@
 // gives the CPU's loss and adapter gradients (tolerances as tst_cuda_lora);
 // and decoding over the NF4 base with the KV cache (the fused NF4 GEMV for
 // one row) gives the logits of the same model with dequantized dense
-// weights.
+// weights; a frozen base on the GPU keeps no f32 master copy.
 #include "tests/gpu/gpu_compare.h"
 
 #include "core/generate/cached_forward.h"
@@ -123,6 +123,21 @@ private slots:
                     }
                 }
         }
+    }
+
+    // A frozen base keeps its weights in bf16 alone: no f32 master copy,
+    // and what it holds is the master rounded once.
+    void frozenBaseKeepsNoMasterCopy()
+    {
+        const ModelConfig c = tiny();
+        const std::vector<float> w = base_weights(c);
+        ParamStore frozen(*m_bf16, c, false, false);
+        frozen.upload_master(w);
+        QVERIFY(frozen.master().empty());
+        QCOMPARE(frozen.bytes(), dtype_bytes(DType::bf16, frozen.layout().total()));
+        std::vector<float> rounded = w;
+        for (float& x : rounded) x = round_bf16(x);
+        QVERIFY(frozen.download_master() == rounded);
     }
 
     void qloraStepMatchesCpu()
