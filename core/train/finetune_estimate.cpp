@@ -1,6 +1,5 @@
 #include "core/train/finetune_estimate.h"
 
-#include "core/model/activations.h"
 #include "core/model/lora.h"
 #include "core/train/memory_estimate.h"
 
@@ -18,40 +17,21 @@ size_t nf4_bytes(int64_t n)
 FinetuneEstimate estimate_finetune(const ModelConfig& model, const FinetuneConfig& ft, int batch, int seq,
                                    DType compute)
 {
-    // The engine's own estimate of a LoRA step is the reference; the parts
-    // below split it and apply what QLoRA and checkpointing change.
-    const MemoryEstimate full = estimate_training_memory(model, batch, seq, compute);
-    const MemoryEstimate lora = estimate_finetune_memory(model, ft.lora, batch, seq, compute);
-    FinetuneEstimate e;
-    const ParamCounts counts = count_params(model);
-    e.base_parameters = counts.total();
-    e.trainable = lora_parameter_count(model, ft.lora);
-    const size_t base_bytes = full.parameters + full.compute_copy;
-    e.adapters = lora.parameters + lora.compute_copy - base_bytes;
-    e.adapter_optimizer = lora.gradients + lora.optimizer;
-    e.frozen_base = base_bytes;
-    if (ft.qlora) {
-        // Only the projections are quantized; embeddings, norms and the head
-        // stay in the compute precision.
-        const int64_t linear = counts.attention + counts.mlp;
-        e.frozen_base = nf4_bytes(linear) + dtype_bytes(compute, counts.total() - linear);
-    }
-    e.activations = lora.activations;
-    if (ft.grad_checkpoint && model.n_layers > 1) {
-        // Each block's input is kept; one block's activations are rebuilt at
-        // a time in backward.
-        ModelConfig one = model;
-        one.n_layers = 1;
-        const size_t per_block = Activations::plan_bytes(one, ActivationShape{batch, seq, true}, compute) -
-                                 Activations::plan_bytes(one, ActivationShape{batch, seq, false}, compute);
-        const size_t stored = dtype_bytes(compute, int64_t(batch) * seq * model.d_model) * size_t(model.n_layers);
-        const size_t lora_extra = lora.activations - full.activations;
-        e.activations = std::min(lora.activations,
-                                 Activations::plan_bytes(model, ActivationShape{batch, seq, false}, compute) +
-                                     per_block + stored + lora_extra);
-    }
-    e.workspace = lora.workspace;
-    return e;
+    // The engine's own estimate of the fine-tune (QLoRA and checkpointing
+    // included) is the reference; this only splits it by part. The adapters
+    // are what has gradients (f32), plus their compute copy; everything else
+    // held for weights is the frozen base.
+    const MemoryEstimate e = estimate_finetune_memory(model, ft.lora, batch, seq, compute, ft.qlora, ft.grad_checkpoint);
+    FinetuneEstimate f;
+    f.base_parameters = count_params(model).total();
+    f.trainable = lora_parameter_count(model, ft.lora);
+    const int64_t adapter_elements = int64_t(e.gradients / dtype_bytes(DType::f32, 1));
+    f.adapters = e.gradients + (compute == DType::f32 ? 0 : dtype_bytes(compute, adapter_elements));
+    f.adapter_optimizer = e.gradients + e.optimizer;
+    f.frozen_base = e.parameters + e.compute_copy + e.nf4_weights - f.adapters;
+    f.activations = e.activations;
+    f.workspace = e.workspace;
+    return f;
 }
 
 } // namespace crucible

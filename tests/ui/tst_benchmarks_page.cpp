@@ -235,8 +235,9 @@ private slots:
         EventLoopProbe probe;
         probe.start();
         QTest::mouseClick(p->runButton(), Qt::LeftButton);
+        // Stop as soon as the first rows are on screen: the attention suite has
+        // many more sizes to go, however fast the machine.
         QTRY_VERIFY_WITH_TIMEOUT(rows.count() >= 1, kSuiteTimeoutMs);
-        QTest::qWait(3000);   // a few seconds of live plotting, for the lag figures below
         probe.stop();
         const EventLoopProbe::Stats lag = probe.stats();
         qInfo("GUI event loop while standard suites ran: p50 %.2f ms, p99 %.2f ms, max %.2f ms over %d ticks",
@@ -244,10 +245,10 @@ private slots:
         QTest::mouseClick(p->stopButton(), Qt::LeftButton);
         QVERIFY(!p->stopButton()->isEnabled());
         QTRY_COMPARE_WITH_TIMEOUT(finished.count(), 1, kSuiteTimeoutMs);
-        QCOMPARE(finished.first().at(0).toBool(), true);
         // The suite running at the Stop says so; a later one never starts.
         const QString first = p->progressFor(QStringLiteral("attention"))->format();
         const QString second = p->progressFor(QStringLiteral("norms"))->format();
+        QVERIFY2(finished.first().at(0).toBool(), qPrintable(QStringLiteral("not cancelled: ") + first + QLatin1Char('/') + second));
         QVERIFY2((first == QLatin1String("stopped") && second == QLatin1String("waiting")) ||
                      (first == QLatin1String("done") && second == QLatin1String("stopped")),
                  qPrintable(first + QLatin1Char('/') + second));
