@@ -196,8 +196,9 @@ def run(a, threads, mode):
         if device == "cuda":
             torch.cuda.synchronize()
         times.append((time.perf_counter() - t0) * 1e3)
-    # The share of its threads' time the process got: well under 1 means the
-    # machine was busy and the wall-clock rate understates this peer.
+    # CPU time over wall time per thread. With one thread, well under 1 means
+    # the machine took the core away and the wall-clock rate understates this
+    # peer; with more, passive waiting lowers it as well.
     cpu_share = (time.process_time() - cpu0) / max(time.perf_counter() - wall0, 1e-9) / max(threads, 1)
     med = statistics.median(times)
     peak = (torch.cuda.max_memory_allocated() if device == "cuda"
