@@ -98,10 +98,9 @@ void run_train_suite(SuiteContext& c)
                 tried += fmt::format("{}{} {:.0f} tok/s", tried.empty() ? "" : ", ", setting,
                                      p["tokens_per_s"].get<double>());
                 if (!best || p["tokens_per_s"].get<double>() > (*best)["tokens_per_s"].get<double>()) best = p;
-                // The peer reports the share of the wall clock its run got. One
-                // thread's share only drops when the machine takes the core away
-                // (with more, passive waiting lowers it too): then its rate
-                // understates PyTorch.
+                // One thread's share of the wall clock only drops when the
+                // machine takes the core away (with more, passive waiting
+                // lowers it too): then the peer's rates understate PyTorch.
                 if (p.value("threads", nlohmann::json()) == 1 && p.contains("cpu_share") &&
                     p["cpu_share"].is_number() && p["cpu_share"].get<double>() < 0.8)
                     c.note(fmt::format("{}: PyTorch with 1 thread ran only {:.0f}% of the time: the machine was "
