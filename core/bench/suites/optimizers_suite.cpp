@@ -86,8 +86,13 @@ void run_optimizers_suite(SuiteContext& c)
     const double adamw_lr = sweep("adamw", adamw_lrs, 0.0);
     const double muon_lr = sweep("muon", muon_lrs, adamw_lr);
 
-    for (const auto& [name, lr] : {std::pair<std::string, double>{"adamw", adamw_lr}, {"muon", muon_lr}})
+    for (const auto& [optimizer, optimizer_lr] : {std::pair<std::string, double>{"adamw", adamw_lr}, {"muon", muon_lr}})
         for (int seed : seeds) {
+            // Plain copies: lambdas below cannot capture structured bindings
+            // before C++20's relaxation, which clang 14 (the fuzz and sanitizer
+            // builds) lacks.
+            const std::string& name = optimizer;
+            const double lr = optimizer_lr;
             c.step(index++, total, fmt::format("{} at lr {:g}, seed {}", name, lr, seed));
             ByteModelRun run(be, m, config_of(name, lr, adamw_lr), batch, seq, uint64_t(seed));
             double seconds = 0.0;
