@@ -51,10 +51,13 @@ ClaimsView::ClaimsView(QWidget* parent) : QWidget(parent)
     m_table->setObjectName(QStringLiteral("claimsTable"));
     m_table->setHorizontalHeaderLabels({tr("Claim"), tr("Suite"), tr("Measured here"), tr("Verdict")});
     m_table->verticalHeader()->hide();
+    // The measured value is a sentence (value, size, where it turns): rows
+    // grow to show it whole rather than elide it.
+    m_table->verticalHeader()->setSectionResizeMode(QHeaderView::ResizeToContents);
     m_table->setEditTriggers(QAbstractItemView::NoEditTriggers);
     m_table->setSelectionBehavior(QAbstractItemView::SelectRows);
     m_table->setSelectionMode(QAbstractItemView::SingleSelection);
-    m_table->setWordWrap(false);
+    m_table->setWordWrap(true);
     m_table->horizontalHeader()->setSectionResizeMode(ColClaim, QHeaderView::Stretch);
     m_table->horizontalHeader()->setSectionResizeMode(ColSuite, QHeaderView::ResizeToContents);
     m_table->horizontalHeader()->setSectionResizeMode(ColMeasured, QHeaderView::Stretch);
