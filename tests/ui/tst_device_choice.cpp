@@ -5,8 +5,10 @@
 #include "ui/pages/train_page.h"
 #include "tests/ui/ui_test_support.h"
 
+#include <QCheckBox>
 #include <QComboBox>
 #include <QSettings>
+#include <QSpinBox>
 #include <QTest>
 
 using namespace crucible;
@@ -50,6 +52,36 @@ private slots:
         }
         QCOMPARE(QSettings().value(QStringLiteral("train/device")).toString(), QStringLiteral("cpu"));
         QCOMPARE(app.context->config()->config().train.device, std::string("cpu"));
+    }
+
+    // Data parallel on the CPU: replicas are set with the spin box, and the
+    // overlap switch (which only several replicas use) follows and is kept
+    // in the run's configuration.
+    void replicasAndOverlapFromTheTrainPage()
+    {
+        test::AppUnderTest app;
+        QVERIFY(app.exposed());
+        app.window->showPage(QStringLiteral("Train"));
+        auto* page = app.window->page<TrainPage>();
+        auto* combo = page->findChild<QComboBox*>(QStringLiteral("deviceCombo"));
+        auto* replicas = page->findChild<QSpinBox*>(QStringLiteral("cpuReplicasSpin"));
+        auto* overlap = page->findChild<QCheckBox*>(QStringLiteral("overlapCommCheck"));
+        QVERIFY(combo && replicas && overlap);
+        if (combo->currentData().toString() != QLatin1String("cpu")) QVERIFY(test::chooseInCombo(combo, QStringLiteral("cpu")));
+        test::typeInto(replicas, QStringLiteral("1"));
+        QVERIFY(!overlap->isEnabled());
+        QVERIFY(overlap->isChecked());   // on by default
+        test::typeInto(replicas, QStringLiteral("2"));
+        QCOMPARE(app.context->config()->config().train.cpu_replicas, 2);
+        QVERIFY(overlap->isEnabled());
+        QTest::mouseClick(overlap, Qt::LeftButton, {}, QPoint(8, overlap->height() / 2));
+        QVERIFY(!overlap->isChecked());
+        QCOMPARE(app.context->config()->config().train.overlap_comm, false);
+        // A configuration loaded from a run shows its own choice.
+        RunConfig c = app.context->config()->config();
+        c.train.overlap_comm = true;
+        app.context->config()->setConfig(c);
+        QVERIFY(overlap->isChecked());
     }
 };
 

@@ -283,6 +283,11 @@ QWidget* TrainSettings::buildDevice()
     m_cpuReplicas = makeSpin(box, "cpuReplicasSpin", 1, 64,
                              tr("Data-parallel replicas on the CPU: each trains on its own share of every step "
                                 "and the cores are split between them"));
+    m_overlapComm = new QCheckBox(tr("during the backward"), box);
+    m_overlapComm->setObjectName(QStringLiteral("overlapCommCheck"));
+    m_overlapComm->setToolTip(tr("With several replicas, send each layer's gradients while the layers below are "
+                                 "still computing (4 MiB buckets); off, everything is sent after the backward. "
+                                 "Both give the same bits"));
     m_threads = makeSpin(box, "threadsSpin", 0, 1024, tr("CPU threads for the CPU backend"),
                          tr("all cores (%1)").arg(default_cpu_threads()));
     m_seed = new QLineEdit(box);
@@ -293,6 +298,7 @@ QWidget* TrainSettings::buildDevice()
     f->addRow(m_deviceNote);
     f->addRow(m_gpuLabel, m_gpuList);
     f->addRow(tr("CPU replicas"), m_cpuReplicas);
+    f->addRow(tr("Gradient exchange"), m_overlapComm);
     f->addRow(tr("CPU threads"), m_threads);
     f->addRow(tr("Seed"), m_seed);
     connect(m_device, &QComboBox::currentIndexChanged, this, [this] {
@@ -306,6 +312,8 @@ QWidget* TrainSettings::buildDevice()
     connect(m_threads, &QSpinBox::valueChanged, this, [this](int v) { edit([&](TrainConfig& t) { t.threads = v; }); });
     connect(m_cpuReplicas, &QSpinBox::valueChanged, this,
             [this](int v) { edit([&](TrainConfig& t) { t.cpu_replicas = v; }); });
+    connect(m_overlapComm, &QCheckBox::toggled, this,
+            [this](bool on) { edit([&](TrainConfig& t) { t.overlap_comm = on; }); });
     connect(m_seed, &QLineEdit::editingFinished, this, [this] {
         bool ok = false;
         const qulonglong seed = m_seed->text().toULongLong(&ok);
@@ -421,6 +429,7 @@ void TrainSettings::loadFromConfig()
     selectData(m_device, qs(t.device));
     m_threads->setValue(t.threads);
     m_cpuReplicas->setValue(t.cpu_replicas);
+    m_overlapComm->setChecked(t.overlap_comm);
     for (int i = 0; i < m_gpuBoxes.size(); ++i) {
         const QSignalBlocker block(m_gpuBoxes[i]);
         m_gpuBoxes[i]->setChecked(t.gpus.empty() ? i == 0 : std::find(t.gpus.begin(), t.gpus.end(), i) != t.gpus.end());
@@ -475,6 +484,8 @@ void TrainSettings::updateDerived()
                                                  : tr("fp32 compute with OpenBLAS and OpenMP"));
     m_threads->setEnabled(t.device == "cpu");
     m_cpuReplicas->setEnabled(t.device == "cpu");
+    // Only several replicas exchange gradients.
+    m_overlapComm->setEnabled(t.replicas() > 1);
     const bool chooseGpus = t.device == "cuda" && !m_gpuBoxes.isEmpty();
     m_gpuList->setVisible(chooseGpus);
     m_gpuLabel->setVisible(chooseGpus);

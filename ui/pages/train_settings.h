@@ -91,6 +91,7 @@ private:
     QLabel* m_gpuLabel;
     QList<QCheckBox*> m_gpuBoxes;
     QSpinBox* m_cpuReplicas;
+    QCheckBox* m_overlapComm;
     QSpinBox* m_threads;
     QLineEdit* m_seed;
 };
