@@ -17,8 +17,8 @@
 
 namespace crucible {
 
-// bitsandbytes' NF4 levels (index 7 is exactly 0), for the kernels; the
-// quantizer's table (core/quant/nf4.h) holds the same values.
+// bitsandbytes' NF4 levels (index 7 is exactly 0): the one table, read by
+// the kernels and by the quantizer (core/quant/nf4.h).
 inline constexpr float kNf4LevelTable[16] = {
     -1.0f,
     -0.6961928009986877f,

@@ -1,6 +1,7 @@
 #include "core/quant/nf4.h"
 
 #include "kernels/error.h"
+#include "kernels/nf4_weight.h"
 
 #include <algorithm>
 #include <cmath>
@@ -8,24 +9,8 @@
 
 namespace crucible {
 
-const std::array<float, 16> kNf4Levels = {
-    -1.0f,
-    -0.6961928009986877f,
-    -0.5250730514526367f,
-    -0.39491748809814453f,
-    -0.28444138169288635f,
-    -0.18477343022823334f,
-    -0.09105003625154495f,
-    0.0f,
-    0.07958029955625534f,
-    0.16093020141124725f,
-    0.24611230194568634f,
-    0.33791524171829224f,
-    0.44070982933044434f,
-    0.5626170039176941f,
-    0.7229568362236023f,
-    1.0f,
-};
+// One table for the quantizer and the kernels that decode its codes.
+const std::array<float, 16> kNf4Levels = std::to_array(kNf4LevelTable);
 
 namespace {
 

@@ -17,6 +17,7 @@
 // training's row counts.
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/cuda/cuda_common.cuh"
+#include "kernels/nf4_weight.h"
 
 namespace crucible {
 
@@ -24,12 +25,16 @@ using namespace cuda;
 
 namespace {
 
+// The levels of kernels/nf4_weight.h, in constant memory (a warp reading one
+// level per lane is served from its cache).
+#define CRUCIBLE_NF4_LEVEL(i) kNf4LevelTable[i]
 __constant__ float kLevels[16] = {
-    -1.0f, -0.6961928009986877f, -0.5250730514526367f, -0.39491748809814453f,
-    -0.28444138169288635f, -0.18477343022823334f, -0.09105003625154495f, 0.0f,
-    0.07958029955625534f, 0.16093020141124725f, 0.24611230194568634f, 0.33791524171829224f,
-    0.44070982933044434f, 0.5626170039176941f, 0.7229568362236023f, 1.0f,
+    CRUCIBLE_NF4_LEVEL(0),  CRUCIBLE_NF4_LEVEL(1),  CRUCIBLE_NF4_LEVEL(2),  CRUCIBLE_NF4_LEVEL(3),
+    CRUCIBLE_NF4_LEVEL(4),  CRUCIBLE_NF4_LEVEL(5),  CRUCIBLE_NF4_LEVEL(6),  CRUCIBLE_NF4_LEVEL(7),
+    CRUCIBLE_NF4_LEVEL(8),  CRUCIBLE_NF4_LEVEL(9),  CRUCIBLE_NF4_LEVEL(10), CRUCIBLE_NF4_LEVEL(11),
+    CRUCIBLE_NF4_LEVEL(12), CRUCIBLE_NF4_LEVEL(13), CRUCIBLE_NF4_LEVEL(14), CRUCIBLE_NF4_LEVEL(15),
 };
+#undef CRUCIBLE_NF4_LEVEL
 
 constexpr int kGemvMaxRows = 8;
 constexpr int kGemvWarps = 8;   // weight rows per thread block
